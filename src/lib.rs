@@ -1,4 +1,8 @@
 //! Poblysh Connectors: a descriptor-driven connector runtime that turns activity in
 //! SaaS tools into normalized Signals.
+//!
+//! Error types: `thiserror` enums in the library (each layer its own), `anyhow`
+//! only in the CLI glue (`cli`, `main`).
 
+pub mod cli;
 pub mod descriptor;

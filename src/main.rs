@@ -1,6 +1,16 @@
-fn main() {
-    let schema = schemars::generate::SchemaSettings::draft07()
-        .into_generator()
-        .into_root_schema_for::<poblysh_connectors::descriptor::ConnectorDescriptor>();
-    println!("{}", serde_json::to_string_pretty(&schema).unwrap());
+//! The `poblysh-connectors` binary: parses the command line and runs it.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = poblysh_connectors::cli::Cli::parse();
+    match poblysh_connectors::cli::run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -114,7 +114,11 @@ pub enum DeltaStrategy {
     TimestampFilter {
         /// Query parameter carrying the timestamp (`since`). Without it, a template must use
         /// `{{checkpoint}}` (e.g. a GraphQL filter in the body).
-        #[serde(default, rename = "queryParam", skip_serializing_if = "Option::is_none")]
+        #[serde(
+            default,
+            rename = "queryParam",
+            skip_serializing_if = "Option::is_none"
+        )]
         query_param: Option<String>,
         /// `iso8601`, `unix` (seconds) or `unix_ms`.
         format: TimestampFilterFormat,
@@ -125,7 +129,11 @@ pub enum DeltaStrategy {
         #[serde(rename = "tokenPath")]
         token_path: String,
         /// Query parameter carrying the token. Without it, a template must use `{{checkpoint}}`.
-        #[serde(default, rename = "tokenParam", skip_serializing_if = "Option::is_none")]
+        #[serde(
+            default,
+            rename = "tokenParam",
+            skip_serializing_if = "Option::is_none"
+        )]
         token_param: Option<String>,
     },
     /// The provider returns a cursor to resume from.
@@ -134,7 +142,11 @@ pub enum DeltaStrategy {
         #[serde(rename = "cursorPath")]
         cursor_path: String,
         /// Query parameter carrying the cursor. Without it, a template must use `{{checkpoint}}`.
-        #[serde(default, rename = "cursorParam", skip_serializing_if = "Option::is_none")]
+        #[serde(
+            default,
+            rename = "cursorParam",
+            skip_serializing_if = "Option::is_none"
+        )]
         cursor_param: Option<String>,
     },
     /// Send the highest id seen; the provider returns newer items.
@@ -207,6 +219,10 @@ pub struct PaginationDescriptor {
     /// Items per page (at least 1).
     #[schemars(range(min = 1))]
     pub page_size: u32,
+    /// Extension (`cursor`, `offset`): JSONPath to a boolean that is `false` on the last page
+    /// (Slack `$.has_more`, GraphQL `$.data.issues.pageInfo.hasNextPage`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub has_more_path: Option<String>,
     /// Extension: query parameter carrying `pageSize` (e.g. `per_page`, `limit`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub page_size_param: Option<String>,

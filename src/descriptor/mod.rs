@@ -13,5 +13,8 @@ pub use ingestion::*;
 pub use mapping::*;
 pub use model::*;
 pub use webhook::*;
+pub mod compile;
 pub mod diagnostic;
+pub mod load;
+pub mod schema;
 pub mod source;

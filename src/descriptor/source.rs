@@ -342,7 +342,10 @@ impl YamlBuilder {
     }
 
     fn awaiting_key(&self) -> bool {
-        matches!(self.stack.last(), Some(YamlFrame::Mapping { key: None, .. }))
+        matches!(
+            self.stack.last(),
+            Some(YamlFrame::Mapping { key: None, .. })
+        )
     }
 
     fn event(&mut self, event: Event<'_>, span: Span) -> Result<(), SyntaxError> {
@@ -574,9 +577,11 @@ fn scalar_value(
         Scalar::Null => Value::Null,
         Scalar::Boolean(b) => Value::Bool(b),
         Scalar::Integer(i) => Value::Number(i.into()),
-        Scalar::FloatingPoint(f) => Value::Number(Number::from_f64(f.0).ok_or_else(|| {
-            YamlBuilder::error(pos, format!("`{text}` is not a finite number"))
-        })?),
+        Scalar::FloatingPoint(f) => {
+            Value::Number(Number::from_f64(f.0).ok_or_else(|| {
+                YamlBuilder::error(pos, format!("`{text}` is not a finite number"))
+            })?)
+        }
         Scalar::String(s) => Value::String(s.into_owned()),
     })
 }
@@ -655,7 +660,10 @@ mod tests {
     fn json_values_positions_and_duplicates() {
         let text = "{\n  \"id\": \"x\",\n  \"a\": [1, {\"b\\\"c\": true}],\n  \"s\": \"q\\\"{\"\n}";
         let doc = parse(text, Format::Json).unwrap();
-        assert_eq!(doc.value, json!({"id": "x", "a": [1, {"b\"c": true}], "s": "q\"{"}));
+        assert_eq!(
+            doc.value,
+            json!({"id": "x", "a": [1, {"b\"c": true}], "s": "q\"{"})
+        );
         assert_eq!(at(&doc, "/id", Target::Key), (2, 3));
         assert_eq!(at(&doc, "/id", Target::Value), (2, 9));
         assert_eq!(at(&doc, "/a/1", Target::Value), (3, 12));

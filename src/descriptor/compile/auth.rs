@@ -1,0 +1,197 @@
+//! Compiles the auth descriptor: OAuth URLs, which credential fields hold the key,
+//! token or user name, and the `webhook_secret` signature block.
+
+use super::context::{Ctx, Scope, is_header_name};
+use super::template::TemplateId;
+use super::webhook::{self, CompiledSignature};
+use crate::descriptor::auth::{AuthDescriptor, KeyDelivery, TokenDelivery};
+use crate::descriptor::diagnostic::{Code, Pointer};
+use crate::descriptor::model::CredentialField;
+
+/// Request authentication, with every field reference resolved.
+#[derive(Debug, Clone)]
+pub enum CompiledAuth {
+    /// OAuth 2.0.
+    OAuth2 {
+        /// The authorization endpoint.
+        authorize_url: TemplateId,
+        /// The token endpoint.
+        token_url: TemplateId,
+    },
+    /// An API key; `credential_key` holds it.
+    ApiKey {
+        /// The credential field holding the key.
+        credential_key: String,
+    },
+    /// A personal access token; `credential_key` holds it.
+    Pat {
+        /// The credential field holding the token.
+        credential_key: String,
+    },
+    /// HTTP Basic.
+    Basic {
+        /// The credential field holding the user name.
+        username_key: String,
+        /// The credential field holding the password.
+        password_key: String,
+    },
+    /// Webhooks signed with a shared secret.
+    WebhookSecret(Box<CompiledSignature>),
+    /// No authentication.
+    None,
+}
+
+pub(super) fn compile(
+    ctx: &mut Ctx<'_>,
+    auth: &AuthDescriptor,
+    at: &Pointer,
+) -> Option<CompiledAuth> {
+    let config = at.key("config");
+    let fields = auth.credential_fields();
+    unique(ctx, &config.key("credentialFields"), fields);
+    match auth {
+        AuthDescriptor::OAuth2(c) => {
+            let authorize =
+                ctx.url_template(&config.key("authoriseUrl"), &c.authorise_url, Scope::CONFIG);
+            let token = ctx.url_template(&config.key("tokenUrl"), &c.token_url, Scope::CONFIG);
+            if c.scope_separator.as_deref() == Some("") {
+                ctx.error(
+                    config.key("scopeSeparator"),
+                    Code::Invalid,
+                    "must not be empty",
+                );
+            }
+            Some(CompiledAuth::OAuth2 {
+                authorize_url: authorize?,
+                token_url: token?,
+            })
+        }
+        AuthDescriptor::ApiKey(c) => {
+            if c.delivery != KeyDelivery::Bearer {
+                param_name(
+                    ctx,
+                    &config.key("paramName"),
+                    &c.param_name,
+                    c.delivery == KeyDelivery::Header,
+                );
+            }
+            for (i, extra) in c.extra_params.iter().enumerate() {
+                let extra_at = config.key("extraParams").index(i);
+                if extra.delivery == KeyDelivery::Bearer {
+                    ctx.error(
+                        extra_at.key("delivery"),
+                        Code::Invalid,
+                        "extra parameters go in a `header` or the `query`, not `bearer`",
+                    );
+                }
+                param_name(
+                    ctx,
+                    &extra_at.key("paramName"),
+                    &extra.param_name,
+                    extra.delivery == KeyDelivery::Header,
+                );
+                ctx.require_credential(extra_at.key("credentialKey"), &extra.credential_key);
+            }
+            let key = credential_key(ctx, &config, c.credential_key.as_deref(), fields)?;
+            Some(CompiledAuth::ApiKey {
+                credential_key: key,
+            })
+        }
+        AuthDescriptor::Pat(c) => {
+            if c.delivery == TokenDelivery::Header {
+                param_name(ctx, &config.key("paramName"), &c.param_name, true);
+            }
+            let key = credential_key(ctx, &config, c.credential_key.as_deref(), fields)?;
+            Some(CompiledAuth::Pat {
+                credential_key: key,
+            })
+        }
+        AuthDescriptor::Basic(c) => {
+            let username = c.username_key.clone().unwrap_or_else(|| "username".into());
+            let password = c.password_key.clone().unwrap_or_else(|| "password".into());
+            let u = ctx.require_credential(
+                config.key(if c.username_key.is_some() {
+                    "usernameKey"
+                } else {
+                    "credentialFields"
+                }),
+                &username,
+            );
+            let p = ctx.require_credential(
+                config.key(if c.password_key.is_some() {
+                    "passwordKey"
+                } else {
+                    "credentialFields"
+                }),
+                &password,
+            );
+            (u && p).then_some(CompiledAuth::Basic {
+                username_key: username,
+                password_key: password,
+            })
+        }
+        AuthDescriptor::WebhookSecret(c) => webhook::signature(ctx, &c.signature(), &config)
+            .map(|s| CompiledAuth::WebhookSecret(Box::new(s))),
+        AuthDescriptor::None => Some(CompiledAuth::None),
+    }
+}
+
+fn unique(ctx: &mut Ctx<'_>, at: &Pointer, fields: &[CredentialField]) {
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, f) in fields.iter().enumerate() {
+        if !seen.insert(f.key.as_str()) {
+            ctx.error(
+                at.index(i).key("key"),
+                Code::Invalid,
+                format!("credential field `{}` is declared twice", f.key),
+            );
+        }
+    }
+}
+
+fn param_name(ctx: &mut Ctx<'_>, at: &Pointer, name: &str, header: bool) {
+    if name.is_empty() {
+        ctx.error(
+            at.clone(),
+            Code::Invalid,
+            "the header or query parameter name must not be empty",
+        );
+    } else if header && !is_header_name(name) {
+        ctx.error(
+            at.clone(),
+            Code::Invalid,
+            format!("`{name}` is not a valid HTTP header name"),
+        );
+    }
+}
+
+/// The credential field holding the key or token: `credentialKey`, or the only field.
+fn credential_key(
+    ctx: &mut Ctx<'_>,
+    config: &Pointer,
+    explicit: Option<&str>,
+    fields: &[CredentialField],
+) -> Option<String> {
+    match (explicit, fields) {
+        (Some(key), _) => ctx
+            .require_credential(config.key("credentialKey"), key)
+            .then(|| key.to_owned()),
+        (None, [only]) => Some(only.key.clone()),
+        (None, []) => {
+            ctx.error(
+                config.key("credentialFields"),
+                Code::Invalid,
+                "declare the credential field that holds the key or token",
+            );
+            None
+        }
+        (None, _) => {
+            ctx.error(
+                config.key("credentialKey"),
+                Code::Invalid,
+                "several credential fields are declared: set `credentialKey` to the one holding the key or token",
+            );
+            None
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! The compile step: turns a parsed `ConnectorDescriptor` into a
+//! `CompiledDescriptor` (JSONPaths, templates, regexes, checked URLs), running
+//! every cross-field check and collecting every problem with its field path, so
+//! descriptor errors surface at load time and never during a sync.
+
+mod auth;
+mod context;
+mod mapping;
+pub mod path;
+mod polling;
+pub mod template;
+mod webhook;
+
+use std::collections::BTreeSet;
+
+pub use auth::CompiledAuth;
+pub use mapping::{CompiledCondition, CompiledMapping, CompiledRule, Test};
+pub use path::CompiledPath;
+pub use polling::{
+    CompiledDelta, CompiledPagination, CompiledPartitions, CompiledPolling, CompiledRetry,
+};
+pub use template::{TemplateError, TemplateId, TemplateKind, Templates};
+pub use webhook::{
+    CompiledHandshake, CompiledRouting, CompiledSignature, CompiledVerification, CompiledWebhook,
+    EventTypeSource, PayloadPart, RoutingTarget, ValueSource,
+};
+
+use context::{Ctx, Scope};
+
+use super::diagnostic::{Code, Pointer, Problem};
+use super::ingestion::IngestionDescriptor;
+use super::model::{ConnectorDescriptor, CredentialField};
+
+/// A descriptor compiled into runtime objects. Built only by [`compile`], so every
+/// instance has passed every check.
+#[derive(Debug)]
+pub struct CompiledDescriptor {
+    /// The descriptor as written.
+    pub descriptor: ConnectorDescriptor,
+    /// All templates of the descriptor.
+    pub templates: Templates,
+    /// The `baseUrl` template, if the descriptor sets one.
+    pub base_url: Option<TemplateId>,
+    /// Request authentication.
+    pub auth: CompiledAuth,
+    /// The polling half, if the connector polls.
+    pub polling: Option<CompiledPolling>,
+    /// The webhook half, if the connector receives webhooks.
+    pub webhook: Option<CompiledWebhook>,
+    /// The top-level field mapping.
+    pub mapping: CompiledMapping,
+    /// The health-check request URL.
+    pub health_check: TemplateId,
+}
+
+impl CompiledDescriptor {
+    /// The connector id.
+    pub fn id(&self) -> &str {
+        &self.descriptor.id
+    }
+}
+
+/// Compiles a descriptor, or returns every problem found.
+pub fn compile(descriptor: &ConnectorDescriptor) -> Result<CompiledDescriptor, Vec<Problem>> {
+    let root = Pointer::root();
+    let mut ctx = Ctx::new(descriptor);
+
+    if semver::Version::parse(&descriptor.version).is_err() {
+        ctx.error(
+            root.key("version"),
+            Code::Invalid,
+            format!(
+                "`{}` is not a semantic version (expected MAJOR.MINOR.PATCH, e.g. `1.0.0`)",
+                descriptor.version
+            ),
+        );
+    }
+    unique_keys(
+        &mut ctx,
+        &root.key("configFields"),
+        &descriptor.config_fields,
+    );
+    for (i, field) in descriptor.config_fields.iter().enumerate() {
+        if field.field_type == super::model::FieldType::Password {
+            ctx.error(
+                root.key("configFields").index(i).key("type"),
+                Code::Invalid,
+                "config fields are not secret; declare secrets in the auth method's `credentialFields`",
+            );
+        }
+    }
+    check_signals(&mut ctx, descriptor);
+
+    let base_url = descriptor
+        .base_url
+        .as_ref()
+        .and_then(|url| ctx.url_template(&root.key("baseUrl"), url, Scope::BASE));
+    if let Some(id) = base_url {
+        ctx.set_base_url_sample(id);
+    }
+
+    let auth = auth::compile(&mut ctx, &descriptor.auth, &root.key("auth"));
+
+    let ingestion = root.key("ingestion");
+    let (polling_at, webhook_at) = match &descriptor.ingestion {
+        IngestionDescriptor::PollingAndWebhook(_) => {
+            (ingestion.key("polling"), ingestion.key("webhook"))
+        }
+        _ => (ingestion.clone(), ingestion.clone()),
+    };
+    let polling = descriptor
+        .ingestion
+        .polling()
+        .and_then(|p| polling::compile(&mut ctx, p, &polling_at));
+    let webhook = descriptor
+        .ingestion
+        .webhook()
+        .and_then(|w| webhook::compile(&mut ctx, w, &webhook_at));
+
+    let mapping = mapping::compile(
+        &mut ctx,
+        &descriptor.field_mapping,
+        &root.key("fieldMapping"),
+    );
+
+    let health = root.key("healthCheck");
+    let health_check = ctx.url_template(
+        &health.key("endpoint"),
+        &descriptor.health_check.endpoint,
+        Scope::CONFIG,
+    );
+    if !(100..=599).contains(&descriptor.health_check.expect_status) {
+        ctx.error(
+            health.key("expectStatus"),
+            Code::Invalid,
+            format!(
+                "{} is not an HTTP status (100-599)",
+                descriptor.health_check.expect_status
+            ),
+        );
+    }
+
+    let (problems, templates) = ctx.finish();
+    match (problems.is_empty(), mapping, health_check, auth) {
+        (true, Some(mapping), Some(health_check), Some(auth)) => Ok(CompiledDescriptor {
+            descriptor: descriptor.clone(),
+            templates,
+            base_url,
+            auth,
+            polling,
+            webhook,
+            mapping,
+            health_check,
+        }),
+        _ => Err(problems),
+    }
+}
+
+/// Every field key declared once.
+fn unique_keys(ctx: &mut Ctx<'_>, at: &Pointer, fields: &[CredentialField]) {
+    let mut seen = BTreeSet::new();
+    for (i, field) in fields.iter().enumerate() {
+        if !seen.insert(field.key.as_str()) {
+            ctx.error(
+                at.index(i).key("key"),
+                Code::Invalid,
+                format!("field key `{}` is declared twice", field.key),
+            );
+        }
+    }
+}
+
+/// Signal kinds are action-first snake_case; rules may only emit declared ones.
+fn check_signals(ctx: &mut Ctx<'_>, descriptor: &ConnectorDescriptor) {
+    let at = Pointer::root().key("signals");
+    let mut seen = BTreeSet::new();
+    for (i, kind) in descriptor.signals.iter().enumerate() {
+        if !context::is_signal_kind(kind) {
+            ctx.error(
+                at.index(i),
+                Code::Invalid,
+                format!("`{kind}` is not a valid signal kind (lowercase snake_case, e.g. `issue_created`)"),
+            );
+        } else if !seen.insert(kind.as_str()) {
+            ctx.error(
+                at.index(i),
+                Code::Invalid,
+                format!("signal kind `{kind}` is listed twice"),
+            );
+        }
+    }
+}

@@ -1,0 +1,262 @@
+//! The one load pipeline, shared by `check`, the server and runtime registration:
+//! read JSON/YAML with positions → JSON Schema → deserialize → compile (cross-field
+//! checks) → across files, unique ids. Every problem becomes a located `Diagnostic`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use super::compile::{CompiledDescriptor, compile};
+use super::diagnostic::{Code, Diagnostic, Pointer, Position, Problem, Target};
+use super::model::ConnectorDescriptor;
+use super::schema;
+use super::source::{self, Document, Format};
+
+/// Largest descriptor file accepted.
+pub const MAX_FILE_BYTES: u64 = 1 << 20;
+
+/// A descriptor that passed every check.
+#[derive(Debug)]
+pub struct Loaded {
+    /// Where it came from.
+    pub file: String,
+    /// The compiled descriptor.
+    pub compiled: CompiledDescriptor,
+}
+
+/// The outcome of loading a set of files.
+#[derive(Debug, Default)]
+pub struct LoadReport {
+    /// Descriptor files read.
+    pub files: usize,
+    /// Descriptors that passed every check.
+    pub loaded: Vec<Loaded>,
+    /// Every problem found, by file, line and column.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl LoadReport {
+    /// Whether no problem was found.
+    pub fn is_ok(&self) -> bool {
+        self.diagnostics.is_empty()
+    }
+}
+
+/// Loads one descriptor from text. `label` names it in diagnostics.
+pub fn load_str(
+    label: &str,
+    text: &str,
+    format: Format,
+) -> Result<CompiledDescriptor, Vec<Diagnostic>> {
+    load_document(label, text, format).1
+}
+
+/// Parses, validates and compiles; also returns the parsed document (for ids).
+fn load_document(
+    label: &str,
+    text: &str,
+    format: Format,
+) -> (
+    Option<Document>,
+    Result<CompiledDescriptor, Vec<Diagnostic>>,
+) {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let document = match source::parse(text, format) {
+        Ok(d) => d,
+        Err(e) => {
+            let d = Diagnostic::new(
+                label,
+                e.position,
+                Problem::new(Pointer::root(), Code::Syntax, e.message),
+            );
+            return (None, Err(vec![d]));
+        }
+    };
+    let locate = |problems: Vec<Problem>| -> Vec<Diagnostic> {
+        let mut out: Vec<Diagnostic> = problems
+            .into_iter()
+            .map(|p| Diagnostic::new(label, document.map.locate(&p.pointer, p.target), p))
+            .collect();
+        out.sort_by_key(|d| (d.line, d.col));
+        out
+    };
+    let problems = schema::validate(&document.value);
+    if !problems.is_empty() {
+        let diagnostics = locate(problems);
+        return (Some(document), Err(diagnostics));
+    }
+    let descriptor: ConnectorDescriptor = match serde_path_to_error::deserialize(&document.value) {
+        Ok(d) => d,
+        Err(e) => {
+            // The schema mirrors the types, so this is a backstop.
+            let pointer = path_to_pointer(e.path());
+            let problem = Problem::new(pointer, Code::Schema, e.inner().to_string());
+            let diagnostics = locate(vec![problem]);
+            return (Some(document), Err(diagnostics));
+        }
+    };
+    let result = compile(&descriptor).map_err(locate);
+    (Some(document), result)
+}
+
+fn path_to_pointer(path: &serde_path_to_error::Path) -> Pointer {
+    use serde_path_to_error::Segment;
+    let mut pointer = Pointer::root();
+    for segment in path.iter() {
+        pointer = match segment {
+            Segment::Seq { index } => pointer.index(*index),
+            Segment::Map { key } | Segment::Enum { variant: key } => pointer.key(key),
+            Segment::Unknown => pointer,
+        };
+    }
+    pointer
+}
+
+/// Loads one descriptor file.
+pub fn load_file(path: &Path) -> Result<CompiledDescriptor, Vec<Diagnostic>> {
+    let mut report = LoadReport::default();
+    load_one(path, &mut report, &mut BTreeMap::new());
+    match report.loaded.pop() {
+        Some(l) if report.diagnostics.is_empty() => Ok(l.compiled),
+        _ => Err(report.diagnostics),
+    }
+}
+
+/// Loads every descriptor file in `paths` (files, or directories searched
+/// recursively for `.yaml`, `.yml` and `.json`), checking ids are unique across
+/// all of them. A path that is missing or holds no descriptor file is a problem.
+pub fn load_paths(paths: &[PathBuf]) -> LoadReport {
+    let mut report = LoadReport::default();
+    let mut ids: BTreeMap<String, (String, Position)> = BTreeMap::new();
+    for path in paths {
+        let label = path.display().to_string();
+        let files = match descriptor_files(path) {
+            Ok(files) => files,
+            Err(message) => {
+                report.diagnostics.push(io_diagnostic(&label, message));
+                continue;
+            }
+        };
+        if files.is_empty() {
+            report.diagnostics.push(io_diagnostic(
+                &label,
+                "no descriptor files (.yaml, .yml, .json) found".into(),
+            ));
+        }
+        for file in files {
+            load_one(&file, &mut report, &mut ids);
+        }
+    }
+    report
+}
+
+fn io_diagnostic(label: &str, message: String) -> Diagnostic {
+    Diagnostic::new(
+        label,
+        Position::START,
+        Problem::new(Pointer::root(), Code::Io, message),
+    )
+}
+
+fn load_one(path: &Path, report: &mut LoadReport, ids: &mut BTreeMap<String, (String, Position)>) {
+    let label = path.display().to_string();
+    report.files += 1;
+    let Some(format) = Format::from_path(path) else {
+        report.diagnostics.push(io_diagnostic(
+            &label,
+            "not a descriptor file: expected a .yaml, .yml or .json extension".into(),
+        ));
+        return;
+    };
+    let text = match read_text(path) {
+        Ok(t) => t,
+        Err(message) => {
+            report.diagnostics.push(io_diagnostic(&label, message));
+            return;
+        }
+    };
+    let (document, result) = load_document(&label, &text, format);
+    // Duplicate ids are found even when a descriptor has other problems.
+    if let Some(doc) = &document
+        && let Some(Value::String(id)) = doc.value.get("id")
+    {
+        let id_pointer = Pointer::root().key("id");
+        let position = doc.map.locate(&id_pointer, Target::Value);
+        if let Some((first_file, first_pos)) = ids.get(id) {
+            report.diagnostics.push(Diagnostic::new(
+                &label,
+                position,
+                Problem::new(
+                    id_pointer,
+                    Code::DuplicateId,
+                    format!(
+                        "duplicate connector id `{id}`: already defined at {first_file}:{}:{}",
+                        first_pos.line, first_pos.col
+                    ),
+                ),
+            ));
+            if let Err(d) = result {
+                report.diagnostics.extend(d);
+            }
+            return;
+        }
+        ids.insert(id.clone(), (label.clone(), position));
+    }
+    match result {
+        Ok(compiled) => report.loaded.push(Loaded {
+            file: label,
+            compiled,
+        }),
+        Err(diagnostics) => report.diagnostics.extend(diagnostics),
+    }
+}
+
+fn read_text(path: &Path) -> Result<String, String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(format!(
+            "the file is {} bytes; descriptors are limited to {MAX_FILE_BYTES} bytes",
+            meta.len()
+        ));
+    }
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
+    String::from_utf8(bytes).map_err(|e| {
+        format!(
+            "not UTF-8 text (invalid byte at offset {})",
+            e.utf8_error().valid_up_to()
+        )
+    })
+}
+
+/// The descriptor files under `path`, sorted.
+fn descriptor_files(path: &Path) -> Result<Vec<PathBuf>, String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
+    if meta.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut files = Vec::new();
+    let mut dirs = vec![path.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let entries =
+            std::fs::read_dir(&dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+            let p = entry.path();
+            let hidden = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with('.'));
+            if hidden {
+                continue;
+            }
+            if p.is_dir() {
+                dirs.push(p);
+            } else if Format::from_path(&p).is_some() {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
