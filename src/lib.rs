@@ -4,5 +4,7 @@
 //! Error types: `thiserror` enums in the library (each layer its own), `anyhow`
 //! only in the CLI glue (`cli`, `main`).
 
+pub mod api;
 pub mod cli;
 pub mod descriptor;
+pub mod registry;

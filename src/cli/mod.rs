@@ -3,6 +3,7 @@
 
 mod check;
 mod schema;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -60,12 +61,10 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
         args: Vec<String>,
     },
-    /// Run the REST API, scheduler and workers [not implemented yet: issues #4 and #5].
-    Serve {
-        /// Arguments, accepted once the command exists.
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-        args: Vec<String>,
-    },
+    /// Run the REST API. Serves health and the provider catalogue today; storage,
+    /// connections and the OpenAPI docs come with issue #4, the sync engine with #5,
+    /// webhooks with #6.
+    Serve(serve::ServeArgs),
     /// Print the OpenAPI document [not implemented yet: issue #4, REST API].
     Openapi,
     /// Apply or inspect database migrations [not implemented yet: issue #4, storage].
@@ -88,7 +87,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check { paths, format } => Ok(check::run(&paths, format)),
         Command::Schema { write, check, out } => schema::run(write, check, &out),
         Command::Map { .. } => not_yet("map", "#3 (mapping engine and the `map` command)"),
-        Command::Serve { .. } => not_yet("serve", "#4 (storage and the REST API)"),
+        Command::Serve(args) => serve::run(args),
         Command::Openapi => not_yet("openapi", "#4 (storage and the REST API)"),
         Command::Migrate { .. } => not_yet("migrate", "#4 (storage and the REST API)"),
         Command::Keys { .. } => not_yet("keys", "#4 (storage and the REST API)"),

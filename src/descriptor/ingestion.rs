@@ -8,6 +8,10 @@ use super::model::{Headers, HttpMethod};
 use super::webhook::WebhookSpec;
 
 /// How activity is ingested, selected by `mode`.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "descriptors are loaded once; boxing would only add noise"
+)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "mode", rename_all = "snake_case")]
 pub enum IngestionDescriptor {

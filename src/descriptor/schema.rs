@@ -188,6 +188,23 @@ fn one_of(
             matches!(e.kind(), ValidationErrorKind::Type { .. }) && &pointer_of(e) == pointer
         })
     };
+    // An enum written as `oneOf` of documented constants.
+    let constants: Vec<String> = branches
+        .iter()
+        .filter_map(|b| match b.as_slice() {
+            [e] if &pointer_of(e) == pointer => match e.kind() {
+                ValidationErrorKind::Constant { expected_value } => {
+                    expected_value.as_str().map(str::to_owned)
+                }
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    if !constants.is_empty() && constants.len() == branches.len() {
+        out.push(unknown_value(pointer.clone(), instance, &constants));
+        return;
+    }
     let candidates: Vec<&Vec<ValidationError<'static>>> = branches
         .iter()
         .filter(|b| !type_mismatch(b) && discriminator_of(b).is_none())

@@ -28,7 +28,8 @@ pub struct WebhookSpec {
     /// Extension: signature verification (HMAC or JWT) for this webhook.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<SignatureConfig>,
-    /// Extension: shared-token verification (`verification: token`).
+    /// Extension: shared-token verification (`verification: token`). Without it the token
+    /// is expected as `Authorization: Bearer <secret>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<TokenVerification>,
     /// Extension: header with a unique delivery id, for dedupe (e.g. `X-GitHub-Delivery`).

@@ -322,8 +322,7 @@ impl<'d> Ctx<'d> {
                 Some("use `{{config.<key>}}` to insert a config field".into())
             }
             ("config", Some(key)) => self
-                .config_problem(key.split('.').next().unwrap_or(key))
-                .map(|m| format!("template uses {m}")),
+                .config_problem(key.split('.').next().unwrap_or(key)),
             ("checkpoint", None) if !scope.checkpoint => Some(
                 "`{{checkpoint}}` is only available in polling request templates (endpoint, headers, body)".into(),
             ),

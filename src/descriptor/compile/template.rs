@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use handlebars::template::{HelperTemplate, Parameter, TemplateElement};
-use handlebars::{Handlebars, Template, handlebars_helper};
+use handlebars::{Handlebars, Template};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
 
@@ -73,28 +73,34 @@ impl std::fmt::Debug for Templates {
     }
 }
 
-handlebars_helper!(json_helper: |v: Json| serde_json::to_string(v).unwrap_or_default());
-handlebars_helper!(default_helper: |v: Json, fallback: Json| {
-    let empty = match v {
-        Value::Null => true,
-        Value::String(s) => s.is_empty(),
-        _ => false,
-    };
-    if empty { fallback.clone() } else { v.clone() }
-});
-handlebars_helper!(join_helper: |v: Json, sep: str| match v {
-    Value::Array(items) => items
-        .iter()
-        .map(|i| match i {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join(sep),
-    Value::String(s) => s.clone(),
-    Value::Null => String::new(),
-    other => other.to_string(),
-});
+/// The custom helpers (`json`, `default`, `join`).
+mod helpers {
+    use handlebars::handlebars_helper;
+    use serde_json::Value;
+
+    handlebars_helper!(json_helper: |v: Json| serde_json::to_string(v).unwrap_or_default());
+    handlebars_helper!(default_helper: |v: Json, fallback: Json| {
+        let empty = match v {
+            Value::Null => true,
+            Value::String(s) => s.is_empty(),
+            _ => false,
+        };
+        if empty { fallback.clone() } else { v.clone() }
+    });
+    handlebars_helper!(join_helper: |v: Json, sep: str| match v {
+        Value::Array(items) => items
+            .iter()
+            .map(|i| match i {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(sep),
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    });
+}
 
 fn registry(kind: TemplateKind) -> Handlebars<'static> {
     let mut hb = Handlebars::new();
@@ -108,9 +114,9 @@ fn registry(kind: TemplateKind) -> Handlebars<'static> {
         }),
         TemplateKind::Text => hb.register_escape_fn(handlebars::no_escape),
     }
-    hb.register_helper("json", Box::new(json_helper));
-    hb.register_helper("default", Box::new(default_helper));
-    hb.register_helper("join", Box::new(join_helper));
+    hb.register_helper("json", Box::new(helpers::json_helper));
+    hb.register_helper("default", Box::new(helpers::default_helper));
+    hb.register_helper("join", Box::new(helpers::join_helper));
     hb
 }
 
@@ -132,9 +138,7 @@ impl Templates {
         kind: TemplateKind,
         source: &str,
     ) -> Result<(TemplateId, BTreeSet<String>), TemplateError> {
-        let template = Template::compile(source).map_err(|e| {
-            TemplateError(format!("invalid template: {}", one_line(&e.to_string())))
-        })?;
+        let template = Template::compile(source).map_err(|e| describe_syntax_error(&e))?;
         let mut vars = BTreeSet::new();
         collect(&template.elements, false, &mut vars)?;
         let id = TemplateId {
@@ -194,6 +198,18 @@ fn finish_url(rendered: &str) -> String {
         }
     }
     out
+}
+
+/// A handlebars syntax error as one line: what is wrong and where in the template.
+pub(crate) fn describe_syntax_error(e: &handlebars::TemplateError) -> TemplateError {
+    let reason = one_line(&e.reason().to_string());
+    TemplateError(match e.pos() {
+        Some((line, col)) if line > 1 => {
+            format!("invalid template: {reason} (template line {line}, character {col})")
+        }
+        Some((_, col)) => format!("invalid template: {reason} (at character {col})"),
+        None => format!("invalid template: {reason}"),
+    })
 }
 
 fn one_line(s: &str) -> String {

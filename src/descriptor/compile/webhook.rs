@@ -295,14 +295,13 @@ fn verification(ctx: &mut Ctx<'_>, w: &WebhookSpec, at: &Pointer) -> Option<Comp
                 );
                 return None;
             }
-            let Some(token) = &w.token else {
-                ctx.error(
-                    at.key("token"),
-                    Code::Invalid,
-                    "`verification: token` needs a `token` block",
-                );
-                return None;
-            };
+            // Without a `token` block, a bearer token in `Authorization` is expected.
+            let token = w.token.clone().unwrap_or_else(|| TokenVerification {
+                header: Some("Authorization".into()),
+                query_param: None,
+                prefix: Some("Bearer ".into()),
+                secret_field: None,
+            });
             let token_at = at.key("token");
             match (&token.header, &token.query_param) {
                 (Some(h), None) => {
@@ -331,7 +330,7 @@ fn verification(ctx: &mut Ctx<'_>, w: &WebhookSpec, at: &Pointer) -> Option<Comp
             {
                 return None;
             }
-            Some(CompiledVerification::Token(token.clone()))
+            Some(CompiledVerification::Token(token))
         }
         Verification::None => {
             for (key, present) in [
@@ -453,15 +452,8 @@ pub(super) fn signature(
 /// Parses a signed-payload template: literal text and `{{body}}`, `{{timestamp}}`,
 /// `{{callbackUrl}}`, `{{header.<name>}}`, nothing else (the bytes must be exact).
 fn signed_payload(source: &str) -> Result<Vec<PayloadPart>, String> {
-    let template = Template::compile(source).map_err(|e| {
-        format!(
-            "invalid template: {}",
-            e.to_string()
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" ")
-        )
-    })?;
+    let template =
+        Template::compile(source).map_err(|e| super::template::describe_syntax_error(&e).0)?;
     let mut parts = Vec::new();
     for element in &template.elements {
         match element {
