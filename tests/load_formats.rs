@@ -1,0 +1,24 @@
+//! YAML and JSON load into the same types: every shipped descriptor, written
+//! back out as JSON (and as YAML-compatible JSON text), loads to an equal value.
+
+use std::path::PathBuf;
+
+use poblysh_connectors::descriptor::load::{load_file, load_str};
+use poblysh_connectors::descriptor::source::Format;
+
+#[test]
+fn yaml_and_json_load_into_the_same_descriptor() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    for name in ["github", "slack", "linear"] {
+        let from_yaml = load_file(&root.join(format!("descriptors/{name}.yaml")))
+            .unwrap_or_else(|d| panic!("{name}: {d:#?}"));
+        let json = serde_json::to_string_pretty(&from_yaml.descriptor).unwrap();
+        let from_json =
+            load_str("<json>", &json, Format::Json).unwrap_or_else(|d| panic!("{name}: {d:#?}"));
+        assert_eq!(from_yaml.descriptor, from_json.descriptor, "{name}");
+        // JSON text is also YAML 1.2: the YAML reader gives the same result.
+        let from_json_as_yaml = load_str("<json as yaml>", &json, Format::Yaml)
+            .unwrap_or_else(|d| panic!("{name}: {d:#?}"));
+        assert_eq!(from_yaml.descriptor, from_json_as_yaml.descriptor, "{name}");
+    }
+}
