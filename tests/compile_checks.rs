@@ -483,3 +483,21 @@ fn each_rule_names_its_field() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+#[test]
+fn an_auth_signature_block_is_checked_once() {
+    let mut v = base();
+    remove(&mut v, "/ingestion/webhook/signature");
+    set(
+        &mut v,
+        "/auth",
+        json!({"method": "webhook_secret", "config": {"signatureHeader": "X Sig",
+            "algorithm": "hmac-sha256", "credentialFields": []}}),
+    );
+    let found = problems(&v);
+    let header: Vec<_> = found
+        .iter()
+        .filter(|(p, _)| p == "auth.config.signatureHeader")
+        .collect();
+    assert_eq!(header.len(), 1, "{found:#?}");
+}

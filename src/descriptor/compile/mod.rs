@@ -115,7 +115,7 @@ pub fn compile(descriptor: &ConnectorDescriptor) -> Result<CompiledDescriptor, V
     let webhook = descriptor
         .ingestion
         .webhook()
-        .and_then(|w| webhook::compile(&mut ctx, w, &webhook_at));
+        .and_then(|w| webhook::compile(&mut ctx, w, &webhook_at, auth.as_ref()));
 
     let mapping = mapping::compile(
         &mut ctx,

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use handlebars::Template;
 use handlebars::template::{Parameter, TemplateElement};
 
+use super::auth::CompiledAuth;
 use super::context::{Ctx, is_header_name};
 use super::mapping::{self, CompiledCondition, CompiledMapping, Test};
 use super::path::CompiledPath;
@@ -133,7 +134,14 @@ pub enum RoutingTarget {
     MetadataKey(String),
 }
 
-pub(super) fn compile(ctx: &mut Ctx<'_>, w: &WebhookSpec, at: &Pointer) -> Option<CompiledWebhook> {
+/// Compiles the webhook half; `auth` is the compiled auth (its `webhook_secret`
+/// signature block serves `verification: signature`).
+pub(super) fn compile(
+    ctx: &mut Ctx<'_>,
+    w: &WebhookSpec,
+    at: &Pointer,
+    auth: Option<&CompiledAuth>,
+) -> Option<CompiledWebhook> {
     let mut ok = true;
     if w.event_types.is_empty() {
         ctx.error(
@@ -165,7 +173,7 @@ pub(super) fn compile(ctx: &mut Ctx<'_>, w: &WebhookSpec, at: &Pointer) -> Optio
             None
         }
     };
-    let verification = verification(ctx, w, at);
+    let verification = verification(ctx, w, at, auth);
     let delivery_id = match (&w.delivery_id_header, &w.delivery_id_path) {
         (None, None) => Some(None),
         (Some(h), None) => {
@@ -242,7 +250,12 @@ fn header(ctx: &mut Ctx<'_>, at: &Pointer, name: &str) -> Option<String> {
     }
 }
 
-fn verification(ctx: &mut Ctx<'_>, w: &WebhookSpec, at: &Pointer) -> Option<CompiledVerification> {
+fn verification(
+    ctx: &mut Ctx<'_>,
+    w: &WebhookSpec,
+    at: &Pointer,
+    auth: Option<&CompiledAuth>,
+) -> Option<CompiledVerification> {
     let from_auth = matches!(ctx.descriptor.auth, AuthDescriptor::WebhookSecret(_));
     match w.verification {
         Verification::Signature => {
@@ -257,17 +270,13 @@ fn verification(ctx: &mut Ctx<'_>, w: &WebhookSpec, at: &Pointer) -> Option<Comp
             match (&w.signature, from_auth) {
                 (Some(sig), false) => signature(ctx, sig, &at.key("signature"))
                     .map(|s| CompiledVerification::Signature(Box::new(s))),
-                (None, true) => {
-                    let AuthDescriptor::WebhookSecret(c) = &ctx.descriptor.auth else {
-                        return None;
-                    };
-                    signature(
-                        ctx,
-                        &c.signature(),
-                        &Pointer::root().key("auth").key("config"),
-                    )
-                    .map(|s| CompiledVerification::Signature(Box::new(s)))
-                }
+                // Compiled (and its problems reported) with `auth`.
+                (None, true) => match auth {
+                    Some(CompiledAuth::WebhookSecret(s)) => {
+                        Some(CompiledVerification::Signature(s.clone()))
+                    }
+                    _ => None,
+                },
                 (Some(_), true) => {
                     ctx.error(
                         at.key("signature"),
