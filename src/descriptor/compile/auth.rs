@@ -48,7 +48,7 @@ pub(super) fn compile(
 ) -> Option<CompiledAuth> {
     let config = at.key("config");
     let fields = auth.credential_fields();
-    unique(ctx, &config.key("credentialFields"), fields);
+    ctx.unique_keys(&config.key("credentialFields"), fields);
     match auth {
         AuthDescriptor::OAuth2(c) => {
             let authorize =
@@ -133,19 +133,6 @@ pub(super) fn compile(
         AuthDescriptor::WebhookSecret(c) => webhook::signature(ctx, &c.signature(), &config)
             .map(|s| CompiledAuth::WebhookSecret(Box::new(s))),
         AuthDescriptor::None => Some(CompiledAuth::None),
-    }
-}
-
-fn unique(ctx: &mut Ctx<'_>, at: &Pointer, fields: &[CredentialField]) {
-    let mut seen = std::collections::BTreeSet::new();
-    for (i, f) in fields.iter().enumerate() {
-        if !seen.insert(f.key.as_str()) {
-            ctx.error(
-                at.index(i).key("key"),
-                Code::Invalid,
-                format!("credential field `{}` is declared twice", f.key),
-            );
-        }
     }
 }
 

@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 use super::path::CompiledPath;
 use super::template::{TemplateId, TemplateKind, Templates};
 use crate::descriptor::diagnostic::{Code, Pointer, Problem};
-use crate::descriptor::model::{ConnectorDescriptor, FieldType};
+use crate::descriptor::model::{ConnectorDescriptor, CredentialField, FieldType};
 use crate::descriptor::schema::suggest;
 
 /// Largest compiled regex accepted (bounds memory for hostile patterns).
@@ -92,14 +92,13 @@ impl<'d> Ctx<'d> {
             return true;
         }
         let declared: Vec<&str> = self.credential_keys.iter().copied().collect();
-        let mut message = format!("`{key}` is not a declared credential field");
-        match suggest(key, declared.iter().copied()) {
-            Some(best) => message.push_str(&format!(", did you mean `{best}`?")),
-            None if declared.is_empty() => {
-                message.push_str(" (the auth method declares no `credentialFields`)")
-            }
-            None => message.push_str(&format!(" (declared: {})", ticks(&declared))),
-        }
+        let message = undeclared(
+            key,
+            "",
+            "credential field",
+            &declared,
+            "the auth method declares no `credentialFields`",
+        );
         self.error(at, Code::Invalid, message);
         false
     }
@@ -120,15 +119,27 @@ impl<'d> Ctx<'d> {
             return None;
         }
         let declared: Vec<&str> = self.config_fields.keys().copied().collect();
-        let mut message = format!("`config.{key}` is not a declared config field");
-        match suggest(key, declared.iter().copied()) {
-            Some(best) => message.push_str(&format!(", did you mean `config.{best}`?")),
-            None if declared.is_empty() => {
-                message.push_str(" (the descriptor declares no `configFields`)")
+        Some(undeclared(
+            key,
+            "config.",
+            "config field",
+            &declared,
+            "the descriptor declares no `configFields`",
+        ))
+    }
+
+    /// Reports every field key declared more than once in `fields`.
+    pub fn unique_keys(&mut self, at: &Pointer, fields: &[CredentialField]) {
+        let mut seen = BTreeSet::new();
+        for (i, field) in fields.iter().enumerate() {
+            if !seen.insert(field.key.as_str()) {
+                self.error(
+                    at.index(i).key("key"),
+                    Code::Invalid,
+                    format!("field key `{}` is declared twice", field.key),
+                );
             }
-            None => message.push_str(&format!(" (declared: {})", ticks(&declared))),
         }
-        Some(message)
     }
 
     pub fn set_checkpoint_sample(&mut self, sample: &str) {
@@ -362,6 +373,17 @@ impl<'d> Ctx<'d> {
             }
         }
     }
+}
+
+/// "`prefix+key` is not a declared <what>", with a suggestion or the declared names.
+fn undeclared(key: &str, prefix: &str, what: &str, declared: &[&str], none: &str) -> String {
+    let mut message = format!("`{prefix}{key}` is not a declared {what}");
+    match suggest(key, declared.iter().copied()) {
+        Some(best) => message.push_str(&format!(", did you mean `{prefix}{best}`?")),
+        None if declared.is_empty() => message.push_str(&format!(" ({none})")),
+        None => message.push_str(&format!(" (declared: {})", ticks(declared))),
+    }
+    message
 }
 
 fn ticks(names: &[&str]) -> String {

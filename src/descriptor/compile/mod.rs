@@ -29,7 +29,7 @@ use context::{Ctx, Scope};
 
 use super::diagnostic::{Code, Pointer, Problem};
 use super::ingestion::IngestionDescriptor;
-use super::model::{ConnectorDescriptor, CredentialField};
+use super::model::ConnectorDescriptor;
 
 /// A descriptor compiled into runtime objects. Built only by [`compile`], so every
 /// instance has passed every check.
@@ -75,11 +75,7 @@ pub fn compile(descriptor: &ConnectorDescriptor) -> Result<CompiledDescriptor, V
             ),
         );
     }
-    unique_keys(
-        &mut ctx,
-        &root.key("configFields"),
-        &descriptor.config_fields,
-    );
+    ctx.unique_keys(&root.key("configFields"), &descriptor.config_fields);
     for (i, field) in descriptor.config_fields.iter().enumerate() {
         if field.field_type == super::model::FieldType::Password {
             ctx.error(
@@ -153,20 +149,6 @@ pub fn compile(descriptor: &ConnectorDescriptor) -> Result<CompiledDescriptor, V
             health_check,
         }),
         _ => Err(problems),
-    }
-}
-
-/// Every field key declared once.
-fn unique_keys(ctx: &mut Ctx<'_>, at: &Pointer, fields: &[CredentialField]) {
-    let mut seen = BTreeSet::new();
-    for (i, field) in fields.iter().enumerate() {
-        if !seen.insert(field.key.as_str()) {
-            ctx.error(
-                at.index(i).key("key"),
-                Code::Invalid,
-                format!("field key `{}` is declared twice", field.key),
-            );
-        }
     }
 }
 
