@@ -7,4 +7,6 @@
 pub mod api;
 pub mod cli;
 pub mod descriptor;
+pub mod domain;
+pub mod engine;
 pub mod registry;

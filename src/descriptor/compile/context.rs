@@ -8,7 +8,7 @@ use regex::Regex;
 use serde_json::{Map, Value, json};
 
 use super::path::CompiledPath;
-use super::template::{TemplateId, TemplateKind, Templates};
+use super::template::{ItemTemplate, TemplateId, TemplateKind, Templates};
 use crate::descriptor::diagnostic::{Code, Pointer, Problem};
 use crate::descriptor::model::{ConnectorDescriptor, CredentialField, FieldType};
 use crate::descriptor::schema::suggest;
@@ -238,9 +238,9 @@ impl<'d> Ctx<'d> {
     }
 
     /// Compiles a template over an item's fields (no variable check).
-    pub fn item_template(&mut self, at: &Pointer, source: &str) -> Option<TemplateId> {
-        match self.templates.add(TemplateKind::Text, source) {
-            Ok((id, _)) => Some(id),
+    pub fn item_template(&mut self, at: &Pointer, source: &str) -> Option<ItemTemplate> {
+        match self.templates.add_item(source) {
+            Ok(t) => Some(t),
             Err(e) => {
                 self.error(at.clone(), Code::Template, e.0);
                 None
@@ -263,6 +263,7 @@ impl<'d> Ctx<'d> {
                 return None;
             }
         };
+        let vars = vars.vars;
         let mut ok = true;
         for var in &vars {
             if let Some(message) = self.variable_problem(var, scope) {

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::context::{Ctx, is_signal_kind};
 use super::path::CompiledPath;
-use super::template::TemplateId;
+use super::template::ItemTemplate;
 use crate::descriptor::diagnostic::{Code, Pointer};
 use crate::descriptor::mapping::{FieldMappingDescriptor, Operator, Priority};
 
@@ -22,7 +22,7 @@ pub struct CompiledMapping {
     /// The item timestamp.
     pub timestamp: CompiledPath,
     /// The summary template.
-    pub summary: TemplateId,
+    pub summary: ItemTemplate,
     /// Signal-type rules, in order.
     pub rules: Vec<CompiledRule>,
     /// Kind when no rule matches.

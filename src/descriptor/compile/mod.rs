@@ -19,7 +19,7 @@ pub use path::CompiledPath;
 pub use polling::{
     CompiledDelta, CompiledPagination, CompiledPartitions, CompiledPolling, CompiledRetry,
 };
-pub use template::{TemplateError, TemplateId, TemplateKind, Templates};
+pub use template::{ItemTemplate, Referenced, TemplateError, TemplateId, TemplateKind, Templates};
 pub use webhook::{
     CompiledHandshake, CompiledRouting, CompiledSignature, CompiledVerification, CompiledWebhook,
     EventTypeSource, PayloadPart, RoutingTarget, ValueSource,

@@ -5,9 +5,9 @@
 use std::collections::BTreeSet;
 
 use handlebars::template::{HelperTemplate, Parameter, TemplateElement};
-use handlebars::{Handlebars, Template};
+use handlebars::{Context, Handlebars, Template};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 /// Marks where an inserted value starts and ends in a rendered URL template.
 const VALUE_START: char = '\u{E000}';
@@ -30,6 +30,15 @@ const BUILTIN_HELPERS: &[&str] = &[
 /// Block helpers that change the context (`this`) inside their block.
 const SCOPE_HELPERS: &[&str] = &["each", "with"];
 
+/// What a template reads from its root context.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Referenced {
+    /// Dotted paths read from the root (`config.repo`, `pull_request.title`).
+    pub vars: BTreeSet<String>,
+    /// Whether it reads the whole context (`{{this}}` at the root, or `../`).
+    pub whole: bool,
+}
+
 /// How a template's output is used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TemplateKind {
@@ -37,6 +46,16 @@ pub enum TemplateKind {
     Url,
     /// Plain text (headers, bodies, summaries): values inserted as they are.
     Text,
+}
+
+/// A template rendered over one item (a summary). It reads only the fields it
+/// names, so rendering copies those fields instead of the whole item.
+#[derive(Debug, Clone)]
+pub struct ItemTemplate {
+    id: TemplateId,
+    /// The field paths read, split into segments; `None` when the template reads
+    /// the whole item (`{{this}}`, `../`).
+    fields: Option<Vec<Vec<String>>>,
 }
 
 /// A handle to a compiled template.
@@ -131,16 +150,16 @@ impl Default for Templates {
 }
 
 impl Templates {
-    /// Compiles `source`, checks its helpers, and returns its handle and the
-    /// variables it reads from the root context (`baseUrl`, `config.repo`, …).
+    /// Compiles `source`, checks its helpers, and returns its handle and what it
+    /// reads from the root context (`baseUrl`, `config.repo`, …).
     pub fn add(
         &mut self,
         kind: TemplateKind,
         source: &str,
-    ) -> Result<(TemplateId, BTreeSet<String>), TemplateError> {
+    ) -> Result<(TemplateId, Referenced), TemplateError> {
         let template = Template::compile(source).map_err(|e| describe_syntax_error(&e))?;
-        let mut vars = BTreeSet::new();
-        collect(&template.elements, false, &mut vars)?;
+        let mut refs = Referenced::default();
+        collect(&template.elements, false, &mut refs)?;
         let id = TemplateId {
             kind,
             index: self.count,
@@ -151,7 +170,37 @@ impl Templates {
             TemplateKind::Url => self.url.register_template(&name, template),
             TemplateKind::Text => self.text.register_template(&name, template),
         }
-        Ok((id, vars))
+        Ok((id, refs))
+    }
+
+    /// Compiles a template over an item's fields (helpers are checked; fields are not).
+    pub fn add_item(&mut self, source: &str) -> Result<ItemTemplate, TemplateError> {
+        let (id, refs) = self.add(TemplateKind::Text, source)?;
+        let fields = (!refs.whole).then(|| {
+            refs.vars
+                .iter()
+                .map(|v| v.split('.').map(str::to_owned).collect())
+                .collect()
+        });
+        Ok(ItemTemplate { id, fields })
+    }
+
+    /// Renders an item template. A field the item lacks renders empty; a template
+    /// that fails to render (a helper given the wrong type) yields an empty string.
+    pub fn render_item(&self, template: &ItemTemplate, item: &Value) -> String {
+        let context = match (&template.fields, item) {
+            (Some(fields), Value::Object(_)) => {
+                let mut reduced = Map::new();
+                for path in fields {
+                    copy_path(item, path, &mut reduced);
+                }
+                Context::from(Value::Object(reduced))
+            }
+            _ => Context::from(item.clone()),
+        };
+        self.text
+            .render_with_context(&template.id.index.to_string(), &context)
+            .unwrap_or_default()
     }
 
     /// Renders a template with `context`.
@@ -168,6 +217,28 @@ impl Templates {
                 .render(&name, context)
                 .map_err(|e| TemplateError(one_line(&e.to_string()))),
         }
+    }
+}
+
+/// Copies the value at `path` in `item` into `out` at the same path. Objects are
+/// descended key by key; anything else met on the way (an array, a scalar) is
+/// copied whole, so handlebars resolves the rest of the path on it.
+fn copy_path(item: &Value, path: &[String], out: &mut Map<String, Value>) {
+    let Some((first, rest)) = path.split_first() else {
+        return;
+    };
+    let Some(value) = item.get(first) else {
+        return;
+    };
+    if rest.is_empty() || !value.is_object() {
+        out.insert(first.clone(), value.clone());
+        return;
+    }
+    let entry = out
+        .entry(first.clone())
+        .or_insert_with(|| Value::Object(Map::new()));
+    if let Value::Object(inner) = entry {
+        copy_path(value, rest, inner);
     }
 }
 
@@ -222,7 +293,7 @@ fn one_line(s: &str) -> String {
 fn collect(
     elements: &[TemplateElement],
     scoped: bool,
-    vars: &mut BTreeSet<String>,
+    vars: &mut Referenced,
 ) -> Result<(), TemplateError> {
     for element in elements {
         match element {
@@ -280,7 +351,7 @@ fn helper_name(ht: &HelperTemplate) -> Result<&str, TemplateError> {
 fn expression(
     ht: &HelperTemplate,
     scoped: bool,
-    vars: &mut BTreeSet<String>,
+    vars: &mut Referenced,
 ) -> Result<(), TemplateError> {
     let is_call =
         !ht.params.is_empty() || !ht.hash.is_empty() || matches!(ht.name, Parameter::Name(_));
@@ -295,30 +366,29 @@ fn expression(
     }
 }
 
-fn parameter(
-    p: &Parameter,
-    scoped: bool,
-    vars: &mut BTreeSet<String>,
-) -> Result<(), TemplateError> {
+fn parameter(p: &Parameter, scoped: bool, refs: &mut Referenced) -> Result<(), TemplateError> {
     match p {
         Parameter::Path(path) => {
             let raw = path_raw(path);
             if let Some(rest) = raw.strip_prefix("@root.") {
-                vars.insert(normalize(rest));
-            } else if !scoped && !raw.starts_with('@') && !raw.starts_with("..") && raw != "this" {
-                vars.insert(normalize(raw.strip_prefix("this.").unwrap_or(raw)));
+                refs.vars.insert(normalize(rest));
+            } else if raw.starts_with("..") || (!scoped && matches!(raw, "this" | "." | "")) {
+                refs.whole = true;
+            } else if !scoped && !raw.starts_with('@') {
+                refs.vars
+                    .insert(normalize(raw.strip_prefix("this.").unwrap_or(raw)));
             }
             Ok(())
         }
         Parameter::Name(n) => {
             if !scoped {
-                vars.insert(n.clone());
+                refs.vars.insert(n.clone());
             }
             Ok(())
         }
         Parameter::Literal(_) => Ok(()),
         Parameter::Subexpression(sub) => match sub.element.as_ref() {
-            TemplateElement::Expression(ht) => expression(ht, scoped, vars),
+            TemplateElement::Expression(ht) => expression(ht, scoped, refs),
             _ => Err(TemplateError("unsupported sub-expression".into())),
         },
         _ => Err(TemplateError("unsupported template parameter".into())),
@@ -348,6 +418,7 @@ mod tests {
         t.add(TemplateKind::Text, src)
             .unwrap()
             .1
+            .vars
             .into_iter()
             .collect()
     }
@@ -417,5 +488,48 @@ mod tests {
                 .unwrap(),
             "a,b"
         );
+    }
+}
+
+#[cfg(test)]
+mod item_tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Rendering over the copied fields equals rendering over the whole item.
+    #[test]
+    fn reduced_context_renders_like_the_whole_item() {
+        let item = json!({
+            "number": 7, "title": "Crash é 🦀", "user": {"login": "octo", "id": 1},
+            "labels": [{"name": "bug"}, {"name": "p1"}], "pull_request": {"merged": true},
+            "commits": [1, 2, 3], "nested": {"a": {"b": {"c": "deep"}}}, "empty": ""
+        });
+        let templates = [
+            "#{{number}} {{title}} by {{user.login}}",
+            "{{#if pull_request}}PR{{else}}Issue{{/if}} #{{number}}",
+            "{{#each labels}}{{name}},{{/each}}",
+            "{{#with user}}{{login}}/{{../number}}{{/with}}",
+            "{{len commits}} commits; {{nested.a.b.c}} {{nested.a}}",
+            "{{labels.[1].name}} {{missing.field}}|{{missing}}|",
+            "{{#if empty}}x{{else}}empty{{/if}} {{#unless pull_request.merged}}open{{/unless}}",
+            "{{this.title}} {{@root.number}}",
+            "{{json user}}",
+        ];
+        let mut t = Templates::default();
+        for source in templates {
+            let compiled = t.add_item(source).unwrap();
+            let reduced = t.render_item(&compiled, &item);
+            let whole = t.render(compiled.id, &item).unwrap();
+            assert_eq!(reduced, whole, "{source}");
+        }
+    }
+
+    #[test]
+    fn missing_fields_render_empty_and_non_objects_render() {
+        let mut t = Templates::default();
+        let c = t.add_item("#{{number}} {{nope.deeper}}!").unwrap();
+        assert_eq!(t.render_item(&c, &json!({"number": 1})), "#1 !");
+        let c = t.add_item("[{{this}}]").unwrap();
+        assert_eq!(t.render_item(&c, &json!("plain")), "[plain]");
     }
 }
