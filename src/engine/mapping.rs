@@ -127,7 +127,7 @@ pub fn map_webhook(
         Some(e) => e.to_owned(),
         None => event_type(webhook, input.body, input.headers)?,
     };
-    if !webhook.event_types.iter().any(|e| *e == event) {
+    if !webhook.event_types.contains(&event) {
         return Ok(WebhookMapped {
             event,
             handled: false,
