@@ -2,6 +2,7 @@
 //! issue owns say so in `--help` and fail clearly instead of pretending.
 
 mod check;
+mod map;
 mod schema;
 mod serve;
 
@@ -55,12 +56,11 @@ pub enum Command {
         #[arg(long, default_value = crate::descriptor::schema::SCHEMA_PATH)]
         out: PathBuf,
     },
-    /// Dry-run a mapping [not implemented yet: issue #3, mapping engine].
-    Map {
-        /// Arguments, accepted once the command exists.
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-        args: Vec<String>,
-    },
+    /// Dry-run a descriptor's mapping: print the Signals a payload yields.
+    ///
+    /// Signals go to stdout as JSON (tenant and connection ids are nil in a dry
+    /// run); skipped items and their reasons go to stderr.
+    Map(map::MapArgs),
     /// Run the REST API. Serves health and the provider catalogue today; storage,
     /// connections and the OpenAPI docs come with issue #4, the sync engine with #5,
     /// webhooks with #6.
@@ -86,7 +86,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Check { paths, format } => Ok(check::run(&paths, format)),
         Command::Schema { write, check, out } => schema::run(write, check, &out),
-        Command::Map { .. } => not_yet("map", "#3 (mapping engine and the `map` command)"),
+        Command::Map(args) => map::run(&args),
         Command::Serve(args) => serve::run(args),
         Command::Openapi => not_yet("openapi", "#4 (storage and the REST API)"),
         Command::Migrate { .. } => not_yet("migrate", "#4 (storage and the REST API)"),

@@ -323,3 +323,80 @@ fn strings(path: Option<&CompiledPath>, item: &Value) -> Vec<String> {
     }
     out
 }
+
+/// Whether a payload is a polled page or a webhook delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PayloadKind {
+    /// A response page of the polling request.
+    Page,
+    /// A webhook body.
+    Webhook,
+}
+
+/// A payload of either kind, as the `map` command and the golden fixtures give it.
+#[derive(Debug, Clone, Copy)]
+pub struct PayloadInput<'a> {
+    /// The parsed body.
+    pub body: &'a Value,
+    /// Request headers (webhooks).
+    pub headers: &'a HeaderMap,
+    /// The webhook event type, if known.
+    pub event: Option<&'a str>,
+    /// The kind; by default a webhook when an event or headers are given or the
+    /// descriptor does not poll, else a page.
+    pub kind: Option<PayloadKind>,
+}
+
+/// The result of mapping a payload of either kind.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PayloadMapped {
+    /// How the payload was read.
+    pub kind: PayloadKind,
+    /// The webhook event type.
+    pub event: Option<String>,
+    /// False for a webhook event the descriptor does not handle.
+    pub handled: bool,
+    /// The signals and skipped items.
+    pub mapped: Mapped,
+}
+
+/// Maps a page or a webhook delivery.
+pub fn map_payload(
+    descriptor: &CompiledDescriptor,
+    input: PayloadInput<'_>,
+    ctx: &MapContext,
+) -> Result<PayloadMapped, WebhookMapError> {
+    let kind = input.kind.unwrap_or(
+        if input.event.is_some() || !input.headers.is_empty() || descriptor.polling.is_none() {
+            PayloadKind::Webhook
+        } else {
+            PayloadKind::Page
+        },
+    );
+    Ok(match kind {
+        PayloadKind::Page => PayloadMapped {
+            kind,
+            event: None,
+            handled: true,
+            mapped: map_page(descriptor, input.body, ctx),
+        },
+        PayloadKind::Webhook => {
+            let out = map_webhook(
+                descriptor,
+                WebhookInput {
+                    body: input.body,
+                    headers: input.headers,
+                    event: input.event,
+                },
+                ctx,
+            )?;
+            PayloadMapped {
+                kind,
+                event: Some(out.event),
+                handled: out.handled,
+                mapped: out.mapped,
+            }
+        }
+    })
+}
