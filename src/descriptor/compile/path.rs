@@ -1,6 +1,8 @@
 //! Compiled JSONPath (RFC 9535) expressions. Parsed once at load time with
-//! `jsonpath-rust`; singular paths (names and indexes only, the common case) are
-//! evaluated by a direct walk instead of the general query engine.
+//! `jsonpath-rust`. Paths made only of name, index and wildcard selectors (the
+//! common case: `$.a.b[0]`, `$.labels[*].name`, `$['user','assignee'].login`) are
+//! evaluated by a direct walk; filters, slices and descendant segments use the
+//! general query engine.
 
 use jsonpath_rust::parser::model::{JpQuery, Segment, Selector};
 use jsonpath_rust::parser::parse_json_path;
@@ -12,14 +14,36 @@ use serde_json::Value;
 pub struct CompiledPath {
     source: String,
     query: JpQuery,
-    /// The steps of a singular path (`$.a.b[0]`), if it is one.
+    /// The steps, when every segment uses only the selectors the walk handles.
     steps: Option<Vec<Step>>,
+    /// Whether the path selects at most one value (names and indexes only).
+    singular: bool,
 }
 
+/// One segment of a walkable path: its selectors, applied in order to each node.
 #[derive(Debug, Clone, PartialEq)]
 enum Step {
     Key(String),
     Index(i64),
+    Union(Vec<Sel>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Sel {
+    Key(String),
+    Index(i64),
+    Wildcard,
+}
+
+impl Sel {
+    fn from(selector: &Selector) -> Option<Sel> {
+        match selector {
+            Selector::Name(name) => Some(Sel::Key(name.clone())),
+            Selector::Index(i) => Some(Sel::Index(*i)),
+            Selector::Wildcard => Some(Sel::Wildcard),
+            _ => None,
+        }
+    }
 }
 
 impl CompiledPath {
@@ -37,19 +61,29 @@ impl CompiledPath {
                 describe_error(&e.to_string())
             )
         })?;
-        let steps = query
+        let steps: Option<Vec<Step>> = query
             .segments
             .iter()
             .map(|segment| match segment {
                 Segment::Selector(Selector::Name(name)) => Some(Step::Key(name.clone())),
                 Segment::Selector(Selector::Index(i)) => Some(Step::Index(*i)),
-                _ => None,
+                Segment::Selector(other) => Sel::from(other).map(|s| Step::Union(vec![s])),
+                Segment::Selectors(selectors) => selectors
+                    .iter()
+                    .map(Sel::from)
+                    .collect::<Option<Vec<Sel>>>()
+                    .map(Step::Union),
+                Segment::Descendant(_) => None,
             })
             .collect();
+        let singular = steps
+            .as_ref()
+            .is_some_and(|s| s.iter().all(|step| !matches!(step, Step::Union(_))));
         Ok(CompiledPath {
             source: source.to_owned(),
             query,
             steps,
+            singular,
         })
     }
 
@@ -60,13 +94,14 @@ impl CompiledPath {
 
     /// Whether the path selects at most one value (RFC 9535 singular query).
     pub fn is_singular(&self) -> bool {
-        self.steps.is_some()
+        self.singular
     }
 
     /// Every value the path selects, in document order.
     pub fn select<'a>(&self, value: &'a Value) -> Vec<&'a Value> {
         match &self.steps {
-            Some(steps) => walk(steps, value).into_iter().collect(),
+            Some(steps) if self.singular => walk(steps, value).into_iter().collect(),
+            Some(steps) => walk_all(steps, value),
             None => js_path_process(&self.query, value)
                 .map(|refs| refs.into_iter().map(|r| r.val).collect())
                 .unwrap_or_default(),
@@ -76,28 +111,61 @@ impl CompiledPath {
     /// The first value the path selects.
     pub fn first<'a>(&self, value: &'a Value) -> Option<&'a Value> {
         match &self.steps {
-            Some(steps) => walk(steps, value),
-            None => self.select(value).into_iter().next(),
+            Some(steps) if self.singular => walk(steps, value),
+            _ => self.select(value).into_iter().next(),
         }
     }
 }
 
+fn index<'a>(items: &'a [Value], i: i64) -> Option<&'a Value> {
+    let i = if i < 0 {
+        items.len().checked_sub(i.unsigned_abs() as usize)?
+    } else {
+        usize::try_from(i).ok()?
+    };
+    items.get(i)
+}
+
+/// Walks a singular path.
 fn walk<'a>(steps: &[Step], mut value: &'a Value) -> Option<&'a Value> {
     for step in steps {
         value = match (step, value) {
             (Step::Key(k), Value::Object(map)) => map.get(k)?,
-            (Step::Index(i), Value::Array(items)) => {
-                let index = if *i < 0 {
-                    items.len().checked_sub(i.unsigned_abs() as usize)?
-                } else {
-                    usize::try_from(*i).ok()?
-                };
-                items.get(index)?
-            }
+            (Step::Index(i), Value::Array(items)) => index(items, *i)?,
             _ => return None,
         };
     }
     Some(value)
+}
+
+/// Walks a path with unions and wildcards, node list by node list (RFC 9535 §2.1.2).
+fn walk_all<'a>(steps: &[Step], root: &'a Value) -> Vec<&'a Value> {
+    let mut nodes = vec![root];
+    let mut next = Vec::new();
+    for step in steps {
+        for node in nodes.drain(..) {
+            match step {
+                Step::Key(k) => next.extend(node.as_object().and_then(|m| m.get(k))),
+                Step::Index(i) => next.extend(node.as_array().and_then(|a| index(a, *i))),
+                Step::Union(selectors) => {
+                    for sel in selectors {
+                        match (sel, node) {
+                            (Sel::Key(k), Value::Object(map)) => next.extend(map.get(k)),
+                            (Sel::Index(i), Value::Array(items)) => next.extend(index(items, *i)),
+                            (Sel::Wildcard, Value::Object(map)) => next.extend(map.values()),
+                            (Sel::Wildcard, Value::Array(items)) => next.extend(items.iter()),
+                            _ => {}
+                        }
+                    }
+                }
+            }
+        }
+        std::mem::swap(&mut nodes, &mut next);
+        if nodes.is_empty() {
+            break;
+        }
+    }
+    nodes
 }
 
 /// Pest's multi-line report reduced to its message and column.
@@ -149,6 +217,50 @@ mod tests {
         let f = CompiledPath::parse("$.n[?@.x > 2].x").unwrap();
         assert_eq!(f.select(&v), vec![&json!(5)]);
         assert_eq!(CompiledPath::parse("$..name").unwrap().select(&v).len(), 2);
+    }
+
+    /// The direct walk selects exactly what the query engine selects.
+    #[test]
+    fn walk_agrees_with_the_query_engine() {
+        let v = json!({
+            "a": {"b": [1, {"c": 2}, [3]], "d": null},
+            "labels": [{"name": "bug"}, {"name": "p1"}, {"x": 1}],
+            "user": {"login": "u"}, "assignee": {"login": "a"}, "merged_by": null,
+            "m": {"z": 1, "a": 2}
+        });
+        for path in [
+            "$",
+            "$.a",
+            "$.a.b[1].c",
+            "$.a.b[-1][0]",
+            "$.a.d",
+            "$.nope",
+            "$.a.b[9]",
+            "$.labels[*].name",
+            "$.labels[*]",
+            "$.labels.*",
+            "$['user','assignee'].login",
+            "$['user','merged_by','nope'].login",
+            "$.m.*",
+            "$[*]",
+            "$.a.b[0,2]",
+            "$.a.b[*][*]",
+            "$.labels[0,0].name",
+            "$.user[*]",
+            "$.a.b[1]['c','d']",
+        ] {
+            let compiled = CompiledPath::parse(path).unwrap();
+            assert!(compiled.steps.is_some(), "{path} should be walkable");
+            let engine: Vec<&Value> = js_path_process(&compiled.query, &v)
+                .unwrap()
+                .into_iter()
+                .map(|r| r.val)
+                .collect();
+            assert_eq!(compiled.select(&v), engine, "{path}");
+        }
+        for path in ["$..name", "$.labels[?@.name]", "$.a.b[0:2]"] {
+            assert!(CompiledPath::parse(path).unwrap().steps.is_none(), "{path}");
+        }
     }
 
     #[test]
