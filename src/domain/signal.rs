@@ -99,6 +99,11 @@ mod tests {
         // Pinned: the key is stored, so it must never change.
         assert_eq!(
             key,
+            "fe7615b80cfe44098e289d8ef8549332318b069b0dee4d65192480b91d07f630"
+        );
+        // The same instant written with another offset is the same key.
+        assert_eq!(
+            key,
             dedupe_key(
                 c,
                 "github",
