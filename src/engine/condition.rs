@@ -23,42 +23,32 @@ fn select<'a>(path: &CompiledPath, item: &'a Value) -> Selected<'a> {
 impl CompiledCondition {
     /// Whether the item meets the condition.
     pub fn holds(&self, item: &Value) -> bool {
-        let selected = select(&self.path, item);
-        match &self.test {
-            Test::Exists => exists(&selected),
-            Test::NotExists => !exists(&selected),
-            Test::Equals(v) => any(&selected, |a| loose_eq(a, v)),
-            Test::NotEquals(v) => !any(&selected, |a| loose_eq(a, v)),
-            Test::In(values) => any(&selected, |a| values.iter().any(|v| loose_eq(a, v))),
-            Test::Matches(re) => any(&selected, |a| a.as_str().is_some_and(|s| re.is_match(s))),
-            Test::Contains(v) => match &selected {
-                Selected::One(Some(Value::String(s))) => {
-                    v.as_str().is_some_and(|needle| s.contains(needle))
-                }
-                Selected::One(Some(Value::Array(items))) => items.iter().any(|e| loose_eq(e, v)),
-                Selected::One(_) => false,
-                Selected::Many(values) => values.iter().any(|e| loose_eq(e, v)),
-            },
-        }
+        evaluate(&self.test, &select(&self.path, item))
     }
 }
 
 /// Tests a header value (handshakes): present and passing the test.
 pub fn header_holds(test: &Test, value: Option<&str>) -> bool {
     let value = value.map(|s| Value::String(s.to_owned()));
-    let selected = Selected::One(value.as_ref());
+    evaluate(test, &Selected::One(value.as_ref()))
+}
+
+fn evaluate(test: &Test, selected: &Selected<'_>) -> bool {
     match test {
-        Test::Exists => exists(&selected),
-        Test::NotExists => !exists(&selected),
-        Test::Equals(v) => any(&selected, |a| loose_eq(a, v)),
-        Test::NotEquals(v) => !any(&selected, |a| loose_eq(a, v)),
-        Test::In(values) => any(&selected, |a| values.iter().any(|v| loose_eq(a, v))),
-        Test::Matches(re) => any(&selected, |a| a.as_str().is_some_and(|s| re.is_match(s))),
-        Test::Contains(v) => any(&selected, |a| {
-            a.as_str()
-                .zip(v.as_str())
-                .is_some_and(|(s, needle)| s.contains(needle))
-        }),
+        Test::Exists => exists(selected),
+        Test::NotExists => !exists(selected),
+        Test::Equals(v) => any(selected, |a| loose_eq(a, v)),
+        Test::NotEquals(v) => !any(selected, |a| loose_eq(a, v)),
+        Test::In(values) => any(selected, |a| values.iter().any(|v| loose_eq(a, v))),
+        Test::Matches(re) => any(selected, |a| a.as_str().is_some_and(|s| re.is_match(s))),
+        Test::Contains(v) => match selected {
+            Selected::One(Some(Value::String(s))) => {
+                v.as_str().is_some_and(|needle| s.contains(needle))
+            }
+            Selected::One(Some(Value::Array(items))) => items.iter().any(|e| loose_eq(e, v)),
+            Selected::One(_) => false,
+            Selected::Many(values) => values.iter().any(|e| loose_eq(e, v)),
+        },
     }
 }
 
