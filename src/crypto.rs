@@ -284,8 +284,7 @@ impl KeyRing {
 
     /// Whether a sealed value must be re-sealed to be under the primary key.
     pub fn needs_reseal(&self, sealed: &[u8]) -> bool {
-        self.key_id_of(sealed)
-            .map_or(true, |id| id != self.primary.id)
+        !self.key_id_of(sealed).is_ok_and(|id| id == self.primary.id)
     }
 }
 
