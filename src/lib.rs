@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod config;
 pub mod crypto;
 pub mod descriptor;
 pub mod domain;

@@ -1,0 +1,225 @@
+//! Service configuration from the environment (and a `.env` file when present),
+//! read once at start-up by the CLI; nothing below the CLI reads env vars.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// A configuration value that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{var}: {reason}")]
+pub struct ConfigError {
+    /// The variable.
+    pub var: &'static str,
+    /// What is wrong (never the value of a secret).
+    pub reason: String,
+}
+
+/// The default database: an SQLite file under `data/`, created on first use.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/connectors.db?mode=rwc";
+
+/// Everything `serve` and the other commands need from the environment.
+#[derive(Clone)]
+pub struct Config {
+    /// `DATABASE_URL`.
+    pub database_url: String,
+    /// `API_BIND_ADDR`.
+    pub bind: SocketAddr,
+    /// `POBLYSH_DESCRIPTORS_DIR`.
+    pub descriptors_dir: PathBuf,
+    /// `POBLYSH_ENV=production`.
+    pub production: bool,
+    /// `POBLYSH_CRYPTO_KEY`.
+    pub crypto_key: Option<String>,
+    /// `POBLYSH_CRYPTO_PREVIOUS_KEYS`.
+    pub crypto_previous_keys: Option<String>,
+    /// `POBLYSH_OPERATOR_TOKENS` (or `POBLYSH_OPERATOR_TOKEN`), parsed.
+    pub operator_tokens: Vec<String>,
+    /// `POBLYSH_PUBLIC_URL`.
+    pub public_url: Option<String>,
+    /// `POBLYSH_JOB_CONCURRENCY`.
+    pub job_concurrency: usize,
+    /// Where development keys and tokens are kept (`data/`).
+    pub data_dir: PathBuf,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("database_url", &redact_url(&self.database_url))
+            .field("bind", &self.bind)
+            .field("descriptors_dir", &self.descriptors_dir)
+            .field("production", &self.production)
+            .field("crypto_key", &self.crypto_key.as_ref().map(|_| "<set>"))
+            .field("operator_tokens", &self.operator_tokens.len())
+            .field("public_url", &self.public_url)
+            .field("job_concurrency", &self.job_concurrency)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A database URL without its password, for logs.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl Config {
+    /// Reads the configuration from a variable lookup (the process environment in
+    /// `main`, a map in tests).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let non_empty = |var: &str| get(var).filter(|v| !v.trim().is_empty());
+        let bind = non_empty("API_BIND_ADDR")
+            .unwrap_or_else(|| "0.0.0.0:8080".into())
+            .parse()
+            .map_err(|_| ConfigError {
+                var: "API_BIND_ADDR",
+                reason: "expected host:port, e.g. 0.0.0.0:8080".into(),
+            })?;
+        let job_concurrency = match non_empty("POBLYSH_JOB_CONCURRENCY") {
+            None => 4,
+            Some(v) => v
+                .trim()
+                .parse()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| ConfigError {
+                    var: "POBLYSH_JOB_CONCURRENCY",
+                    reason: "expected a positive integer".into(),
+                })?,
+        };
+        let operator_tokens = match (
+            non_empty("POBLYSH_OPERATOR_TOKENS"),
+            non_empty("POBLYSH_OPERATOR_TOKEN"),
+        ) {
+            (Some(list), _) => parse_tokens(&list)?,
+            (None, Some(one)) => vec![one.trim().to_owned()],
+            (None, None) => Vec::new(),
+        };
+        let production =
+            non_empty("POBLYSH_ENV").is_some_and(|e| e.eq_ignore_ascii_case("production"));
+        Ok(Config {
+            database_url: non_empty("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into()),
+            bind,
+            descriptors_dir: non_empty("POBLYSH_DESCRIPTORS_DIR")
+                .map_or_else(|| PathBuf::from("descriptors"), PathBuf::from),
+            production,
+            crypto_key: non_empty("POBLYSH_CRYPTO_KEY"),
+            crypto_previous_keys: non_empty("POBLYSH_CRYPTO_PREVIOUS_KEYS"),
+            operator_tokens,
+            public_url: non_empty("POBLYSH_PUBLIC_URL"),
+            job_concurrency,
+            data_dir: PathBuf::from("data"),
+        })
+    }
+
+    /// Reads `.env` (if present) and the process environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        let _ = dotenvy::dotenv();
+        Config::from_lookup(|var| std::env::var(var).ok())
+    }
+
+    /// A configuration from a map, for tests.
+    pub fn from_map(vars: &BTreeMap<&str, &str>) -> Result<Config, ConfigError> {
+        Config::from_lookup(|var| vars.get(var).map(|v| (*v).to_owned()))
+    }
+}
+
+/// `POBLYSH_OPERATOR_TOKENS`: a JSON array of strings, or comma-separated.
+fn parse_tokens(list: &str) -> Result<Vec<String>, ConfigError> {
+    let trimmed = list.trim();
+    let tokens: Vec<String> = if trimmed.starts_with('[') {
+        serde_json::from_str::<Vec<String>>(trimmed).map_err(|_| ConfigError {
+            var: "POBLYSH_OPERATOR_TOKENS",
+            reason: "looks like a JSON array but is not an array of strings".into(),
+        })?
+    } else {
+        trimmed.split(',').map(str::to_owned).collect()
+    };
+    let tokens: Vec<String> = tokens
+        .into_iter()
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty())
+        .collect();
+    if tokens.is_empty() {
+        return Err(ConfigError {
+            var: "POBLYSH_OPERATOR_TOKENS",
+            reason: "no token in the list".into(),
+        });
+    }
+    if tokens.iter().any(|t| t.len() < 16) {
+        return Err(ConfigError {
+            var: "POBLYSH_OPERATOR_TOKENS",
+            reason: "every token must be at least 16 characters".into(),
+        });
+    }
+    Ok(tokens)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_map(&pairs.iter().copied().collect())
+    }
+
+    #[test]
+    fn defaults_need_nothing() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.database_url, DEFAULT_DATABASE_URL);
+        assert_eq!(c.bind.to_string(), "0.0.0.0:8080");
+        assert!(!c.production && c.operator_tokens.is_empty());
+    }
+
+    #[test]
+    fn operator_tokens_take_precedence_and_parse_both_forms() {
+        let long = "a-very-long-token-1";
+        let c = config(&[
+            (
+                "POBLYSH_OPERATOR_TOKENS",
+                "a-very-long-token-1, a-very-long-token-2",
+            ),
+            ("POBLYSH_OPERATOR_TOKEN", "fallback-token-value"),
+        ])
+        .unwrap();
+        assert_eq!(c.operator_tokens, [long, "a-very-long-token-2"]);
+        let c = config(&[("POBLYSH_OPERATOR_TOKENS", r#"["a-very-long-token-1"]"#)]).unwrap();
+        assert_eq!(c.operator_tokens, [long]);
+        let c = config(&[("POBLYSH_OPERATOR_TOKEN", "fallback-token-value")]).unwrap();
+        assert_eq!(c.operator_tokens, ["fallback-token-value"]);
+        assert!(config(&[("POBLYSH_OPERATOR_TOKENS", "short")]).is_err());
+        assert!(config(&[("POBLYSH_OPERATOR_TOKENS", "[1, 2]")]).is_err());
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        assert_eq!(
+            config(&[("API_BIND_ADDR", "nope")]).unwrap_err().var,
+            "API_BIND_ADDR"
+        );
+        assert_eq!(
+            config(&[("POBLYSH_JOB_CONCURRENCY", "0")]).unwrap_err().var,
+            "POBLYSH_JOB_CONCURRENCY"
+        );
+    }
+
+    #[test]
+    fn debug_hides_secrets() {
+        let c = config(&[
+            ("DATABASE_URL", "postgres://u:hunter2@localhost/db"),
+            ("POBLYSH_CRYPTO_KEY", "c2VjcmV0"),
+        ])
+        .unwrap();
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("c2VjcmV0"),
+            "{shown}"
+        );
+    }
+}
