@@ -1,46 +1,77 @@
-//! The provider registry: connector id → compiled descriptor, built from the
-//! descriptors directory through the same loader as `check`.
+//! The provider registry: connector id → compiled descriptor. Built-ins come from
+//! `descriptors/` through the same loader as `check`; runtime descriptors are
+//! registered over the API (and persisted). Readers get cheap `Arc` clones.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use crate::descriptor::compile::CompiledDescriptor;
-use crate::descriptor::load::Loaded;
+
+/// A registered connector.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// The compiled descriptor.
+    pub compiled: Arc<CompiledDescriptor>,
+    /// Shipped in `descriptors/` (read-only over the API).
+    pub built_in: bool,
+}
 
 /// The connectors this process knows, by id.
 #[derive(Debug, Default)]
 pub struct Registry {
-    providers: BTreeMap<String, Arc<CompiledDescriptor>>,
+    providers: RwLock<BTreeMap<String, Entry>>,
 }
 
 impl Registry {
-    /// A registry of loaded descriptors (ids are already unique: the loader checks).
-    pub fn from_loaded(loaded: Vec<Loaded>) -> Self {
-        Registry {
-            providers: loaded
-                .into_iter()
-                .map(|l| (l.compiled.id().to_owned(), Arc::new(l.compiled)))
-                .collect(),
+    /// A registry of built-in descriptors.
+    pub fn with_builtins(descriptors: impl IntoIterator<Item = CompiledDescriptor>) -> Self {
+        let registry = Registry::default();
+        for d in descriptors {
+            registry.insert(d, true);
         }
+        registry
+    }
+
+    /// Adds or replaces a connector.
+    pub fn insert(&self, compiled: CompiledDescriptor, built_in: bool) {
+        let id = compiled.id().to_owned();
+        let entry = Entry {
+            compiled: Arc::new(compiled),
+            built_in,
+        };
+        self.write().insert(id, entry);
+    }
+
+    /// Removes a connector.
+    pub fn remove(&self, id: &str) -> Option<Entry> {
+        self.write().remove(id)
     }
 
     /// The connector with this id.
-    pub fn get(&self, id: &str) -> Option<&Arc<CompiledDescriptor>> {
-        self.providers.get(id)
+    pub fn get(&self, id: &str) -> Option<Entry> {
+        self.read().get(id).cloned()
     }
 
     /// Every connector, by id.
-    pub fn iter(&self) -> impl Iterator<Item = &Arc<CompiledDescriptor>> {
-        self.providers.values()
+    pub fn list(&self) -> Vec<Entry> {
+        self.read().values().cloned().collect()
     }
 
     /// How many connectors are registered.
     pub fn len(&self) -> usize {
-        self.providers.len()
+        self.read().len()
     }
 
     /// Whether no connector is registered.
     pub fn is_empty(&self) -> bool {
-        self.providers.is_empty()
+        self.read().is_empty()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Entry>> {
+        self.providers.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Entry>> {
+        self.providers.write().unwrap_or_else(|e| e.into_inner())
     }
 }

@@ -1,40 +1,144 @@
-//! The API's one error type: every failure becomes an `application/problem+json`
-//! body `{code, message, details?}` with the right status, never internals.
+//! The API's one error type. Every failure becomes `application/problem+json`
+//! `{code, message, details?, retry_after?}` with the right status; internal
+//! errors are logged here and answered with a generic message, never internals.
 
 use axum::Json;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use crate::db::StoreError;
+
+/// The problem+json body.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    /// Machine-readable code (`not_found`, `invalid_request`, …).
+    #[schema(example = "invalid_request")]
+    pub code: String,
+    /// What went wrong, for people.
+    pub message: String,
+    /// Structured detail (field errors, descriptor diagnostics).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<Value>,
+    /// Seconds to wait before retrying (429, 503).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
+}
 
 /// An error answered to an API client.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    /// The resource does not exist (or belongs to someone else).
+    /// 400: the request is malformed or fails validation.
+    #[error("{message}")]
+    BadRequest {
+        /// What is wrong.
+        message: String,
+        /// Field-level detail.
+        details: Option<Value>,
+    },
+    /// 401: missing or invalid operator token.
+    #[error("missing or invalid operator token")]
+    Unauthorized,
+    /// 404: no such resource (or another tenant's).
     #[error("{0}")]
     NotFound(String),
+    /// 409: the request conflicts with the resource's state.
+    #[error("{0}")]
+    Conflict(String),
+    /// 413: the body is too large.
+    #[error("request body too large")]
+    PayloadTooLarge,
+    /// 415: the body's content type is not accepted.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// 422: well-formed but semantically invalid (a descriptor with diagnostics).
+    #[error("{message}")]
+    Unprocessable {
+        /// What is wrong.
+        message: String,
+        /// Detail (diagnostics).
+        details: Option<Value>,
+    },
+    /// 503: a dependency is not ready.
+    #[error("{0}")]
+    Unavailable(String),
+    /// 500: logged in full, answered generically.
+    #[error("internal error")]
+    Internal(String),
 }
 
-#[derive(Serialize)]
-struct Problem<'a> {
-    code: &'a str,
-    message: String,
+impl ApiError {
+    /// A 400 with a message.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        ApiError::BadRequest {
+            message: message.into(),
+            details: None,
+        }
+    }
+
+    /// A 400 naming the offending query or body field.
+    pub fn invalid_field(field: &str, message: impl std::fmt::Display) -> Self {
+        ApiError::BadRequest {
+            message: format!("{field}: {message}"),
+            details: Some(
+                serde_json::json!({"errors": [{"field": field, "message": message.to_string()}]}),
+            ),
+        }
+    }
+
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::BadRequest { .. } => (StatusCode::BAD_REQUEST, "invalid_request"),
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::UnsupportedMediaType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            ApiError::Unprocessable { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::Internal(e.to_string())
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, code) = match &self {
-            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+        let (status, code) = self.status_and_code();
+        if let ApiError::Internal(detail) = &self {
+            tracing::error!(error = %detail, "internal error");
+        }
+        let details = match &self {
+            ApiError::BadRequest { details, .. } | ApiError::Unprocessable { details, .. } => {
+                details.clone()
+            }
+            _ => None,
         };
         let body = Problem {
-            code,
+            code: code.to_owned(),
             message: self.to_string(),
+            details,
+            retry_after: None,
         };
-        (
-            status,
-            [(header::CONTENT_TYPE, "application/problem+json")],
-            Json(body),
-        )
-            .into_response()
+        let mut response = (status, Json(body)).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if matches!(self, ApiError::Unauthorized) {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
     }
 }
 

@@ -1,46 +1,119 @@
-//! The REST API (Axum). For now: health and the provider catalogue; storage,
-//! connections, sync and webhooks come with their issues.
+//! The REST API (Axum + utoipa): one explicit route list, the OpenAPI document
+//! at `/openapi.json`, Swagger UI at `/docs`, problem+json errors everywhere.
 
 pub mod error;
-pub mod providers;
+pub mod extract;
+pub mod fields;
+pub mod routes;
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::get;
-use serde_json::{Value, json};
+use axum::extract::DefaultBodyLimit;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use utoipa_swagger_ui::SwaggerUi;
 
+use crate::crypto::KeyRing;
+use crate::db::Db;
 use crate::registry::Registry;
 use error::ApiError;
+use extract::OperatorTokens;
+
+/// Largest request body accepted (a descriptor is at most 1 MiB).
+pub const BODY_LIMIT: usize = 1 << 20;
 
 /// Everything handlers need.
 #[derive(Debug)]
 pub struct App {
+    /// Storage.
+    pub db: Db,
+    /// Seals credentials.
+    pub keys: KeyRing,
     /// The loaded connectors.
     pub registry: Registry,
+    /// Accepted operator tokens.
+    pub operator_tokens: OperatorTokens,
 }
 
 /// Shared handler state.
 #[derive(Debug, Clone)]
 pub struct AppState(pub Arc<App>);
 
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Poblysh Connectors",
+        description = "Connections to SaaS providers and the normalized Signals they produce. Operator routes need `Authorization: Bearer <token>`; tenant routes also need `X-Tenant-Id`.",
+    ),
+    tags(
+        (name = "health", description = "Liveness and readiness"),
+        (name = "providers", description = "The connector catalogue"),
+        (name = "connections", description = "A tenant's connections"),
+        (name = "jobs", description = "Sync jobs"),
+        (name = "signals", description = "Normalized Signals"),
+    ),
+    modifiers(&BearerAuth),
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .description(Some("An operator token (POBLYSH_OPERATOR_TOKENS)"))
+                        .build(),
+                ),
+            );
+    }
+}
+
+/// Every documented route.
+fn api() -> OpenApiRouter<AppState> {
+    use routes::{connections, health, jobs, providers, signals};
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(providers::list))
+        .routes(routes!(providers::get, providers::put, providers::delete))
+        .routes(routes!(connections::list, connections::create))
+        .routes(routes!(
+            connections::get,
+            connections::update,
+            connections::delete
+        ))
+        .routes(routes!(jobs::sync))
+        .routes(routes!(jobs::list))
+        .routes(routes!(jobs::get))
+        .routes(routes!(signals::list))
+}
+
+/// The OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (_, mut doc) = api().split_for_parts();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    doc
+}
+
 /// The API router.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/providers", get(providers::list))
-        .route("/providers/{id}", get(providers::get))
+    let (router, mut doc) = api().split_for_parts();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    router
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
         .fallback(not_found)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
-}
-
-async fn healthz() -> axum::Json<Value> {
-    axum::Json(json!({"status": "ok"}))
-}
-
-async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> axum::Json<Value> {
-    axum::Json(json!({"status": "ready", "providers": state.0.registry.len()}))
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {

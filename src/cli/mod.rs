@@ -1,6 +1,7 @@
 //! The command line: one binary, one subcommand per job. Commands a later
 //! issue owns say so in `--help` and fail clearly instead of pretending.
 
+mod admin;
 mod check;
 mod map;
 mod schema;
@@ -61,23 +62,22 @@ pub enum Command {
     /// Signals go to stdout as JSON (tenant and connection ids are nil in a dry
     /// run); skipped items and their reasons go to stderr.
     Map(map::MapArgs),
-    /// Run the REST API. Serves health and the provider catalogue today; storage,
-    /// connections and the OpenAPI docs come with issue #4, the sync engine with #5,
+    /// Run the REST API (Swagger UI at /docs). Syncing comes with issue #5,
     /// webhooks with #6.
     Serve(serve::ServeArgs),
-    /// Print the OpenAPI document [not implemented yet: issue #4, REST API].
+    /// Print the OpenAPI document.
     Openapi,
-    /// Apply or inspect database migrations [not implemented yet: issue #4, storage].
+    /// Apply, revert or list database migrations (`DATABASE_URL`).
     Migrate {
-        /// Arguments, accepted once the command exists.
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-        args: Vec<String>,
+        /// What to do.
+        #[command(subcommand)]
+        command: admin::MigrateCommand,
     },
-    /// Manage encryption keys [not implemented yet: issue #4, storage].
+    /// Manage the encryption keys of stored secrets.
     Keys {
-        /// Arguments, accepted once the command exists.
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-        args: Vec<String>,
+        /// What to do.
+        #[command(subcommand)]
+        command: admin::KeysCommand,
     },
 }
 
@@ -88,13 +88,23 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Schema { write, check, out } => schema::run(write, check, &out),
         Command::Map(args) => map::run(&args),
         Command::Serve(args) => serve::run(args),
-        Command::Openapi => not_yet("openapi", "#4 (storage and the REST API)"),
-        Command::Migrate { .. } => not_yet("migrate", "#4 (storage and the REST API)"),
-        Command::Keys { .. } => not_yet("keys", "#4 (storage and the REST API)"),
+        Command::Openapi => admin::openapi(),
+        Command::Migrate { command } => admin::migrate(&command),
+        Command::Keys { command } => admin::keys(&command),
     }
 }
 
-fn not_yet(command: &str, issue: &str) -> anyhow::Result<ExitCode> {
-    eprintln!("error: `{command}` is not implemented yet; it comes with issue {issue}");
-    Ok(ExitCode::from(2))
+/// Logs to stderr; `POBLYSH_LOG_FORMAT=json` for JSON lines, `RUST_LOG` filters.
+pub(crate) fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let json = std::env::var("POBLYSH_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
 }

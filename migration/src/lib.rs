@@ -1,0 +1,17 @@
+//! Database migrations of Poblysh Connectors. Every migration runs on SQLite
+//! (the embedded default) and PostgreSQL (production).
+
+pub use sea_orm_migration::prelude::MigratorTrait;
+use sea_orm_migration::prelude::*;
+
+mod m20261122_000001_initial;
+
+/// All migrations, in order.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261122_000001_initial::Migration)]
+    }
+}

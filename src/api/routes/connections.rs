@@ -1,0 +1,302 @@
+//! Connections of the tenant: create (credentials + config, validated against
+//! the descriptor), list, read, update, delete. Credentials are never returned.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::api::AppState;
+use crate::api::error::{ApiError, ApiResult, Problem};
+use crate::api::extract::{ApiJson, Operator, PathId, Tenant};
+use crate::api::fields::{self, FieldError};
+use crate::db::repo::connections::{self, Connection, ConnectionPatch, NewConnection};
+use crate::descriptor::auth::AuthDescriptor;
+use crate::domain::ConnectionId;
+
+/// A connection as the API shows it: never credentials or tokens.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConnectionDto {
+    /// Connection id.
+    pub id: Uuid,
+    /// Connector id.
+    pub provider: String,
+    /// Optional label.
+    pub name: Option<String>,
+    /// `active`, `needs_reauth` or `error`.
+    pub status: String,
+    /// Whether it syncs.
+    pub enabled: bool,
+    /// Config fields.
+    pub config: Value,
+    /// Result of the last health check or sync (null before the first).
+    pub healthy: Option<bool>,
+    /// Failures in a row.
+    pub consecutive_failures: i32,
+    /// The last error.
+    pub last_error: Option<String>,
+    /// When health was last checked.
+    pub last_health_check: Option<DateTime<Utc>>,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<Connection> for ConnectionDto {
+    fn from(c: Connection) -> Self {
+        ConnectionDto {
+            id: *c.id.as_uuid(),
+            provider: c.provider,
+            name: c.name,
+            status: c.status,
+            enabled: c.enabled,
+            config: c.config,
+            healthy: c.healthy,
+            consecutive_failures: c.consecutive_failures,
+            last_error: c.last_error,
+            last_health_check: c.last_health_check,
+            created_at: c.created_at,
+            updated_at: c.updated_at,
+        }
+    }
+}
+
+/// The tenant's connections.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConnectionList {
+    /// Newest first.
+    pub connections: Vec<ConnectionDto>,
+}
+
+/// A connection to create.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateConnection {
+    /// Connector id.
+    #[schema(example = "github")]
+    pub provider: String,
+    /// Values for the connector's `credential_fields` (strings).
+    #[serde(default)]
+    #[schema(value_type = Object, example = json!({"token": "ghp_…"}))]
+    pub credentials: Map<String, Value>,
+    /// Values for the connector's `config_fields`.
+    #[serde(default)]
+    #[schema(value_type = Object, example = json!({"repos": ["octo-org/hello"]}))]
+    pub config: Map<String, Value>,
+    /// Optional label.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// Changes to a connection.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateConnection {
+    /// Enable or disable syncing.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// New config (replaces the whole config; validated like on create).
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub config: Option<Map<String, Value>>,
+    /// New label.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+fn field_errors(errors: Vec<FieldError>) -> ApiError {
+    let summary: Vec<String> = errors
+        .iter()
+        .map(|e| format!("{}: {}", e.field, e.message))
+        .collect();
+    ApiError::BadRequest {
+        message: format!("invalid connection: {}", summary.join("; ")),
+        details: Some(serde_json::json!({ "errors": errors })),
+    }
+}
+
+/// Create a connection with credentials and config.
+#[utoipa::path(
+    post, path = "/connections", operation_id = "createConnection", tag = "connections",
+    params(("X-Tenant-Id" = Uuid, Header, description = "Tenant")),
+    request_body(content = CreateConnection, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created", body = ConnectionDto),
+        (status = 400, description = "Invalid body, unknown provider or invalid fields (`details.errors`)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or bad operator token", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn create(
+    _: Operator,
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<CreateConnection>,
+) -> ApiResult<(StatusCode, axum::Json<ConnectionDto>)> {
+    let entry = state.0.registry.get(&body.provider).ok_or_else(|| {
+        ApiError::invalid_field("provider", format!("no provider `{}`", body.provider))
+    })?;
+    let descriptor = &entry.compiled.descriptor;
+    if matches!(descriptor.auth, AuthDescriptor::OAuth2(_)) {
+        return Err(ApiError::invalid_field(
+            "provider",
+            format!(
+                "`{}` uses OAuth 2.0: connect with POST /connect/{}",
+                body.provider, body.provider
+            ),
+        ));
+    }
+    let credentials = fields::credentials(descriptor.auth.credential_fields(), &body.credentials);
+    let config = fields::config(&descriptor.config_fields, &body.config);
+    let (credentials, config) = match (credentials, config) {
+        (Ok(c), Ok(k)) => (c, k),
+        (c, k) => {
+            let mut errors = c.err().unwrap_or_default();
+            errors.extend(k.err().unwrap_or_default());
+            return Err(field_errors(errors));
+        }
+    };
+    let name = body
+        .name
+        .map(|n| n.trim().to_owned())
+        .filter(|n| !n.is_empty());
+    let connection = connections::create(
+        &state.0.db,
+        &state.0.keys,
+        tenant,
+        NewConnection {
+            provider: body.provider,
+            name,
+            config,
+            credentials,
+        },
+    )
+    .await?;
+    Ok((StatusCode::CREATED, axum::Json(connection.into())))
+}
+
+/// List the tenant's connections.
+#[utoipa::path(
+    get, path = "/connections", operation_id = "listConnections", tag = "connections",
+    params(("X-Tenant-Id" = Uuid, Header, description = "Tenant")),
+    responses(
+        (status = 200, description = "The connections", body = ConnectionList),
+        (status = 400, description = "Missing or bad X-Tenant-Id", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or bad operator token", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn list(
+    _: Operator,
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+) -> ApiResult<axum::Json<ConnectionList>> {
+    let connections = connections::list(&state.0.db, tenant).await?;
+    Ok(axum::Json(ConnectionList {
+        connections: connections.into_iter().map(ConnectionDto::from).collect(),
+    }))
+}
+
+fn not_found(id: Uuid) -> ApiError {
+    ApiError::NotFound(format!("no connection {id}"))
+}
+
+/// Read one connection.
+#[utoipa::path(
+    get, path = "/connections/{id}", operation_id = "getConnection", tag = "connections",
+    params(("id" = Uuid, Path, description = "Connection id"), ("X-Tenant-Id" = Uuid, Header, description = "Tenant")),
+    responses(
+        (status = 200, description = "The connection", body = ConnectionDto),
+        (status = 404, description = "No such connection for this tenant", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn get(
+    _: Operator,
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    PathId(id): PathId,
+) -> ApiResult<axum::Json<ConnectionDto>> {
+    connections::get(&state.0.db, tenant, ConnectionId::from_uuid(id))
+        .await?
+        .map(|c| axum::Json(c.into()))
+        .ok_or_else(|| not_found(id))
+}
+
+/// Enable, disable, rename or reconfigure a connection.
+#[utoipa::path(
+    patch, path = "/connections/{id}", operation_id = "updateConnection", tag = "connections",
+    params(("id" = Uuid, Path, description = "Connection id"), ("X-Tenant-Id" = Uuid, Header, description = "Tenant")),
+    request_body(content = UpdateConnection, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Updated", body = ConnectionDto),
+        (status = 400, description = "Invalid body or config", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such connection for this tenant", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn update(
+    _: Operator,
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    PathId(id): PathId,
+    ApiJson(body): ApiJson<UpdateConnection>,
+) -> ApiResult<axum::Json<ConnectionDto>> {
+    let connection_id = ConnectionId::from_uuid(id);
+    let current = connections::get(&state.0.db, tenant, connection_id)
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    let config = match body.config {
+        None => None,
+        Some(given) => {
+            let entry = state.0.registry.get(&current.provider).ok_or_else(|| {
+                ApiError::Conflict(format!(
+                    "provider `{}` is no longer registered",
+                    current.provider
+                ))
+            })?;
+            Some(
+                fields::config(&entry.compiled.descriptor.config_fields, &given)
+                    .map_err(field_errors)?,
+            )
+        }
+    };
+    let patch = ConnectionPatch {
+        enabled: body.enabled,
+        config,
+        name: body
+            .name
+            .map(|n| Some(n.trim().to_owned()).filter(|n| !n.is_empty())),
+    };
+    connections::update(&state.0.db, tenant, connection_id, patch)
+        .await?
+        .map(|c| axum::Json(c.into()))
+        .ok_or_else(|| not_found(id))
+}
+
+/// Delete a connection (its jobs and checkpoints go with it; stored signals stay).
+#[utoipa::path(
+    delete, path = "/connections/{id}", operation_id = "deleteConnection", tag = "connections",
+    params(("id" = Uuid, Path, description = "Connection id"), ("X-Tenant-Id" = Uuid, Header, description = "Tenant")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such connection for this tenant", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn delete(
+    _: Operator,
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    PathId(id): PathId,
+) -> ApiResult<StatusCode> {
+    if connections::delete(&state.0.db, tenant, ConnectionId::from_uuid(id)).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(not_found(id))
+    }
+}

@@ -1,0 +1,7 @@
+//! Route handlers, one module per resource.
+
+pub mod connections;
+pub mod health;
+pub mod jobs;
+pub mod providers;
+pub mod signals;

@@ -1,0 +1,52 @@
+//! `signals`: normalized Signals, unique per tenant by dedupe key.
+
+use sea_orm::entity::prelude::*;
+
+/// A stored Signal.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "signals")]
+pub struct Model {
+    /// Signal id (UUID v7).
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    /// Owning tenant.
+    pub tenant_id: Uuid,
+    /// Connection.
+    pub connection_id: Uuid,
+    /// Connector id.
+    pub provider: String,
+    /// Kind.
+    pub kind: String,
+    /// When it happened (microsecond precision).
+    pub occurred_at: DateTimeUtc,
+    /// When it was received.
+    pub received_at: DateTimeUtc,
+    /// Provider's item id.
+    pub external_id: String,
+    /// Summary.
+    pub summary: String,
+    /// Priority.
+    pub priority: Option<String>,
+    /// JSON list of strings.
+    #[sea_orm(column_type = "JsonBinary")]
+    pub participants: Json,
+    /// JSON list of strings.
+    #[sea_orm(column_type = "JsonBinary")]
+    pub tags: Json,
+    /// JSON list of strings.
+    #[sea_orm(column_type = "JsonBinary")]
+    pub related: Json,
+    /// Web URL.
+    pub url: Option<String>,
+    /// Payload.
+    #[sea_orm(column_type = "JsonBinary")]
+    pub payload: Json,
+    /// Dedupe key.
+    pub dedupe_key: String,
+}
+
+/// No relations.
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

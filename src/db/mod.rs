@@ -1,0 +1,126 @@
+//! Storage: the SeaORM connection (SQLite by default, PostgreSQL in production),
+//! migrations, entities and the tenant-scoped repositories.
+//!
+//! Error types: `StoreError` for everything below the API.
+
+pub mod entities;
+pub mod repo;
+
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbBackend, DbErr};
+
+use crate::crypto::CryptoError;
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database failed or refused the statement.
+    #[error("database error: {0}")]
+    Db(#[from] DbErr),
+    /// A sealed value could not be opened.
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    /// A stored value is not what this version expects.
+    #[error("corrupt stored value: {0}")]
+    Corrupt(String),
+    /// The database location cannot be prepared.
+    #[error("cannot prepare {path}: {reason}")]
+    Io {
+        /// The path.
+        path: String,
+        /// What failed.
+        reason: String,
+    },
+}
+
+/// The database.
+#[derive(Debug, Clone)]
+pub struct Db {
+    conn: DatabaseConnection,
+}
+
+impl Db {
+    /// Connects to `url` (`sqlite://…` or `postgres://…`); for SQLite, creates
+    /// the file's directory.
+    pub async fn connect(url: &str) -> Result<Db, StoreError> {
+        let mut options = ConnectOptions::new(url.to_owned());
+        options
+            .sqlx_logging(false)
+            .acquire_timeout(Duration::from_secs(10));
+        if let Some(path) = sqlite_file(url) {
+            if let Some(dir) = Path::new(&path)
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+            {
+                std::fs::create_dir_all(dir).map_err(|e| StoreError::Io {
+                    path: dir.display().to_string(),
+                    reason: e.to_string(),
+                })?;
+            }
+            options.max_connections(1).map_sqlx_sqlite_opts(|o| {
+                o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                    .busy_timeout(Duration::from_secs(10))
+            });
+        } else {
+            options.max_connections(16);
+        }
+        let conn = Database::connect(options).await?;
+        Ok(Db { conn })
+    }
+
+    /// Applies every pending migration.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        Migrator::up(&self.conn, None).await?;
+        Ok(())
+    }
+
+    /// The connection, for repositories.
+    pub fn conn(&self) -> &DatabaseConnection {
+        &self.conn
+    }
+
+    /// Which database this is.
+    pub fn backend(&self) -> DbBackend {
+        self.conn.get_database_backend()
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> bool {
+        self.conn.ping().await.is_ok()
+    }
+}
+
+/// The file of an SQLite URL (`sqlite://data/x.db?mode=rwc` → `data/x.db`), or
+/// `None` for other databases and in-memory SQLite.
+fn sqlite_file(url: &str) -> Option<String> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    (!path.is_empty() && path != ":memory:").then(|| path.to_owned())
+}
+
+/// Timestamps are stored with microsecond precision, as PostgreSQL keeps them,
+/// so both backends order and compare identically.
+pub fn stored_time(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.trunc_subsecs(6)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_paths() {
+        assert_eq!(
+            sqlite_file("sqlite://data/connectors.db?mode=rwc").as_deref(),
+            Some("data/connectors.db")
+        );
+        assert_eq!(sqlite_file("sqlite::memory:"), None);
+        assert_eq!(sqlite_file("postgres://u@h/db"), None);
+    }
+}

@@ -1,0 +1,268 @@
+//! Connections, tenant-scoped. Credentials are sealed with the key ring and bound
+//! to (tenant, connection, field); they leave this module only through
+//! `credentials`, never in a `Connection`.
+
+use std::collections::BTreeMap;
+
+use chrono::Utc;
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder,
+};
+use secrecy::SecretString;
+use serde_json::Value;
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+use crate::crypto::{Binding, KeyRing};
+use crate::db::entities::connection::{ActiveModel, Column, Entity, Model};
+use crate::db::{Db, StoreError, stored_time};
+use crate::domain::{ConnectionId, TenantId};
+
+/// The `credentials` field name in the AAD.
+const CREDENTIALS: &str = "credentials";
+
+/// A connection as the rest of the service sees it: no secrets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Connection {
+    /// Id.
+    pub id: ConnectionId,
+    /// Tenant.
+    pub tenant_id: TenantId,
+    /// Connector id.
+    pub provider: String,
+    /// Label.
+    pub name: Option<String>,
+    /// `active`, `needs_reauth` or `error`.
+    pub status: String,
+    /// Whether syncing is enabled.
+    pub enabled: bool,
+    /// Config fields.
+    pub config: Value,
+    /// Metadata.
+    pub metadata: Value,
+    /// Last health result.
+    pub healthy: Option<bool>,
+    /// Failures in a row.
+    pub consecutive_failures: i32,
+    /// Last error.
+    pub last_error: Option<String>,
+    /// Last health check.
+    pub last_health_check: Option<chrono::DateTime<Utc>>,
+    /// Created.
+    pub created_at: chrono::DateTime<Utc>,
+    /// Updated.
+    pub updated_at: chrono::DateTime<Utc>,
+}
+
+impl From<Model> for Connection {
+    fn from(m: Model) -> Self {
+        Connection {
+            id: ConnectionId::from_uuid(m.id),
+            tenant_id: TenantId::from_uuid(m.tenant_id),
+            provider: m.provider_id,
+            name: m.name,
+            status: m.status,
+            enabled: m.enabled,
+            config: m.config,
+            metadata: m.metadata,
+            healthy: m.healthy,
+            consecutive_failures: m.consecutive_failures,
+            last_error: m.last_error,
+            last_health_check: m.last_health_check,
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+        }
+    }
+}
+
+/// A connection to create.
+#[derive(Debug)]
+pub struct NewConnection {
+    /// Connector id.
+    pub provider: String,
+    /// Label.
+    pub name: Option<String>,
+    /// Config fields (already validated).
+    pub config: Value,
+    /// Credential fields (already validated).
+    pub credentials: BTreeMap<String, SecretString>,
+}
+
+/// Changes to a connection.
+#[derive(Debug, Default)]
+pub struct ConnectionPatch {
+    /// New enabled flag.
+    pub enabled: Option<bool>,
+    /// New config (replaces the old one).
+    pub config: Option<Value>,
+    /// New label.
+    pub name: Option<Option<String>>,
+}
+
+fn binding(tenant: TenantId, id: ConnectionId) -> Binding<'static> {
+    Binding {
+        tenant,
+        record: id,
+        field: CREDENTIALS,
+    }
+}
+
+fn seal_credentials(
+    keys: &KeyRing,
+    tenant: TenantId,
+    id: ConnectionId,
+    credentials: &BTreeMap<String, SecretString>,
+) -> Option<Vec<u8>> {
+    use secrecy::ExposeSecret;
+    if credentials.is_empty() {
+        return None;
+    }
+    let plain: BTreeMap<&str, &str> = credentials
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.expose_secret()))
+        .collect();
+    let json = Zeroizing::new(serde_json::to_vec(&plain).expect("a map of strings serializes"));
+    Some(keys.seal(&json, binding(tenant, id)))
+}
+
+/// Creates a connection.
+pub async fn create(
+    db: &Db,
+    keys: &KeyRing,
+    tenant: TenantId,
+    new: NewConnection,
+) -> Result<Connection, StoreError> {
+    let id = ConnectionId::from_uuid(Uuid::now_v7());
+    let now = stored_time(Utc::now());
+    let model = ActiveModel {
+        id: Set(*id.as_uuid()),
+        tenant_id: Set(*tenant.as_uuid()),
+        provider_id: Set(new.provider),
+        name: Set(new.name),
+        status: Set("active".into()),
+        enabled: Set(true),
+        config: Set(new.config),
+        credentials: Set(seal_credentials(keys, tenant, id, &new.credentials)),
+        access_token: Set(None),
+        refresh_token: Set(None),
+        expires_at: Set(None),
+        metadata: Set(Value::Object(Default::default())),
+        last_health_check: Set(None),
+        healthy: Set(None),
+        consecutive_failures: Set(0),
+        last_error: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(db.conn())
+    .await?;
+    Ok(model.into())
+}
+
+/// The tenant's connections, newest first.
+pub async fn list(db: &Db, tenant: TenantId) -> Result<Vec<Connection>, StoreError> {
+    let rows = Entity::find()
+        .filter(Column::TenantId.eq(*tenant.as_uuid()))
+        .order_by_desc(Column::CreatedAt)
+        .order_by_desc(Column::Id)
+        .all(db.conn())
+        .await?;
+    Ok(rows.into_iter().map(Connection::from).collect())
+}
+
+/// The tenant's connections to one provider.
+pub async fn list_for_provider(
+    db: &Db,
+    tenant: TenantId,
+    provider: &str,
+) -> Result<Vec<Connection>, StoreError> {
+    let rows = Entity::find()
+        .filter(Column::TenantId.eq(*tenant.as_uuid()))
+        .filter(Column::ProviderId.eq(provider))
+        .order_by_asc(Column::CreatedAt)
+        .all(db.conn())
+        .await?;
+    Ok(rows.into_iter().map(Connection::from).collect())
+}
+
+async fn find(db: &Db, tenant: TenantId, id: ConnectionId) -> Result<Option<Model>, StoreError> {
+    Ok(Entity::find_by_id(*id.as_uuid())
+        .filter(Column::TenantId.eq(*tenant.as_uuid()))
+        .one(db.conn())
+        .await?)
+}
+
+/// One of the tenant's connections.
+pub async fn get(
+    db: &Db,
+    tenant: TenantId,
+    id: ConnectionId,
+) -> Result<Option<Connection>, StoreError> {
+    Ok(find(db, tenant, id).await?.map(Connection::from))
+}
+
+/// Applies `patch`; `None` when the tenant has no such connection.
+pub async fn update(
+    db: &Db,
+    tenant: TenantId,
+    id: ConnectionId,
+    patch: ConnectionPatch,
+) -> Result<Option<Connection>, StoreError> {
+    let Some(model) = find(db, tenant, id).await? else {
+        return Ok(None);
+    };
+    let mut active: ActiveModel = model.into();
+    if let Some(enabled) = patch.enabled {
+        active.enabled = Set(enabled);
+    }
+    if let Some(config) = patch.config {
+        active.config = Set(config);
+    }
+    if let Some(name) = patch.name {
+        active.name = Set(name);
+    }
+    active.updated_at = Set(stored_time(Utc::now()));
+    Ok(Some(active.update(db.conn()).await?.into()))
+}
+
+/// Deletes a connection; false when the tenant has no such connection.
+pub async fn delete(db: &Db, tenant: TenantId, id: ConnectionId) -> Result<bool, StoreError> {
+    let result = Entity::delete_many()
+        .filter(Column::Id.eq(*id.as_uuid()))
+        .filter(Column::TenantId.eq(*tenant.as_uuid()))
+        .exec(db.conn())
+        .await?;
+    Ok(result.rows_affected > 0)
+}
+
+/// The connection's credentials, opened.
+pub async fn credentials(
+    db: &Db,
+    keys: &KeyRing,
+    tenant: TenantId,
+    id: ConnectionId,
+) -> Result<Option<BTreeMap<String, SecretString>>, StoreError> {
+    let Some(model) = find(db, tenant, id).await? else {
+        return Ok(None);
+    };
+    open_credentials(keys, tenant, id, model.credentials.as_deref()).map(Some)
+}
+
+/// Opens a sealed credentials value.
+pub(crate) fn open_credentials(
+    keys: &KeyRing,
+    tenant: TenantId,
+    id: ConnectionId,
+    sealed: Option<&[u8]>,
+) -> Result<BTreeMap<String, SecretString>, StoreError> {
+    let Some(sealed) = sealed else {
+        return Ok(BTreeMap::new());
+    };
+    let plain = Zeroizing::new(keys.open(sealed, binding(tenant, id))?);
+    let map: BTreeMap<String, String> = serde_json::from_slice(&plain)
+        .map_err(|_| StoreError::Corrupt("credentials are not a JSON object of strings".into()))?;
+    Ok(map
+        .into_iter()
+        .map(|(k, v)| (k, SecretString::from(v)))
+        .collect())
+}

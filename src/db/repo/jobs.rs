@@ -1,0 +1,259 @@
+//! Sync jobs, tenant-scoped: enqueue (collapsing a duplicate queued trigger),
+//! list with keyset pagination, get. The worker side (claim, lease, finish)
+//! comes with the sync engine.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect,
+};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::cursor::Cursor;
+use crate::db::entities::sync_job::{ActiveModel, Column, Entity, Model};
+use crate::db::{Db, StoreError, stored_time};
+use crate::domain::{ConnectionId, TenantId};
+
+/// Full backfill or incremental sync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JobType {
+    /// From the initial checkpoint.
+    Full,
+    /// From the last checkpoint.
+    Incremental,
+}
+
+/// What started a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    /// The scheduler.
+    Schedule,
+    /// `POST /sync/{provider}`.
+    Manual,
+    /// A webhook delivery.
+    Webhook,
+}
+
+/// Where a job is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    /// Waiting for a worker.
+    Queued,
+    /// Being run.
+    Running,
+    /// Done.
+    Succeeded,
+    /// Gave up.
+    Failed,
+    /// Waiting to be retried.
+    Retrying,
+}
+
+macro_rules! text_enum {
+    ($t:ty { $($v:ident => $s:literal),* $(,)? }) => {
+        impl $t {
+            /// The stored text.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$v => $s),* }
+            }
+            /// Parses the stored text.
+            pub fn parse(s: &str) -> Option<Self> {
+                match s { $($s => Some(Self::$v),)* _ => None }
+            }
+        }
+    };
+}
+text_enum!(JobType { Full => "full", Incremental => "incremental" });
+text_enum!(Trigger { Schedule => "schedule", Manual => "manual", Webhook => "webhook" });
+text_enum!(JobState { Queued => "queued", Running => "running", Succeeded => "succeeded", Failed => "failed", Retrying => "retrying" });
+
+/// A job as the API shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    /// Id.
+    pub id: Uuid,
+    /// Tenant.
+    pub tenant_id: TenantId,
+    /// Connection.
+    pub connection_id: ConnectionId,
+    /// Connector id.
+    pub provider: String,
+    /// Type.
+    pub job_type: JobType,
+    /// Trigger.
+    pub trigger: Trigger,
+    /// State.
+    pub state: JobState,
+    /// Attempts made.
+    pub attempt: i32,
+    /// Not before.
+    pub run_after: DateTime<Utc>,
+    /// Checkpoint at start.
+    pub cursor_before: Option<String>,
+    /// Checkpoint after success.
+    pub cursor_after: Option<String>,
+    /// Signals stored.
+    pub signals_emitted: i64,
+    /// Last error.
+    pub error: Option<String>,
+    /// Enqueued.
+    pub created_at: DateTime<Utc>,
+    /// Started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// Finished.
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl TryFrom<Model> for Job {
+    type Error = StoreError;
+    fn try_from(m: Model) -> Result<Self, StoreError> {
+        let corrupt =
+            |what: &str, v: &str| StoreError::Corrupt(format!("job {}: {what} `{v}`", m.id));
+        Ok(Job {
+            id: m.id,
+            tenant_id: TenantId::from_uuid(m.tenant_id),
+            connection_id: ConnectionId::from_uuid(m.connection_id),
+            job_type: JobType::parse(&m.job_type)
+                .ok_or_else(|| corrupt("job type", &m.job_type))?,
+            trigger: Trigger::parse(&m.trigger).ok_or_else(|| corrupt("trigger", &m.trigger))?,
+            state: JobState::parse(&m.state).ok_or_else(|| corrupt("state", &m.state))?,
+            provider: m.provider_id,
+            attempt: m.attempt,
+            run_after: m.run_after,
+            cursor_before: m.cursor_before,
+            cursor_after: m.cursor_after,
+            signals_emitted: m.signals_emitted,
+            error: m.error,
+            created_at: m.created_at,
+            started_at: m.started_at,
+            finished_at: m.finished_at,
+        })
+    }
+}
+
+/// Filters of a job listing.
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    /// Connector id.
+    pub provider: Option<String>,
+    /// Connection.
+    pub connection_id: Option<ConnectionId>,
+    /// State.
+    pub state: Option<JobState>,
+}
+
+/// Enqueues a job for one of the tenant's connections. A job of the same type
+/// already queued for the connection is returned instead of a duplicate.
+pub async fn enqueue(
+    db: &Db,
+    tenant: TenantId,
+    connection: ConnectionId,
+    provider: &str,
+    job_type: JobType,
+    trigger: Trigger,
+) -> Result<Job, StoreError> {
+    let queued = Entity::find()
+        .filter(Column::TenantId.eq(*tenant.as_uuid()))
+        .filter(Column::ConnectionId.eq(*connection.as_uuid()))
+        .filter(Column::JobType.eq(job_type.as_str()))
+        .filter(Column::State.eq(JobState::Queued.as_str()))
+        .one(db.conn())
+        .await?;
+    if let Some(existing) = queued {
+        return Job::try_from(existing);
+    }
+    let now = stored_time(Utc::now());
+    let id = Uuid::now_v7();
+    let model = ActiveModel {
+        id: Set(id),
+        tenant_id: Set(*tenant.as_uuid()),
+        connection_id: Set(*connection.as_uuid()),
+        provider_id: Set(provider.to_owned()),
+        job_type: Set(job_type.as_str().into()),
+        trigger: Set(trigger.as_str().into()),
+        state: Set(JobState::Queued.as_str().into()),
+        attempt: Set(0),
+        run_after: Set(now),
+        lease_owner: Set(None),
+        lease_expires_at: Set(None),
+        cursor_before: Set(None),
+        cursor_after: Set(None),
+        signals_emitted: Set(0),
+        error: Set(None),
+        idempotency_key: Set(format!(
+            "{}:{}:{}:{id}",
+            trigger.as_str(),
+            connection,
+            job_type.as_str()
+        )),
+        created_at: Set(now),
+        started_at: Set(None),
+        finished_at: Set(None),
+    }
+    .insert(db.conn())
+    .await?;
+    Job::try_from(model)
+}
+
+/// A page of the tenant's jobs, newest first.
+pub async fn list(
+    db: &Db,
+    tenant: TenantId,
+    filter: &JobFilter,
+    limit: u64,
+    cursor: Option<Cursor>,
+) -> Result<(Vec<Job>, Option<Cursor>), StoreError> {
+    let mut query = Entity::find().filter(Column::TenantId.eq(*tenant.as_uuid()));
+    if let Some(p) = &filter.provider {
+        query = query.filter(Column::ProviderId.eq(p.as_str()));
+    }
+    if let Some(c) = filter.connection_id {
+        query = query.filter(Column::ConnectionId.eq(*c.as_uuid()));
+    }
+    if let Some(s) = filter.state {
+        query = query.filter(Column::State.eq(s.as_str()));
+    }
+    if let Some(c) = cursor {
+        query = query.filter(
+            Condition::any().add(Column::CreatedAt.lt(c.time)).add(
+                Condition::all()
+                    .add(Column::CreatedAt.eq(c.time))
+                    .add(Column::Id.lt(c.id)),
+            ),
+        );
+    }
+    let mut rows = query
+        .order_by_desc(Column::CreatedAt)
+        .order_by_desc(Column::Id)
+        .limit(limit + 1)
+        .all(db.conn())
+        .await?;
+    let next = if rows.len() as u64 > limit {
+        rows.truncate(limit as usize);
+        rows.last().map(|r| Cursor {
+            time: r.created_at,
+            id: r.id,
+        })
+    } else {
+        None
+    };
+    let jobs = rows
+        .into_iter()
+        .map(Job::try_from)
+        .collect::<Result<_, _>>()?;
+    Ok((jobs, next))
+}
+
+/// One of the tenant's jobs.
+pub async fn get(db: &Db, tenant: TenantId, id: Uuid) -> Result<Option<Job>, StoreError> {
+    Entity::find_by_id(id)
+        .filter(Column::TenantId.eq(*tenant.as_uuid()))
+        .one(db.conn())
+        .await?
+        .map(Job::try_from)
+        .transpose()
+}

@@ -1,0 +1,10 @@
+//! Repositories. Every function that reads or writes tenant data takes a
+//! `TenantId` and filters by it; `keys::reencrypt_all` is the one documented
+//! cross-tenant maintenance operation.
+
+pub mod connections;
+pub mod cursor;
+pub mod jobs;
+pub mod keys;
+pub mod providers;
+pub mod signals;
