@@ -1,0 +1,12 @@
+//! API integration tests: the real server, spawned on a free port, against
+//! SQLite and PostgreSQL (`on_both_backends!` runs each scenario on both).
+
+mod harness;
+mod pg;
+
+mod auth_and_isolation;
+mod connections;
+mod encryption;
+mod openapi;
+mod pagination;
+mod providers;

@@ -1,0 +1,146 @@
+//! `/openapi.json` is a valid OpenAPI 3.1 document listing every route with its
+//! auth; Swagger UI loads at `/docs`.
+
+use std::collections::BTreeSet;
+
+use reqwest::Method;
+use serde_json::Value;
+
+use crate::harness::{Backend, Server, send};
+
+/// Every route: (method, path, needs the operator token, needs X-Tenant-Id).
+const ROUTES: &[(&str, &str, bool, bool)] = &[
+    ("get", "/healthz", false, false),
+    ("get", "/readyz", false, false),
+    ("get", "/providers", false, false),
+    ("get", "/providers/{id}", false, false),
+    ("put", "/providers/{id}", true, false),
+    ("delete", "/providers/{id}", true, false),
+    ("get", "/connections", true, true),
+    ("post", "/connections", true, true),
+    ("get", "/connections/{id}", true, true),
+    ("patch", "/connections/{id}", true, true),
+    ("delete", "/connections/{id}", true, true),
+    ("post", "/sync/{provider}", true, true),
+    ("get", "/jobs", true, true),
+    ("get", "/jobs/{id}", true, true),
+    ("get", "/signals", true, true),
+];
+
+#[tokio::test]
+async fn the_document_is_valid_and_complete() {
+    let server = Server::start(Backend::Sqlite).await;
+    let (status, doc) = send(server.anonymous(Method::GET, "/openapi.json")).await;
+    assert_eq!(status, 200);
+    assert_eq!(doc["openapi"], "3.1.0");
+    // Parses as an OpenAPI 3.1 document.
+    let spec = oas3::from_json(doc.to_string()).expect("a valid OpenAPI 3.1 document");
+    assert_eq!(spec.info.title, "Poblysh Connectors");
+
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    let mut operation_ids = BTreeSet::new();
+    let mut documented = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            documented.insert((method.clone(), path.clone()));
+            assert!(
+                operation_ids.insert(op["operationId"].as_str().unwrap().to_owned()),
+                "duplicate operationId at {method} {path}"
+            );
+            for (status, response) in op["responses"].as_object().unwrap() {
+                if status.starts_with('4') || status.starts_with('5') {
+                    assert!(
+                        response["content"]["application/problem+json"].is_object(),
+                        "{method} {path} {status} is problem+json"
+                    );
+                }
+            }
+        }
+    }
+    let expected: BTreeSet<(String, String)> = ROUTES
+        .iter()
+        .map(|(m, p, _, _)| (m.to_string(), p.to_string()))
+        .collect();
+    assert_eq!(documented, expected);
+    for (method, path, operator, tenant) in ROUTES {
+        let op = &doc["paths"][path][method];
+        let security = op["security"].as_array().unwrap();
+        if *operator {
+            assert_eq!(
+                security,
+                &vec![serde_json::json!({"bearer": []})],
+                "{method} {path}"
+            );
+        } else {
+            assert_eq!(
+                security,
+                &vec![serde_json::json!({})],
+                "{method} {path} is public"
+            );
+        }
+        let has_tenant = op["parameters"].as_array().is_some_and(|ps| {
+            ps.iter()
+                .any(|p| p["name"] == "X-Tenant-Id" && p["in"] == "header" && p["required"] == true)
+        });
+        assert_eq!(has_tenant, *tenant, "{method} {path} X-Tenant-Id");
+    }
+    // Every $ref resolves.
+    let mut stack = vec![&doc];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::Object(m) => {
+                if let Some(Value::String(r)) = m.get("$ref") {
+                    let pointer = r.strip_prefix('#').unwrap();
+                    assert!(doc.pointer(pointer).is_some(), "dangling {r}");
+                }
+                stack.extend(m.values());
+            }
+            Value::Array(a) => stack.extend(a),
+            _ => {}
+        }
+    }
+    // The CLI prints the same document.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_poblysh-connectors"))
+        .arg("openapi")
+        .output()
+        .unwrap();
+    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(printed, doc);
+}
+
+#[tokio::test]
+async fn swagger_ui_loads() {
+    let server = Server::start(Backend::Sqlite).await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::limited(3))
+        .build()
+        .unwrap();
+    let page = client
+        .get(format!("{}/docs", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("swagger-ui"), "{html}");
+    for asset in [
+        "swagger-ui-bundle.js",
+        "swagger-ui.css",
+        "swagger-initializer.js",
+    ] {
+        let r = client
+            .get(format!("{}/docs/{asset}", server.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{asset}");
+        let body = r.text().await.unwrap();
+        assert!(body.len() > 100, "{asset}");
+        if asset == "swagger-initializer.js" {
+            assert!(body.contains("/openapi.json"), "{body}");
+        }
+    }
+}
