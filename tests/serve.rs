@@ -1,9 +1,11 @@
-//! `serve` run as a process: it loads the descriptors with the `check` loader,
-//! refuses invalid ones unless told to skip them, and serves the catalogue.
+//! `serve` run as a process with no configuration at all (the README's first
+//! command): SQLite under `data/`, a development key and token generated there;
+//! and descriptors loaded through the `check` loader, invalid ones refused unless
+//! skipped.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -25,14 +27,22 @@ impl Drop for Server {
     }
 }
 
-fn start(descriptors: &str, extra: &[&str]) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_poblysh-connectors"))
-        .current_dir(root())
-        .arg("serve")
-        .args(extra)
+/// `serve` in `dir` with only the bind address and descriptors set.
+fn serve(dir: &Path, descriptors: &Path, extra: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_poblysh-connectors"));
+    c.current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("API_BIND_ADDR", "127.0.0.1:0")
         .env("POBLYSH_DESCRIPTORS_DIR", descriptors)
         .env("RUST_LOG", "warn")
+        .arg("serve")
+        .args(extra);
+    c
+}
+
+fn start(dir: &Path, descriptors: &Path, extra: &[&str]) -> Server {
+    let mut child = serve(dir, descriptors, extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -49,31 +59,41 @@ fn start(descriptors: &str, extra: &[&str]) -> Server {
     Server { child, addr }
 }
 
-fn get(addr: &str, path: &str) -> (u16, String, Value) {
+fn get(addr: &str, path: &str, token: Option<&str>) -> (u16, Value) {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
+    let auth = token
+        .map(|t| {
+            format!(
+                "Authorization: Bearer {t}\r\nX-Tenant-Id: 3f6b7c1e-0000-4000-8000-000000000001\r\n"
+            )
+        })
+        .unwrap_or_default();
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n"
     )
     .unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     let (head, body) = response.split_once("\r\n\r\n").unwrap();
     let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (status, head.to_owned(), serde_json::from_str(body).unwrap())
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
 }
 
 #[test]
-fn serves_health_and_the_catalogue_of_shipped_descriptors() {
-    let server = start("descriptors", &[]);
-    let (status, _, body) = get(&server.addr, "/healthz");
-    assert_eq!(status, 200);
-    assert_eq!(body["status"], "ok");
-
-    let (status, _, body) = get(&server.addr, "/providers");
+fn runs_with_no_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &root().join("descriptors"), &[]);
+    let (status, body) = get(&server.addr, "/readyz", None);
+    assert_eq!(
+        (status, body["providers"].as_u64()),
+        (200, Some(3)),
+        "{body}"
+    );
+    let (status, body) = get(&server.addr, "/providers", None);
     assert_eq!(status, 200);
     let ids: Vec<&str> = body["providers"]
         .as_array()
@@ -82,37 +102,24 @@ fn serves_health_and_the_catalogue_of_shipped_descriptors() {
         .map(|p| p["id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, ["github", "linear", "slack"]);
-    let github = &body["providers"][0];
-    assert_eq!(github["auth_method"], "pat");
-    assert_eq!(github["ingestion_mode"], "polling_and_webhook");
-    assert!(
-        github["signals"]
-            .as_array()
-            .unwrap()
-            .contains(&"pr_merged".into())
+    // The embedded database and the development key and token live in data/.
+    for file in ["connectors.db", "dev-crypto.key", "dev-operator-token"] {
+        assert!(dir.path().join("data").join(file).exists(), "data/{file}");
+    }
+    let token = std::fs::read_to_string(dir.path().join("data/dev-operator-token")).unwrap();
+    let (status, body) = get(&server.addr, "/connections", Some(token.trim()));
+    assert_eq!(
+        (status, body),
+        (200, serde_json::json!({"connections": []}))
     );
-    assert!(github.get("descriptor").is_none());
-
-    let (status, _, body) = get(&server.addr, "/providers/slack");
-    assert_eq!(status, 200);
-    assert_eq!(body["descriptor"]["ingestion"]["mode"], "webhook");
-
-    let (status, head, body) = get(&server.addr, "/providers/nope");
-    assert_eq!(status, 404);
-    assert!(
-        head.to_ascii_lowercase()
-            .contains("content-type: application/problem+json"),
-        "{head}"
-    );
-    assert_eq!(body["code"], "not_found");
+    let (status, _) = get(&server.addr, "/connections", Some("not-the-dev-token-xx"));
+    assert_eq!(status, 401);
 }
 
 #[test]
 fn invalid_descriptors_stop_start_up_unless_skipped() {
-    let out = Command::new(env!("CARGO_BIN_EXE_poblysh-connectors"))
-        .current_dir(root())
-        .args(["serve", "--descriptors", "tests/invalid"])
-        .env("API_BIND_ADDR", "127.0.0.1:0")
+    let dir = tempfile::tempdir().unwrap();
+    let out = serve(dir.path(), &root().join("tests/invalid"), &[])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
@@ -124,23 +131,52 @@ fn invalid_descriptors_stop_start_up_unless_skipped() {
     assert!(stderr.contains("--skip-invalid"), "{stderr}");
 
     // A mixed directory: the valid descriptor loads, the invalid one is left out.
-    let dir = std::env::temp_dir().join(format!("poblysh-serve-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let descriptors = dir.path().join("descriptors");
+    std::fs::create_dir_all(&descriptors).unwrap();
     std::fs::copy(
         root().join("descriptors/github.yaml"),
-        dir.join("github.yaml"),
+        descriptors.join("github.yaml"),
     )
     .unwrap();
     std::fs::copy(
         root().join("tests/invalid/03-misspelled-auth-method.yaml"),
-        dir.join("broken.yaml"),
+        descriptors.join("broken.yaml"),
     )
     .unwrap();
-    let server = start(dir.to_str().unwrap(), &["--skip-invalid"]);
-    let (status, _, body) = get(&server.addr, "/providers");
+    let server = start(dir.path(), &descriptors, &["--skip-invalid"]);
+    let (status, body) = get(&server.addr, "/providers", None);
     assert_eq!(status, 200);
-    assert_eq!(body["providers"].as_array().unwrap().len(), 1);
-    assert_eq!(body["providers"][0]["id"], "github");
-    drop(server);
-    let _ = std::fs::remove_dir_all(&dir);
+    let ids: Vec<&str> = body["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["github"]);
+}
+
+#[test]
+fn production_refuses_to_start_without_a_key_or_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = serve(dir.path(), &root().join("descriptors"), &[])
+        .env("POBLYSH_ENV", "production")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("POBLYSH_CRYPTO_KEY is not set"));
+    assert!(!dir.path().join("data/dev-crypto.key").exists());
+    let out = serve(dir.path(), &root().join("descriptors"), &[])
+        .env("POBLYSH_ENV", "production")
+        .env(
+            "POBLYSH_CRYPTO_KEY",
+            "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("POBLYSH_OPERATOR_TOKENS"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -4,6 +4,7 @@
 pub mod error;
 pub mod extract;
 pub mod fields;
+pub mod metrics;
 pub mod routes;
 
 use std::sync::Arc;
@@ -84,6 +85,7 @@ fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
+        .routes(routes!(metrics::metrics))
         .routes(routes!(providers::list))
         .routes(routes!(providers::get, providers::put, providers::delete))
         .routes(routes!(connections::list, connections::create))
@@ -107,11 +109,13 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 /// The API router.
 pub fn router(state: AppState) -> Router {
+    metrics::handle();
     let (router, mut doc) = api().split_for_parts();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     router
         .merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn(metrics::track))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
 }

@@ -12,6 +12,7 @@ use crate::harness::{Backend, Server, send};
 const ROUTES: &[(&str, &str, bool, bool)] = &[
     ("get", "/healthz", false, false),
     ("get", "/readyz", false, false),
+    ("get", "/metrics", false, false),
     ("get", "/providers", false, false),
     ("get", "/providers/{id}", false, false),
     ("put", "/providers/{id}", true, false),
@@ -143,4 +144,30 @@ async fn swagger_ui_loads() {
             assert!(body.contains("/openapi.json"), "{body}");
         }
     }
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route() {
+    let server = Server::start(Backend::Sqlite).await;
+    for _ in 0..3 {
+        send(server.anonymous(Method::GET, "/providers/github")).await;
+    }
+    send(server.anonymous(Method::GET, "/providers/nope")).await;
+    let text = reqwest::get(format!("{}/metrics", server.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = |status: &str| {
+        text.lines()
+            .find(|l| {
+                l.starts_with("http_requests_total")
+                    && l.contains("route=\"/providers/{id}\"")
+                    && l.contains(&format!("status=\"{status}\""))
+            })
+            .map(|l| l.rsplit(' ').next().unwrap().to_owned())
+    };
+    assert_eq!(line("200").as_deref(), Some("3"), "{text}");
+    assert_eq!(line("404").as_deref(), Some("1"), "{text}");
 }

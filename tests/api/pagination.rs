@@ -17,7 +17,12 @@ fn signal(tenant: Uuid, connection: Uuid, i: usize, at: DateTime<Utc>) -> Signal
         id: Uuid::now_v7(),
         tenant_id: TenantId::from_uuid(tenant),
         connection_id: ConnectionId::from_uuid(connection),
-        provider: if i.is_multiple_of(3) { "linear" } else { "github" }.into(),
+        provider: if i.is_multiple_of(3) {
+            "linear"
+        } else {
+            "github"
+        }
+        .into(),
         kind: if i.is_multiple_of(2) {
             "issue_created"
         } else {
