@@ -22,11 +22,25 @@ pub fn generate() -> Value {
     schema.to_value()
 }
 
-/// The schema as committed: pretty JSON with a trailing newline.
+/// The schema as committed: pretty JSON with keys sorted (whatever map type
+/// serde_json was built with) and a trailing newline.
 pub fn generate_pretty() -> String {
-    let mut text = serde_json::to_string_pretty(&generate()).expect("a schema serializes");
+    let mut text = serde_json::to_string_pretty(&sorted(generate())).expect("a schema serializes");
     text.push('\n');
     text
+}
+
+/// The value with every object's keys in sorted order.
+fn sorted(value: Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(String, Value)> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(sorted).collect()),
+        other => other,
+    }
 }
 
 struct Compiled {
