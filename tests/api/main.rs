@@ -7,6 +7,7 @@ mod pg;
 mod auth_and_isolation;
 mod connections;
 mod encryption;
+mod migrations;
 mod openapi;
 mod pagination;
 mod providers;
