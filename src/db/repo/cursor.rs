@@ -4,6 +4,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select};
 use uuid::Uuid;
 
 /// The position after a row ordered by `(time desc, id desc)`.
@@ -35,6 +36,42 @@ impl Cursor {
             time: DateTime::from_timestamp_micros(micros)?,
             id,
         })
+    }
+}
+
+/// Orders `query` newest first by `(time, id)`, starts after `cursor`, and asks
+/// for one row more than `limit` (to know whether a next page exists).
+pub fn page_query<E: EntityTrait>(
+    query: Select<E>,
+    time: E::Column,
+    id: E::Column,
+    cursor: Option<Cursor>,
+    limit: u64,
+) -> Select<E> {
+    let query = match cursor {
+        None => query,
+        Some(c) => query.filter(
+            Condition::any()
+                .add(time.lt(c.time))
+                .add(Condition::all().add(time.eq(c.time)).add(id.lt(c.id))),
+        ),
+    };
+    query.order_by_desc(time).order_by_desc(id).limit(limit + 1)
+}
+
+/// Cuts the rows of a `page_query` to `limit`; the cursor of the next page when
+/// there was one more row.
+pub fn split_page<M>(
+    mut rows: Vec<M>,
+    limit: u64,
+    key: impl Fn(&M) -> Cursor,
+) -> (Vec<M>, Option<Cursor>) {
+    if rows.len() as u64 > limit {
+        rows.truncate(limit as usize);
+        let next = rows.last().map(key);
+        (rows, next)
+    } else {
+        (rows, None)
     }
 }
 

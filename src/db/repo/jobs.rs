@@ -3,10 +3,7 @@
 //! comes with the sync engine.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect,
-};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -217,30 +214,13 @@ pub async fn list(
     if let Some(s) = filter.state {
         query = query.filter(Column::State.eq(s.as_str()));
     }
-    if let Some(c) = cursor {
-        query = query.filter(
-            Condition::any().add(Column::CreatedAt.lt(c.time)).add(
-                Condition::all()
-                    .add(Column::CreatedAt.eq(c.time))
-                    .add(Column::Id.lt(c.id)),
-            ),
-        );
-    }
-    let mut rows = query
-        .order_by_desc(Column::CreatedAt)
-        .order_by_desc(Column::Id)
-        .limit(limit + 1)
+    let rows = super::cursor::page_query(query, Column::CreatedAt, Column::Id, cursor, limit)
         .all(db.conn())
         .await?;
-    let next = if rows.len() as u64 > limit {
-        rows.truncate(limit as usize);
-        rows.last().map(|r| Cursor {
-            time: r.created_at,
-            id: r.id,
-        })
-    } else {
-        None
-    };
+    let (rows, next) = super::cursor::split_page(rows, limit, |r| Cursor {
+        time: r.created_at,
+        id: r.id,
+    });
     let jobs = rows
         .into_iter()
         .map(Job::try_from)

@@ -38,6 +38,15 @@ fn value_of(m: &connection::Model, column: connection::Column) -> Option<&Vec<u8
     }
 }
 
+/// The value re-sealed under the primary key, or `None` when it already is.
+fn reseal(keys: &KeyRing, old: &[u8], binding: Binding<'_>) -> Result<Option<Vec<u8>>, StoreError> {
+    if !keys.needs_reseal(old) {
+        return Ok(None);
+    }
+    let plain = zeroize::Zeroizing::new(keys.open(old, binding)?);
+    Ok(Some(keys.seal(&plain, binding)))
+}
+
 /// Re-seals every connection secret and PKCE verifier that is not under the
 /// primary key. A value that cannot be opened with any configured key is an
 /// error (nothing after it is lost: re-run once the key is configured).
@@ -79,16 +88,14 @@ pub async fn reencrypt_all(db: &Db, keys: &KeyRing) -> Result<ReencryptReport, S
             continue;
         };
         report.checked += 1;
-        if !keys.needs_reseal(old) {
-            continue;
-        }
         let binding = Binding {
             tenant: TenantId::from_uuid(row.tenant_id),
             record: ConnectionId::from_uuid(row.id),
             field: "pkce_verifier",
         };
-        let plain = zeroize::Zeroizing::new(keys.open(old, binding)?);
-        let new = keys.seal(&plain, binding);
+        let Some(new) = reseal(keys, old, binding)? else {
+            continue;
+        };
         let swapped = oauth_state::Entity::update_many()
             .col_expr(oauth_state::Column::PkceVerifier, Expr::value(new))
             .filter(oauth_state::Column::StateHash.eq(row.state_hash.clone()))

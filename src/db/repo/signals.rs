@@ -3,10 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect,
-};
+use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 use serde_json::Value;
 
 use super::cursor::Cursor;
@@ -151,29 +148,12 @@ pub async fn list(
     if let Some(t) = filter.occurred_before {
         query = query.filter(Column::OccurredAt.lt(stored_time(t)));
     }
-    if let Some(c) = cursor {
-        query = query.filter(
-            Condition::any().add(Column::OccurredAt.lt(c.time)).add(
-                Condition::all()
-                    .add(Column::OccurredAt.eq(c.time))
-                    .add(Column::Id.lt(c.id)),
-            ),
-        );
-    }
-    let mut rows = query
-        .order_by_desc(Column::OccurredAt)
-        .order_by_desc(Column::Id)
-        .limit(limit + 1)
+    let rows = super::cursor::page_query(query, Column::OccurredAt, Column::Id, cursor, limit)
         .all(db.conn())
         .await?;
-    let next = if rows.len() as u64 > limit {
-        rows.truncate(limit as usize);
-        rows.last().map(|r| Cursor {
-            time: r.occurred_at,
-            id: r.id,
-        })
-    } else {
-        None
-    };
+    let (rows, next) = super::cursor::split_page(rows, limit, |r| Cursor {
+        time: r.occurred_at,
+        id: r.id,
+    });
     Ok((rows.into_iter().map(Signal::from).collect(), next))
 }
