@@ -1,6 +1,10 @@
-//! The runtime engine: pure functions over compiled descriptors. No I/O, no
-//! clock, no environment: the caller passes in what varies (`MapContext`).
+//! The runtime engine over compiled descriptors: mapping (pure), outbound HTTP,
+//! request auth, OAuth and the polling loop. Nothing here reads the environment
+//! or the clock on its own: the caller passes in what varies (time, client,
+//! credentials, policy).
 
+pub mod auth;
 pub mod condition;
+pub mod http;
 pub mod mapping;
 pub mod timestamp;
