@@ -7,4 +7,6 @@ pub mod auth;
 pub mod condition;
 pub mod http;
 pub mod mapping;
+pub mod oauth;
+pub mod poll;
 pub mod timestamp;
