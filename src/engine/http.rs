@@ -281,6 +281,12 @@ pub fn check_url(url: &Url, policy: NetworkPolicy) -> Result<(), HttpError> {
     }
 }
 
+/// Makes `ring` the process's TLS crypto provider (once; needed before any
+/// `reqwest` client is built).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// The shared client.
 #[derive(Debug, Clone)]
 pub struct HttpClient {
@@ -292,7 +298,7 @@ pub struct HttpClient {
 impl HttpClient {
     /// A client with the given network policy.
     pub fn new(policy: NetworkPolicy) -> Self {
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        install_crypto_provider();
         let redirect = reqwest::redirect::Policy::custom(move |attempt| {
             if attempt.previous().len() >= MAX_REDIRECTS {
                 return attempt.error("too many redirects");

@@ -93,6 +93,7 @@ impl Server {
     }
 
     async fn spawn(dir: tempfile::TempDir, database_url: String, env: &[(&str, &str)]) -> Server {
+        poblysh_connectors::engine::http::install_crypto_provider();
         let mut cmd = command(dir.path(), &database_url);
         for (k, v) in env {
             cmd.env(k, v);

@@ -17,20 +17,16 @@ async fn run(backend: Backend) {
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
+    let all_applied =
+        "Applied\tm20261122_000001_initial\nApplied\tm20261122_000002_one_running_job";
+    assert_eq!(migrate(&["status"]).trim(), all_applied);
+    assert!(migrate(&["down", "--steps", "2"]).contains("reverted 2"));
     assert_eq!(
         migrate(&["status"]).trim(),
-        "Applied\tm20261122_000001_initial"
-    );
-    assert!(migrate(&["down"]).contains("reverted 1"));
-    assert_eq!(
-        migrate(&["status"]).trim(),
-        "Pending\tm20261122_000001_initial"
+        "Pending\tm20261122_000001_initial\nPending\tm20261122_000002_one_running_job"
     );
     assert!(migrate(&["up"]).contains("applied"));
-    assert_eq!(
-        migrate(&["status"]).trim(),
-        "Applied\tm20261122_000001_initial"
-    );
+    assert_eq!(migrate(&["status"]).trim(), all_applied);
 }
 
 #[tokio::test]
