@@ -37,10 +37,39 @@ pub struct Config {
     pub operator_tokens: Vec<String>,
     /// `POBLYSH_PUBLIC_URL`.
     pub public_url: Option<String>,
-    /// `POBLYSH_JOB_CONCURRENCY`.
+    /// `POBLYSH_JOB_CONCURRENCY`: jobs run at once by this node.
     pub job_concurrency: usize,
+    /// `POBLYSH_TENANT_JOB_CONCURRENCY`: running jobs per tenant, across nodes.
+    pub tenant_job_concurrency: u32,
     /// Where development keys and tokens are kept (`data/`).
     pub data_dir: PathBuf,
+    /// `POBLYSH_ALLOW_PRIVATE_NETWORKS`: outbound requests may reach private addresses.
+    pub allow_private_networks: bool,
+    /// Provider app secrets: `POBLYSH_<PROVIDER>_CLIENT_ID`, `_CLIENT_SECRET`,
+    /// `_WEBHOOK_SECRET`, by variable name.
+    pub provider_secrets: BTreeMap<String, String>,
+}
+
+/// Suffixes of the provider app-secret variables.
+const PROVIDER_SECRET_SUFFIXES: [&str; 3] = ["_CLIENT_ID", "_CLIENT_SECRET", "_WEBHOOK_SECRET"];
+
+/// The variable holding a provider's app-level secret: `POBLYSH_<PROVIDER>_<NAME>`,
+/// the provider id upper-cased with `-` as `_`.
+pub fn provider_var(provider: &str, name: &str) -> String {
+    format!(
+        "POBLYSH_{}_{name}",
+        provider.to_ascii_uppercase().replace('-', "_")
+    )
+}
+
+impl Config {
+    /// A provider's app-level secret (`CLIENT_ID`, `CLIENT_SECRET`, `WEBHOOK_SECRET`).
+    pub fn provider_secret(&self, provider: &str, name: &str) -> Option<&str> {
+        self.provider_secrets
+            .get(&provider_var(provider, name))
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
 }
 
 impl std::fmt::Debug for Config {
@@ -54,6 +83,11 @@ impl std::fmt::Debug for Config {
             .field("operator_tokens", &self.operator_tokens.len())
             .field("public_url", &self.public_url)
             .field("job_concurrency", &self.job_concurrency)
+            .field("allow_private_networks", &self.allow_private_networks)
+            .field(
+                "provider_secrets",
+                &self.provider_secrets.keys().collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -71,8 +105,11 @@ pub fn redact_url(url: &str) -> String {
 
 impl Config {
     /// Reads the configuration from a variable lookup (the process environment in
-    /// `main`, a map in tests).
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    /// `main`, a map in tests) and the names of all variables (for provider secrets).
+    pub fn from_lookup(
+        get: impl Fn(&str) -> Option<String>,
+        names: impl IntoIterator<Item = String>,
+    ) -> Result<Config, ConfigError> {
         let non_empty = |var: &str| get(var).filter(|v| !v.trim().is_empty());
         let bind = non_empty("API_BIND_ADDR")
             .unwrap_or_else(|| "0.0.0.0:8080".into())
@@ -93,6 +130,18 @@ impl Config {
                     reason: "expected a positive integer".into(),
                 })?,
         };
+        let tenant_job_concurrency = match non_empty("POBLYSH_TENANT_JOB_CONCURRENCY") {
+            None => 2,
+            Some(v) => v
+                .trim()
+                .parse()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| ConfigError {
+                    var: "POBLYSH_TENANT_JOB_CONCURRENCY",
+                    reason: "expected a positive integer".into(),
+                })?,
+        };
         let operator_tokens = match (
             non_empty("POBLYSH_OPERATOR_TOKENS"),
             non_empty("POBLYSH_OPERATOR_TOKEN"),
@@ -103,6 +152,26 @@ impl Config {
         };
         let production =
             non_empty("POBLYSH_ENV").is_some_and(|e| e.eq_ignore_ascii_case("production"));
+        let allow_private_networks = match non_empty("POBLYSH_ALLOW_PRIVATE_NETWORKS")
+            .as_deref()
+            .map(str::trim)
+        {
+            None | Some("0" | "false" | "no") => false,
+            Some("1" | "true" | "yes") => true,
+            Some(_) => {
+                return Err(ConfigError {
+                    var: "POBLYSH_ALLOW_PRIVATE_NETWORKS",
+                    reason: "expected true or false".into(),
+                });
+            }
+        };
+        let provider_secrets = names
+            .into_iter()
+            .filter(|n| {
+                n.starts_with("POBLYSH_") && PROVIDER_SECRET_SUFFIXES.iter().any(|s| n.ends_with(s))
+            })
+            .filter_map(|n| get(&n).map(|v| (n, v)))
+            .collect();
         Ok(Config {
             database_url: non_empty("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into()),
             bind,
@@ -114,19 +183,28 @@ impl Config {
             operator_tokens,
             public_url: non_empty("POBLYSH_PUBLIC_URL"),
             job_concurrency,
+            tenant_job_concurrency,
             data_dir: PathBuf::from("data"),
+            allow_private_networks,
+            provider_secrets,
         })
     }
 
     /// Reads `.env` (if present) and the process environment.
     pub fn from_env() -> Result<Config, ConfigError> {
         let _ = dotenvy::dotenv();
-        Config::from_lookup(|var| std::env::var(var).ok())
+        Config::from_lookup(
+            |var| std::env::var(var).ok(),
+            std::env::vars().map(|(k, _)| k),
+        )
     }
 
     /// A configuration from a map, for tests.
     pub fn from_map(vars: &BTreeMap<&str, &str>) -> Result<Config, ConfigError> {
-        Config::from_lookup(|var| vars.get(var).map(|v| (*v).to_owned()))
+        Config::from_lookup(
+            |var| vars.get(var).map(|v| (*v).to_owned()),
+            vars.keys().map(|k| (*k).to_owned()),
+        )
     }
 }
 
@@ -207,6 +285,30 @@ mod tests {
             config(&[("POBLYSH_JOB_CONCURRENCY", "0")]).unwrap_err().var,
             "POBLYSH_JOB_CONCURRENCY"
         );
+    }
+
+    #[test]
+    fn provider_secrets_by_provider_id() {
+        let c = config(&[
+            ("POBLYSH_GOOGLE_DRIVE_CLIENT_ID", "cid"),
+            ("POBLYSH_GITHUB_WEBHOOK_SECRET", "whs"),
+            ("OTHER_CLIENT_ID", "x"),
+        ])
+        .unwrap();
+        assert_eq!(c.provider_secret("google_drive", "CLIENT_ID"), Some("cid"));
+        assert_eq!(c.provider_secret("github", "WEBHOOK_SECRET"), Some("whs"));
+        assert_eq!(c.provider_secret("github", "CLIENT_ID"), None);
+        assert_eq!(
+            provider_var("zoho-cliq", "CLIENT_SECRET"),
+            "POBLYSH_ZOHO_CLIQ_CLIENT_SECRET"
+        );
+        assert!(!format!("{c:?}").contains("whs"));
+        assert!(
+            config(&[("POBLYSH_ALLOW_PRIVATE_NETWORKS", "true")])
+                .unwrap()
+                .allow_private_networks
+        );
+        assert!(config(&[("POBLYSH_ALLOW_PRIVATE_NETWORKS", "maybe")]).is_err());
     }
 
     #[test]

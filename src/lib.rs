@@ -13,3 +13,5 @@ pub mod descriptor;
 pub mod domain;
 pub mod engine;
 pub mod registry;
+pub mod services;
+pub mod sync;

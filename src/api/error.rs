@@ -61,6 +61,9 @@ pub enum ApiError {
         /// Detail (diagnostics).
         details: Option<Value>,
     },
+    /// 502: the provider failed (e.g. its token endpoint).
+    #[error("{0}")]
+    BadGateway(String),
     /// 503: a dependency is not ready.
     #[error("{0}")]
     Unavailable(String),
@@ -99,6 +102,7 @@ impl ApiError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
             ApiError::Unprocessable { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
+            ApiError::BadGateway(_) => (StatusCode::BAD_GATEWAY, "provider_error"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }

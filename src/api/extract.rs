@@ -167,6 +167,18 @@ impl QueryParams {
         Ok(QueryParams(params))
     }
 
+    /// Parses `query` keeping every parameter (the first of repeated ones), for
+    /// requests a provider builds (OAuth callbacks add their own parameters).
+    pub fn parse_lenient(query: Option<&str>) -> Self {
+        let mut params = BTreeMap::new();
+        for (k, v) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+            params
+                .entry(k.into_owned())
+                .or_insert_with(|| v.into_owned());
+        }
+        QueryParams(params)
+    }
+
     /// A text parameter.
     pub fn text(&self, name: &str) -> Option<&str> {
         self.0

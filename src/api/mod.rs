@@ -17,26 +17,27 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::crypto::KeyRing;
-use crate::db::Db;
-use crate::registry::Registry;
+use crate::services::Services;
 use error::ApiError;
 use extract::OperatorTokens;
 
 /// Largest request body accepted (a descriptor is at most 1 MiB).
 pub const BODY_LIMIT: usize = 1 << 20;
 
-/// Everything handlers need.
+/// Everything handlers need: the node's services and the operator tokens.
 #[derive(Debug)]
 pub struct App {
-    /// Storage.
-    pub db: Db,
-    /// Seals credentials.
-    pub keys: KeyRing,
-    /// The loaded connectors.
-    pub registry: Registry,
+    /// Storage, keys, registry, HTTP client, configuration.
+    pub services: Arc<Services>,
     /// Accepted operator tokens.
     pub operator_tokens: OperatorTokens,
+}
+
+impl std::ops::Deref for App {
+    type Target = Services;
+    fn deref(&self) -> &Services {
+        &self.services
+    }
 }
 
 /// Shared handler state.
@@ -53,6 +54,7 @@ pub struct AppState(pub Arc<App>);
         (name = "health", description = "Liveness and readiness"),
         (name = "providers", description = "The connector catalogue"),
         (name = "connections", description = "A tenant's connections"),
+        (name = "connect", description = "OAuth connect flow"),
         (name = "jobs", description = "Sync jobs"),
         (name = "signals", description = "Normalized Signals"),
     ),
@@ -81,7 +83,7 @@ impl Modify for BearerAuth {
 
 /// Every documented route.
 fn api() -> OpenApiRouter<AppState> {
-    use routes::{connections, health, jobs, providers, signals};
+    use routes::{connections, health, jobs, oauth, providers, signals};
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
@@ -94,6 +96,9 @@ fn api() -> OpenApiRouter<AppState> {
             connections::update,
             connections::delete
         ))
+        .routes(routes!(connections::test))
+        .routes(routes!(oauth::start))
+        .routes(routes!(oauth::callback))
         .routes(routes!(jobs::sync))
         .routes(routes!(jobs::list))
         .routes(routes!(jobs::get))

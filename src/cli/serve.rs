@@ -16,11 +16,30 @@ use crate::db::Db;
 use crate::db::repo::providers;
 use crate::descriptor::load::{load_paths, load_str};
 use crate::descriptor::source::Format;
+use crate::engine::http::{HttpClient, NetworkPolicy};
 use crate::registry::Registry;
+use crate::services::Services;
+use crate::sync::executor::{Executor, ExecutorSettings};
+use crate::sync::queue::QueueSettings;
+use crate::sync::scheduler;
+
+/// What a node runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    /// The API, the scheduler and job workers.
+    All,
+    /// Only the API.
+    Api,
+    /// Only the scheduler and job workers.
+    Worker,
+}
 
 /// Options of `serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    /// What this node runs (several `worker` or `all` nodes may share one PostgreSQL).
+    #[arg(long, value_enum, default_value_t = Role::All)]
+    pub role: Role,
     /// Address to listen on (default `API_BIND_ADDR`, else 0.0.0.0:8080).
     #[arg(long)]
     pub bind: Option<std::net::SocketAddr>,
@@ -46,26 +65,57 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    let role = args.role;
     runtime.block_on(async {
-        let Some(state) = start(&config, args.skip_invalid).await? else {
+        let Some(state) = start(config, args.skip_invalid).await? else {
             return Ok(ExitCode::FAILURE);
         };
-        let listener = tokio::net::TcpListener::bind(config.bind)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.bind))?;
-        let local = listener.local_addr()?;
-        println!("listening on http://{local}");
-        tracing::info!(%local, "listening");
-        axum::serve(listener, router(state))
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .context("server error")?;
+        let services = Arc::clone(&state.0.services);
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let mut background = Vec::new();
+        if role != Role::Api {
+            let settings = ExecutorSettings {
+                concurrency: services.config.job_concurrency,
+                queue: QueueSettings {
+                    tenant_concurrency: services.config.tenant_job_concurrency,
+                    ..QueueSettings::default()
+                },
+                ..ExecutorSettings::default()
+            };
+            tracing::info!(worker = %settings.worker_id, concurrency = settings.concurrency, "job workers started");
+            let executor = Arc::new(Executor::new(Arc::clone(&services), settings));
+            background.push(tokio::spawn(executor.run_workers(stopped.clone())));
+            background.push(tokio::spawn(scheduler::run(
+                Arc::clone(&services),
+                std::time::Duration::from_secs(5),
+                stopped.clone(),
+            )));
+        }
+        if role == Role::Worker {
+            println!("worker running");
+            shutdown_signal().await;
+        } else {
+            let listener = tokio::net::TcpListener::bind(services.config.bind)
+                .await
+                .with_context(|| format!("cannot listen on {}", services.config.bind))?;
+            let local = listener.local_addr()?;
+            println!("listening on http://{local}");
+            tracing::info!(%local, "listening");
+            axum::serve(listener, router(state))
+                .with_graceful_shutdown(shutdown_signal())
+                .await
+                .context("server error")?;
+        }
+        let _ = stop.send(true);
+        for task in background {
+            let _ = task.await;
+        }
         Ok(ExitCode::SUCCESS)
     })
 }
 
 /// Everything before listening; `None` when invalid descriptors stop start-up.
-async fn start(config: &Config, skip_invalid: bool) -> anyhow::Result<Option<AppState>> {
+async fn start(config: Config, skip_invalid: bool) -> anyhow::Result<Option<AppState>> {
     let report = load_paths(std::slice::from_ref(&config.descriptors_dir));
     if !report.is_ok() {
         for d in &report.diagnostics {
@@ -84,8 +134,8 @@ async fn start(config: &Config, skip_invalid: bool) -> anyhow::Result<Option<App
             "invalid descriptors left out"
         );
     }
-    let keys = key_ring(config)?;
-    let operator_tokens = operator_tokens(config)?;
+    let keys = key_ring(&config)?;
+    let operator_tokens = operator_tokens(&config)?;
 
     tracing::info!(database = %redact_url(&config.database_url), "opening the database");
     let db = Db::connect(&config.database_url).await.with_context(|| {
@@ -124,10 +174,23 @@ async fn start(config: &Config, skip_invalid: bool) -> anyhow::Result<Option<App
         }
     }
     tracing::info!(providers = registry.len(), "providers loaded");
-    Ok(Some(AppState(Arc::new(App {
+    let http = HttpClient::new(NetworkPolicy {
+        allow_private: config.allow_private_networks,
+    });
+    if config.allow_private_networks {
+        tracing::warn!(
+            "POBLYSH_ALLOW_PRIVATE_NETWORKS is set: outbound requests may reach private addresses"
+        );
+    }
+    let services = Arc::new(Services {
         db,
         keys,
         registry,
+        http,
+        config,
+    });
+    Ok(Some(AppState(Arc::new(App {
+        services,
         operator_tokens,
     }))))
 }

@@ -61,7 +61,7 @@ impl Db {
                     reason: e.to_string(),
                 })?;
             }
-            options.max_connections(1).map_sqlx_sqlite_opts(|o| {
+            options.max_connections(4).map_sqlx_sqlite_opts(|o| {
                 o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
                     .busy_timeout(Duration::from_secs(10))
             });
@@ -86,6 +86,20 @@ impl Db {
     /// Which database this is.
     pub fn backend(&self) -> DbBackend {
         self.conn.get_database_backend()
+    }
+
+    /// Begins a write transaction: on SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`), so two writers wait for each other instead of failing.
+    pub async fn begin_write(&self) -> Result<sea_orm::DatabaseTransaction, DbErr> {
+        use sea_orm::TransactionTrait;
+        let mode = (self.backend() == DbBackend::Sqlite)
+            .then_some(sea_orm::SqliteTransactionMode::Immediate);
+        self.conn
+            .begin_with_options(sea_orm::TransactionOptions {
+                sqlite_transaction_mode: mode,
+                ..Default::default()
+            })
+            .await
     }
 
     /// Whether the database answers.

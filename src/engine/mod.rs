@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod condition;
+pub mod health;
 pub mod http;
 pub mod mapping;
 pub mod oauth;

@@ -155,22 +155,11 @@ pub async fn poll(
     Ok(outcome)
 }
 
-/// The connection's `baseUrl` (config) or the descriptor's, rendered.
+/// The connection's `{{baseUrl}}`.
 fn base_url(ctx: &PollContext<'_>) -> Result<String, PollError> {
-    if let Some(Value::String(url)) = ctx.config.get("baseUrl")
-        && !url.is_empty()
-    {
-        return Ok(url.trim_end_matches('/').to_owned());
-    }
-    match ctx.descriptor.base_url {
-        Some(id) => ctx
-            .descriptor
-            .templates
-            .render(id, &json!({ "config": ctx.config }))
-            .map(|u| u.trim_end_matches('/').to_owned())
-            .map_err(|e| PollError::Request(format!("baseUrl: {e}"))),
-        None => Ok(String::new()),
-    }
+    ctx.descriptor
+        .base_url(ctx.config)
+        .map_err(|e| PollError::Request(format!("baseUrl: {e}")))
 }
 
 /// The checkpoint of a first (full) sync.

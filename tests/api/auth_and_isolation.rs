@@ -19,6 +19,8 @@ const TENANT_ROUTES: &[(&str, &str)] = &[
     ("GET", "/connections/{c}"),
     ("PATCH", "/connections/{c}"),
     ("DELETE", "/connections/{c}"),
+    ("POST", "/connections/{c}/test"),
+    ("POST", "/connect/slack"),
     ("POST", "/sync/github"),
     ("GET", "/jobs"),
     ("GET", "/jobs/{j}"),

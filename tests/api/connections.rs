@@ -93,7 +93,8 @@ on_both_backends! {
 }
 
 on_both_backends! {
-    async fn sync_enqueues_jobs_that_stay_queued(server) {
+    async fn new_connections_get_a_backfill_and_sync_enqueues_jobs(server) {
+        // The API-only server runs no workers: jobs stay queued.
         let t = Uuid::now_v7();
         let mut ids = Vec::new();
         for repo in ["a/b", "c/d"] {
@@ -102,22 +103,36 @@ on_both_backends! {
             }))).await;
             ids.push(c["id"].as_str().unwrap().to_owned());
         }
-        let (status, accepted) = send(server.tenant(t, Method::POST, "/sync/github").json(&json!({"mode": "full"}))).await;
+        let (_, backfills) = send(server.tenant(t, Method::GET, "/jobs?state=queued")).await;
+        let backfills = backfills["jobs"].as_array().unwrap().clone();
+        assert_eq!(backfills.len(), 2, "one full backfill per new connection");
+        assert!(backfills.iter().all(|j| j["job_type"] == "full" && j["trigger"] == "schedule"));
+
+        let (status, accepted) = send(server.tenant(t, Method::POST, "/sync/github").json(&json!({"mode": "incremental"}))).await;
         assert_eq!(status, 202, "{accepted}");
         let jobs = accepted["jobs"].as_array().unwrap();
         assert_eq!(jobs.len(), 2);
-        assert!(jobs.iter().all(|j| j["state"] == "queued" && j["job_type"] == "full" && j["trigger"] == "manual"));
+        assert!(jobs.iter().all(|j| j["state"] == "queued" && j["job_type"] == "incremental" && j["trigger"] == "manual"));
 
         // A duplicate trigger collapses onto the queued job.
         let (_, again) = send(server.tenant(t, Method::POST, "/sync/github")
-            .json(&json!({"connection_id": ids[0], "mode": "full"}))).await;
+            .json(&json!({"connection_id": ids[0]}))).await;
         assert_eq!(again["jobs"].as_array().unwrap().len(), 1);
         assert!(jobs.iter().any(|j| j["id"] == again["jobs"][0]["id"]));
+        // A full sync request reuses the queued backfill.
+        let (_, full) = send(server.tenant(t, Method::POST, "/sync/github")
+            .json(&json!({"connection_id": ids[0], "mode": "full"}))).await;
+        assert!(backfills.iter().any(|j| j["id"] == full["jobs"][0]["id"]));
 
         let (status, listed) = send(server.tenant(t, Method::GET, "/jobs?state=queued&provider=github")).await;
         assert_eq!(status, 200);
-        assert_eq!(listed["jobs"].as_array().unwrap().len(), 2);
+        assert_eq!(listed["jobs"].as_array().unwrap().len(), 4);
         assert!(listed["next_cursor"].is_null());
+        let (_, page) = send(server.tenant(t, Method::GET, "/jobs?limit=3")).await;
+        assert_eq!(page["jobs"].as_array().unwrap().len(), 3);
+        let cursor = page["next_cursor"].as_str().unwrap();
+        let (_, rest) = send(server.tenant(t, Method::GET, &format!("/jobs?limit=3&cursor={cursor}"))).await;
+        assert_eq!(rest["jobs"].as_array().unwrap().len(), 1);
         let job_id = jobs[0]["id"].as_str().unwrap();
         let (status, job) = send(server.tenant(t, Method::GET, &format!("/jobs/{job_id}"))).await;
         assert_eq!((status, job["state"].as_str()), (200, Some("queued")));
@@ -126,6 +141,8 @@ on_both_backends! {
         assert_eq!(status, 404, "no linear connection");
         let (status, _) = send(server.tenant(t, Method::POST, "/sync/nope").json(&json!({}))).await;
         assert_eq!(status, 404);
+        let (status, body) = send(server.tenant(t, Method::POST, "/sync/slack").json(&json!({}))).await;
+        assert_eq!(status, 409, "slack only receives webhooks: {body}");
         let (status, body) = send(server.tenant(t, Method::POST, "/sync/github").json(&json!({"mode": "sometimes"}))).await;
         assert_eq!(status, 400, "{body}");
         let (status, body) = send(server.tenant(t, Method::GET, "/jobs?state=done")).await;

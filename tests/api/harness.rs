@@ -99,7 +99,7 @@ impl Server {
             cmd.env(k, v);
         }
         let mut child = cmd
-            .arg("serve")
+            .args(["serve", "--role", "api"])
             .stdout(Stdio::piped())
             .stderr(if std::env::var_os("TEST_LOG").is_some() {
                 Stdio::inherit()

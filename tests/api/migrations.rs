@@ -17,16 +17,17 @@ async fn run(backend: Backend) {
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    let all_applied =
-        "Applied\tm20261122_000001_initial\nApplied\tm20261122_000002_one_running_job";
-    assert_eq!(migrate(&["status"]).trim(), all_applied);
-    assert!(migrate(&["down", "--steps", "2"]).contains("reverted 2"));
-    assert_eq!(
-        migrate(&["status"]).trim(),
-        "Pending\tm20261122_000001_initial\nPending\tm20261122_000002_one_running_job"
-    );
+    const NAMES: [&str; 3] = [
+        "m20261122_000001_initial",
+        "m20261122_000002_one_running_job",
+        "m20261122_000003_oauth_state_connection",
+    ];
+    let listing = |state: &str| NAMES.map(|n| format!("{state}\t{n}")).join("\n");
+    assert_eq!(migrate(&["status"]).trim(), listing("Applied"));
+    assert!(migrate(&["down", "--steps", "3"]).contains("reverted 3"));
+    assert_eq!(migrate(&["status"]).trim(), listing("Pending"));
     assert!(migrate(&["up"]).contains("applied"));
-    assert_eq!(migrate(&["status"]).trim(), all_applied);
+    assert_eq!(migrate(&["status"]).trim(), listing("Applied"));
 }
 
 #[tokio::test]

@@ -173,9 +173,19 @@ pub async fn create(
             name,
             config,
             credentials,
+            tokens: None,
         },
     )
     .await?;
+    if entry.compiled.polling.is_some() {
+        crate::sync::scheduler::enqueue_backfill(
+            &state.0.services,
+            tenant,
+            connection.id,
+            &connection.provider,
+        )
+        .await?;
+    }
     Ok((StatusCode::CREATED, axum::Json(connection.into())))
 }
 
@@ -299,4 +309,98 @@ pub async fn delete(
     } else {
         Err(not_found(id))
     }
+}
+
+/// What a connection test found.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TestResult {
+    /// Whether the provider answered the health check as expected.
+    pub healthy: bool,
+    /// The status it answered, if it answered.
+    pub status: Option<u16>,
+    /// How long it took.
+    pub latency_ms: u64,
+    /// Why it is unhealthy.
+    pub error: Option<String>,
+}
+
+/// Run the connector's health check with this connection's credentials (and
+/// record the result on the connection).
+#[utoipa::path(
+    post, path = "/connections/{id}/test", operation_id = "testConnection", tag = "connections",
+    params(("id" = Uuid, Path, description = "Connection id"), ("X-Tenant-Id" = Uuid, Header, description = "Tenant")),
+    responses(
+        (status = 200, description = "The check ran; see `healthy`", body = TestResult),
+        (status = 404, description = "No such connection for this tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Its provider is no longer registered", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn test(
+    _: Operator,
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    PathId(id): PathId,
+) -> ApiResult<axum::Json<TestResult>> {
+    use crate::descriptor::compile::CompiledAuth;
+    let services = &state.0.services;
+    let connection_id = ConnectionId::from_uuid(id);
+    let row = connections::row(&services.db, tenant, connection_id)
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    let entry = services.registry.get(&row.provider_id).ok_or_else(|| {
+        ApiError::Conflict(format!(
+            "provider `{}` is no longer registered",
+            row.provider_id
+        ))
+    })?;
+    let descriptor = &entry.compiled;
+    let fields = connections::open_credentials(
+        &services.keys,
+        tenant,
+        connection_id,
+        row.credentials.as_deref(),
+    )?;
+    let access_token = match &descriptor.auth {
+        CompiledAuth::OAuth2 { .. } => match crate::sync::tokens::access_token(
+            services,
+            descriptor,
+            &row,
+            false,
+            chrono::Utc::now(),
+        )
+        .await
+        {
+            Ok(t) => Some(t),
+            Err(e) => {
+                let error = e.to_string();
+                connections::record_health(&services.db, tenant, connection_id, Err(&error), true)
+                    .await?;
+                return Ok(axum::Json(TestResult {
+                    healthy: false,
+                    status: None,
+                    latency_ms: 0,
+                    error: Some(error),
+                }));
+            }
+        },
+        _ => None,
+    };
+    let credentials = crate::engine::auth::Credentials {
+        fields,
+        access_token,
+    };
+    let result =
+        crate::engine::health::check(&services.http, descriptor, &credentials, &row.config).await;
+    let outcome = match &result.error {
+        None => Ok(()),
+        Some(e) => Err(e.as_str()),
+    };
+    connections::record_health(&services.db, tenant, connection_id, outcome, true).await?;
+    Ok(axum::Json(TestResult {
+        healthy: result.healthy,
+        status: result.status,
+        latency_ms: result.latency_ms,
+        error: result.error,
+    }))
 }

@@ -131,6 +131,7 @@ pub struct JobsQuery {
         (status = 202, description = "Enqueued", body = SyncAccepted),
         (status = 400, description = "Invalid body", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown provider, or no such connection for this tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The provider does not poll", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])),
 )]
@@ -141,8 +142,15 @@ pub async fn sync(
     Path(provider): Path<String>,
     ApiJson(body): ApiJson<SyncRequest>,
 ) -> ApiResult<(StatusCode, axum::Json<SyncAccepted>)> {
-    if state.0.registry.get(&provider).is_none() {
-        return Err(ApiError::NotFound(format!("no provider `{provider}`")));
+    let entry = state
+        .0
+        .registry
+        .get(&provider)
+        .ok_or_else(|| ApiError::NotFound(format!("no provider `{provider}`")))?;
+    if entry.compiled.polling.is_none() {
+        return Err(ApiError::Conflict(format!(
+            "`{provider}` does not poll: its activity arrives by webhook"
+        )));
     }
     let db = &state.0.db;
     let targets: Vec<ConnectionId> = match body.connection_id {

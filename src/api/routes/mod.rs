@@ -3,5 +3,6 @@
 pub mod connections;
 pub mod health;
 pub mod jobs;
+pub mod oauth;
 pub mod providers;
 pub mod signals;

@@ -25,6 +25,11 @@ pub struct Model {
     pub used_at: Option<DateTimeUtc>,
     /// Created.
     pub created_at: DateTimeUtc,
+    /// Label of the connection to create.
+    pub connection_name: Option<String>,
+    /// Config of the connection to create.
+    #[sea_orm(column_type = "JsonBinary", nullable)]
+    pub connection_config: Option<Json>,
 }
 
 /// No relations.

@@ -17,6 +17,7 @@ use crate::crypto::{Binding, KeyRing};
 use crate::db::entities::connection::{ActiveModel, Column, Entity, Model};
 use crate::db::{Db, StoreError, stored_time};
 use crate::domain::{ConnectionId, TenantId};
+use crate::engine::oauth::TokenSet;
 
 /// The `credentials` field name in the AAD.
 const CREDENTIALS: &str = "credentials";
@@ -86,6 +87,40 @@ pub struct NewConnection {
     pub config: Value,
     /// Credential fields (already validated).
     pub credentials: BTreeMap<String, SecretString>,
+    /// OAuth tokens, for a connection created by the OAuth callback.
+    pub tokens: Option<TokenSet>,
+}
+
+/// The AAD field name of the sealed access token.
+pub const ACCESS_TOKEN: &str = "access_token";
+/// The AAD field name of the sealed refresh token.
+pub const REFRESH_TOKEN: &str = "refresh_token";
+
+/// Seals a token set onto a connection row, keeping the old refresh token when
+/// the provider sent none.
+pub fn seal_tokens(
+    keys: &KeyRing,
+    row: &mut ActiveModel,
+    tenant: TenantId,
+    id: ConnectionId,
+    set: &TokenSet,
+) {
+    use secrecy::ExposeSecret;
+    let bind = |field| Binding {
+        tenant,
+        record: id,
+        field,
+    };
+    row.access_token = Set(Some(keys.seal(
+        set.access_token.expose_secret().as_bytes(),
+        bind(ACCESS_TOKEN),
+    )));
+    if let Some(refresh) = &set.refresh_token {
+        row.refresh_token = Set(Some(
+            keys.seal(refresh.expose_secret().as_bytes(), bind(REFRESH_TOKEN)),
+        ));
+    }
+    row.expires_at = Set(set.expires_at.map(stored_time));
 }
 
 /// Changes to a connection.
@@ -134,7 +169,11 @@ pub async fn create(
 ) -> Result<Connection, StoreError> {
     let id = ConnectionId::from_uuid(Uuid::now_v7());
     let now = stored_time(Utc::now());
-    let model = ActiveModel {
+    let metadata = new.tokens.as_ref().map_or_else(
+        || Value::Object(Default::default()),
+        |t| Value::Object(t.metadata.clone()),
+    );
+    let mut model = ActiveModel {
         id: Set(*id.as_uuid()),
         tenant_id: Set(*tenant.as_uuid()),
         provider_id: Set(new.provider),
@@ -146,17 +185,18 @@ pub async fn create(
         access_token: Set(None),
         refresh_token: Set(None),
         expires_at: Set(None),
-        metadata: Set(Value::Object(Default::default())),
+        metadata: Set(metadata),
         last_health_check: Set(None),
         healthy: Set(None),
         consecutive_failures: Set(0),
         last_error: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
+    };
+    if let Some(tokens) = &new.tokens {
+        seal_tokens(keys, &mut model, tenant, id, tokens);
     }
-    .insert(db.conn())
-    .await?;
-    Ok(model.into())
+    Ok(model.insert(db.conn()).await?.into())
 }
 
 /// The tenant's connections, newest first.
@@ -190,6 +230,68 @@ async fn find(db: &Db, tenant: TenantId, id: ConnectionId) -> Result<Option<Mode
         .filter(Column::TenantId.eq(*tenant.as_uuid()))
         .one(db.conn())
         .await?)
+}
+
+/// The stored row of one of the tenant's connections (sealed secrets included),
+/// for the runtime.
+pub async fn row(db: &Db, tenant: TenantId, id: ConnectionId) -> Result<Option<Model>, StoreError> {
+    find(db, tenant, id).await
+}
+
+/// Records the outcome of a sync or health check: healthy resets the failure
+/// count; a failure increments it and keeps the error.
+pub async fn record_health(
+    db: &Db,
+    tenant: TenantId,
+    id: ConnectionId,
+    outcome: Result<(), &str>,
+    checked: bool,
+) -> Result<(), StoreError> {
+    use sea_orm::ExprTrait;
+    use sea_orm::sea_query::Expr;
+    let now = stored_time(Utc::now());
+    let mut update = Entity::update_many()
+        .filter(Column::Id.eq(*id.as_uuid()))
+        .filter(Column::TenantId.eq(*tenant.as_uuid()))
+        .col_expr(Column::UpdatedAt, Expr::value(now));
+    update = match outcome {
+        Ok(()) => update
+            .col_expr(Column::Healthy, Expr::value(true))
+            .col_expr(Column::ConsecutiveFailures, Expr::value(0))
+            .col_expr(Column::LastError, Expr::value(Option::<String>::None)),
+        Err(message) => update
+            .col_expr(Column::Healthy, Expr::value(false))
+            .col_expr(
+                Column::ConsecutiveFailures,
+                Expr::col(Column::ConsecutiveFailures).add(1),
+            )
+            .col_expr(Column::LastError, Expr::value(message)),
+    };
+    if checked {
+        update = update.col_expr(Column::LastHealthCheck, Expr::value(now));
+    }
+    update.exec(db.conn()).await?;
+    Ok(())
+}
+
+/// Every enabled connection, across tenants: what the scheduler needs (ids,
+/// tenant, provider). A system read: no secrets, no config.
+pub async fn schedulable(db: &Db) -> Result<Vec<(ConnectionId, TenantId, String)>, StoreError> {
+    let rows = Entity::find()
+        .filter(Column::Enabled.eq(true))
+        .filter(Column::Status.eq("active"))
+        .all(db.conn())
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            (
+                ConnectionId::from_uuid(r.id),
+                TenantId::from_uuid(r.tenant_id),
+                r.provider_id,
+            )
+        })
+        .collect())
 }
 
 /// One of the tenant's connections.

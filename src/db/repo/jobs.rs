@@ -196,6 +196,52 @@ pub async fn enqueue(
     Job::try_from(model)
 }
 
+/// Enqueues a job under an idempotency key (a scheduler window, a backfill, a
+/// webhook burst); false when a job with that key already exists.
+#[allow(clippy::too_many_arguments)]
+pub async fn enqueue_keyed(
+    db: &Db,
+    tenant: TenantId,
+    connection: ConnectionId,
+    provider: &str,
+    job_type: JobType,
+    trigger: Trigger,
+    key: &str,
+    run_after: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let now = stored_time(Utc::now());
+    let model = ActiveModel {
+        id: Set(Uuid::now_v7()),
+        tenant_id: Set(*tenant.as_uuid()),
+        connection_id: Set(*connection.as_uuid()),
+        provider_id: Set(provider.to_owned()),
+        job_type: Set(job_type.as_str().into()),
+        trigger: Set(trigger.as_str().into()),
+        state: Set(JobState::Queued.as_str().into()),
+        attempt: Set(0),
+        run_after: Set(stored_time(run_after)),
+        lease_owner: Set(None),
+        lease_expires_at: Set(None),
+        cursor_before: Set(None),
+        cursor_after: Set(None),
+        signals_emitted: Set(0),
+        error: Set(None),
+        idempotency_key: Set(key.to_owned()),
+        created_at: Set(now),
+        started_at: Set(None),
+        finished_at: Set(None),
+    };
+    let inserted = Entity::insert(model)
+        .on_conflict(
+            sea_orm::sea_query::OnConflict::column(Column::IdempotencyKey)
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(db.conn())
+        .await?;
+    Ok(inserted == 1)
+}
+
 /// A page of the tenant's jobs, newest first.
 pub async fn list(
     db: &Db,

@@ -4,7 +4,9 @@
 
 pub mod connections;
 pub mod cursor;
+pub mod cursors;
 pub mod jobs;
 pub mod keys;
+pub mod oauth_states;
 pub mod providers;
 pub mod signals;

@@ -58,6 +58,23 @@ impl CompiledDescriptor {
     pub fn id(&self) -> &str {
         &self.descriptor.id
     }
+
+    /// `{{baseUrl}}` for a connection: its `baseUrl` config field when set, else
+    /// the descriptor's `baseUrl` rendered with its config; without a trailing `/`.
+    pub fn base_url(&self, config: &serde_json::Value) -> Result<String, TemplateError> {
+        if let Some(serde_json::Value::String(url)) = config.get("baseUrl")
+            && !url.is_empty()
+        {
+            return Ok(url.trim_end_matches('/').to_owned());
+        }
+        match self.base_url {
+            Some(id) => self
+                .templates
+                .render(id, &serde_json::json!({ "config": config }))
+                .map(|u| u.trim_end_matches('/').to_owned()),
+            None => Ok(String::new()),
+        }
+    }
 }
 
 /// Compiles a descriptor, or returns every problem found.

@@ -1,0 +1,301 @@
+//! OAuth connect flow: `POST /connect/{provider}` starts it (operator, tenant),
+//! `GET /connect/{provider}/callback` completes it (public: the single-use,
+//! expiring state bound to tenant and provider is the credential).
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::{IntoParams, ToSchema};
+
+use super::connections::ConnectionDto;
+use crate::api::AppState;
+use crate::api::error::{ApiError, ApiResult, Problem};
+use crate::api::extract::{Operator, QueryParams, Tenant};
+use crate::api::fields;
+use crate::db::repo::connections::{self, NewConnection};
+use crate::db::repo::oauth_states::{self, NewState};
+use crate::descriptor::auth::AuthDescriptor;
+use crate::descriptor::compile::CompiledAuth;
+use crate::engine::oauth::{self, OAuthError, TokenEndpoint};
+use crate::registry::Entry;
+use crate::sync::tokens;
+
+/// How long a started authorization stays valid.
+const STATE_TTL_MINUTES: i64 = 10;
+
+/// Starting an OAuth connection.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectRequest {
+    /// Where the provider sends the user back (Poblysh Core's callback URL). Default
+    /// `POBLYSH_PUBLIC_URL` + `/connect/{provider}/callback`.
+    #[serde(default)]
+    pub redirect_uri: Option<String>,
+    /// Label of the connection to create.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Values for the connector's `config_fields`.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub config: Map<String, Value>,
+}
+
+/// Where to send the user.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConnectStarted {
+    /// The provider's authorization URL.
+    pub authorize_url: String,
+    /// The state the callback must carry back (single use).
+    pub state: String,
+    /// When the state expires.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Query of the callback.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct CallbackQuery {
+    /// The authorization code.
+    code: Option<String>,
+    /// The state from `POST /connect/{provider}`.
+    state: Option<String>,
+    /// Set by the provider when the user declined.
+    error: Option<String>,
+    /// Detail of `error`.
+    error_description: Option<String>,
+}
+
+fn oauth_entry(state: &AppState, provider: &str) -> ApiResult<Entry> {
+    let entry = state
+        .0
+        .registry
+        .get(provider)
+        .ok_or_else(|| ApiError::NotFound(format!("no provider `{provider}`")))?;
+    if !matches!(entry.compiled.auth, CompiledAuth::OAuth2 { .. }) {
+        return Err(ApiError::bad_request(format!(
+            "`{provider}` does not use OAuth 2.0: create the connection with POST /connections"
+        )));
+    }
+    Ok(entry)
+}
+
+fn absolute_http(url: &str) -> bool {
+    url::Url::parse(url)
+        .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+}
+
+/// Start connecting an OAuth provider: returns the URL to send the user to.
+#[utoipa::path(
+    post, path = "/connect/{provider}", operation_id = "startConnect", tag = "connect",
+    params(("provider" = String, Path, description = "Connector id"), ("X-Tenant-Id" = uuid::Uuid, Header, description = "Tenant")),
+    request_body(content = ConnectRequest, description = "Optional", content_type = "application/json"),
+    responses(
+        (status = 200, description = "Send the user to `authorize_url`", body = ConnectStarted),
+        (status = 400, description = "Not an OAuth provider, no redirect URI, invalid config", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such provider", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The app's OAuth client is not configured", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn start(
+    _: Operator,
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    Path(provider): Path<String>,
+    body: Bytes,
+) -> ApiResult<axum::Json<ConnectStarted>> {
+    let request: ConnectRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        ConnectRequest::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?
+    };
+    let entry = oauth_entry(&state, &provider)?;
+    let descriptor = &entry.compiled;
+    let AuthDescriptor::OAuth2(oauth_config) = &descriptor.descriptor.auth else {
+        unreachable!("checked by oauth_entry");
+    };
+    let CompiledAuth::OAuth2 { authorize_url, .. } = &descriptor.auth else {
+        unreachable!("checked by oauth_entry");
+    };
+    let config = fields::config(&descriptor.descriptor.config_fields, &request.config).map_err(
+        |errors| ApiError::BadRequest {
+            message: "invalid config".into(),
+            details: Some(serde_json::json!({ "errors": errors })),
+        },
+    )?;
+    let client = tokens::client_credentials(&state.0.services, &provider, &Default::default())
+        .ok_or_else(|| {
+            ApiError::Conflict(format!(
+                "the OAuth client of `{provider}` is not configured: set {} and {}",
+                crate::config::provider_var(&provider, "CLIENT_ID"),
+                crate::config::provider_var(&provider, "CLIENT_SECRET")
+            ))
+        })?;
+    let redirect_uri = match (&request.redirect_uri, &state.0.config.public_url) {
+        (Some(uri), _) => uri.clone(),
+        (None, Some(public)) => format!(
+            "{}/connect/{provider}/callback",
+            public.trim_end_matches('/')
+        ),
+        (None, None) => {
+            return Err(ApiError::bad_request(
+                "give `redirect_uri`, or set POBLYSH_PUBLIC_URL",
+            ));
+        }
+    };
+    if !absolute_http(&redirect_uri) {
+        return Err(ApiError::invalid_field(
+            "redirect_uri",
+            "must be an absolute http(s) URL",
+        ));
+    }
+    let base = descriptor
+        .templates
+        .render(*authorize_url, &serde_json::json!({ "config": config, "baseUrl": descriptor.base_url(&config).unwrap_or_default() }))
+        .map_err(|e| ApiError::Internal(format!("authorize URL: {e}")))?;
+    let base =
+        url::Url::parse(&base).map_err(|e| ApiError::Internal(format!("authorize URL: {e}")))?;
+    let (verifier, challenge) = if oauth_config.pkce {
+        let (v, c) = oauth::pkce_pair();
+        (Some(v), Some(c))
+    } else {
+        (None, None)
+    };
+    let now = Utc::now();
+    let (state_token, expires_at) = oauth_states::create(
+        &state.0.db,
+        &state.0.keys,
+        NewState {
+            tenant,
+            provider: provider.clone(),
+            verifier,
+            redirect_uri: redirect_uri.clone(),
+            name: request
+                .name
+                .map(|n| n.trim().to_owned())
+                .filter(|n| !n.is_empty()),
+            config,
+            ttl: Duration::minutes(STATE_TTL_MINUTES),
+        },
+        now,
+    )
+    .await?;
+    let url = oauth::authorize_url(
+        oauth_config,
+        &base,
+        &client.client_id,
+        &redirect_uri,
+        &state_token,
+        challenge.as_deref(),
+    );
+    Ok(axum::Json(ConnectStarted {
+        authorize_url: url.to_string(),
+        state: state_token,
+        expires_at,
+    }))
+}
+
+/// Complete an OAuth connection: exchanges the code and creates the connection
+/// for the tenant that started the flow.
+#[utoipa::path(
+    get, path = "/connect/{provider}/callback", operation_id = "completeConnect", tag = "connect",
+    params(("provider" = String, Path, description = "Connector id"), CallbackQuery),
+    responses(
+        (status = 201, description = "Connected", body = ConnectionDto),
+        (status = 400, description = "Missing, unknown, used, expired or foreign state; or the user declined", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such provider", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The provider's token endpoint failed", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(()),
+)]
+pub async fn callback(
+    State(state): State<AppState>,
+    Path(provider): Path<String>,
+    RawQuery(query): RawQuery,
+) -> ApiResult<(StatusCode, axum::Json<ConnectionDto>)> {
+    let q = QueryParams::parse_lenient(query.as_deref());
+    let entry = oauth_entry(&state, &provider)?;
+    if let Some(error) = q.text("error") {
+        let detail = q
+            .text("error_description")
+            .map(|d| format!(": {d}"))
+            .unwrap_or_default();
+        return Err(ApiError::bad_request(format!(
+            "the provider did not authorize the connection ({error}{detail})"
+        )));
+    }
+    let code = q
+        .text("code")
+        .ok_or_else(|| ApiError::invalid_field("code", "required"))?;
+    let state_token = q
+        .text("state")
+        .ok_or_else(|| ApiError::invalid_field("state", "required"))?;
+    let now = Utc::now();
+    let consumed = oauth_states::consume(&state.0.db, &state.0.keys, &provider, state_token, now)
+        .await?
+        .map_err(|e| ApiError::invalid_field("state", e))?;
+    let descriptor = &entry.compiled;
+    let AuthDescriptor::OAuth2(oauth_config) = &descriptor.descriptor.auth else {
+        unreachable!("checked by oauth_entry");
+    };
+    let client = tokens::client_credentials(&state.0.services, &provider, &Default::default())
+        .ok_or_else(|| {
+            ApiError::Conflict(format!(
+                "the OAuth client of `{provider}` is not configured"
+            ))
+        })?;
+    let token_url = tokens::token_url(descriptor, &consumed.config)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let endpoint = TokenEndpoint {
+        http: &state.0.http,
+        url: &token_url,
+        method: oauth_config.token_auth_method,
+        client: &client,
+    };
+    let verifier = consumed
+        .verifier
+        .as_ref()
+        .map(|v| secrecy::ExposeSecret::expose_secret(v).to_owned());
+    let tokens = oauth::exchange_code(
+        &endpoint,
+        code,
+        &consumed.redirect_uri,
+        verifier.as_deref(),
+        now,
+    )
+    .await
+    .map_err(|e| match e {
+        OAuthError::InvalidGrant(_) | OAuthError::Provider { .. } => {
+            ApiError::bad_request(e.to_string())
+        }
+        other => ApiError::BadGateway(other.to_string()),
+    })?;
+    let connection = connections::create(
+        &state.0.db,
+        &state.0.keys,
+        consumed.tenant,
+        NewConnection {
+            provider: provider.clone(),
+            name: consumed.name,
+            config: consumed.config,
+            credentials: Default::default(),
+            tokens: Some(tokens),
+        },
+    )
+    .await?;
+    if descriptor.polling.is_some() {
+        crate::sync::scheduler::enqueue_backfill(
+            &state.0.services,
+            consumed.tenant,
+            connection.id,
+            &provider,
+        )
+        .await?;
+    }
+    Ok((StatusCode::CREATED, axum::Json(connection.into())))
+}
