@@ -391,7 +391,7 @@ async fn poll_partition(
 
         next = match pagination {
             None => None,
-            Some(p) => next_page(p, &body, &headers, &next, item_count)?,
+            Some(p) => next_page(p, &body, &headers, &request.url, &next, item_count)?,
         };
         let Some(n) = &next else { break };
         let key = match n {
@@ -463,6 +463,7 @@ fn next_page(
     p: &CompiledPagination,
     body: &Value,
     headers: &http::HeaderMap,
+    request_url: &Url,
     current: &Option<Next>,
     item_count: u64,
 ) -> Result<Option<Next>, PollError> {
@@ -505,12 +506,13 @@ fn next_page(
             }
             Some(Next::Offset(next))
         }
-        PaginationType::LinkHeader => next_link(headers)?.map(Next::Link),
+        PaginationType::LinkHeader => next_link(headers, request_url)?.map(Next::Link),
     })
 }
 
-/// The `rel="next"` target of RFC 8288 `Link` headers.
-fn next_link(headers: &http::HeaderMap) -> Result<Option<Url>, PollError> {
+/// The `rel="next"` target of RFC 8288 `Link` headers, resolved against the
+/// URL of the request that returned them.
+fn next_link(headers: &http::HeaderMap, base: &Url) -> Result<Option<Url>, PollError> {
     for value in headers.get_all(http::header::LINK) {
         let Ok(value) = value.to_str() else { continue };
         let mut rest = value;
@@ -533,7 +535,7 @@ fn next_link(headers: &http::HeaderMap) -> Result<Option<Url>, PollError> {
                     .unwrap_or(false)
             });
             if is_next {
-                return Url::parse(target).map(Some).map_err(|e| {
+                return base.join(target).map(Some).map_err(|e| {
                     PollError::InvalidResponse(format!(
                         "the Link header's next URL is invalid: {e}"
                     ))
@@ -662,8 +664,10 @@ mod tests {
             http::header::LINK,
             r#"<https://api.github.com/repositories/515435940/issues?per_page=3&page=2>; rel="next", <https://api.github.com/repositories/515435940/issues?per_page=3&page=5>; rel="last""#.parse().unwrap(),
         );
+        let base =
+            Url::parse("https://api.github.com/repositories/515435940/issues?per_page=3").unwrap();
         assert_eq!(
-            next_link(&h).unwrap().unwrap().as_str(),
+            next_link(&h, &base).unwrap().unwrap().as_str(),
             "https://api.github.com/repositories/515435940/issues?per_page=3&page=2"
         );
         h.insert(
@@ -679,8 +683,10 @@ mod tests {
                 .parse()
                 .unwrap(),
         );
+        let base =
+            Url::parse("https://api.github.com/repositories/515435940/issues?per_page=3").unwrap();
         assert_eq!(
-            next_link(&h).unwrap().unwrap().as_str(),
+            next_link(&h, &base).unwrap().unwrap().as_str(),
             "https://x.example/a"
         );
     }

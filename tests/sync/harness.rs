@@ -1,0 +1,196 @@
+//! An in-process node: services over a fresh database, the API router, and
+//! executors to step.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::body::Body;
+use http::Request;
+use poblysh_connectors::api::extract::OperatorTokens;
+use poblysh_connectors::api::{App, AppState, router};
+use poblysh_connectors::config::Config;
+use poblysh_connectors::crypto::KeyRing;
+use poblysh_connectors::db::Db;
+use poblysh_connectors::db::repo::connections::{self, NewConnection};
+use poblysh_connectors::descriptor::load::load_str;
+use poblysh_connectors::descriptor::source::Format;
+use poblysh_connectors::domain::{ConnectionId, TenantId};
+use poblysh_connectors::engine::http::{HttpClient, NetworkPolicy};
+use poblysh_connectors::registry::Registry;
+use poblysh_connectors::services::Services;
+use poblysh_connectors::sync::executor::{Executor, ExecutorSettings};
+use poblysh_connectors::sync::queue::QueueSettings;
+use secrecy::SecretString;
+use serde_json::Value;
+use tower::ServiceExt;
+
+use super::pg;
+
+pub const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+pub const TOKEN: &str = "sync-test-operator-token-0123";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub struct Node {
+    pub services: Arc<Services>,
+    pub router: axum::Router,
+    pub database_url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+pub async fn database(backend: Backend) -> (String, Option<tempfile::TempDir>) {
+    match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().unwrap();
+            (
+                format!("sqlite://{}/sync.db?mode=rwc", dir.path().display()),
+                Some(dir),
+            )
+        }
+        Backend::Postgres => (pg::fresh_database(), None),
+    }
+}
+
+impl Node {
+    pub async fn new(backend: Backend, allow_private: bool, env: &[(&str, &str)]) -> Node {
+        let (url, dir) = database(backend).await;
+        let mut node = Node::on(&url, allow_private, env).await;
+        node._dir = dir;
+        node
+    }
+
+    /// A node on an existing database (several nodes can share PostgreSQL).
+    pub async fn on(database_url: &str, allow_private: bool, env: &[(&str, &str)]) -> Node {
+        let db = Db::connect(database_url).await.unwrap();
+        db.migrate().await.unwrap();
+        let mut vars: BTreeMap<&str, &str> = env.iter().copied().collect();
+        vars.insert("POBLYSH_CRYPTO_KEY", KEY);
+        let config = Config::from_map(&vars).unwrap();
+        let services = Arc::new(Services {
+            db,
+            keys: KeyRing::new(KEY, &[]).unwrap(),
+            registry: Registry::default(),
+            http: HttpClient::new(NetworkPolicy { allow_private }),
+            config,
+        });
+        let app = AppState(Arc::new(App {
+            services: Arc::clone(&services),
+            operator_tokens: OperatorTokens::new(&[TOKEN]),
+        }));
+        Node {
+            services,
+            router: router(app),
+            database_url: database_url.to_owned(),
+            _dir: None,
+        }
+    }
+
+    /// Compiles a descriptor (it must be valid) and registers it.
+    pub fn register(&self, yaml: &str) {
+        let compiled =
+            load_str("<test descriptor>", yaml, Format::Yaml).unwrap_or_else(|d| panic!("{d:#?}"));
+        self.services.registry.insert(compiled, false);
+    }
+
+    pub async fn connection(
+        &self,
+        tenant: TenantId,
+        provider: &str,
+        credentials: &[(&str, &str)],
+        config: Value,
+    ) -> ConnectionId {
+        connections::create(
+            &self.services.db,
+            &self.services.keys,
+            tenant,
+            NewConnection {
+                provider: provider.to_owned(),
+                name: None,
+                config,
+                credentials: credentials
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), SecretString::from(*v)))
+                    .collect(),
+                tokens: None,
+            },
+        )
+        .await
+        .unwrap()
+        .id
+    }
+
+    pub fn executor(&self, worker: &str) -> Executor {
+        Executor::new(
+            Arc::clone(&self.services),
+            ExecutorSettings {
+                worker_id: worker.to_owned(),
+                queue: QueueSettings {
+                    initial_backoff: chrono::Duration::milliseconds(10),
+                    tenant_concurrency: 100,
+                    ..QueueSettings::default()
+                },
+                concurrency: 1,
+                idle: std::time::Duration::from_millis(20),
+            },
+        )
+    }
+
+    /// Calls the API in process.
+    pub async fn api(
+        &self,
+        method: &str,
+        path: &str,
+        tenant: Option<TenantId>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", format!("Bearer {TOKEN}"));
+        if let Some(t) = tenant {
+            req = req.header("x-tenant-id", t.to_string());
+        }
+        let req = match body {
+            Some(b) => req
+                .header("content-type", "application/json")
+                .body(Body::from(b.to_string())),
+            None => req.body(Body::empty()),
+        }
+        .unwrap();
+        let res = self.router.clone().oneshot(req).await.unwrap();
+        let status = res.status().as_u16();
+        let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+}
+
+/// Runs the test body on SQLite and on PostgreSQL.
+#[macro_export]
+macro_rules! on_both {
+    ($(#[$meta:meta])* async fn $name:ident($backend:ident) $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            async fn run($backend: $crate::harness::Backend) $body
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                run($crate::harness::Backend::Sqlite).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                run($crate::harness::Backend::Postgres).await;
+            }
+        }
+    };
+}

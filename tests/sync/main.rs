@@ -1,0 +1,14 @@
+//! The sync engine end to end, in process: the executor and scheduler over a
+//! real database (SQLite and PostgreSQL), provider APIs mocked with wiremock.
+
+#[path = "../api/pg.rs"]
+mod pg;
+
+mod fake;
+mod harness;
+
+mod auth;
+mod deltas;
+mod faults;
+mod oauth;
+mod queue;
