@@ -75,7 +75,7 @@ impl Fake {
     }
 }
 
-fn param<'a>(req: &'a Request, name: &str) -> Option<String> {
+fn param(req: &Request, name: &str) -> Option<String> {
     req.url
         .query_pairs()
         .find(|(k, _)| k == name)
