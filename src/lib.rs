@@ -7,6 +7,7 @@
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod connector;
 pub mod crypto;
 pub mod db;
 pub mod descriptor;

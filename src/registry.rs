@@ -1,17 +1,22 @@
-//! The provider registry: connector id → compiled descriptor. Built-ins come from
-//! `descriptors/` through the same loader as `check`; runtime descriptors are
-//! registered over the API (and persisted). Readers get cheap `Arc` clones.
+//! The provider registry: provider id → its descriptor and its `Connector`.
+//! Built-ins come from `descriptors/` through the same loader as `check`;
+//! runtime descriptors are registered over the API (and persisted); a native
+//! connector is registered with its own `Connector` next to its descriptor.
+//! Readers get cheap `Arc` clones.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
+use crate::connector::{Connector, DescriptorConnector};
 use crate::descriptor::compile::CompiledDescriptor;
 
 /// A registered connector.
 #[derive(Debug, Clone)]
 pub struct Entry {
-    /// The compiled descriptor.
+    /// The compiled descriptor (metadata, config and credential fields).
     pub compiled: Arc<CompiledDescriptor>,
+    /// What runs it.
+    pub connector: Arc<dyn Connector>,
     /// Shipped in `descriptors/` (read-only over the API).
     pub built_in: bool,
 }
@@ -32,11 +37,24 @@ impl Registry {
         registry
     }
 
-    /// Adds or replaces a connector.
+    /// Adds or replaces a descriptor-driven connector.
     pub fn insert(&self, compiled: CompiledDescriptor, built_in: bool) {
+        let compiled = Arc::new(compiled);
+        let connector = Arc::new(DescriptorConnector::new(Arc::clone(&compiled)));
+        self.insert_connector(compiled, connector, built_in);
+    }
+
+    /// Adds or replaces a connector run by `connector` (a native one).
+    pub fn insert_connector(
+        &self,
+        compiled: Arc<CompiledDescriptor>,
+        connector: Arc<dyn Connector>,
+        built_in: bool,
+    ) {
         let id = compiled.id().to_owned();
         let entry = Entry {
-            compiled: Arc::new(compiled),
+            compiled,
+            connector,
             built_in,
         };
         self.write().insert(id, entry);

@@ -1,28 +1,27 @@
-//! The executor: claims a due job, runs the connector's polling through the
-//! engine, and commits the run's Signals, its new checkpoints and the job's
-//! success in ONE transaction, only while it still holds the lease. A failed run
+//! The executor: claims a due job, runs the provider's `Connector::sync`, and
+//! commits the run's Signals, its new checkpoints and the job's success in ONE
+//! transaction, only while it still holds the lease. A failed run
 //! commits nothing: the checkpoint never moves on failure. `try_execute_next`
 //! runs exactly one job, so tests step the queue instead of sleeping.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use sea_orm::DatabaseTransaction;
-use secrecy::SecretString;
 use uuid::Uuid;
 
 use super::queue::{self, QueueSettings};
 use super::tokens::{self, TokenError};
+use crate::connector::{ConnectionContext, ConnectorError, SyncMode};
 use crate::db::entities::sync_job;
 use crate::db::repo::jobs::{JobState, JobType};
 use crate::db::repo::{connections, cursors, signals};
 use crate::db::{Db, StoreError};
-use crate::descriptor::compile::{CompiledAuth, CompiledDescriptor};
 use crate::domain::{ConnectionId, Signal, TenantId};
-use crate::engine::auth::Credentials;
 use crate::engine::http::HttpError;
-use crate::engine::poll::{self, PollContext, PollError, SignalSink};
+use crate::engine::oauth::OAuthError;
+use crate::engine::poll::{PollError, SignalSink};
 use crate::services::Services;
 
 /// Signals buffered before they are written into the run's transaction.
@@ -132,10 +131,14 @@ impl Drop for Heartbeat {
     }
 }
 
-fn retryable(e: &PollError) -> bool {
+fn retryable(e: &ConnectorError) -> bool {
     match e {
-        PollError::Http(HttpError::Transport { .. }) | PollError::Sink(_) => true,
-        PollError::Http(HttpError::Status { status, .. }) => *status >= 500,
+        ConnectorError::Poll(PollError::Http(HttpError::Transport { .. }) | PollError::Sink(_))
+        | ConnectorError::OAuth(OAuthError::Http(HttpError::Transport { .. })) => true,
+        ConnectorError::Poll(PollError::Http(HttpError::Status { status, .. }))
+        | ConnectorError::OAuth(OAuthError::Http(HttpError::Status { status, .. })) => {
+            *status >= 500
+        }
         _ => false,
     }
 }
@@ -251,43 +254,6 @@ impl Executor {
         })
     }
 
-    /// Credentials for a request: the fields, and a fresh access token for OAuth.
-    async fn credentials(
-        &self,
-        descriptor: &CompiledDescriptor,
-        row: &crate::db::entities::connection::Model,
-        force_refresh: bool,
-        now: DateTime<Utc>,
-    ) -> Result<Credentials, Outcome> {
-        let tenant = TenantId::from_uuid(row.tenant_id);
-        let id = ConnectionId::from_uuid(row.id);
-        let fields = connections::open_credentials(
-            &self.services.keys,
-            tenant,
-            id,
-            row.credentials.as_deref(),
-        )
-        .map_err(|e| Outcome::Failed {
-            error: e.to_string(),
-            retryable: false,
-        })?;
-        let access_token: Option<SecretString> = match &descriptor.auth {
-            CompiledAuth::OAuth2 { .. } => Some(
-                tokens::access_token(&self.services, descriptor, row, force_refresh, now)
-                    .await
-                    .map_err(|e| Outcome::Failed {
-                        retryable: matches!(e, TokenError::OAuth(_) | TokenError::Store(_)),
-                        error: e.to_string(),
-                    })?,
-            ),
-            _ => None,
-        };
-        Ok(Credentials {
-            fields,
-            access_token,
-        })
-    }
-
     async fn run(&self, job: &sync_job::Model) -> Result<Outcome, StoreError> {
         let services = &self.services;
         let db = &services.db;
@@ -305,8 +271,8 @@ impl Executor {
         let Some(entry) = services.registry.get(&job.provider_id) else {
             return permanent(format!("provider `{}` is not registered", job.provider_id));
         };
-        let descriptor = &entry.compiled;
-        if descriptor.polling.is_none() {
+        let connector = entry.connector.as_ref();
+        if !connector.polls() {
             return permanent(format!("provider `{}` does not poll", job.provider_id));
         }
         if !row.enabled {
@@ -314,25 +280,32 @@ impl Executor {
         }
         let previous = cursors::load(db, tenant, connection_id).await?;
         queue::set_cursor_before(db, job.id, cursors::describe(&previous)).await?;
-        let full = JobType::parse(&job.job_type) == Some(JobType::Full);
-        let oauth = matches!(descriptor.auth, CompiledAuth::OAuth2 { .. });
+        let mode = match JobType::parse(&job.job_type) {
+            Some(JobType::Full) => SyncMode::Full,
+            _ => SyncMode::Incremental,
+        };
+        let oauth = connector.oauth().is_some();
 
         let mut refreshed = false;
         loop {
             let now = Utc::now();
-            let credentials = match self.credentials(descriptor, &row, refreshed, now).await {
-                Ok(c) => c,
-                Err(outcome) => return Ok(outcome),
-            };
-            let ctx = PollContext {
-                descriptor,
+            let credentials =
+                match tokens::credentials(services, connector, &row, refreshed, now).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        return Ok(Outcome::Failed {
+                            retryable: matches!(e, TokenError::Refresh(_) | TokenError::Store(_)),
+                            error: e.to_string(),
+                        });
+                    }
+                };
+            let ctx = ConnectionContext {
                 http: &services.http,
                 credentials: &credentials,
                 tenant_id: tenant,
                 connection_id,
                 config: &row.config,
                 now,
-                full,
             };
             let mut sink = TxnSink {
                 db,
@@ -340,7 +313,7 @@ impl Executor {
                 buffer: Vec::new(),
                 inserted: 0,
             };
-            match poll::poll(&ctx, &previous, &mut sink).await {
+            match connector.sync(&ctx, mode, &previous, &mut sink).await {
                 Ok(outcome) => {
                     if let Err(e) = sink.flush().await {
                         return Ok(Outcome::Failed {
@@ -371,14 +344,18 @@ impl Executor {
                         signals: sink.inserted,
                     });
                 }
-                Err(PollError::Http(HttpError::Status { status: 401, .. }))
-                    if oauth && !refreshed =>
-                {
+                Err(ConnectorError::Poll(PollError::Http(HttpError::Status {
+                    status: 401,
+                    ..
+                }))) if oauth && !refreshed => {
                     // Once: the token may have been revoked or rotated early.
                     refreshed = true;
                     continue;
                 }
-                Err(PollError::Http(HttpError::RateLimited { host, retry_after })) => {
+                Err(ConnectorError::Poll(PollError::Http(HttpError::RateLimited {
+                    host,
+                    retry_after,
+                }))) => {
                     return Ok(Outcome::RateLimited {
                         error: format!("rate limited by {host}"),
                         retry_after,

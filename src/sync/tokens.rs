@@ -11,14 +11,14 @@ use sea_orm::{ActiveModelTrait, ActiveValue::Set, DbBackend, EntityTrait, QueryS
 use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
 
+use crate::connector::{Connector, ConnectorError, TokenContext};
 use crate::crypto::Binding;
 use crate::db::entities::connection;
 use crate::db::repo::connections::{self, ACCESS_TOKEN, REFRESH_TOKEN};
 use crate::db::{StoreError, stored_time};
-use crate::descriptor::auth::AuthDescriptor;
-use crate::descriptor::compile::{CompiledAuth, CompiledDescriptor};
 use crate::domain::{ConnectionId, TenantId};
-use crate::engine::oauth::{self, ClientCredentials, OAuthError, TokenEndpoint};
+use crate::engine::auth::Credentials;
+use crate::engine::oauth::{ClientCredentials, OAuthError};
 use crate::services::Services;
 
 /// Refresh this long before expiry.
@@ -32,12 +32,12 @@ pub enum TokenError {
     NeedsReauth(String),
     /// The app's client id or secret is not configured.
     #[error(
-        "no OAuth client for `{0}`: set POBLYSH_{1}_CLIENT_ID and _CLIENT_SECRET (or the connection's clientId/clientSecret)"
+        "the OAuth client is not configured: set {0} and {1} (or the connection's clientId/clientSecret)"
     )]
     NoClient(String, String),
     /// The token endpoint failed.
     #[error("token refresh failed: {0}")]
-    OAuth(OAuthError),
+    Refresh(ConnectorError),
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -108,38 +108,11 @@ pub fn client_credentials(
     })
 }
 
-/// The connection's token endpoint URL, rendered with its config.
-pub fn token_url(
-    descriptor: &CompiledDescriptor,
-    config: &serde_json::Value,
-) -> Result<url::Url, TokenError> {
-    let CompiledAuth::OAuth2 { token_url, .. } = &descriptor.auth else {
-        return Err(TokenError::NeedsReauth(
-            "the connector does not use OAuth".into(),
-        ));
-    };
-    let rendered = descriptor
-        .templates
-        .render(*token_url, &serde_json::json!({ "config": config }))
-        .map_err(|e| {
-            TokenError::OAuth(OAuthError::Provider {
-                error: "invalid_token_url".into(),
-                description: Some(e.0),
-            })
-        })?;
-    url::Url::parse(&rendered).map_err(|e| {
-        TokenError::OAuth(OAuthError::Provider {
-            error: "invalid_token_url".into(),
-            description: Some(e.to_string()),
-        })
-    })
-}
-
 /// A usable access token for `row`: the stored one while fresh (unless `force`,
 /// after a 401), else a refreshed one.
 pub async fn access_token(
     services: &Services,
-    descriptor: &CompiledDescriptor,
+    connector: &dyn Connector,
     row: &connection::Model,
     force: bool,
     now: DateTime<Utc>,
@@ -150,11 +123,12 @@ pub async fn access_token(
     {
         return Ok(open(services, row, ACCESS_TOKEN, sealed)?);
     }
-    let AuthDescriptor::OAuth2(oauth_config) = &descriptor.descriptor.auth else {
+    if connector.oauth().is_none() {
         return Err(TokenError::NeedsReauth(
             "the connector does not use OAuth".into(),
         ));
-    };
+    }
+    let provider = connector.id();
     let txn = services.db.begin_write().await.map_err(StoreError::from)?;
     let mut query = connection::Entity::find_by_id(row.id);
     if services.db.backend() == DbBackend::Postgres {
@@ -187,25 +161,19 @@ pub async fn access_token(
     let refresh_token = open(services, &current, REFRESH_TOKEN, &refresh_sealed)?;
     let fields =
         connections::open_credentials(&services.keys, tenant, id, current.credentials.as_deref())?;
-    let client =
-        client_credentials(services, &descriptor.descriptor.id, &fields).ok_or_else(|| {
-            TokenError::NoClient(
-                descriptor.descriptor.id.clone(),
-                descriptor
-                    .descriptor
-                    .id
-                    .to_ascii_uppercase()
-                    .replace('-', "_"),
-            )
-        })?;
-    let url = token_url(descriptor, &current.config)?;
-    let endpoint = TokenEndpoint {
+    let client = client_credentials(services, provider, &fields).ok_or_else(|| {
+        TokenError::NoClient(
+            crate::config::provider_var(provider, "CLIENT_ID"),
+            crate::config::provider_var(provider, "CLIENT_SECRET"),
+        )
+    })?;
+    let ctx = TokenContext {
         http: &services.http,
-        url: &url,
-        method: oauth_config.token_auth_method,
         client: &client,
+        config: &current.config,
+        now,
     };
-    match oauth::refresh(&endpoint, &refresh_token, now).await {
+    match connector.refresh_token(&ctx, &refresh_token).await {
         Ok(set) => {
             let token = SecretString::from(set.access_token.expose_secret().to_owned());
             let mut active: connection::ActiveModel = current.into();
@@ -213,20 +181,20 @@ pub async fn access_token(
             active.updated_at = Set(stored_time(now));
             active.update(&txn).await.map_err(StoreError::from)?;
             txn.commit().await.map_err(StoreError::from)?;
-            metrics::counter!("oauth_token_refreshes_total", "provider" => descriptor.descriptor.id.clone(), "outcome" => "ok").increment(1);
+            metrics::counter!("oauth_token_refreshes_total", "provider" => provider.to_owned(), "outcome" => "ok").increment(1);
             Ok(token)
         }
-        Err(OAuthError::InvalidGrant(reason)) => {
+        Err(ConnectorError::OAuth(OAuthError::InvalidGrant(reason))) => {
             let message =
                 format!("the provider rejected the refresh token ({reason}): authorize again");
             mark_needs_reauth(&txn, current, &message, now).await?;
             txn.commit().await.map_err(StoreError::from)?;
-            metrics::counter!("oauth_token_refreshes_total", "provider" => descriptor.descriptor.id.clone(), "outcome" => "invalid_grant").increment(1);
+            metrics::counter!("oauth_token_refreshes_total", "provider" => provider.to_owned(), "outcome" => "invalid_grant").increment(1);
             Err(TokenError::NeedsReauth(message))
         }
         Err(e) => {
-            metrics::counter!("oauth_token_refreshes_total", "provider" => descriptor.descriptor.id.clone(), "outcome" => "error").increment(1);
-            Err(TokenError::OAuth(e))
+            metrics::counter!("oauth_token_refreshes_total", "provider" => provider.to_owned(), "outcome" => "error").increment(1);
+            Err(TokenError::Refresh(e))
         }
     }
 }
@@ -244,4 +212,30 @@ async fn mark_needs_reauth<C: sea_orm::ConnectionTrait>(
     active.updated_at = Set(stored_time(now));
     active.update(conn).await?;
     Ok(())
+}
+
+/// The credentials to call the provider with: the connection's fields, and a
+/// fresh access token when the connector uses OAuth (`force_refresh` after a
+/// 401).
+pub async fn credentials(
+    services: &Services,
+    connector: &dyn Connector,
+    row: &connection::Model,
+    force_refresh: bool,
+    now: DateTime<Utc>,
+) -> Result<Credentials, TokenError> {
+    let fields = connections::open_credentials(
+        &services.keys,
+        TenantId::from_uuid(row.tenant_id),
+        ConnectionId::from_uuid(row.id),
+        row.credentials.as_deref(),
+    )?;
+    let access_token = match connector.oauth() {
+        Some(_) => Some(access_token(services, connector, row, force_refresh, now).await?),
+        None => None,
+    };
+    Ok(Credentials {
+        fields,
+        access_token,
+    })
 }

@@ -10,14 +10,7 @@ use uuid::Uuid;
 use wiremock::matchers::{header, method, path, query_param};
 use wiremock::{Mock, MockBuilder, MockServer, Request};
 
-use crate::fake::{Delta, Fake, Paging, descriptor};
-
-const PAT_BLOCK: &str = r#"auth:
-  method: pat
-  config:
-    delivery: bearer
-    paramName: ""
-    credentialFields: [{key: token, label: Token, type: password, required: true}]"#;
+use crate::fake::{Delta, Fake, PAT_BLOCK, Paging, descriptor};
 
 /// Adds the request matchers one auth case expects.
 type Matcher = Box<dyn Fn(MockBuilder) -> MockBuilder>;

@@ -166,6 +166,14 @@ impl Respond for Fake {
 }
 
 /// A descriptor for the fake API with the given delta and paging.
+/// The auth block of [`descriptor`] (tests swap it for another method).
+pub const PAT_BLOCK: &str = r#"auth:
+  method: pat
+  config:
+    delivery: bearer
+    paramName: ""
+    credentialFields: [{key: token, label: Token, type: password, required: true}]"#;
+
 pub fn descriptor(id: &str, base_url: &str, delta: Delta, paging: Paging) -> String {
     let delta = match delta {
         Delta::Timestamp => "{type: timestamp_filter, queryParam: since, format: iso8601}",
@@ -194,12 +202,7 @@ icon: box
 kind: generic
 version: 1.0.0
 baseUrl: {base_url}
-auth:
-  method: pat
-  config:
-    delivery: bearer
-    paramName: ""
-    credentialFields: [{{key: token, label: Token, type: password, required: true}}]
+{PAT_BLOCK}
 ingestion:
   mode: polling
   endpoint: "{{{{baseUrl}}}}/items"

@@ -139,7 +139,7 @@ impl Node {
         )
     }
 
-    /// Calls the API in process.
+    /// Calls the API in process as the operator.
     pub async fn api(
         &self,
         method: &str,
@@ -147,10 +147,26 @@ impl Node {
         tenant: Option<TenantId>,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let mut req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("authorization", format!("Bearer {TOKEN}"));
+        self.call(method, path, true, tenant, body).await
+    }
+
+    /// Calls a public route (no operator token), as a browser would.
+    pub async fn public(&self, method: &str, path: &str) -> (u16, Value) {
+        self.call(method, path, false, None, None).await
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        operator: bool,
+        tenant: Option<TenantId>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = Request::builder().method(method).uri(path);
+        if operator {
+            req = req.header("authorization", format!("Bearer {TOKEN}"));
+        }
         if let Some(t) = tenant {
             req = req.header("x-tenant-id", t.to_string());
         }

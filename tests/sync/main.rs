@@ -10,5 +10,6 @@ mod harness;
 mod auth;
 mod deltas;
 mod faults;
+mod native;
 mod oauth;
 mod queue;

@@ -342,7 +342,7 @@ pub async fn test(
     State(state): State<AppState>,
     PathId(id): PathId,
 ) -> ApiResult<axum::Json<TestResult>> {
-    use crate::descriptor::compile::CompiledAuth;
+    use crate::connector::ConnectionContext;
     let services = &state.0.services;
     let connection_id = ConnectionId::from_uuid(id);
     let row = connections::row(&services.db, tenant, connection_id)
@@ -354,44 +354,40 @@ pub async fn test(
             row.provider_id
         ))
     })?;
-    let descriptor = &entry.compiled;
-    let fields = connections::open_credentials(
-        &services.keys,
-        tenant,
-        connection_id,
-        row.credentials.as_deref(),
-    )?;
-    let access_token = match &descriptor.auth {
-        CompiledAuth::OAuth2 { .. } => match crate::sync::tokens::access_token(
-            services,
-            descriptor,
-            &row,
-            false,
-            chrono::Utc::now(),
-        )
-        .await
-        {
-            Ok(t) => Some(t),
-            Err(e) => {
-                let error = e.to_string();
-                connections::record_health(&services.db, tenant, connection_id, Err(&error), true)
-                    .await?;
-                return Ok(axum::Json(TestResult {
-                    healthy: false,
-                    status: None,
-                    latency_ms: 0,
-                    error: Some(error),
-                }));
-            }
-        },
-        _ => None,
+    let now = chrono::Utc::now();
+    let credentials = match crate::sync::tokens::credentials(
+        services,
+        entry.connector.as_ref(),
+        &row,
+        false,
+        now,
+    )
+    .await
+    {
+        Ok(c) => c,
+        Err(e) => {
+            let error = e.to_string();
+            connections::record_health(&services.db, tenant, connection_id, Err(&error), true)
+                .await?;
+            return Ok(axum::Json(TestResult {
+                healthy: false,
+                status: None,
+                latency_ms: 0,
+                error: Some(error),
+            }));
+        }
     };
-    let credentials = crate::engine::auth::Credentials {
-        fields,
-        access_token,
-    };
-    let result =
-        crate::engine::health::check(&services.http, descriptor, &credentials, &row.config).await;
+    let result = entry
+        .connector
+        .health_check(&ConnectionContext {
+            http: &services.http,
+            credentials: &credentials,
+            tenant_id: tenant,
+            connection_id,
+            config: &row.config,
+            now,
+        })
+        .await;
     let outcome = match &result.error {
         None => Ok(()),
         Some(e) => Err(e.as_str()),

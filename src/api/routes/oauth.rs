@@ -15,11 +15,10 @@ use crate::api::AppState;
 use crate::api::error::{ApiError, ApiResult, Problem};
 use crate::api::extract::{Operator, QueryParams, Tenant};
 use crate::api::fields;
+use crate::connector::{AuthorizeRequest, ConnectorError, TokenContext};
 use crate::db::repo::connections::{self, NewConnection};
 use crate::db::repo::oauth_states::{self, NewState};
-use crate::descriptor::auth::AuthDescriptor;
-use crate::descriptor::compile::CompiledAuth;
-use crate::engine::oauth::{self, OAuthError, TokenEndpoint};
+use crate::engine::oauth::{self, ClientCredentials, OAuthError};
 use crate::registry::Entry;
 use crate::sync::tokens;
 
@@ -75,12 +74,23 @@ fn oauth_entry(state: &AppState, provider: &str) -> ApiResult<Entry> {
         .registry
         .get(provider)
         .ok_or_else(|| ApiError::NotFound(format!("no provider `{provider}`")))?;
-    if !matches!(entry.compiled.auth, CompiledAuth::OAuth2 { .. }) {
+    if entry.connector.oauth().is_none() {
         return Err(ApiError::bad_request(format!(
             "`{provider}` does not use OAuth 2.0: create the connection with POST /connections"
         )));
     }
     Ok(entry)
+}
+
+/// The app's OAuth client for `provider`, from the environment.
+fn oauth_client(state: &AppState, provider: &str) -> ApiResult<ClientCredentials> {
+    tokens::client_credentials(&state.0.services, provider, &Default::default()).ok_or_else(|| {
+        ApiError::Conflict(format!(
+            "the OAuth client of `{provider}` is not configured: set {} and {}",
+            crate::config::provider_var(provider, "CLIENT_ID"),
+            crate::config::provider_var(provider, "CLIENT_SECRET")
+        ))
+    })
 }
 
 fn absolute_http(url: &str) -> bool {
@@ -115,27 +125,14 @@ pub async fn start(
             .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?
     };
     let entry = oauth_entry(&state, &provider)?;
-    let descriptor = &entry.compiled;
-    let AuthDescriptor::OAuth2(oauth_config) = &descriptor.descriptor.auth else {
-        unreachable!("checked by oauth_entry");
-    };
-    let CompiledAuth::OAuth2 { authorize_url, .. } = &descriptor.auth else {
-        unreachable!("checked by oauth_entry");
-    };
-    let config = fields::config(&descriptor.descriptor.config_fields, &request.config).map_err(
-        |errors| ApiError::BadRequest {
+    let connector = entry.connector.as_ref();
+    let pkce = connector.oauth().is_some_and(|o| o.pkce);
+    let config = fields::config(&entry.compiled.descriptor.config_fields, &request.config)
+        .map_err(|errors| ApiError::BadRequest {
             message: "invalid config".into(),
             details: Some(serde_json::json!({ "errors": errors })),
-        },
-    )?;
-    let client = tokens::client_credentials(&state.0.services, &provider, &Default::default())
-        .ok_or_else(|| {
-            ApiError::Conflict(format!(
-                "the OAuth client of `{provider}` is not configured: set {} and {}",
-                crate::config::provider_var(&provider, "CLIENT_ID"),
-                crate::config::provider_var(&provider, "CLIENT_SECRET")
-            ))
         })?;
+    let client = oauth_client(&state, &provider)?;
     let redirect_uri = match (&request.redirect_uri, &state.0.config.public_url) {
         (Some(uri), _) => uri.clone(),
         (None, Some(public)) => format!(
@@ -154,13 +151,7 @@ pub async fn start(
             "must be an absolute http(s) URL",
         ));
     }
-    let base = descriptor
-        .templates
-        .render(*authorize_url, &serde_json::json!({ "config": config, "baseUrl": descriptor.base_url(&config).unwrap_or_default() }))
-        .map_err(|e| ApiError::Internal(format!("authorize URL: {e}")))?;
-    let base =
-        url::Url::parse(&base).map_err(|e| ApiError::Internal(format!("authorize URL: {e}")))?;
-    let (verifier, challenge) = if oauth_config.pkce {
+    let (verifier, challenge) = if pkce {
         let (v, c) = oauth::pkce_pair();
         (Some(v), Some(c))
     } else {
@@ -179,20 +170,22 @@ pub async fn start(
                 .name
                 .map(|n| n.trim().to_owned())
                 .filter(|n| !n.is_empty()),
-            config,
+            config: config.clone(),
             ttl: Duration::minutes(STATE_TTL_MINUTES),
         },
         now,
     )
     .await?;
-    let url = oauth::authorize_url(
-        oauth_config,
-        &base,
-        &client.client_id,
-        &redirect_uri,
-        &state_token,
-        challenge.as_deref(),
-    );
+    let url = connector
+        .authorize(AuthorizeRequest {
+            client_id: &client.client_id,
+            redirect_uri: &redirect_uri,
+            state: &state_token,
+            code_challenge: challenge.as_deref(),
+            config: &config,
+        })
+        .await
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     Ok(axum::Json(ConnectStarted {
         authorize_url: url.to_string(),
         state: state_token,
@@ -239,42 +232,27 @@ pub async fn callback(
     let consumed = oauth_states::consume(&state.0.db, &state.0.keys, &provider, state_token, now)
         .await?
         .map_err(|e| ApiError::invalid_field("state", e))?;
-    let descriptor = &entry.compiled;
-    let AuthDescriptor::OAuth2(oauth_config) = &descriptor.descriptor.auth else {
-        unreachable!("checked by oauth_entry");
-    };
-    let client = tokens::client_credentials(&state.0.services, &provider, &Default::default())
-        .ok_or_else(|| {
-            ApiError::Conflict(format!(
-                "the OAuth client of `{provider}` is not configured"
-            ))
-        })?;
-    let token_url = tokens::token_url(descriptor, &consumed.config)
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let endpoint = TokenEndpoint {
-        http: &state.0.http,
-        url: &token_url,
-        method: oauth_config.token_auth_method,
-        client: &client,
-    };
+    let connector = entry.connector.as_ref();
+    let client = oauth_client(&state, &provider)?;
     let verifier = consumed
         .verifier
         .as_ref()
         .map(|v| secrecy::ExposeSecret::expose_secret(v).to_owned());
-    let tokens = oauth::exchange_code(
-        &endpoint,
-        code,
-        &consumed.redirect_uri,
-        verifier.as_deref(),
+    let ctx = TokenContext {
+        http: &state.0.http,
+        client: &client,
+        config: &consumed.config,
         now,
-    )
-    .await
-    .map_err(|e| match e {
-        OAuthError::InvalidGrant(_) | OAuthError::Provider { .. } => {
-            ApiError::bad_request(e.to_string())
-        }
-        other => ApiError::BadGateway(other.to_string()),
-    })?;
+    };
+    let tokens = connector
+        .exchange_token(&ctx, code, &consumed.redirect_uri, verifier.as_deref())
+        .await
+        .map_err(|e| match e {
+            ConnectorError::OAuth(OAuthError::InvalidGrant(_) | OAuthError::Provider { .. }) => {
+                ApiError::bad_request(e.to_string())
+            }
+            other => ApiError::BadGateway(other.to_string()),
+        })?;
     let connection = connections::create(
         &state.0.db,
         &state.0.keys,
@@ -288,7 +266,7 @@ pub async fn callback(
         },
     )
     .await?;
-    if descriptor.polling.is_some() {
+    if connector.polls() {
         crate::sync::scheduler::enqueue_backfill(
             &state.0.services,
             consumed.tenant,
