@@ -345,16 +345,17 @@ async fn poll_partition(
     let mut max_id: Option<String> = None;
     let mut last_token: Option<String> = None;
     let mut page = 0u32;
+    let mut request = build_request(
+        ctx,
+        polling,
+        base_url,
+        partition,
+        sent.as_deref(),
+        next.as_ref(),
+    )?;
+    let mut fetched = fetch_json(ctx, polling, &request, page).await?;
     loop {
-        let request = build_request(
-            ctx,
-            polling,
-            base_url,
-            partition,
-            sent.as_deref(),
-            next.as_ref(),
-        )?;
-        let (headers, body) = fetch_json(ctx, polling, &request, page).await?;
+        let (headers, body) = fetched;
         let mapped = map_page(descriptor, &body, &map_ctx);
         outcome.skipped += mapped.skipped.len() as u64;
         for s in &mapped.signals {
@@ -385,7 +386,6 @@ async fn poll_partition(
             CompiledDelta::TimestampFilter { .. } => {}
         }
         outcome.signals += mapped.signals.len() as u64;
-        sink.write(mapped.signals).await.map_err(PollError::Sink)?;
         page += 1;
         outcome.pages += 1;
 
@@ -393,27 +393,51 @@ async fn poll_partition(
             None => None,
             Some(p) => next_page(p, &body, &headers, &request.url, &next, item_count)?,
         };
-        let Some(n) = &next else { break };
-        let key = match n {
-            Next::Token(t) => t.clone(),
-            Next::Offset(o) => o.to_string(),
-            Next::Link(u) => u.to_string(),
+        drop(body);
+        let next_request = match &next {
+            None => None,
+            Some(_) if page >= polling.max_pages => {
+                tracing::warn!(connector = %descriptor.id(), partition, pages = page, "stopped at maxPages; the rest comes next run");
+                outcome.truncated = true;
+                None
+            }
+            Some(n) => {
+                let key = match n {
+                    Next::Token(t) => t.clone(),
+                    Next::Offset(o) => o.to_string(),
+                    Next::Link(u) => u.to_string(),
+                };
+                if !seen.insert(key.clone()) {
+                    let shown = match n {
+                        Next::Link(u) => super::http::display_url(u),
+                        _ => key,
+                    };
+                    return Err(PollError::RepeatedPage {
+                        page: page + 1,
+                        token: shown,
+                    });
+                }
+                Some(build_request(
+                    ctx,
+                    polling,
+                    base_url,
+                    partition,
+                    sent.as_deref(),
+                    next.as_ref(),
+                )?)
+            }
         };
-        if !seen.insert(key.clone()) {
-            let shown = match n {
-                Next::Link(u) => super::http::display_url(u),
-                _ => key,
-            };
-            return Err(PollError::RepeatedPage {
-                page: page + 1,
-                token: shown,
-            });
-        }
-        if page >= polling.max_pages {
-            tracing::warn!(connector = %descriptor.id(), partition, pages = page, "stopped at maxPages; the rest comes next run");
-            outcome.truncated = true;
+        let write = sink.write(mapped.signals);
+        let Some(next_request) = next_request else {
+            write.await.map_err(PollError::Sink)?;
             break;
-        }
+        };
+        // The next page is fetched while this one is written.
+        let (written, next_fetched) =
+            tokio::join!(write, fetch_json(ctx, polling, &next_request, page));
+        written.map_err(PollError::Sink)?;
+        fetched = next_fetched?;
+        request = next_request;
     }
 
     Ok(match &polling.delta {

@@ -24,8 +24,9 @@ use crate::engine::oauth::OAuthError;
 use crate::engine::poll::{PollError, SignalSink};
 use crate::services::Services;
 
-/// Signals buffered before they are written into the run's transaction.
-const FLUSH_AT: usize = 500;
+/// Signals buffered before they are written into the run's transaction (one
+/// statement each; bigger batches measured slower and used more memory).
+const FLUSH_AT: usize = 100;
 
 /// How an executor behaves.
 #[derive(Debug, Clone)]
@@ -85,37 +86,116 @@ enum Outcome {
     LeaseLost,
 }
 
-/// Writes a run's Signals into one transaction, opened at the first write.
-struct TxnSink<'a> {
-    db: &'a Db,
-    txn: Option<DatabaseTransaction>,
+/// Batches in flight between the run and its writer (bounds memory).
+const IN_FLIGHT: usize = 2;
+
+/// Writes a run's Signals into one transaction, on a writer task so the next
+/// pages are fetched and mapped while earlier ones are written. The
+/// transaction is opened at the first write and handed back by `finish`; if the
+/// run fails or is dropped, the writer ends and its transaction rolls back.
+struct TxnSink {
+    db: Db,
     buffer: Vec<Signal>,
+    writer: Option<Writer>,
+}
+
+struct Writer {
+    batches: tokio::sync::mpsc::Sender<Vec<Signal>>,
+    task: tokio::task::JoinHandle<Result<(DatabaseTransaction, u64), String>>,
+}
+
+/// What the writer stored.
+struct Written {
+    txn: Option<DatabaseTransaction>,
     inserted: u64,
 }
 
-impl TxnSink<'_> {
-    async fn flush(&mut self) -> Result<(), String> {
+impl TxnSink {
+    fn new(db: &Db) -> Self {
+        TxnSink {
+            db: db.clone(),
+            buffer: Vec::new(),
+            writer: None,
+        }
+    }
+
+    fn start_writer(&self) -> Writer {
+        let (batches, mut rx) = tokio::sync::mpsc::channel::<Vec<Signal>>(IN_FLIGHT);
+        let db = self.db.clone();
+        let task = tokio::spawn(async move {
+            let txn = db.begin_write().await.map_err(|e| e.to_string())?;
+            let mut inserted = 0;
+            while let Some(batch) = rx.recv().await {
+                inserted += signals::insert(&txn, &batch)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            Ok((txn, inserted))
+        });
+        Writer { batches, task }
+    }
+
+    async fn send(&mut self) -> Result<(), String> {
         if self.buffer.is_empty() {
             return Ok(());
         }
-        if self.txn.is_none() {
-            self.txn = Some(self.db.begin_write().await.map_err(|e| e.to_string())?);
+        let batch = std::mem::take(&mut self.buffer);
+        if self.writer.is_none() {
+            self.writer = Some(self.start_writer());
         }
-        let txn = self.txn.as_ref().expect("opened above");
-        self.inserted += signals::insert(txn, &self.buffer)
-            .await
-            .map_err(|e| e.to_string())?;
-        self.buffer.clear();
+        let writer = self.writer.as_mut().expect("started above");
+        if writer.batches.send(batch).await.is_err() {
+            // The writer stopped early: it failed; its error says why.
+            let writer = self.writer.take().expect("present");
+            return Err(match writer.task.await {
+                Ok(Err(e)) => e,
+                Ok(Ok(_)) => "the signal writer stopped".into(),
+                Err(e) => format!("the signal writer failed: {e}"),
+            });
+        }
         Ok(())
+    }
+
+    /// Writes what is buffered and waits for the writer: the run's transaction
+    /// (none when nothing was written) and how many Signals were new.
+    async fn finish(&mut self) -> Result<Written, String> {
+        self.send().await?;
+        let Some(Writer { batches, task }) = self.writer.take() else {
+            return Ok(Written {
+                txn: None,
+                inserted: 0,
+            });
+        };
+        drop(batches);
+        let (txn, inserted) = task
+            .await
+            .map_err(|e| format!("the signal writer failed: {e}"))??;
+        Ok(Written {
+            txn: Some(txn),
+            inserted,
+        })
+    }
+
+    /// Drops what was written: the writer ends and its transaction rolls back.
+    async fn abandon(&mut self) {
+        self.buffer.clear();
+        if let Some(Writer { batches, task }) = self.writer.take() {
+            drop(batches);
+            if let Ok(Ok((txn, _))) = task.await
+                && let Err(e) = txn.rollback().await
+            {
+                tracing::warn!(error = %e, "rolling back a failed run");
+            }
+        }
     }
 }
 
 #[async_trait::async_trait]
-impl SignalSink for TxnSink<'_> {
+impl SignalSink for TxnSink {
     async fn write(&mut self, signals: Vec<Signal>) -> Result<(), String> {
         self.buffer.extend(signals);
         if self.buffer.len() >= FLUSH_AT {
-            self.flush().await?;
+            self.send().await?;
         }
         Ok(())
     }
@@ -307,21 +387,24 @@ impl Executor {
                 config: &row.config,
                 now,
             };
-            let mut sink = TxnSink {
-                db,
-                txn: None,
-                buffer: Vec::new(),
-                inserted: 0,
-            };
-            match connector.sync(&ctx, mode, &previous, &mut sink).await {
+            let mut sink = TxnSink::new(db);
+            let synced = connector.sync(&ctx, mode, &previous, &mut sink).await;
+            if synced.is_err() {
+                sink.abandon().await;
+            }
+            match synced {
                 Ok(outcome) => {
-                    if let Err(e) = sink.flush().await {
-                        return Ok(Outcome::Failed {
-                            error: format!("cannot store signals: {e}"),
-                            retryable: true,
-                        });
-                    }
-                    let txn = match sink.txn.take() {
+                    let written = match sink.finish().await {
+                        Ok(w) => w,
+                        Err(e) => {
+                            sink.abandon().await;
+                            return Ok(Outcome::Failed {
+                                error: format!("cannot store signals: {e}"),
+                                retryable: true,
+                            });
+                        }
+                    };
+                    let txn = match written.txn {
                         Some(t) => t,
                         None => db.begin_write().await?,
                     };
@@ -331,7 +414,7 @@ impl Executor {
                         job.id,
                         &self.settings.worker_id,
                         cursors::describe(&outcome.checkpoints),
-                        sink.inserted,
+                        written.inserted,
                         now,
                     )
                     .await?;
@@ -341,7 +424,7 @@ impl Executor {
                     }
                     txn.commit().await?;
                     return Ok(Outcome::Succeeded {
-                        signals: sink.inserted,
+                        signals: written.inserted,
                     });
                 }
                 Err(ConnectorError::Poll(PollError::Http(HttpError::Status {

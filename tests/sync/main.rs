@@ -13,3 +13,4 @@ mod faults;
 mod native;
 mod oauth;
 mod queue;
+mod store;

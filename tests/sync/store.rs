@@ -1,0 +1,66 @@
+//! The signal store round-trips every field on both backends (the batched
+//! insert statements are hand-written): optional fields as NULL, JSON payloads,
+//! microsecond timestamps, duplicates within and across batches.
+
+use chrono::{DateTime, Duration, Utc};
+use poblysh_connectors::db::repo::signals::{self, SignalFilter};
+use poblysh_connectors::descriptor::mapping::Priority;
+use poblysh_connectors::domain::{ConnectionId, Signal, TenantId};
+use serde_json::json;
+use uuid::Uuid;
+
+fn signal(tenant: TenantId, conn: ConnectionId, i: i64, full: bool) -> Signal {
+    let at: DateTime<Utc> = "2024-03-01T10:00:00.123456Z".parse().unwrap();
+    Signal {
+        id: Uuid::now_v7(),
+        tenant_id: tenant,
+        connection_id: conn,
+        provider: "github".into(),
+        kind: if full { "pr_merged" } else { "issue_updated" }.into(),
+        occurred_at: at + Duration::seconds(i),
+        received_at: at + Duration::hours(1),
+        external_id: format!("{}", 1_308_969_059 + i),
+        summary: format!("Issue #{i}: it's \"quoted\" — and ünïcode"),
+        priority: full.then_some(Priority::High),
+        participants: if full {
+            vec!["octocat".into(), "hubot".into()]
+        } else {
+            vec![]
+        },
+        tags: if full { vec!["bug".into()] } else { vec![] },
+        related: vec![],
+        url: full.then(|| format!("https://github.com/octo-org/hello-world/issues/{i}")),
+        payload: json!({"number": i, "state": "open", "comments": 0, "author_association": "OWNER"}),
+    }
+}
+
+crate::on_both! {
+    async fn every_field_round_trips_and_duplicates_are_skipped(backend) {
+        let node = crate::harness::Node::new(backend, true, &[]).await;
+        let db = &node.services.db;
+        let tenant = TenantId::from_uuid(Uuid::now_v7());
+        let conn = ConnectionId::from_uuid(Uuid::now_v7());
+        // More than one batch, alternating full and sparse signals.
+        let batch: Vec<Signal> = (0..1203).map(|i| signal(tenant, conn, i, i % 2 == 0)).collect();
+        assert_eq!(signals::insert(db.conn(), &batch).await.unwrap(), 1203);
+        // The same events again (new ids), plus a duplicate inside one batch.
+        let mut again: Vec<Signal> = (0..3).map(|i| signal(tenant, conn, i, i % 2 == 0)).collect();
+        again.push(signal(tenant, conn, 5000, true));
+        again.push(signal(tenant, conn, 5000, true));
+        assert_eq!(signals::insert(db.conn(), &again).await.unwrap(), 1);
+
+        let (page, _) = signals::list(db, tenant, &SignalFilter::default(), 200, None).await.unwrap();
+        let newest = &page[0];
+        assert_eq!(newest, &again[3]);
+        let stored_full = page.iter().find(|s| s.id == batch[1202].id).unwrap();
+        assert_eq!(stored_full, &batch[1202]);
+        let stored_sparse = page.iter().find(|s| s.id == batch[1201].id).unwrap();
+        assert_eq!(stored_sparse, &batch[1201]);
+        assert_eq!(stored_sparse.url, None);
+        assert_eq!(stored_sparse.priority, None);
+        // Another tenant's identical events are not duplicates.
+        let other = TenantId::from_uuid(Uuid::now_v7());
+        let theirs: Vec<Signal> = (0..3).map(|i| signal(other, conn, i, true)).collect();
+        assert_eq!(signals::insert(db.conn(), &theirs).await.unwrap(), 3);
+    }
+}
