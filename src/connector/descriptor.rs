@@ -11,7 +11,7 @@ use url::Url;
 
 use super::{
     AuthorizeRequest, ConnectionContext, Connector, ConnectorError, OAuthOptions, SyncMode,
-    TokenContext, WebhookDelivery,
+    TokenContext,
 };
 use crate::descriptor::auth::{AuthDescriptor, OAuth2Config};
 use crate::descriptor::compile::{CompiledAuth, CompiledDescriptor, TemplateId};
@@ -167,15 +167,10 @@ impl Connector for DescriptorConnector {
 
     async fn handle_webhook(
         &self,
-        delivery: WebhookDelivery<'_>,
+        delivery: WebhookInput<'_>,
         ctx: &MapContext,
     ) -> Result<WebhookMapped, ConnectorError> {
-        let input = WebhookInput {
-            body: delivery.body,
-            headers: delivery.headers,
-            event: delivery.event,
-        };
-        Ok(mapping::map_webhook(&self.compiled, input, ctx)?)
+        Ok(mapping::map_webhook(&self.compiled, delivery, ctx)?)
     }
 
     async fn health_check(&self, ctx: &ConnectionContext<'_>) -> HealthResult {

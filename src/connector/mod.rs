@@ -8,7 +8,6 @@
 mod descriptor;
 
 use chrono::{DateTime, Utc};
-use http::HeaderMap;
 use secrecy::SecretString;
 use serde_json::Value;
 use url::Url;
@@ -19,7 +18,7 @@ use crate::domain::{ConnectionId, TenantId};
 use crate::engine::auth::Credentials;
 use crate::engine::health::HealthResult;
 use crate::engine::http::HttpClient;
-use crate::engine::mapping::{MapContext, WebhookMapError, WebhookMapped};
+use crate::engine::mapping::{MapContext, WebhookInput, WebhookMapError, WebhookMapped};
 use crate::engine::oauth::{ClientCredentials, OAuthError, TokenSet};
 use crate::engine::poll::{Checkpoints, PollError, PollOutcome, SignalSink};
 
@@ -107,17 +106,6 @@ pub enum SyncMode {
     Full,
 }
 
-/// A webhook delivery, parsed.
-#[derive(Debug, Clone, Copy)]
-pub struct WebhookDelivery<'a> {
-    /// The JSON body.
-    pub body: &'a Value,
-    /// The request headers.
-    pub headers: &'a HeaderMap,
-    /// The event type when the caller already knows it.
-    pub event: Option<&'a str>,
-}
-
 /// A provider: everything the runtime asks of one.
 #[async_trait::async_trait]
 pub trait Connector: Send + Sync + std::fmt::Debug {
@@ -163,7 +151,7 @@ pub trait Connector: Send + Sync + std::fmt::Debug {
     /// Maps a verified webhook delivery to Signals.
     async fn handle_webhook(
         &self,
-        delivery: WebhookDelivery<'_>,
+        delivery: WebhookInput<'_>,
         ctx: &MapContext,
     ) -> Result<WebhookMapped, ConnectorError>;
 

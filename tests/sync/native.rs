@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use async_trait::async_trait;
 use poblysh_connectors::connector::{
     AuthorizeRequest, ConnectionContext, Connector, ConnectorError, DescriptorConnector,
-    OAuthOptions, SyncMode, TokenContext, WebhookDelivery,
+    OAuthOptions, SyncMode, TokenContext,
 };
 use poblysh_connectors::db::repo::cursors;
 use poblysh_connectors::db::repo::jobs::JobState;
@@ -16,7 +16,7 @@ use poblysh_connectors::descriptor::load::load_str;
 use poblysh_connectors::descriptor::source::Format;
 use poblysh_connectors::domain::TenantId;
 use poblysh_connectors::engine::health::HealthResult;
-use poblysh_connectors::engine::mapping::{MapContext, WebhookMapped};
+use poblysh_connectors::engine::mapping::{MapContext, WebhookInput, WebhookMapped};
 use poblysh_connectors::engine::oauth::TokenSet;
 use poblysh_connectors::engine::poll::{Checkpoints, PollOutcome, SignalSink};
 use poblysh_connectors::sync::scheduler;
@@ -90,7 +90,7 @@ impl Connector for Native {
     }
     async fn handle_webhook(
         &self,
-        delivery: WebhookDelivery<'_>,
+        delivery: WebhookInput<'_>,
         ctx: &MapContext,
     ) -> Result<WebhookMapped, ConnectorError> {
         self.inner.handle_webhook(delivery, ctx).await
