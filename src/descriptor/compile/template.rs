@@ -21,7 +21,7 @@ const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'~');
 
 /// Helpers templates may call, besides handlebars' built-ins.
-const CUSTOM_HELPERS: &[&str] = &["json", "default", "join"];
+const CUSTOM_HELPERS: &[&str] = &["json", "default", "join", "formatTime"];
 /// Handlebars' built-in helpers.
 const BUILTIN_HELPERS: &[&str] = &[
     "if", "unless", "each", "with", "lookup", "eq", "ne", "gt", "gte", "lt", "lte", "and", "or",
@@ -119,6 +119,34 @@ mod helpers {
         Value::Null => String::new(),
         other => other.to_string(),
     });
+    handlebars_helper!(format_time_helper: |v: Json, format: str, *args| {
+        // Handlebars reads `-60` as a path, so a negative shift is written `"-60"`.
+        // `args` holds every parameter; the shift is the third.
+        let shift = args
+            .get(2)
+            .and_then(|a| a.as_i64().or_else(|| a.as_str()?.trim().parse().ok()))
+            .unwrap_or(0);
+        super::format_time(v, format, shift).unwrap_or_default()
+    });
+}
+
+/// `formatTime`: an RFC 3339 string or unix seconds, shifted by `shift_minutes`,
+/// formatted in UTC with a `strftime` pattern (`%Y/%m/%d %H:%M` for Jira JQL).
+/// `None` for a value that is not a time.
+fn format_time(value: &Value, format: &str, shift_minutes: i64) -> Option<String> {
+    use std::fmt::Write;
+    let time = match value {
+        Value::String(s) => chrono::DateTime::parse_from_rfc3339(s)
+            .ok()?
+            .with_timezone(&chrono::Utc),
+        Value::Number(n) => chrono::DateTime::from_timestamp(n.as_i64()?, 0)?,
+        _ => return None,
+    };
+    let time = time.checked_add_signed(chrono::Duration::try_minutes(shift_minutes)?)?;
+    let mut out = String::new();
+    // An invalid pattern makes `write!` fail instead of panicking.
+    write!(out, "{}", time.format(format)).ok()?;
+    Some(out)
 }
 
 fn registry(kind: TemplateKind) -> Handlebars<'static> {
@@ -136,6 +164,7 @@ fn registry(kind: TemplateKind) -> Handlebars<'static> {
     hb.register_helper("json", Box::new(helpers::json_helper));
     hb.register_helper("default", Box::new(helpers::default_helper));
     hb.register_helper("join", Box::new(helpers::join_helper));
+    hb.register_helper("formatTime", Box::new(helpers::format_time_helper));
     hb
 }
 
@@ -412,6 +441,27 @@ fn normalize(raw: &str) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn format_time_formats_shifts_and_refuses_non_times() {
+        let t = json!("2024-03-01T10:20:30Z");
+        assert_eq!(format_time(&t, "%Y/%m/%d %H:%M", 0).unwrap(), "2024/03/01 10:20");
+        assert_eq!(format_time(&t, "%Y-%m-%d %H:%M", -840).unwrap(), "2024-02-29 20:20");
+        assert_eq!(
+            format_time(&json!(1_709_288_430), "%Y-%m-%dT%H:%M:%S", 0).unwrap(),
+            "2024-03-01T10:20:30"
+        );
+        assert_eq!(format_time(&json!("yesterday"), "%Y", 0), None);
+        assert_eq!(format_time(&t, "%Q", 0), None);
+        let mut templates = Templates::default();
+        let (id, _) = templates
+            .add(TemplateKind::Text, r#"updated >= "{{formatTime checkpoint "%Y/%m/%d %H:%M" "-60"}}""#)
+            .unwrap();
+        assert_eq!(
+            templates.render(id, &json!({"checkpoint": "2024-03-01T10:20:30Z"})).unwrap(),
+            r#"updated >= "2024/03/01 09:20""#
+        );
+    }
 
     fn vars(src: &str) -> Vec<String> {
         let mut t = Templates::default();
