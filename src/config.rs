@@ -45,6 +45,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// `POBLYSH_ALLOW_PRIVATE_NETWORKS`: outbound requests may reach private addresses.
     pub allow_private_networks: bool,
+    /// `POBLYSH_WEBHOOK_RATE_LIMIT`: webhook requests per minute per connection
+    /// (default 100; 0 turns the limit off).
+    pub webhook_rate_limit: u32,
     /// Provider app secrets: `POBLYSH_<PROVIDER>_CLIENT_ID`, `_CLIENT_SECRET`,
     /// `_WEBHOOK_SECRET`, by variable name.
     pub provider_secrets: BTreeMap<String, String>,
@@ -84,6 +87,7 @@ impl std::fmt::Debug for Config {
             .field("public_url", &self.public_url)
             .field("job_concurrency", &self.job_concurrency)
             .field("allow_private_networks", &self.allow_private_networks)
+            .field("webhook_rate_limit", &self.webhook_rate_limit)
             .field(
                 "provider_secrets",
                 &self.provider_secrets.keys().collect::<Vec<_>>(),
@@ -142,6 +146,13 @@ impl Config {
                     reason: "expected a positive integer".into(),
                 })?,
         };
+        let webhook_rate_limit = match non_empty("POBLYSH_WEBHOOK_RATE_LIMIT") {
+            None => 100,
+            Some(v) => v.trim().parse().map_err(|_| ConfigError {
+                var: "POBLYSH_WEBHOOK_RATE_LIMIT",
+                reason: "expected requests per minute per connection (0 for no limit)".into(),
+            })?,
+        };
         let operator_tokens = match (
             non_empty("POBLYSH_OPERATOR_TOKENS"),
             non_empty("POBLYSH_OPERATOR_TOKEN"),
@@ -186,6 +197,7 @@ impl Config {
             tenant_job_concurrency,
             data_dir: PathBuf::from("data"),
             allow_private_networks,
+            webhook_rate_limit,
             provider_secrets,
         })
     }

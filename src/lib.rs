@@ -13,6 +13,7 @@ pub mod db;
 pub mod descriptor;
 pub mod domain;
 pub mod engine;
+pub mod gateway;
 pub mod registry;
 pub mod services;
 pub mod sync;

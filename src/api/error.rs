@@ -10,6 +10,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::db::StoreError;
+use crate::gateway::GatewayError;
 
 /// The problem+json body.
 #[derive(Debug, Serialize, ToSchema)]
@@ -41,9 +42,15 @@ pub enum ApiError {
     /// 401: missing or invalid operator token.
     #[error("missing or invalid operator token")]
     Unauthorized,
+    /// 401: a webhook whose signature or token does not verify.
+    #[error("{0}")]
+    WebhookRejected(String),
     /// 404: no such resource (or another tenant's).
     #[error("{0}")]
     NotFound(String),
+    /// 405: the route does not take this method.
+    #[error("{0}")]
+    MethodNotAllowed(String),
     /// 409: the request conflicts with the resource's state.
     #[error("{0}")]
     Conflict(String),
@@ -60,6 +67,14 @@ pub enum ApiError {
         message: String,
         /// Detail (diagnostics).
         details: Option<Value>,
+    },
+    /// 429: over a rate limit; retry after the given seconds.
+    #[error("{message}")]
+    TooManyRequests {
+        /// What is limited.
+        message: String,
+        /// Seconds to wait.
+        retry_after: u64,
     },
     /// 502: the provider failed (e.g. its token endpoint).
     #[error("{0}")]
@@ -95,13 +110,16 @@ impl ApiError {
         match self {
             ApiError::BadRequest { .. } => (StatusCode::BAD_REQUEST, "invalid_request"),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::WebhookRejected(_) => (StatusCode::UNAUTHORIZED, "webhook_rejected"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
             ApiError::Unprocessable { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
+            ApiError::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::BadGateway(_) => (StatusCode::BAD_GATEWAY, "provider_error"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
@@ -112,6 +130,23 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         ApiError::Internal(e.to_string())
+    }
+}
+
+impl From<GatewayError> for ApiError {
+    fn from(e: GatewayError) -> Self {
+        match e {
+            GatewayError::NotFound(m) => ApiError::NotFound(m),
+            GatewayError::MethodNotAllowed(_) => ApiError::MethodNotAllowed(e.to_string()),
+            GatewayError::Rejected(_) => ApiError::WebhookRejected(e.to_string()),
+            GatewayError::BadBody(m) => ApiError::bad_request(m),
+            GatewayError::RateLimited(retry_after) => ApiError::TooManyRequests {
+                message: e.to_string(),
+                retry_after,
+            },
+            GatewayError::Unavailable => ApiError::Unavailable(e.to_string()),
+            GatewayError::Internal(m) => ApiError::Internal(m),
+        }
     }
 }
 
@@ -127,11 +162,15 @@ impl IntoResponse for ApiError {
             }
             _ => None,
         };
+        let retry_after = match &self {
+            ApiError::TooManyRequests { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        };
         let body = Problem {
             code: code.to_owned(),
             message: self.to_string(),
             details,
-            retry_after: None,
+            retry_after,
         };
         let mut response = (status, Json(body)).into_response();
         let headers = response.headers_mut();
@@ -141,6 +180,9 @@ impl IntoResponse for ApiError {
         );
         if matches!(self, ApiError::Unauthorized) {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(seconds) = retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }

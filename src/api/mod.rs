@@ -17,6 +17,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
+use crate::gateway::{Gateway, GatewaySettings};
 use crate::services::Services;
 use error::ApiError;
 use extract::OperatorTokens;
@@ -31,6 +32,21 @@ pub struct App {
     pub services: Arc<Services>,
     /// Accepted operator tokens.
     pub operator_tokens: OperatorTokens,
+    /// The webhook gateway.
+    pub gateway: Gateway,
+}
+
+impl App {
+    /// The API's state over `services`; starts the webhook gateway's writer
+    /// (call inside the runtime).
+    pub fn new(services: Arc<Services>, operator_tokens: OperatorTokens) -> Self {
+        let settings = GatewaySettings::from_config(&services.config);
+        App {
+            gateway: Gateway::new(Arc::clone(&services), settings),
+            services,
+            operator_tokens,
+        }
+    }
 }
 
 impl std::ops::Deref for App {
@@ -57,6 +73,7 @@ pub struct AppState(pub Arc<App>);
         (name = "connect", description = "OAuth connect flow"),
         (name = "jobs", description = "Sync jobs"),
         (name = "signals", description = "Normalized Signals"),
+        (name = "webhooks", description = "Provider deliveries (signature-verified)"),
     ),
     modifiers(&BearerAuth),
 )]
@@ -83,7 +100,7 @@ impl Modify for BearerAuth {
 
 /// Every documented route.
 fn api() -> OpenApiRouter<AppState> {
-    use routes::{connections, health, jobs, oauth, providers, signals};
+    use routes::{connections, health, jobs, oauth, providers, signals, webhooks};
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
@@ -103,6 +120,26 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(jobs::list))
         .routes(routes!(jobs::get))
         .routes(routes!(signals::list))
+        .routes(routes!(webhooks::receive))
+        .routes(routes!(webhooks::receive_for_tenant))
+}
+
+/// Methods other than POST on the webhook paths (handshakes such as Trello's
+/// `HEAD`; anything else gets a 405 problem).
+fn webhook_handshakes() -> Router<AppState> {
+    use axum::routing::{MethodFilter, on};
+    let others = MethodFilter::GET
+        .or(MethodFilter::HEAD)
+        .or(MethodFilter::PUT)
+        .or(MethodFilter::PATCH)
+        .or(MethodFilter::DELETE)
+        .or(MethodFilter::OPTIONS);
+    Router::new()
+        .route("/webhooks/{provider}", on(others, routes::webhooks::other))
+        .route(
+            "/webhooks/{provider}/{tenant_id}",
+            on(others, routes::webhooks::other_for_tenant),
+        )
 }
 
 /// The OpenAPI document.
@@ -118,6 +155,7 @@ pub fn router(state: AppState) -> Router {
     let (router, mut doc) = api().split_for_parts();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     router
+        .merge(webhook_handshakes())
         .merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
         .fallback(not_found)
         .layer(axum::middleware::from_fn(metrics::track))

@@ -189,10 +189,10 @@ async fn start(config: Config, skip_invalid: bool) -> anyhow::Result<Option<AppS
         http,
         config,
     });
-    Ok(Some(AppState(Arc::new(App {
+    Ok(Some(AppState(Arc::new(App::new(
         services,
         operator_tokens,
-    }))))
+    )))))
 }
 
 /// The key ring; a development key is generated (and announced loudly) only

@@ -288,7 +288,7 @@ fn map_item(
 
 /// A scalar as text: strings as they are, numbers and booleans printed; `None`
 /// for null, objects, arrays and empty strings.
-fn scalar_string(value: &Value) -> Option<String> {
+pub(crate) fn scalar_string(value: &Value) -> Option<String> {
     match value {
         Value::String(s) if !s.is_empty() => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),

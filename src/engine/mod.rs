@@ -11,3 +11,4 @@ pub mod mapping;
 pub mod oauth;
 pub mod poll;
 pub mod timestamp;
+pub mod webhook;

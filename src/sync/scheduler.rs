@@ -38,7 +38,7 @@ pub async fn tick(services: &Services, now: DateTime<Utc>) -> Result<usize, Stor
         };
         let (_, key) = window(connection, polling.interval_seconds, now);
         if jobs::enqueue_keyed(
-            &services.db,
+            services.db.conn(),
             tenant,
             connection,
             &provider,
@@ -66,7 +66,7 @@ pub async fn enqueue_backfill(
     provider: &str,
 ) -> Result<bool, StoreError> {
     jobs::enqueue_keyed(
-        &services.db,
+        services.db.conn(),
         tenant,
         connection,
         provider,

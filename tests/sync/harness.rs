@@ -77,10 +77,10 @@ impl Node {
             http: HttpClient::new(NetworkPolicy { allow_private }),
             config,
         });
-        let app = AppState(Arc::new(App {
-            services: Arc::clone(&services),
-            operator_tokens: OperatorTokens::new(&[TOKEN]),
-        }));
+        let app = AppState(Arc::new(App::new(
+            Arc::clone(&services),
+            OperatorTokens::new(&[TOKEN]),
+        )));
         Node {
             services,
             router: router(app),
@@ -153,6 +153,17 @@ impl Node {
     /// Calls a public route (no operator token), as a browser would.
     pub async fn public(&self, method: &str, path: &str) -> (u16, Value) {
         self.call(method, path, false, None, None).await
+    }
+
+    /// Sends a request as built (raw body, any headers): status, headers, body.
+    pub async fn send(&self, req: Request<Body>) -> (u16, http::HeaderMap, Vec<u8>) {
+        let res = self.router.clone().oneshot(req).await.unwrap();
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (status, headers, bytes.to_vec())
     }
 
     async fn call(

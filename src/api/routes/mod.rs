@@ -6,3 +6,4 @@ pub mod jobs;
 pub mod oauth;
 pub mod providers;
 pub mod signals;
+pub mod webhooks;

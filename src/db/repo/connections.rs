@@ -294,6 +294,50 @@ pub async fn schedulable(db: &Db) -> Result<Vec<(ConnectionId, TenantId, String)
         .collect())
 }
 
+/// A connection that can receive webhooks, with its credentials opened (the
+/// connection's own webhook secret is one of them).
+#[derive(Debug, Clone)]
+pub struct WebhookTarget {
+    /// The connection.
+    pub connection: Connection,
+    /// Its credential fields.
+    pub credentials: BTreeMap<String, SecretString>,
+}
+
+/// The enabled connections to `provider` that webhooks may reach: the tenant's
+/// (`Some`), or every tenant's (`None`: a tenant-less delivery is routed by a
+/// value in the request, the one cross-tenant read besides the scheduler's).
+/// Oldest first.
+pub async fn webhook_targets(
+    db: &Db,
+    keys: &KeyRing,
+    provider: &str,
+    tenant: Option<TenantId>,
+) -> Result<Vec<WebhookTarget>, StoreError> {
+    let mut query = Entity::find()
+        .filter(Column::ProviderId.eq(provider))
+        .filter(Column::Enabled.eq(true));
+    if let Some(t) = tenant {
+        query = query.filter(Column::TenantId.eq(*t.as_uuid()));
+    }
+    let rows = query
+        .order_by_asc(Column::CreatedAt)
+        .order_by_asc(Column::Id)
+        .all(db.conn())
+        .await?;
+    rows.into_iter()
+        .map(|m| {
+            let tenant = TenantId::from_uuid(m.tenant_id);
+            let id = ConnectionId::from_uuid(m.id);
+            let credentials = open_credentials(keys, tenant, id, m.credentials.as_deref())?;
+            Ok(WebhookTarget {
+                connection: Connection::from(m),
+                credentials,
+            })
+        })
+        .collect()
+}
+
 /// One of the tenant's connections.
 pub async fn get(
     db: &Db,

@@ -3,7 +3,9 @@
 //! comes with the sync engine.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
+};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -199,8 +201,8 @@ pub async fn enqueue(
 /// Enqueues a job under an idempotency key (a scheduler window, a backfill, a
 /// webhook burst); false when a job with that key already exists.
 #[allow(clippy::too_many_arguments)]
-pub async fn enqueue_keyed(
-    db: &Db,
+pub async fn enqueue_keyed<C: ConnectionTrait>(
+    conn: &C,
     tenant: TenantId,
     connection: ConnectionId,
     provider: &str,
@@ -237,7 +239,7 @@ pub async fn enqueue_keyed(
                 .do_nothing()
                 .to_owned(),
         )
-        .exec_without_returning(db.conn())
+        .exec_without_returning(conn)
         .await?;
     Ok(inserted == 1)
 }

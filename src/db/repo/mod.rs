@@ -5,6 +5,7 @@
 pub mod connections;
 pub mod cursor;
 pub mod cursors;
+pub mod deliveries;
 pub mod jobs;
 pub mod keys;
 pub mod oauth_states;

@@ -1,0 +1,452 @@
+//! The webhook gateway: a request for `/webhooks/{provider}[/{tenant_id}]`
+//! becomes stored Signals. In order: the provider's webhook section, handshakes
+//! that need no verification (Trello's `HEAD`), the candidate connections, the
+//! signature or token over the raw body (fail closed), handshakes, routing, the
+//! per-connection rate limit, the delivery id, mapping through the connector,
+//! and the group-committed write (signals, delivery id, follow-up sync).
+
+pub mod limiter;
+pub mod targets;
+pub mod writer;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use secrecy::SecretString;
+
+use crate::connector::ConnectorError;
+use crate::db::StoreError;
+use crate::db::repo::connections::WebhookTarget;
+use crate::descriptor::compile::{CompiledVerification, CompiledWebhook, RoutingTarget};
+use crate::domain::TenantId;
+use crate::engine::mapping::{MapContext, WebhookInput, WebhookMapError};
+use crate::engine::webhook::WebhookRequest;
+use crate::engine::webhook::handshake::{self, HandshakeReply};
+use crate::engine::webhook::verify::{self, VerifyError};
+use crate::registry::Entry;
+use crate::services::Services;
+use limiter::Limiter;
+use targets::Targets;
+use writer::{Delivery, Stored, Writer};
+
+/// Settings of the gateway.
+#[derive(Debug, Clone)]
+pub struct GatewaySettings {
+    /// Requests per minute per connection (0: no limit).
+    pub rate_limit_per_minute: u32,
+    /// How long a tenant's connection list is reused between requests.
+    pub targets_ttl: Duration,
+}
+
+impl GatewaySettings {
+    /// The settings from the service configuration.
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        GatewaySettings {
+            rate_limit_per_minute: config.webhook_rate_limit,
+            targets_ttl: Duration::from_secs(1),
+        }
+    }
+}
+
+/// How a delivery was answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// A handshake, answered as the descriptor says.
+    Handshake(HandshakeReply),
+    /// Verified and stored (or recognised as a duplicate).
+    Accepted {
+        /// The event type.
+        event: String,
+        /// Whether the connector handles this event type.
+        handled: bool,
+        /// Signals produced.
+        signals: usize,
+        /// The delivery id was seen before; nothing was stored.
+        duplicate: bool,
+    },
+    /// No connection to deliver to: acknowledged and dropped.
+    Dropped {
+        /// Why.
+        reason: &'static str,
+    },
+}
+
+/// Why a delivery was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// No such provider, or it takes no webhooks.
+    #[error("{0}")]
+    NotFound(String),
+    /// A method the provider's webhooks do not use.
+    #[error("{0} is not accepted here; webhooks are POSTed")]
+    MethodNotAllowed(String),
+    /// Verification failed.
+    #[error("webhook not verified: {0}")]
+    Rejected(#[from] VerifyError),
+    /// The body is not what the descriptor reads (not JSON, no event type).
+    #[error("{0}")]
+    BadBody(String),
+    /// Over the connection's rate limit.
+    #[error("too many webhook requests for this connection; retry in {0} s")]
+    RateLimited(u64),
+    /// Storage failed; the provider should retry.
+    #[error("the webhook could not be stored; retry later")]
+    Unavailable,
+    /// Anything else (logged; answered generically).
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for GatewayError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "webhook storage error");
+        GatewayError::Unavailable
+    }
+}
+
+/// The gateway of one node.
+#[derive(Debug)]
+pub struct Gateway {
+    services: Arc<Services>,
+    limiter: Limiter,
+    targets: Targets,
+    writer: Writer,
+}
+
+fn count(provider: &str, outcome: &'static str) {
+    metrics::counter!("webhook_requests_total", "provider" => provider.to_owned(), "outcome" => outcome)
+        .increment(1);
+}
+
+impl Gateway {
+    /// A gateway over `services`; starts its writer task.
+    pub fn new(services: Arc<Services>, settings: GatewaySettings) -> Self {
+        Gateway {
+            limiter: Limiter::new(settings.rate_limit_per_minute),
+            targets: Targets::new(settings.targets_ttl),
+            writer: Writer::spawn(services.db.clone()),
+            services,
+        }
+    }
+
+    /// Handles one delivery to `provider` (and `tenant`, when the URL names one).
+    pub async fn handle(
+        &self,
+        provider: &str,
+        tenant: Option<TenantId>,
+        request: WebhookRequest,
+        now: DateTime<Utc>,
+    ) -> Result<Reply, GatewayError> {
+        let result = self.process(provider, tenant, request, now).await;
+        let outcome = match &result {
+            Ok(Reply::Handshake(_)) => "handshake",
+            Ok(Reply::Accepted {
+                duplicate: true, ..
+            }) => "duplicate",
+            Ok(Reply::Accepted { handled: false, .. }) => "ignored",
+            Ok(Reply::Accepted { .. }) => "accepted",
+            Ok(Reply::Dropped { .. }) => "dropped",
+            Err(GatewayError::NotFound(_)) => "not_found",
+            Err(GatewayError::MethodNotAllowed(_)) => "method_not_allowed",
+            Err(GatewayError::Rejected(_)) => "rejected",
+            Err(GatewayError::BadBody(_)) => "bad_body",
+            Err(GatewayError::RateLimited(_)) => "rate_limited",
+            Err(GatewayError::Unavailable | GatewayError::Internal(_)) => "error",
+        };
+        count(provider, outcome);
+        match &result {
+            Err(GatewayError::Rejected(e)) => {
+                tracing::warn!(provider, tenant = ?tenant, error = %e, "webhook rejected");
+            }
+            Ok(Reply::Dropped { reason }) => {
+                tracing::info!(provider, tenant = ?tenant, reason, "webhook dropped");
+            }
+            _ => {}
+        }
+        result
+    }
+
+    async fn process(
+        &self,
+        provider: &str,
+        tenant: Option<TenantId>,
+        request: WebhookRequest,
+        now: DateTime<Utc>,
+    ) -> Result<Reply, GatewayError> {
+        let entry = self
+            .services
+            .registry
+            .get(provider)
+            .ok_or_else(|| GatewayError::NotFound(format!("no provider `{provider}`")))?;
+        let Some(webhook) = entry.compiled.webhook.as_ref() else {
+            return Err(GatewayError::NotFound(format!(
+                "provider `{provider}` does not receive webhooks"
+            )));
+        };
+        if let Some(reply) = handshake::answer(webhook, &request, false) {
+            return Ok(Reply::Handshake(reply));
+        }
+        if request.method != http::Method::POST {
+            return Err(GatewayError::MethodNotAllowed(request.method.to_string()));
+        }
+        if tenant.is_none() && webhook.routing.is_none() {
+            return Err(GatewayError::NotFound(format!(
+                "provider `{provider}` routes no tenant-less webhooks; use /webhooks/{provider}/{{tenant_id}}"
+            )));
+        }
+        let candidates = self
+            .targets
+            .get(&self.services, provider, tenant)
+            .await?;
+        let app_secret = self
+            .services
+            .config
+            .provider_secret(provider, "WEBHOOK_SECRET")
+            .map(|s| SecretString::from(s.to_owned()));
+        let verified = self.verify(
+            webhook,
+            tenant.is_some(),
+            &candidates,
+            app_secret.as_ref(),
+            &request,
+            now,
+        )?;
+        if request.json().is_none() {
+            return Err(GatewayError::BadBody("the body is not JSON".into()));
+        }
+        if let Some(reply) = handshake::answer(webhook, &request, true) {
+            return Ok(Reply::Handshake(reply));
+        }
+        let routed = route(webhook, &request, verified.targets);
+        if routed.is_empty() {
+            return Ok(Reply::Dropped {
+                reason: "no connection matches",
+            });
+        }
+        for target in &routed {
+            self.limiter
+                .check(target.connection.id)
+                .map_err(|wait| GatewayError::RateLimited(wait.as_secs_f64().ceil().max(1.0) as u64))?;
+        }
+        self.deliver(&entry, webhook, routed, request, now).await
+    }
+
+    /// The connections the delivery verifies for. With the tenant in the URL,
+    /// the raw body is verified before anything is parsed; without it, the
+    /// app-level secret is checked first, then connections with a secret of
+    /// their own are verified with it after routing.
+    fn verify<'a>(
+        &self,
+        webhook: &CompiledWebhook,
+        tenant_in_url: bool,
+        candidates: &'a [WebhookTarget],
+        app_secret: Option<&SecretString>,
+        request: &WebhookRequest,
+        now: DateTime<Utc>,
+    ) -> Result<Verified<'a>, GatewayError> {
+        let verification = &webhook.verification;
+        if matches!(verification, CompiledVerification::None) {
+            return Ok(Verified {
+                targets: candidates.iter().collect(),
+            });
+        }
+        let own = |t: &'a WebhookTarget| own_secret(verification, t);
+        let check = |secret: Option<&SecretString>| verify::verify(verification, secret, request, now);
+        if candidates.is_empty() || !tenant_in_url {
+            // Nothing to check against but the app's secret (a handshake, or a
+            // delivery for no connection must still be authentic).
+            let app_ok = match app_secret {
+                Some(secret) => {
+                    check(Some(secret))?;
+                    true
+                }
+                None => false,
+            };
+            let mut targets = Vec::new();
+            let mut last_error = None;
+            let routed = if tenant_in_url {
+                Vec::new()
+            } else {
+                route(webhook, request, candidates.iter().collect())
+            };
+            for t in routed {
+                match own(t) {
+                    Some(secret) => match check(Some(secret)) {
+                        Ok(()) => targets.push(t),
+                        Err(e) => last_error = Some(e),
+                    },
+                    None if app_ok => targets.push(t),
+                    None => last_error = Some(VerifyError::NoSecret),
+                }
+            }
+            if targets.is_empty()
+                && let Some(e) = last_error
+            {
+                return Err(e.into());
+            }
+            if !app_ok && targets.is_empty() {
+                return Err(VerifyError::NoSecret.into());
+            }
+            return Ok(Verified { targets });
+        }
+        let mut targets = Vec::new();
+        let mut last_error = None;
+        let mut app_result = None;
+        for t in candidates {
+            let result = match own(t) {
+                Some(secret) => check(Some(secret)),
+                None => app_result
+                    .get_or_insert_with(|| check(app_secret))
+                    .clone(),
+            };
+            match result {
+                Ok(()) => targets.push(t),
+                Err(e) => last_error = Some(e),
+            }
+        }
+        match (targets.is_empty(), last_error) {
+            (true, Some(e)) => Err(e.into()),
+            _ => Ok(Verified { targets }),
+        }
+    }
+
+    async fn deliver(
+        &self,
+        entry: &Entry,
+        webhook: &CompiledWebhook,
+        routed: Vec<&WebhookTarget>,
+        request: WebhookRequest,
+        now: DateTime<Utc>,
+    ) -> Result<Reply, GatewayError> {
+        let provider = entry.compiled.id().to_owned();
+        let delivery_id = webhook.delivery_id.as_ref().and_then(|s| request.value(s));
+        let headers = request.headers.clone();
+        let body = request
+            .into_json()
+            .ok_or_else(|| GatewayError::BadBody("the body is not JSON".into()))?;
+        let follows = entry.compiled.polling.is_some();
+        let mut signals = Vec::new();
+        let mut follow_up = Vec::new();
+        let mut event = String::new();
+        let mut handled = false;
+        for target in &routed {
+            let ctx = MapContext {
+                tenant_id: target.connection.tenant_id,
+                connection_id: target.connection.id,
+                received_at: now,
+            };
+            let input = WebhookInput {
+                body: &body,
+                headers: &headers,
+                event: None,
+            };
+            let mapped = entry
+                .connector
+                .handle_webhook(input, &ctx)
+                .await
+                .map_err(|e| match e {
+                    ConnectorError::Webhook(WebhookMapError::MissingEventType(at)) => {
+                        GatewayError::BadBody(format!("no event type: expected {at}"))
+                    }
+                    other => GatewayError::Internal(other.to_string()),
+                })?;
+            event = mapped.event;
+            handled = mapped.handled;
+            for skipped in &mapped.mapped.skipped {
+                tracing::debug!(provider, event, index = skipped.index, reason = %skipped.reason, "webhook item skipped");
+            }
+            signals.extend(mapped.mapped.signals);
+            if handled && follows {
+                follow_up.push((target.connection.tenant_id, target.connection.id));
+            }
+        }
+        let produced = signals.len();
+        let first = routed[0];
+        let stored = self
+            .writer
+            .store(Delivery {
+                provider: provider.clone(),
+                delivery_id,
+                connection: Some((first.connection.tenant_id, first.connection.id)),
+                outcome: if handled { "accepted" } else { "ignored" },
+                signals,
+                follow_up,
+                received_at: now,
+            })
+            .await
+            .map_err(|_| GatewayError::Unavailable)?;
+        let duplicate = stored == Stored::Duplicate;
+        if !duplicate && produced > 0 {
+            metrics::counter!("signals_ingested_total", "provider" => provider, "source" => "webhook")
+                .increment(produced as u64);
+        }
+        Ok(Reply::Accepted {
+            event,
+            handled,
+            signals: if duplicate { 0 } else { produced },
+            duplicate,
+        })
+    }
+}
+
+/// The connections a delivery verified for.
+struct Verified<'a> {
+    targets: Vec<&'a WebhookTarget>,
+}
+
+/// The connection's own webhook secret (the credential the descriptor names).
+fn own_secret<'a>(
+    verification: &CompiledVerification,
+    target: &'a WebhookTarget,
+) -> Option<&'a SecretString> {
+    let field = match verification {
+        CompiledVerification::Signature(sig) => sig.config.secret_field.as_deref(),
+        CompiledVerification::Token(token) => token.secret_field.as_deref(),
+        CompiledVerification::None => None,
+    }?;
+    target.credentials.get(field)
+}
+
+/// Narrows `targets` by the descriptor's routing value. Without routing, or
+/// when the request carries no routing value, the first (oldest) target gets
+/// the delivery when the tenant was in the URL.
+fn route<'a>(
+    webhook: &CompiledWebhook,
+    request: &WebhookRequest,
+    targets: Vec<&'a WebhookTarget>,
+) -> Vec<&'a WebhookTarget> {
+    let Some(routing) = &webhook.routing else {
+        return targets.into_iter().take(1).collect();
+    };
+    let Some(value) = request.value(&routing.source) else {
+        return Vec::new();
+    };
+    let matching: Vec<_> = targets
+        .into_iter()
+        .filter(|t| {
+            let found = match &routing.target {
+                RoutingTarget::ConfigField(f) => t.connection.config.get(f),
+                RoutingTarget::MetadataKey(k) => t.connection.metadata.get(k),
+            };
+            matches_value(found, &value)
+        })
+        .collect();
+    matching
+}
+
+/// Whether a config or metadata value is the routing value (or, for a list,
+/// holds it). Case-insensitive: providers differ in case (`Octo-Org/Hello`).
+fn matches_value(found: Option<&serde_json::Value>, value: &str) -> bool {
+    use serde_json::Value;
+    let one = |v: &Value| match v {
+        Value::String(s) => s.eq_ignore_ascii_case(value),
+        Value::Number(n) => n.to_string() == value,
+        _ => false,
+    };
+    match found {
+        Some(Value::Array(items)) => items.iter().any(one),
+        Some(v) => one(v),
+        None => false,
+    }
+}

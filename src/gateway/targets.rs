@@ -1,0 +1,64 @@
+//! The connections a provider's webhooks may reach, cached for a moment per
+//! (provider, tenant): at thousands of deliveries a second the same few rows
+//! would otherwise be read and decrypted for every request. A change to a
+//! connection (disabled, deleted, new secret) is seen within the TTL.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::db::StoreError;
+use crate::db::repo::connections::{self, WebhookTarget};
+use crate::domain::TenantId;
+use crate::services::Services;
+
+type Key = (String, Option<TenantId>);
+
+/// The cache.
+#[derive(Debug)]
+pub struct Targets {
+    ttl: Duration,
+    cache: Mutex<HashMap<Key, (Instant, Arc<Vec<WebhookTarget>>)>>,
+}
+
+impl Targets {
+    /// A cache keeping lists for `ttl` (zero: no caching).
+    pub fn new(ttl: Duration) -> Self {
+        Targets {
+            ttl,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The enabled connections to `provider` of `tenant` (or of every tenant).
+    pub async fn get(
+        &self,
+        services: &Services,
+        provider: &str,
+        tenant: Option<TenantId>,
+    ) -> Result<Arc<Vec<WebhookTarget>>, StoreError> {
+        let key = (provider.to_owned(), tenant);
+        if !self.ttl.is_zero()
+            && let Some((at, list)) = self.lock().get(&key)
+            && at.elapsed() < self.ttl
+        {
+            return Ok(Arc::clone(list));
+        }
+        let list = Arc::new(
+            connections::webhook_targets(&services.db, &services.keys, provider, tenant).await?,
+        );
+        if !self.ttl.is_zero() {
+            let mut cache = self.lock();
+            if cache.len() > 10_000 {
+                let ttl = self.ttl;
+                cache.retain(|_, (at, _)| at.elapsed() < ttl);
+            }
+            cache.insert(key, (Instant::now(), Arc::clone(&list)));
+        }
+        Ok(list)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, (Instant, Arc<Vec<WebhookTarget>>)>> {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
