@@ -101,8 +101,8 @@ fn normalise(out: &PayloadMapped) -> Value {
 fn run(provider: &str, input: &Path) -> Result<Value, String> {
     let descriptor = load_file(&root().join(format!("descriptors/{provider}.yaml")))
         .map_err(|d| format!("descriptors/{provider}.yaml is invalid: {d:#?}"))?;
-    let body: Value = serde_json::from_str(&std::fs::read_to_string(input).unwrap())
-        .map_err(|e| format!("invalid JSON: {e}"))?;
+    let bytes = std::fs::read(input).unwrap();
+    let body: Value = serde_json::from_slice(&bytes).map_err(|e| format!("invalid JSON: {e}"))?;
     let case_path = sibling(input, ".case.json");
     let case: Case = if case_path.exists() {
         serde_json::from_str(&std::fs::read_to_string(&case_path).unwrap())
@@ -128,9 +128,24 @@ fn run(provider: &str, input: &Path) -> Result<Value, String> {
         event: case.event.as_deref(),
         kind: case.kind,
     };
-    map_payload(&descriptor, input, &ctx)
-        .map(|out| normalise(&out))
-        .map_err(|e| e.to_string())
+    let out = map_payload(&descriptor, input, &ctx).map_err(|e| e.to_string())?;
+    let full = normalise(&out);
+    // The gateway parses webhook bodies through the descriptor's projection:
+    // it must map to exactly the same Signals as the full document.
+    if out.kind == PayloadKind::Webhook
+        && let Some(webhook) = &descriptor.webhook
+    {
+        let projected = webhook.projection.parse(&bytes).map_err(|e| e.to_string())?;
+        let again = map_payload(&descriptor, PayloadInput { body: &projected, ..input }, &ctx)
+            .map_err(|e| e.to_string())?;
+        if normalise(&again) != full {
+            return Err(format!(
+                "the projection changes the mapping: {}",
+                serde_json::to_string_pretty(&normalise(&again)).unwrap()
+            ));
+        }
+    }
+    Ok(full)
 }
 
 #[test]
@@ -203,6 +218,19 @@ fn fixtures_cover_the_signal_kinds_that_matter() {
         "linear:issue_created",
         "linear:issue_updated",
         "linear:comment_created",
+        "github:comment_created",
+        "jira:issue_created",
+        "jira:issue_resolved",
+        "jira:issue_assigned",
+        "jira:comment_created",
+        "pagerduty:incident_priority_updated",
+        "pagerduty:service_updated",
+        "sentry:issue_created",
+        "sentry:alert_triggered",
+        "trello:card_created",
+        "trello:card_moved",
+        "trello:comment_created",
+        "zoho_cliq:message_received",
     ] {
         assert!(
             kinds.contains(required),

@@ -171,7 +171,7 @@ impl Gateway {
         &self,
         provider: &str,
         tenant: Option<TenantId>,
-        request: WebhookRequest,
+        mut request: WebhookRequest,
         now: DateTime<Utc>,
     ) -> Result<Reply, GatewayError> {
         let entry = self
@@ -184,6 +184,7 @@ impl Gateway {
                 "provider `{provider}` does not receive webhooks"
             )));
         };
+        request.set_projection(Arc::clone(&webhook.projection));
         if let Some(reply) = handshake::answer(webhook, &request, false) {
             return Ok(Reply::Handshake(reply));
         }
@@ -218,7 +219,7 @@ impl Gateway {
         if let Some(reply) = handshake::answer(webhook, &request, true) {
             return Ok(Reply::Handshake(reply));
         }
-        let routed = route(webhook, &request, verified.targets);
+        let routed = route(webhook, &request, verified.targets, tenant.is_some());
         if routed.is_empty() {
             return Ok(Reply::Dropped {
                 reason: "no connection matches",
@@ -254,41 +255,32 @@ impl Gateway {
         let own = |t: &'a WebhookTarget| own_secret(verification, t);
         let check = |secret: Option<&SecretString>| verify::verify(verification, secret, request, now);
         if candidates.is_empty() || !tenant_in_url {
-            // Nothing to check against but the app's secret (a handshake, or a
-            // delivery for no connection must still be authentic).
-            let app_ok = match app_secret {
-                Some(secret) => {
-                    check(Some(secret))?;
-                    true
-                }
-                None => false,
-            };
-            let mut targets = Vec::new();
-            let mut last_error = None;
+            // The app's secret first (a handshake, or a delivery for no
+            // connection, must still be authentic); then, after routing,
+            // connections with a secret of their own verify with it.
+            let app_result = check(app_secret);
+            let mut last_error = app_result.clone().err();
             let routed = if tenant_in_url {
                 Vec::new()
             } else {
-                route(webhook, request, candidates.iter().collect())
+                route(webhook, request, candidates.iter().collect(), false)
             };
+            let mut targets = Vec::new();
             for t in routed {
-                match own(t) {
-                    Some(secret) => match check(Some(secret)) {
-                        Ok(()) => targets.push(t),
-                        Err(e) => last_error = Some(e),
-                    },
-                    None if app_ok => targets.push(t),
-                    None => last_error = Some(VerifyError::NoSecret),
+                let result = match own(t) {
+                    Some(secret) => check(Some(secret)),
+                    None => app_result.clone(),
+                };
+                match result {
+                    Ok(()) => targets.push(t),
+                    Err(e) => last_error = Some(e),
                 }
             }
-            if targets.is_empty()
-                && let Some(e) = last_error
-            {
-                return Err(e.into());
-            }
-            if !app_ok && targets.is_empty() {
-                return Err(VerifyError::NoSecret.into());
-            }
-            return Ok(Verified { targets });
+            return match (app_result, targets.is_empty(), last_error) {
+                (Ok(()), _, _) | (_, false, _) => Ok(Verified { targets }),
+                (Err(_), true, Some(e)) => Err(e.into()),
+                (Err(e), true, None) => Err(e.into()),
+            };
         }
         let mut targets = Vec::new();
         let mut last_error = None;
@@ -408,19 +400,27 @@ fn own_secret<'a>(
     target.credentials.get(field)
 }
 
-/// Narrows `targets` by the descriptor's routing value. Without routing, or
-/// when the request carries no routing value, the first (oldest) target gets
-/// the delivery when the tenant was in the URL.
+/// Narrows `targets` by the descriptor's routing value: the connections whose
+/// config field or metadata holds it. With the tenant in the URL
+/// (`tenant_in_url`), a descriptor without routing, or a request without a
+/// routing value, goes to the tenant's first (oldest) connection; without the
+/// tenant, a request that cannot be routed reaches no one.
 fn route<'a>(
     webhook: &CompiledWebhook,
     request: &WebhookRequest,
     targets: Vec<&'a WebhookTarget>,
+    tenant_in_url: bool,
 ) -> Vec<&'a WebhookTarget> {
-    let Some(routing) = &webhook.routing else {
-        return targets.into_iter().take(1).collect();
-    };
-    let Some(value) = request.value(&routing.source) else {
-        return Vec::new();
+    let value = webhook
+        .routing
+        .as_ref()
+        .and_then(|r| Some((r, request.value(&r.source)?)));
+    let Some((routing, value)) = value else {
+        return if tenant_in_url {
+            targets.into_iter().take(1).collect()
+        } else {
+            Vec::new()
+        };
     };
     let matching: Vec<_> = targets
         .into_iter()

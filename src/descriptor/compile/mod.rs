@@ -8,6 +8,7 @@ mod context;
 mod mapping;
 pub mod path;
 mod polling;
+pub mod projection;
 pub mod template;
 mod webhook;
 
@@ -16,6 +17,7 @@ use std::collections::BTreeSet;
 pub use auth::CompiledAuth;
 pub use mapping::{CompiledCondition, CompiledMapping, CompiledRule, Test};
 pub use path::CompiledPath;
+pub use projection::Projection;
 pub use polling::{
     CompiledDelta, CompiledPagination, CompiledPartitions, CompiledPolling, CompiledRetry,
 };
@@ -152,6 +154,11 @@ pub fn compile(descriptor: &ConnectorDescriptor) -> Result<CompiledDescriptor, V
             ),
         );
     }
+
+    let webhook = webhook.map(|mut w| {
+        w.projection = std::sync::Arc::new(webhook::projection(&w, mapping.as_ref()));
+        w
+    });
 
     let (problems, templates) = ctx.finish();
     match (problems.is_empty(), mapping, health_check, auth) {

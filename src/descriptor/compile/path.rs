@@ -35,6 +35,17 @@ enum Sel {
     Wildcard,
 }
 
+/// How a walkable path descends, for projections (`projection.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Descent {
+    /// Into these object members.
+    Keys(Vec<String>),
+    /// Into array elements (indexes): the same projection applies to each.
+    Elements,
+    /// Into every member or element (wildcards): everything below is needed.
+    Everything,
+}
+
 impl Sel {
     fn from(selector: &Selector) -> Option<Sel> {
         match selector {
@@ -85,6 +96,37 @@ impl CompiledPath {
             steps,
             singular,
         })
+    }
+
+    /// How the path descends, or `None` when only the query engine can
+    /// evaluate it (filters, slices, descendants): then the whole document is needed.
+    pub(crate) fn descent(&self) -> Option<Vec<Descent>> {
+        let steps = self.steps.as_ref()?;
+        Some(
+            steps
+                .iter()
+                .map(|step| match step {
+                    Step::Key(k) => Descent::Keys(vec![k.clone()]),
+                    Step::Index(_) => Descent::Elements,
+                    Step::Union(sels) => {
+                        let keys: Vec<String> = sels
+                            .iter()
+                            .filter_map(|s| match s {
+                                Sel::Key(k) => Some(k.clone()),
+                                _ => None,
+                            })
+                            .collect();
+                        if sels.iter().all(|s| matches!(s, Sel::Index(_))) {
+                            Descent::Elements
+                        } else if keys.len() == sels.len() {
+                            Descent::Keys(keys)
+                        } else {
+                            Descent::Everything
+                        }
+                    }
+                })
+                .collect(),
+        )
     }
 
     /// The expression as written.

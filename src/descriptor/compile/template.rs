@@ -178,6 +178,13 @@ impl Default for Templates {
     }
 }
 
+impl ItemTemplate {
+    /// The field paths the template reads (segments), or `None` for the whole item.
+    pub fn fields(&self) -> Option<&[Vec<String>]> {
+        self.fields.as_deref()
+    }
+}
+
 impl Templates {
     /// Compiles `source`, checks its helpers, and returns its handle and what it
     /// reads from the root context (`baseUrl`, `config.repo`, …).

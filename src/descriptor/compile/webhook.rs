@@ -2,6 +2,7 @@
 //! shared token), handshakes, delivery ids, routing and field-mapping overrides.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use handlebars::Template;
 use handlebars::template::{Parameter, TemplateElement};
@@ -10,6 +11,7 @@ use super::auth::CompiledAuth;
 use super::context::{Ctx, is_header_name};
 use super::mapping::{self, CompiledCondition, CompiledMapping, Test};
 use super::path::CompiledPath;
+use super::projection::Projection;
 use crate::descriptor::auth::{AuthDescriptor, SignatureAlgorithm, SignatureConfig};
 use crate::descriptor::diagnostic::{Code, Pointer};
 use crate::descriptor::webhook::{
@@ -38,6 +40,53 @@ pub struct CompiledWebhook {
     pub mapping: Option<CompiledMapping>,
     /// Field mappings per event type.
     pub event_mappings: BTreeMap<String, CompiledMapping>,
+    /// What of a delivery's body the descriptor reads.
+    pub projection: Arc<Projection>,
+}
+
+/// Everything the webhook half reads from a body: request-level paths, and each
+/// mapping a delivery may use (`top` is the top-level one, the fallback).
+pub(super) fn projection(w: &CompiledWebhook, top: Option<&CompiledMapping>) -> Projection {
+    let mut p = Projection::default();
+    let sources = [
+        match &w.event_type {
+            EventTypeSource::Path(path) => Some(path),
+            EventTypeSource::Header(_) => None,
+        },
+        w.delivery_id.as_ref().and_then(ValueSource::path),
+        w.routing.as_ref().and_then(|r| r.source.path()),
+        match &w.verification {
+            CompiledVerification::Signature(s) => s.timestamp.as_ref().and_then(ValueSource::path),
+            _ => None,
+        },
+    ];
+    for path in sources.into_iter().flatten() {
+        p.add_path(path);
+    }
+    for h in &w.handshakes {
+        if let Some(c) = &h.condition {
+            p.add_path(&c.path);
+        }
+        if let Some(echo) = &h.echo {
+            p.add_path(echo);
+        }
+    }
+    let uses_fallback = w.event_mappings.len() < w.event_types.len();
+    let fallback = w.mapping.as_ref().or(top).filter(|_| uses_fallback);
+    for m in w.event_mappings.values().chain(fallback) {
+        p.add_mapping(m);
+    }
+    p
+}
+
+impl ValueSource {
+    /// The body path, when the value is read from the body.
+    pub fn path(&self) -> Option<&CompiledPath> {
+        match self {
+            ValueSource::Path(p) => Some(p),
+            ValueSource::Header(_) => None,
+        }
+    }
 }
 
 /// Where the event type of a delivery is read.
@@ -233,6 +282,7 @@ pub(super) fn compile(
         routing: routing?,
         mapping: mapping?,
         event_mappings,
+        projection: Arc::new(Projection::all()),
     };
     ok.then_some(compiled)
 }

@@ -7,13 +7,13 @@ pub mod handshake;
 pub mod verify;
 
 use std::borrow::Cow;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use http::{HeaderMap, Method};
 use serde_json::Value;
 
-use crate::descriptor::compile::ValueSource;
+use crate::descriptor::compile::{Projection, ValueSource};
 
 /// A webhook request as received.
 #[derive(Debug)]
@@ -28,6 +28,8 @@ pub struct WebhookRequest {
     pub body: Bytes,
     /// The URL the webhook was registered with (Trello signs it).
     pub callback_url: String,
+    /// What of the body is parsed (the descriptor's projection); all of it when unset.
+    projection: Option<Arc<Projection>>,
     json: OnceLock<Option<Value>>,
 }
 
@@ -46,7 +48,20 @@ impl WebhookRequest {
             query,
             body,
             callback_url,
+            projection: None,
             json: OnceLock::new(),
+        }
+    }
+
+    /// Parses only what `projection` names (set before the body is first read).
+    pub fn set_projection(&mut self, projection: Arc<Projection>) {
+        self.projection = Some(projection);
+    }
+
+    fn parse(&self) -> Option<Value> {
+        match &self.projection {
+            Some(p) if !p.is_all() => p.parse(&self.body).ok(),
+            _ => serde_json::from_slice(&self.body).ok(),
         }
     }
 
@@ -63,19 +78,18 @@ impl WebhookRequest {
             .map(|(_, v)| v)
     }
 
-    /// The body parsed as JSON (once); `None` when it is not JSON.
+    /// The body parsed as JSON (once; only the projected parts when a projection
+    /// is set); `None` when it is not JSON.
     pub fn json(&self) -> Option<&Value> {
-        self.json
-            .get_or_init(|| serde_json::from_slice(&self.body).ok())
-            .as_ref()
+        self.json.get_or_init(|| self.parse()).as_ref()
     }
 
     /// Takes the parsed body out (parsing it if nothing has yet).
     pub fn into_json(self) -> Option<Value> {
-        match self.json.into_inner() {
-            Some(parsed) => parsed,
-            None => serde_json::from_slice(&self.body).ok(),
+        if self.json.get().is_some() {
+            return self.json.into_inner().flatten();
         }
+        self.parse()
     }
 
     /// A value from a header or from the body, as text (numbers and booleans

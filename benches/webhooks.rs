@@ -1,0 +1,309 @@
+//! Webhook ingestion under load: signed GitHub `pull_request` deliveries (the
+//! real octokit sample, 28 KB, each with its own delivery id and
+//! `updated_at` so every one is a new Signal) posted by 64 concurrent
+//! keep-alive connections to the real server (`serve --role api`, release
+//! build, PostgreSQL), and the same generator against `GET /healthz` as the
+//! baseline. Reports accepted webhooks/s, p50/p99 latency, the ratio to the
+//! baseline, the server's peak RSS, and checks that every acknowledged
+//! delivery is in the database.
+//!
+//! Run: `cargo bench --bench webhooks` (`POBLYSH_BENCH_SECONDS=10`,
+//! `POBLYSH_BENCH_CONNECTIONS=64`, `POBLYSH_BENCH_BACKEND=sqlite` to try the
+//! embedded database). The server runs in its own process; the generator
+//! shares the machine's cores with it and with PostgreSQL.
+
+#[path = "../tests/api/pg.rs"]
+#[allow(dead_code)]
+mod pg;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, KeyInit, Mac};
+use clap::Parser;
+use poblysh_connectors::cli::Cli;
+use poblysh_connectors::db::Db;
+use sea_orm::{ConnectionTrait, Statement};
+use serde_json::{Value, json};
+
+/// The binary's allocator, so the figures are the service's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+const OPERATOR: &str = "bench-operator-token-0123456789";
+const SECRET: &str = "It's a Secret to Everybody";
+const TENANT: &str = "0190f5a2-0000-7000-8000-00000000b3c4";
+/// The sample's `pull_request.updated_at`, replaced per delivery.
+const SAMPLE_TIME: &str = "2019-05-15T15:20:33Z";
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("--serve") => serve(),
+        _ => orchestrate(),
+    }
+}
+
+/// The server process: the service's own `serve`, API role.
+fn serve() {
+    let cli = Cli::parse_from([
+        "poblysh-connectors",
+        "serve",
+        "--role",
+        "api",
+        "--bind",
+        "127.0.0.1:0",
+        "--descriptors",
+        "descriptors",
+    ]);
+    let _ = poblysh_connectors::cli::run(cli);
+}
+
+fn orchestrate() {
+    let backend = std::env::var("POBLYSH_BENCH_BACKEND").unwrap_or_else(|_| "postgres".into());
+    let seconds = env_or("POBLYSH_BENCH_SECONDS", 10);
+    let connections = env_or("POBLYSH_BENCH_CONNECTIONS", 64) as usize;
+    let _dir;
+    let database_url = if backend == "sqlite" {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/bench.db?mode=rwc", dir.path().display());
+        _dir = Some(dir);
+        url
+    } else {
+        _dir = None;
+        pg::fresh_database()
+    };
+    let mut server = Command::new(std::env::current_exe().unwrap())
+        .arg("--serve")
+        .env("DATABASE_URL", &database_url)
+        .env("POBLYSH_CRYPTO_KEY", KEY)
+        .env("POBLYSH_OPERATOR_TOKEN", OPERATOR)
+        .env("POBLYSH_WEBHOOK_RATE_LIMIT", "0")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let base = listening(&mut server);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let report = runtime.block_on(async {
+        poblysh_connectors::engine::http::install_crypto_provider();
+        let client = reqwest::Client::builder()
+            .http1_only()
+            .pool_max_idle_per_host(connections)
+            .build()
+            .unwrap();
+        setup(&client, &base).await;
+        let sample = std::fs::read_to_string("fixtures/github/webhook.pull_request.opened.json")
+            .unwrap();
+        let parts: Arc<Vec<String>> =
+            Arc::new(sample.split(SAMPLE_TIME).map(str::to_owned).collect());
+        let webhook_url = format!("{base}/webhooks/github/{TENANT}");
+        let health_url = format!("{base}/healthz");
+
+        // Warm-up (not measured), then the baseline, then the webhooks.
+        run_load(&client, &webhook_url, Some(&parts), Duration::from_secs(2), connections).await;
+        let baseline = run_load(&client, &health_url, None, Duration::from_secs(seconds), connections).await;
+        let webhooks = run_load(&client, &webhook_url, Some(&parts), Duration::from_secs(seconds), connections).await;
+
+        let db = Db::connect(&database_url).await.unwrap();
+        let deliveries = count(&db, "SELECT COUNT(*) AS n FROM webhook_deliveries").await;
+        let signals = count(&db, "SELECT COUNT(*) AS n FROM signals").await;
+        let acknowledged = webhooks.ok + WARMUP_OK.load(Ordering::Relaxed);
+        json!({
+            "backend": backend,
+            "connections": connections,
+            "seconds": seconds,
+            "baseline_healthz": baseline.summary(),
+            "webhooks": webhooks.summary(),
+            "ratio_to_baseline": webhooks.rate() / baseline.rate(),
+            "acknowledged_2xx": acknowledged,
+            "deliveries_stored": deliveries,
+            "signals_stored": signals,
+            "no_loss": deliveries == acknowledged && signals == acknowledged,
+            "server_peak_rss_kib": peak_rss(server.id()),
+        })
+    });
+    let _ = server.kill();
+    let _ = server.wait();
+    println!("{}", serde_json::to_string_pretty(&report).unwrap());
+}
+
+/// 2xx webhooks answered during the warm-up (stored too, so counted in the check).
+static WARMUP_OK: AtomicU64 = AtomicU64::new(0);
+/// Unique per delivery: its id and its `updated_at`.
+static NEXT: AtomicU64 = AtomicU64::new(0);
+
+fn listening(server: &mut Child) -> String {
+    let stdout = server.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    loop {
+        let line = lines.next().expect("the server exited").unwrap();
+        if let Some(url) = line.strip_prefix("listening on ") {
+            // Keep draining stdout so the server never blocks on it.
+            std::thread::spawn(move || for _ in lines {});
+            return url.trim().to_owned();
+        }
+    }
+}
+
+async fn setup(client: &reqwest::Client, base: &str) {
+    let response = client
+        .post(format!("{base}/connections"))
+        .bearer_auth(OPERATOR)
+        .header("x-tenant-id", TENANT)
+        .json(&json!({
+            "provider": "github",
+            "credentials": {"token": "github_pat_bench", "webhookSecret": SECRET},
+            "config": {"repos": ["Codertocat/Hello-World"]},
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+}
+
+struct Load {
+    ok: u64,
+    failed: u64,
+    elapsed: Duration,
+    latencies_us: Vec<u32>,
+}
+
+impl Load {
+    fn rate(&self) -> f64 {
+        self.ok as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn percentile(&self, p: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return 0.0;
+        }
+        let i = ((self.latencies_us.len() - 1) as f64 * p).round() as usize;
+        f64::from(self.latencies_us[i]) / 1000.0
+    }
+
+    fn summary(&self) -> Value {
+        json!({
+            "ok": self.ok,
+            "failed": self.failed,
+            "per_second": self.rate().round(),
+            "p50_ms": (self.percentile(0.50) * 100.0).round() / 100.0,
+            "p99_ms": (self.percentile(0.99) * 100.0).round() / 100.0,
+        })
+    }
+}
+
+fn signed(parts: &[String]) -> (String, String, Vec<u8>) {
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let time = chrono::DateTime::from_timestamp(1_577_836_800 + n as i64, 0)
+        .unwrap()
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    let body = parts.join(&time).into_bytes();
+    let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(&body);
+    let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    (format!("bench-{n}"), signature, body)
+}
+
+async fn run_load(
+    client: &reqwest::Client,
+    url: &str,
+    webhook: Option<&Arc<Vec<String>>>,
+    duration: Duration,
+    connections: usize,
+) -> Load {
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let (client, url, stop) = (client.clone(), url.to_owned(), Arc::clone(&stop));
+        let parts = webhook.cloned();
+        tasks.push(tokio::spawn(async move {
+            let (mut ok, mut failed, mut latencies) = (0u64, 0u64, Vec::new());
+            while !stop.load(Ordering::Relaxed) {
+                let request = match &parts {
+                    Some(parts) => {
+                        let (delivery, signature, body) = signed(parts);
+                        client
+                            .post(&url)
+                            .header("content-type", "application/json")
+                            .header("x-github-event", "pull_request")
+                            .header("x-github-delivery", delivery)
+                            .header("x-hub-signature-256", signature)
+                            .body(body)
+                    }
+                    None => client.get(&url),
+                };
+                let sent = Instant::now();
+                match request.send().await {
+                    Ok(r) if r.status().is_success() => {
+                        let _ = r.bytes().await;
+                        ok += 1;
+                        latencies.push(sent.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                    }
+                    Ok(r) => {
+                        failed += 1;
+                        let _ = r.bytes().await;
+                    }
+                    Err(_) => failed += 1,
+                }
+            }
+            (ok, failed, latencies)
+        }));
+    }
+    tokio::time::sleep(duration).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut load = Load {
+        ok: 0,
+        failed: 0,
+        elapsed: Duration::ZERO,
+        latencies_us: Vec::new(),
+    };
+    for t in tasks {
+        let (ok, failed, latencies) = t.await.unwrap();
+        load.ok += ok;
+        load.failed += failed;
+        load.latencies_us.extend(latencies);
+    }
+    load.elapsed = started.elapsed();
+    load.latencies_us.sort_unstable();
+    if webhook.is_some() && duration == Duration::from_secs(2) {
+        WARMUP_OK.fetch_add(load.ok, Ordering::Relaxed);
+    }
+    load
+}
+
+async fn count(db: &Db, sql: &str) -> u64 {
+    let row = db
+        .conn()
+        .query_one_raw(Statement::from_string(db.backend(), sql))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get::<i64>("", "n").unwrap() as u64
+}
+
+fn peak_rss(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}

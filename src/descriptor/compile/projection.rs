@@ -1,0 +1,314 @@
+//! Projections: the parts of a webhook body a descriptor reads (event type,
+//! delivery id, routing, handshakes, signed timestamp, every mapping path and
+//! template field), built at load time. Parsing a body through its projection
+//! materializes only those parts and skips the rest (still checking that the
+//! whole body is JSON), so a 28 KB GitHub delivery of which the mapping reads
+//! a dozen fields costs a scan, not a tree of a thousand allocations. The
+//! values the descriptor's paths select are the same as in a full parse.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Number, Value};
+
+use super::mapping::CompiledMapping;
+use super::path::{CompiledPath, Descent};
+use super::template::ItemTemplate;
+
+/// What of a document is needed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Node {
+    /// The whole value.
+    All,
+    /// Only these members of an object (applied to each element of an array;
+    /// scalars are kept).
+    Keys(BTreeMap<String, Node>),
+}
+
+impl Node {
+    fn add(&mut self, descent: &[Descent]) {
+        let Node::Keys(members) = self else {
+            return;
+        };
+        match descent.split_first() {
+            None | Some((Descent::Everything, _)) => *self = Node::All,
+            Some((Descent::Elements, rest)) => self.add(rest),
+            Some((Descent::Keys(keys), rest)) => {
+                for key in keys {
+                    members
+                        .entry(key.clone())
+                        .or_insert_with(|| Node::Keys(BTreeMap::new()))
+                        .add(rest);
+                }
+            }
+        }
+    }
+}
+
+/// The parts of a document a descriptor reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Projection {
+    root: Node,
+}
+
+impl Default for Projection {
+    fn default() -> Self {
+        Projection {
+            root: Node::Keys(BTreeMap::new()),
+        }
+    }
+}
+
+impl Projection {
+    /// Everything (a full parse).
+    pub fn all() -> Self {
+        Projection { root: Node::All }
+    }
+
+    /// Whether the whole document is needed.
+    pub fn is_all(&self) -> bool {
+        self.root == Node::All
+    }
+
+    /// Adds a path evaluated on the document root.
+    pub fn add_path(&mut self, path: &CompiledPath) {
+        self.add_at(&[], path);
+    }
+
+    /// Adds everything a mapping reads: its items path, and every path and
+    /// template field it evaluates on each item.
+    pub fn add_mapping(&mut self, mapping: &CompiledMapping) {
+        let Some(items) = mapping.items.descent() else {
+            self.root = Node::All;
+            return;
+        };
+        let paths = [
+            Some(&mapping.id),
+            mapping.external_id.as_ref(),
+            Some(&mapping.timestamp),
+            mapping.participants.as_ref(),
+            mapping.tags.as_ref(),
+            mapping.related.as_ref(),
+            mapping.url.as_ref(),
+        ];
+        for path in paths.into_iter().flatten() {
+            self.add_at(&items, path);
+        }
+        let conditions = mapping
+            .filter
+            .iter()
+            .chain(mapping.rules.iter().flat_map(|r| r.conditions.iter()))
+            .chain(mapping.priority.iter().map(|(c, _)| c));
+        for condition in conditions {
+            self.add_at(&items, &condition.path);
+        }
+        for (_, path) in &mapping.raw_fields {
+            self.add_at(&items, path);
+        }
+        self.add_template(&items, &mapping.summary);
+    }
+
+    fn add_at(&mut self, prefix: &[Descent], path: &CompiledPath) {
+        match path.descent() {
+            Some(rest) => self.root.add(&[prefix, &rest].concat()),
+            None => self.root = Node::All,
+        }
+    }
+
+    fn add_template(&mut self, prefix: &[Descent], template: &ItemTemplate) {
+        let Some(fields) = template.fields() else {
+            self.root.add(prefix);
+            return;
+        };
+        for field in fields {
+            let mut descent = prefix.to_vec();
+            for segment in field {
+                // `labels.[0]`, `this`, `@index`: not a plain member name.
+                if segment.is_empty()
+                    || segment.starts_with(['[', '@'])
+                    || segment.parse::<i64>().is_ok()
+                {
+                    descent.push(Descent::Everything);
+                    break;
+                }
+                descent.push(Descent::Keys(vec![segment.clone()]));
+            }
+            self.root.add(&descent);
+        }
+    }
+
+    /// Parses `bytes` as JSON, keeping only the projected parts. Fails exactly
+    /// when the bytes are not one JSON value.
+    pub fn parse(&self, bytes: &[u8]) -> serde_json::Result<Value> {
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let value = Seed(&self.root).deserialize(&mut de)?;
+        de.end()?;
+        Ok(value)
+    }
+}
+
+struct Seed<'a>(&'a Node);
+
+impl<'de> DeserializeSeed<'de> for Seed<'_> {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        match self.0 {
+            Node::All => serde::Deserialize::deserialize(deserializer),
+            Node::Keys(_) => deserializer.deserialize_any(Projected(self.0)),
+        }
+    }
+}
+
+struct Projected<'a>(&'a Node);
+
+/// A member name, borrowed from the input when it has no escapes.
+struct Key<'de>(std::borrow::Cow<'de, str>);
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(v.into()))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(v.to_owned().into()))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Key<'de>, E> {
+                Ok(Key(v.into()))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+impl<'de> Visitor<'de> for Projected<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(Seed(self.0))? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let Node::Keys(members) = self.0 else {
+            unreachable!("`All` is deserialized as a whole value");
+        };
+        let mut out = Map::new();
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            match members.get(key.as_ref()) {
+                Some(node) => {
+                    let value = map.next_value_seed(Seed(node))?;
+                    out.insert(key.into_owned(), value);
+                }
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Value::Object(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn projection(paths: &[&str]) -> Projection {
+        let mut p = Projection::default();
+        for path in paths {
+            p.add_path(&CompiledPath::parse(path).unwrap());
+        }
+        p
+    }
+
+    #[test]
+    fn keeps_what_the_paths_read_and_drops_the_rest() {
+        let doc = json!({
+            "action": "opened",
+            "pull_request": {"id": 1, "title": "t", "labels": [{"name": "bug", "id": 9}], "head": {"repo": {"big": [1, 2, 3]}}},
+            "repository": {"full_name": "o/r", "owner": {"login": "o"}},
+            "sender": {"login": "s"}
+        });
+        let p = projection(&[
+            "$.action",
+            "$.pull_request.id",
+            "$.pull_request.labels[*].name",
+            "$['repository','sender'].login",
+        ]);
+        let got = p.parse(doc.to_string().as_bytes()).unwrap();
+        assert_eq!(
+            got,
+            json!({
+                "action": "opened",
+                "pull_request": {"id": 1, "labels": [{"name": "bug", "id": 9}]},
+                "repository": {},
+                "sender": {"login": "s"}
+            })
+        );
+        // The wildcard needs everything under `labels`; every projected path
+        // selects what it selects in the whole document.
+        for path in ["$.action", "$.pull_request.labels[*].name", "$['repository','sender'].login", "$.pull_request.id"] {
+            let path = CompiledPath::parse(path).unwrap();
+            assert_eq!(path.select(&got), path.select(&doc), "{}", path.source());
+        }
+    }
+
+    #[test]
+    fn general_paths_need_everything_and_bad_json_still_fails() {
+        let p = projection(&["$.a", "$..name"]);
+        assert!(p.is_all());
+        let p = projection(&["$.a"]);
+        assert!(p.parse(br#"{"a": 1, "b": [1, 2"#).is_err());
+        assert!(p.parse(br#"{"a": 1} trailing"#).is_err());
+        assert!(p.parse(br#"{"a": 1, "b": {"c": tru}}"#).is_err());
+        assert_eq!(p.parse(br#"[{"a": 1, "b": 2}, 3]"#).unwrap(), json!([{"a": 1}, 3]));
+        assert_eq!(p.parse(br#"{"a\u0062": 1, "a": {"x": [1.5, null, true]}}"#).unwrap(), json!({"a": {"x": [1.5, null, true]}}));
+    }
+}
