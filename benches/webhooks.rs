@@ -22,8 +22,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use hmac::{Hmac, KeyInit, Mac};
 use clap::Parser;
+use hmac::{Hmac, KeyInit, Mac};
 use poblysh_connectors::cli::Cli;
 use poblysh_connectors::db::Db;
 use sea_orm::{ConnectionTrait, Statement};
@@ -82,6 +82,12 @@ fn orchestrate() {
         url
     } else {
         _dir = None;
+        // Acknowledged means committed durably: PostgreSQL with its default
+        // fsync and synchronous commit (`POBLYSH_BENCH_PG_FAST=1` turns them off,
+        // as the test cluster does).
+        if std::env::var_os("POBLYSH_BENCH_PG_FAST").is_none() {
+            pg::durable();
+        }
         pg::fresh_database()
     };
     let mut server = Command::new(std::env::current_exe().unwrap())
@@ -108,17 +114,38 @@ fn orchestrate() {
             .build()
             .unwrap();
         setup(&client, &base).await;
-        let sample = std::fs::read_to_string("fixtures/github/webhook.pull_request.opened.json")
-            .unwrap();
+        let sample =
+            std::fs::read_to_string("fixtures/github/webhook.pull_request.opened.json").unwrap();
         let parts: Arc<Vec<String>> =
             Arc::new(sample.split(SAMPLE_TIME).map(str::to_owned).collect());
         let webhook_url = format!("{base}/webhooks/github/{TENANT}");
         let health_url = format!("{base}/healthz");
 
         // Warm-up (not measured), then the baseline, then the webhooks.
-        run_load(&client, &webhook_url, Some(&parts), Duration::from_secs(2), connections).await;
-        let baseline = run_load(&client, &health_url, None, Duration::from_secs(seconds), connections).await;
-        let webhooks = run_load(&client, &webhook_url, Some(&parts), Duration::from_secs(seconds), connections).await;
+        run_load(
+            &client,
+            &webhook_url,
+            Some(&parts),
+            Duration::from_secs(2),
+            connections,
+        )
+        .await;
+        let baseline = run_load(
+            &client,
+            &health_url,
+            None,
+            Duration::from_secs(seconds),
+            connections,
+        )
+        .await;
+        let webhooks = run_load(
+            &client,
+            &webhook_url,
+            Some(&parts),
+            Duration::from_secs(seconds),
+            connections,
+        )
+        .await;
 
         let db = Db::connect(&database_url).await.unwrap();
         let deliveries = count(&db, "SELECT COUNT(*) AS n FROM webhook_deliveries").await;

@@ -135,9 +135,19 @@ fn run(provider: &str, input: &Path) -> Result<Value, String> {
     if out.kind == PayloadKind::Webhook
         && let Some(webhook) = &descriptor.webhook
     {
-        let projected = webhook.projection.parse(&bytes).map_err(|e| e.to_string())?;
-        let again = map_payload(&descriptor, PayloadInput { body: &projected, ..input }, &ctx)
+        let projected = webhook
+            .projection
+            .parse(&bytes)
             .map_err(|e| e.to_string())?;
+        let again = map_payload(
+            &descriptor,
+            PayloadInput {
+                body: &projected,
+                ..input
+            },
+            &ctx,
+        )
+        .map_err(|e| e.to_string())?;
         if normalise(&again) != full {
             return Err(format!(
                 "the projection changes the mapping: {}",

@@ -22,8 +22,7 @@ impl Limiter {
     /// A limiter of `per_minute` requests per connection; 0 turns it off.
     pub fn new(per_minute: u32) -> Self {
         Limiter {
-            limiter: NonZeroU32::new(per_minute)
-                .map(|n| RateLimiter::keyed(Quota::per_minute(n))),
+            limiter: NonZeroU32::new(per_minute).map(|n| RateLimiter::keyed(Quota::per_minute(n))),
             clock: DefaultClock::default(),
         }
     }

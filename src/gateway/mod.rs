@@ -196,10 +196,7 @@ impl Gateway {
                 "provider `{provider}` routes no tenant-less webhooks; use /webhooks/{provider}/{{tenant_id}}"
             )));
         }
-        let candidates = self
-            .targets
-            .get(&self.services, provider, tenant)
-            .await?;
+        let candidates = self.targets.get(&self.services, provider, tenant).await?;
         let app_secret = self
             .services
             .config
@@ -213,11 +210,12 @@ impl Gateway {
             &request,
             now,
         )?;
-        if request.json().is_none() {
-            return Err(GatewayError::BadBody("the body is not JSON".into()));
-        }
+        // Handshakes may carry no body at all (Google's `sync`).
         if let Some(reply) = handshake::answer(webhook, &request, true) {
             return Ok(Reply::Handshake(reply));
+        }
+        if request.json().is_none() {
+            return Err(GatewayError::BadBody("the body is not JSON".into()));
         }
         let routed = route(webhook, &request, verified.targets, tenant.is_some());
         if routed.is_empty() {
@@ -226,9 +224,9 @@ impl Gateway {
             });
         }
         for target in &routed {
-            self.limiter
-                .check(target.connection.id)
-                .map_err(|wait| GatewayError::RateLimited(wait.as_secs_f64().ceil().max(1.0) as u64))?;
+            self.limiter.check(target.connection.id).map_err(|wait| {
+                GatewayError::RateLimited(wait.as_secs_f64().ceil().max(1.0) as u64)
+            })?;
         }
         self.deliver(&entry, webhook, routed, request, now).await
     }
@@ -253,7 +251,8 @@ impl Gateway {
             });
         }
         let own = |t: &'a WebhookTarget| own_secret(verification, t);
-        let check = |secret: Option<&SecretString>| verify::verify(verification, secret, request, now);
+        let check =
+            |secret: Option<&SecretString>| verify::verify(verification, secret, request, now);
         if candidates.is_empty() || !tenant_in_url {
             // The app's secret first (a handshake, or a delivery for no
             // connection, must still be authentic); then, after routing,
@@ -288,9 +287,7 @@ impl Gateway {
         for t in candidates {
             let result = match own(t) {
                 Some(secret) => check(Some(secret)),
-                None => app_result
-                    .get_or_insert_with(|| check(app_secret))
-                    .clone(),
+                None => app_result.get_or_insert_with(|| check(app_secret)).clone(),
             };
             match result {
                 Ok(()) => targets.push(t),
@@ -333,16 +330,17 @@ impl Gateway {
                 headers: &headers,
                 event: None,
             };
-            let mapped = entry
-                .connector
-                .handle_webhook(input, &ctx)
-                .await
-                .map_err(|e| match e {
-                    ConnectorError::Webhook(WebhookMapError::MissingEventType(at)) => {
-                        GatewayError::BadBody(format!("no event type: expected {at}"))
-                    }
-                    other => GatewayError::Internal(other.to_string()),
-                })?;
+            let mapped =
+                entry
+                    .connector
+                    .handle_webhook(input, &ctx)
+                    .await
+                    .map_err(|e| match e {
+                        ConnectorError::Webhook(WebhookMapError::MissingEventType(at)) => {
+                            GatewayError::BadBody(format!("no event type: expected {at}"))
+                        }
+                        other => GatewayError::Internal(other.to_string()),
+                    })?;
             event = mapped.event;
             handled = mapped.handled;
             for skipped in &mapped.mapped.skipped {

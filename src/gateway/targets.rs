@@ -13,12 +13,13 @@ use crate::domain::TenantId;
 use crate::services::Services;
 
 type Key = (String, Option<TenantId>);
+type Cache = HashMap<Key, (Instant, Arc<Vec<WebhookTarget>>)>;
 
 /// The cache.
 #[derive(Debug)]
 pub struct Targets {
     ttl: Duration,
-    cache: Mutex<HashMap<Key, (Instant, Arc<Vec<WebhookTarget>>)>>,
+    cache: Mutex<Cache>,
 }
 
 impl Targets {
@@ -58,7 +59,7 @@ impl Targets {
         Ok(list)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, (Instant, Arc<Vec<WebhookTarget>>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Cache> {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

@@ -12,6 +12,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 /// Where the cluster listens: `postgres://postgres@127.0.0.1:PORT`.
 static CLUSTER: OnceLock<Result<String, String>> = OnceLock::new();
 static NEXT_DB: AtomicUsize = AtomicUsize::new(0);
+static DURABLE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Makes the cluster (when this process starts it) keep PostgreSQL's durable
+/// defaults: fsync and synchronous commit on. Call before `fresh_database`.
+#[allow(dead_code)]
+pub fn durable() {
+    DURABLE.store(true, Ordering::Relaxed);
+}
 
 fn bin(name: &str) -> PathBuf {
     for dir in [
@@ -85,8 +93,16 @@ fn start_cluster() -> Result<String, String> {
         ));
     }
     let port = free_port();
+    // Tests trade durability for speed; benchmarks that measure commits ask
+    // for the defaults (fsync, synchronous commit) with `durable()`.
+    let durable = DURABLE.load(Ordering::Relaxed);
+    let fast = if durable {
+        ""
+    } else {
+        " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+    };
     let options = format!(
-        "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300",
+        "-p {port} -k {} -c listen_addresses=127.0.0.1{fast} -c max_connections=300",
         dir.display()
     );
     let out = pg_command("pg_ctl")

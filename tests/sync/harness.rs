@@ -156,6 +156,7 @@ impl Node {
     }
 
     /// Sends a request as built (raw body, any headers): status, headers, body.
+    #[allow(dead_code)]
     pub async fn send(&self, req: Request<Body>) -> (u16, http::HeaderMap, Vec<u8>) {
         let res = self.router.clone().oneshot(req).await.unwrap();
         let status = res.status().as_u16();

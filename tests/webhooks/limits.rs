@@ -29,7 +29,10 @@ fn pr_headers(body: &[u8], delivery: &str) -> Vec<(&'static str, String)> {
     vec![
         ("x-github-event", "pull_request".into()),
         ("x-github-delivery", delivery.into()),
-        ("x-hub-signature-256", format!("sha256={}", hmac_sha256_hex(SECRET, &[body]))),
+        (
+            "x-hub-signature-256",
+            format!("sha256={}", hmac_sha256_hex(SECRET, &[body])),
+        ),
     ]
 }
 
@@ -159,7 +162,7 @@ crate::on_both! {
                     limited += 1;
                     assert_eq!(ack["code"], "rate_limited");
                     let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
-                    assert!(retry >= 1 && retry <= 60, "{retry}");
+                    assert!((1..=60).contains(&retry), "{retry}");
                     assert_eq!(ack["retry_after"], retry);
                 }
                 other => panic!("{other}: {ack}"),

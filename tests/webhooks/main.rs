@@ -10,6 +10,6 @@ mod pg;
 mod harness;
 
 mod deliveries;
-mod support;
 mod limits;
+mod support;
 mod vectors;

@@ -53,7 +53,12 @@ pub async fn post(
 /// The tenant's signals, newest first (kinds and external ids).
 pub async fn signals(node: &Node, tenant: TenantId) -> Vec<Value> {
     let (status, body) = node
-        .api("GET", "/signals?limit=100&include_payload=true", Some(tenant), None)
+        .api(
+            "GET",
+            "/signals?limit=100&include_payload=true",
+            Some(tenant),
+            None,
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     body["signals"].as_array().unwrap().clone()

@@ -20,7 +20,7 @@ const STANDARD_WEBHOOKS: &str = r#"
 id: standard_webhooks_sender
 name: Standard Webhooks sender
 description: Any sender following the Standard Webhooks spec.
-category: other
+category: custom
 icon: webhook
 kind: generic
 version: 1.0.0
@@ -52,11 +52,14 @@ fieldMapping:
   itemsPath: $
   idPath: $.id
   timestampPath: $.timestamp
+  summaryTemplate: "{{type}}"
+  signalTypeRules: []
   defaultType: event_received
 healthCheck:
   endpoint: https://example.com/health
   method: GET
   expectStatus: 200
+  timeoutMs: 5000
 "#;
 
 fn vectors() -> Vec<Value> {
@@ -70,8 +73,10 @@ fn descriptor(provider: &str) -> CompiledDescriptor {
         return load_str("standard-webhooks", STANDARD_WEBHOOKS, Format::Yaml)
             .unwrap_or_else(|d| panic!("{d:#?}"));
     }
-    load_file(std::path::Path::new(&format!("descriptors/{provider}.yaml")))
-        .unwrap_or_else(|d| panic!("{d:#?}"))
+    load_file(std::path::Path::new(&format!(
+        "descriptors/{provider}.yaml"
+    )))
+    .unwrap_or_else(|d| panic!("{d:#?}"))
 }
 
 fn verification(d: &CompiledDescriptor) -> &CompiledVerification {
@@ -169,10 +174,17 @@ fn every_vector_verifies_through_its_descriptor_and_fails_when_anything_changes(
             .unwrap_or_else(|e| panic!("{provider}: the documented vector fails: {e}"));
 
         // One byte of the body.
-        let mut changed = Case { body: case.body.clone(), ..Case::from_vector(v) };
+        let mut changed = Case {
+            body: case.body.clone(),
+            ..Case::from_vector(v)
+        };
         let mid = changed.body.len() / 2;
         changed.body[mid] ^= 0x01;
-        assert_eq!(changed.verify(verification), Err(VerifyError::Mismatch), "{provider}: body");
+        assert_eq!(
+            changed.verify(verification),
+            Err(VerifyError::Mismatch),
+            "{provider}: body"
+        );
 
         // One byte of the secret.
         let mut changed = Case::from_vector(v);
@@ -193,7 +205,11 @@ fn every_vector_verifies_through_its_descriptor_and_fails_when_anything_changes(
             .unwrap();
         let at = header.1.len() - 3;
         header.1 = flip_char(&header.1, at);
-        assert_eq!(changed.verify(verification), Err(VerifyError::Mismatch), "{provider}: signature");
+        assert_eq!(
+            changed.verify(verification),
+            Err(VerifyError::Mismatch),
+            "{provider}: signature"
+        );
 
         // The signed timestamp, where there is one: a different value no longer
         // matches the signature.
@@ -205,14 +221,23 @@ fn every_vector_verifies_through_its_descriptor_and_fails_when_anything_changes(
         {
             let original: i64 = ts.1.parse().unwrap();
             ts.1 = (original + 1).to_string();
-            assert_eq!(changed.verify(verification), Err(VerifyError::Mismatch), "{provider}: timestamp");
+            assert_eq!(
+                changed.verify(verification),
+                Err(VerifyError::Mismatch),
+                "{provider}: timestamp"
+            );
         }
 
         // A missing signature header fails; it is never skipped.
         let mut changed = Case::from_vector(v);
-        changed.headers.retain(|(k, _)| k.to_ascii_lowercase() != signature_header);
+        changed
+            .headers
+            .retain(|(k, _)| k.to_ascii_lowercase() != signature_header);
         assert!(
-            matches!(changed.verify(verification), Err(VerifyError::MissingHeader(_))),
+            matches!(
+                changed.verify(verification),
+                Err(VerifyError::MissingHeader(_))
+            ),
             "{provider}: missing header"
         );
     }
@@ -248,14 +273,28 @@ fn standard_webhooks_decoys_and_replay_window() {
         .find(|v| v["provider"] == "standard-webhooks")
         .unwrap();
     let mut case = Case::from_vector(&v);
-    let sig = case.headers.iter().find(|(k, _)| k == "webhook-signature").unwrap().1.clone();
+    let sig = case
+        .headers
+        .iter()
+        .find(|(k, _)| k == "webhook-signature")
+        .unwrap()
+        .1
+        .clone();
     // The reference libraries' decoy next to the real one, and another scheme.
     let decoy = "v1,Ceo5qEr07ixe2NLpvHk3FH9bwy/WavXrAFQ/9tdO6mc=";
-    for h in case.headers.iter_mut().filter(|(k, _)| k == "webhook-signature") {
+    for h in case
+        .headers
+        .iter_mut()
+        .filter(|(k, _)| k == "webhook-signature")
+    {
         h.1 = format!("{decoy} v1a,abc {sig}");
     }
     case.verify(verification(&d)).unwrap();
-    for h in case.headers.iter_mut().filter(|(k, _)| k == "webhook-signature") {
+    for h in case
+        .headers
+        .iter_mut()
+        .filter(|(k, _)| k == "webhook-signature")
+    {
         h.1 = decoy.into();
     }
     assert_eq!(case.verify(verification(&d)), Err(VerifyError::Mismatch));
@@ -268,7 +307,10 @@ fn standard_webhooks_decoys_and_replay_window() {
 #[test]
 fn slack_rejects_a_request_six_minutes_old() {
     let d = descriptor("slack");
-    let v = vectors().into_iter().find(|v| v["provider"] == "slack").unwrap();
+    let v = vectors()
+        .into_iter()
+        .find(|v| v["provider"] == "slack")
+        .unwrap();
     let mut case = Case::from_vector(&v);
     case.now += chrono::Duration::minutes(6);
     assert_eq!(case.verify(verification(&d)), Err(VerifyError::Stale(300)));

@@ -137,11 +137,7 @@ async fn handle(
     let body = axum::body::to_bytes(body, WEBHOOK_BODY_LIMIT)
         .await
         .map_err(|_| ApiError::PayloadTooLarge)?;
-    let callback_url = callback_url(
-        state.0.config.public_url.as_deref(),
-        &headers,
-        &uri,
-    );
+    let callback_url = callback_url(state.0.config.public_url.as_deref(), &headers, &uri);
     let request = WebhookRequest::new(
         method,
         headers,
@@ -160,7 +156,10 @@ async fn handle(
             match h.body {
                 Some(text) => (
                     status,
-                    [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"))],
+                    [(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("text/plain; charset=utf-8"),
+                    )],
                     text,
                 )
                     .into_response(),

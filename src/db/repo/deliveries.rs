@@ -64,7 +64,9 @@ pub async fn record<C: ConnectionTrait>(
                 row.outcome.to_owned().into(),
             ]);
         }
-        sql.push_str(" ON CONFLICT (provider, delivery_id) DO NOTHING RETURNING provider, delivery_id");
+        sql.push_str(
+            " ON CONFLICT (provider, delivery_id) DO NOTHING RETURNING provider, delivery_id",
+        );
         let inserted = conn
             .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
             .await?;

@@ -17,10 +17,10 @@ use std::collections::BTreeSet;
 pub use auth::CompiledAuth;
 pub use mapping::{CompiledCondition, CompiledMapping, CompiledRule, Test};
 pub use path::CompiledPath;
-pub use projection::Projection;
 pub use polling::{
     CompiledDelta, CompiledPagination, CompiledPartitions, CompiledPolling, CompiledRetry,
 };
+pub use projection::Projection;
 pub use template::{ItemTemplate, Referenced, TemplateError, TemplateId, TemplateKind, Templates};
 pub use webhook::{
     CompiledHandshake, CompiledRouting, CompiledSignature, CompiledVerification, CompiledWebhook,

@@ -294,7 +294,12 @@ mod tests {
         );
         // The wildcard needs everything under `labels`; every projected path
         // selects what it selects in the whole document.
-        for path in ["$.action", "$.pull_request.labels[*].name", "$['repository','sender'].login", "$.pull_request.id"] {
+        for path in [
+            "$.action",
+            "$.pull_request.labels[*].name",
+            "$['repository','sender'].login",
+            "$.pull_request.id",
+        ] {
             let path = CompiledPath::parse(path).unwrap();
             assert_eq!(path.select(&got), path.select(&doc), "{}", path.source());
         }
@@ -308,7 +313,14 @@ mod tests {
         assert!(p.parse(br#"{"a": 1, "b": [1, 2"#).is_err());
         assert!(p.parse(br#"{"a": 1} trailing"#).is_err());
         assert!(p.parse(br#"{"a": 1, "b": {"c": tru}}"#).is_err());
-        assert_eq!(p.parse(br#"[{"a": 1, "b": 2}, 3]"#).unwrap(), json!([{"a": 1}, 3]));
-        assert_eq!(p.parse(br#"{"a\u0062": 1, "a": {"x": [1.5, null, true]}}"#).unwrap(), json!({"a": {"x": [1.5, null, true]}}));
+        assert_eq!(
+            p.parse(br#"[{"a": 1, "b": 2}, 3]"#).unwrap(),
+            json!([{"a": 1}, 3])
+        );
+        assert_eq!(
+            p.parse(br#"{"a\u0062": 1, "a": {"x": [1.5, null, true]}}"#)
+                .unwrap(),
+            json!({"a": {"x": [1.5, null, true]}})
+        );
     }
 }

@@ -452,8 +452,14 @@ mod tests {
     #[test]
     fn format_time_formats_shifts_and_refuses_non_times() {
         let t = json!("2024-03-01T10:20:30Z");
-        assert_eq!(format_time(&t, "%Y/%m/%d %H:%M", 0).unwrap(), "2024/03/01 10:20");
-        assert_eq!(format_time(&t, "%Y-%m-%d %H:%M", -840).unwrap(), "2024-02-29 20:20");
+        assert_eq!(
+            format_time(&t, "%Y/%m/%d %H:%M", 0).unwrap(),
+            "2024/03/01 10:20"
+        );
+        assert_eq!(
+            format_time(&t, "%Y-%m-%d %H:%M", -840).unwrap(),
+            "2024-02-29 20:20"
+        );
         assert_eq!(
             format_time(&json!(1_709_288_430), "%Y-%m-%dT%H:%M:%S", 0).unwrap(),
             "2024-03-01T10:20:30"
@@ -462,10 +468,15 @@ mod tests {
         assert_eq!(format_time(&t, "%Q", 0), None);
         let mut templates = Templates::default();
         let (id, _) = templates
-            .add(TemplateKind::Text, r#"updated >= "{{formatTime checkpoint "%Y/%m/%d %H:%M" "-60"}}""#)
+            .add(
+                TemplateKind::Text,
+                r#"updated >= "{{formatTime checkpoint "%Y/%m/%d %H:%M" "-60"}}""#,
+            )
             .unwrap();
         assert_eq!(
-            templates.render(id, &json!({"checkpoint": "2024-03-01T10:20:30Z"})).unwrap(),
+            templates
+                .render(id, &json!({"checkpoint": "2024-03-01T10:20:30Z"}))
+                .unwrap(),
             r#"updated >= "2024/03/01 09:20""#
         );
     }

@@ -116,7 +116,10 @@ fn required_header<'a>(request: &'a WebhookRequest, name: &str) -> Result<&'a st
 }
 
 /// The signed timestamp as written (header or body value).
-fn timestamp_text(sig: &CompiledSignature, request: &WebhookRequest) -> Result<String, VerifyError> {
+fn timestamp_text(
+    sig: &CompiledSignature,
+    request: &WebhookRequest,
+) -> Result<String, VerifyError> {
     let source = sig
         .timestamp
         .as_ref()
@@ -137,7 +140,8 @@ fn verify_hmac<M: Mac + KeyInit>(
     let header_name = &sig.config.signature_header;
     let presented = required_header(request, header_name)?;
     let key = key(sig, secret)?;
-    let mut mac = <M as KeyInit>::new_from_slice(&key).map_err(|_| VerifyError::BadSecret("key"))?;
+    let mut mac =
+        <M as KeyInit>::new_from_slice(&key).map_err(|_| VerifyError::BadSecret("key"))?;
     for part in &sig.signed_payload {
         match part {
             PayloadPart::Body => mac.update(&request.body),
@@ -267,7 +271,9 @@ fn verify_jwt(
     let token = match &sig.config.prefix {
         Some(prefix) => presented
             .strip_prefix(prefix.as_str())
-            .ok_or(VerifyError::Jwt("the header does not carry the expected prefix"))?,
+            .ok_or(VerifyError::Jwt(
+                "the header does not carry the expected prefix",
+            ))?,
         None => presented,
     };
     let mut parts = token.trim().split('.');
@@ -284,10 +290,11 @@ fn verify_jwt(
     if header.get("alg").and_then(Value::as_str) != Some("HS256") {
         return Err(VerifyError::Jwt("the algorithm is not HS256"));
     }
-    let signature = decode(signature).map_err(|_| VerifyError::Jwt("the signature is not base64url"))?;
+    let signature =
+        decode(signature).map_err(|_| VerifyError::Jwt("the signature is not base64url"))?;
     let key = key(sig, secret)?;
-    let mut mac =
-        <Hmac<Sha256> as KeyInit>::new_from_slice(&key).map_err(|_| VerifyError::BadSecret("key"))?;
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&key)
+        .map_err(|_| VerifyError::BadSecret("key"))?;
     let signed_len = token.len() - token.rsplit('.').next().map_or(0, str::len) - 1;
     mac.update(&token.as_bytes()[..signed_len]);
     let expected = mac.finalize().into_bytes();

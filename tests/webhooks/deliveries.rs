@@ -1,0 +1,524 @@
+//! For every webhook provider, its real samples (`fixtures/<provider>/`, from
+//! `../shared/provider-samples/`) posted over the router, signed the way the
+//! provider signs: the Signal kinds of the sample's golden file appear in
+//! `GET /signals` for the right tenant and nothing for another tenant that has
+//! a connection of its own. Handshakes (Slack `url_verification`, Trello's
+//! `HEAD`, Google's `sync` message) answer without Signals.
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::Utc;
+use poblysh_connectors::db::repo::connections::{self, NewConnection};
+use poblysh_connectors::domain::TenantId;
+use poblysh_connectors::engine::oauth::TokenSet;
+use secrecy::SecretString;
+use serde_json::{Map, Value, json};
+use uuid::Uuid;
+
+use crate::harness::{Backend, Node};
+use crate::support::{deliveries, fixture, hmac_sha1_base64, hmac_sha256_hex, kinds, post};
+
+static NEXT_EVENT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+const PUBLIC_URL: &str = "https://connectors.example.com";
+
+/// Headers for a body (the signature among them), given the path, the
+/// sample's case file and a delivery number.
+type Sign = fn(body: &[u8], path: &str, case: &Value, n: usize) -> Vec<(&'static str, String)>;
+
+/// How a provider is connected and how it signs.
+struct Provider {
+    id: &'static str,
+    /// The samples (under `fixtures/<id>/`) to post.
+    cases: &'static [&'static str],
+    /// Whether deliveries go to `/webhooks/{id}` (routed) instead of the tenant URL.
+    routed: bool,
+    env: &'static [(&'static str, &'static str)],
+    credentials: &'static [(&'static str, &'static str)],
+    config: fn() -> Value,
+    metadata: fn() -> Map<String, Value>,
+    /// The header carrying the signature or token.
+    signed_by: &'static str,
+    /// Headers for a body (the signature among them); `case` is the sample's case file.
+    sign: Sign,
+    /// The body as posted (the sample, or the sample with a fresh signed timestamp).
+    body: fn(sample: Vec<u8>) -> Vec<u8>,
+}
+
+fn empty() -> Map<String, Value> {
+    Map::new()
+}
+
+fn same(b: Vec<u8>) -> Vec<u8> {
+    b
+}
+
+fn now_secs() -> String {
+    Utc::now().timestamp().to_string()
+}
+
+fn case_header(case: &Value, name: &str) -> Option<String> {
+    case["headers"][name].as_str().map(str::to_owned)
+}
+
+const GITHUB_SECRET: &str = "It's a Secret to Everybody";
+const SLACK_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
+const LINEAR_SECRET: &str = "lin_wh_secret";
+const JIRA_SECRET: &str = "jira-shared-secret";
+const PAGERDUTY_SECRET: &str = "lDQHScfUeXUKaQRNF+8XIiDKZ7XX3itBAYzwU0TARw8lJqRnkKl2iB1anSb0Z+IK";
+const SENTRY_SECRET: &str = "sentry-client-secret";
+const TRELLO_SECRET: &str = "trello-app-secret";
+const CLIQ_TOKEN: &str = "cliq-shared-token";
+
+fn providers() -> Vec<Provider> {
+    vec![
+        Provider {
+            id: "github",
+            signed_by: "x-hub-signature-256",
+            cases: &[
+                "webhook.pull_request.opened",
+                "webhook.pull_request.closed_unmerged",
+                "webhook.issues.opened",
+                "webhook.issue_comment.created",
+                "webhook.push",
+                "webhook.release.published",
+            ],
+            routed: false,
+            env: &[],
+            credentials: &[("token", "github_pat_x"), ("webhookSecret", GITHUB_SECRET)],
+            config: || json!({"repos": ["Codertocat/Hello-World"]}),
+            metadata: empty,
+            sign: |body, _, case, n| {
+                let event = case["event"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .or_else(|| case_header(case, "X-GitHub-Event"))
+                    .unwrap();
+                vec![
+                    ("x-github-event", event),
+                    ("x-github-delivery", format!("gh-{n}")),
+                    (
+                        "x-hub-signature-256",
+                        format!("sha256={}", hmac_sha256_hex(GITHUB_SECRET, &[body])),
+                    ),
+                ]
+            },
+            body: same,
+        },
+        Provider {
+            id: "slack",
+            signed_by: "x-slack-signature",
+            cases: &[
+                "events.event_callback.message_channels",
+                "events.event_callback.app_mention",
+                "events.event_callback.reaction_added",
+            ],
+            routed: true,
+            env: &[("POBLYSH_SLACK_WEBHOOK_SECRET", SLACK_SECRET)],
+            credentials: &[],
+            config: || json!({}),
+            metadata: || {
+                let mut m = Map::new();
+                m.insert("team_id".into(), json!("T123ABC456"));
+                m
+            },
+            sign: |body, _, _, _| slack_headers(body, &now_secs()),
+            // Slack's documentation samples share one `event_id` (the dedupe
+            // key): each gets its own, as real deliveries have.
+            body: |sample| {
+                let text = String::from_utf8(sample).unwrap();
+                let n = NEXT_EVENT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                text.replace("Ev123ABC456", &format!("Ev123ABC{n:03}"))
+                    .into_bytes()
+            },
+        },
+        Provider {
+            id: "linear",
+            signed_by: "linear-signature",
+            cases: &["webhook.Issue.create", "webhook.Issue.update"],
+            routed: false,
+            env: &[],
+            credentials: &[("apiKey", "lin_api_x"), ("webhookSecret", LINEAR_SECRET)],
+            config: || json!({}),
+            metadata: empty,
+            sign: |body, _, _, n| {
+                vec![
+                    ("linear-delivery", format!("lin-{n}")),
+                    ("linear-signature", hmac_sha256_hex(LINEAR_SECRET, &[body])),
+                ]
+            },
+            // Linear signs `webhookTimestamp` (ms) and allows 60 s: the sample's
+            // 2024 value is replaced by now (same length, nothing else changes).
+            body: |sample| {
+                let text = String::from_utf8(sample).unwrap();
+                text.replace("1716141329394", &Utc::now().timestamp_millis().to_string())
+                    .into_bytes()
+            },
+        },
+        Provider {
+            id: "jira",
+            signed_by: "authorization",
+            cases: &[
+                "webhook.jira_issue_created",
+                "webhook.jira_issue_updated.assigned",
+                "webhook.jira_issue_updated.status_resolved_changelog",
+                "webhook.comment_created",
+            ],
+            routed: false,
+            env: &[],
+            credentials: &[
+                ("email", "a@example.com"),
+                ("apiToken", "x"),
+                ("webhookSecret", JIRA_SECRET),
+            ],
+            config: || json!({"baseUrl": "https://some-instance-test.atlassian.net"}),
+            metadata: empty,
+            sign: |_, _, _, n| {
+                vec![
+                    (
+                        "authorization",
+                        format!(
+                            "JWT {}",
+                            jwt_hs256(JIRA_SECRET, Utc::now().timestamp() + 180)
+                        ),
+                    ),
+                    ("x-atlassian-webhook-identifier", format!("jira-{n}")),
+                ]
+            },
+            body: same,
+        },
+        Provider {
+            id: "pagerduty",
+            signed_by: "x-pagerduty-signature",
+            cases: &[
+                "webhook.v3.incident.priority_updated.signed_raw_body",
+                "webhook.v3.service.updated.docs_example",
+            ],
+            routed: false,
+            env: &[],
+            credentials: &[("signingSecret", PAGERDUTY_SECRET)],
+            config: || json!({}),
+            metadata: empty,
+            sign: |body, _, _, _| {
+                vec![(
+                    "x-pagerduty-signature",
+                    format!(
+                        "v1=deadbeef,v1={}",
+                        hmac_sha256_hex(PAGERDUTY_SECRET, &[body])
+                    ),
+                )]
+            },
+            body: same,
+        },
+        Provider {
+            id: "sentry",
+            signed_by: "sentry-hook-signature",
+            cases: &[
+                "webhook.issue.created.docs_example",
+                "webhook.event_alert.triggered.docs_example",
+            ],
+            routed: false,
+            env: &[],
+            credentials: &[("clientSecret", SENTRY_SECRET)],
+            config: || json!({"installationUuid": "a8e5d37a-696c-4c54-adb5-b3f28d64c7de"}),
+            metadata: empty,
+            sign: |body, _, case, n| {
+                vec![
+                    (
+                        "sentry-hook-resource",
+                        case_header(case, "Sentry-Hook-Resource").unwrap(),
+                    ),
+                    ("sentry-hook-timestamp", now_secs()),
+                    ("request-id", format!("sentry-{n}")),
+                    (
+                        "sentry-hook-signature",
+                        hmac_sha256_hex(SENTRY_SECRET, &[body]),
+                    ),
+                ]
+            },
+            body: same,
+        },
+        Provider {
+            id: "trello",
+            signed_by: "x-trello-webhook",
+            cases: &[
+                "webhook.envelope.createCard",
+                "webhook.envelope.updateCard.moved_list",
+                "webhook.envelope.commentCard",
+                "webhook.envelope.copyChecklist",
+            ],
+            routed: true,
+            env: &[("POBLYSH_PUBLIC_URL", PUBLIC_URL)],
+            credentials: &[
+                ("apiKey", "k"),
+                ("token", "t"),
+                ("appSecret", TRELLO_SECRET),
+            ],
+            config: || json!({"boards": ["54c2f73c734b5b084777d1aa", "5387e0a7e10724f99ecd0766", "597f3c854baa6e43db4f07d7"]}),
+            metadata: empty,
+            // Trello signs the body followed by the callback URL it was given.
+            sign: |body, path, _, _| {
+                let url = format!("{PUBLIC_URL}{path}");
+                vec![(
+                    "x-trello-webhook",
+                    hmac_sha1_base64(TRELLO_SECRET, &[body, url.as_bytes()]),
+                )]
+            },
+            body: same,
+        },
+        Provider {
+            id: "zoho_cliq",
+            signed_by: "x-poblysh-token",
+            cases: &["webhook.message_sent"],
+            routed: false,
+            env: &[("POBLYSH_ZOHO_CLIQ_WEBHOOK_SECRET", CLIQ_TOKEN)],
+            credentials: &[],
+            config: || json!({}),
+            metadata: empty,
+            sign: |_, _, case, _| {
+                vec![
+                    (
+                        "x-poblysh-event",
+                        case_header(case, "X-Poblysh-Event").unwrap(),
+                    ),
+                    ("x-poblysh-token", CLIQ_TOKEN.into()),
+                ]
+            },
+            body: same,
+        },
+    ]
+}
+
+fn slack_headers(body: &[u8], ts: &str) -> Vec<(&'static str, String)> {
+    let signature = hmac_sha256_hex(SLACK_SECRET, &[b"v0:", ts.as_bytes(), b":", body]);
+    vec![
+        ("x-slack-request-timestamp", ts.to_owned()),
+        ("x-slack-signature", format!("v0={signature}")),
+    ]
+}
+
+/// An HS256 JWT as Atlassian Connect signs webhooks (claims `iss`, `iat`, `exp`, `qsh`).
+fn jwt_hs256(secret: &str, exp: i64) -> String {
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let claims = URL_SAFE_NO_PAD.encode(
+        json!({"iss": "jira:client-key", "iat": exp - 180, "exp": exp, "qsh": "context-qsh"})
+            .to_string(),
+    );
+    let signing_input = format!("{header}.{claims}");
+    let mut mac =
+        <hmac::Hmac<sha2::Sha256> as hmac::KeyInit>::new_from_slice(secret.as_bytes()).unwrap();
+    hmac::Mac::update(&mut mac, signing_input.as_bytes());
+    let signature = URL_SAFE_NO_PAD.encode(hmac::Mac::finalize(mac).into_bytes());
+    format!("{signing_input}.{signature}")
+}
+
+async fn connect(node: &Node, p: &Provider, tenant: TenantId, credentials: &[(&str, &str)]) {
+    let tokens = (!(p.metadata)().is_empty()).then(|| TokenSet {
+        access_token: SecretString::from("xoxb-test"),
+        refresh_token: None,
+        expires_at: None,
+        metadata: (p.metadata)(),
+    });
+    connections::create(
+        &node.services.db,
+        &node.services.keys,
+        tenant,
+        NewConnection {
+            provider: p.id.to_owned(),
+            name: None,
+            config: (p.config)(),
+            credentials: credentials
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), SecretString::from(*v)))
+                .collect::<BTreeMap<_, _>>(),
+            tokens,
+        },
+    )
+    .await
+    .unwrap();
+}
+
+fn expected_kinds(provider: &str, case: &str) -> Vec<String> {
+    let expected: Value =
+        serde_json::from_slice(&fixture(&format!("{provider}/{case}.expected.json"))).unwrap();
+    expected["signals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["kind"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn provider_end_to_end(backend: Backend, p: &Provider) {
+    let node = Node::new(backend, true, p.env).await;
+    node.register(&std::fs::read_to_string(format!("descriptors/{}.yaml", p.id)).unwrap());
+    let tenant = TenantId::from_uuid(Uuid::now_v7());
+    let other = TenantId::from_uuid(Uuid::now_v7());
+    connect(&node, p, tenant, p.credentials).await;
+    // Another tenant with a connection of its own (other secrets, same config):
+    // on the tenant URL it must not receive this tenant's deliveries.
+    if !p.routed {
+        let others: Vec<(&str, &str)> = p
+            .credentials
+            .iter()
+            .map(|(k, _)| (*k, "someone-else's secret"))
+            .collect();
+        connect(&node, p, other, &others).await;
+    }
+    let path = if p.routed {
+        format!("/webhooks/{}", p.id)
+    } else {
+        format!("/webhooks/{}/{tenant}", p.id)
+    };
+    let mut want = Vec::new();
+    for (n, case) in p.cases.iter().enumerate() {
+        let n = n + 1;
+        let body = (p.body)(fixture(&format!("{}/{case}.json", p.id)));
+        let case_file: Value = std::fs::read(format!("fixtures/{}/{case}.case.json", p.id))
+            .ok()
+            .map(|b| serde_json::from_slice(&b).unwrap())
+            .unwrap_or(Value::Null);
+        let headers = (p.sign)(&body, &path, &case_file, n);
+        let (status, ack, _) = post(&node, "POST", &path, &headers, body.clone()).await;
+        assert_eq!(status, 200, "{} {case}: {ack}", p.id);
+        let expected = expected_kinds(p.id, case);
+        assert_eq!(ack["signals"], expected.len(), "{} {case}: {ack}", p.id);
+        want.extend(expected);
+
+        // The same delivery, its signature (or token) one character off: 401.
+        let mut forged = (p.sign)(&body, &path, &case_file, n + 1000);
+        let signed = forged.iter_mut().find(|(k, _)| *k == p.signed_by).unwrap();
+        let at = signed.1.len() - 10;
+        let flipped = if signed.1.as_bytes()[at] == b'a' {
+            "b"
+        } else {
+            "a"
+        };
+        signed.1.replace_range(at..=at, flipped);
+        let (status, problem, _) = post(&node, "POST", &path, &forged, body).await;
+        assert_eq!(status, 401, "{} {case}: {problem}", p.id);
+    }
+    want.sort();
+    assert_eq!(kinds(&node, tenant).await, want, "{}", p.id);
+    assert_eq!(
+        kinds(&node, other).await,
+        Vec::<String>::new(),
+        "{}: another tenant",
+        p.id
+    );
+}
+
+macro_rules! provider_tests {
+    ($($name:ident),*) => {$(
+        crate::on_both! {
+            async fn $name(backend) {
+                let p = providers().into_iter().find(|p| p.id == stringify!($name)).unwrap();
+                provider_end_to_end(backend, &p).await;
+            }
+        }
+    )*};
+}
+
+provider_tests!(
+    github, slack, linear, jira, pagerduty, sentry, trello, zoho_cliq
+);
+
+crate::on_both! {
+    async fn handshakes_answer_without_signals(backend) {
+        let node = Node::new(
+            backend,
+            true,
+            &[("POBLYSH_SLACK_WEBHOOK_SECRET", SLACK_SECRET), ("POBLYSH_GOOGLE_SYNC_TEST_WEBHOOK_SECRET", "channel-token")],
+        )
+        .await;
+        for id in ["slack", "trello"] {
+            node.register(&std::fs::read_to_string(format!("descriptors/{id}.yaml")).unwrap());
+        }
+        node.register(GOOGLE_LIKE);
+
+        // Slack: url_verification (signed) echoes the challenge as text.
+        let body = std::fs::read("tests/webhooks/samples/slack.events.url_verification.json").unwrap();
+        let challenge = serde_json::from_slice::<Value>(&body).unwrap()["challenge"].as_str().unwrap().to_owned();
+        let (status, answer, headers) = post(&node, "POST", "/webhooks/slack", &slack_headers(&body, &now_secs()), body.clone()).await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer, Value::String(challenge));
+        assert!(headers["content-type"].to_str().unwrap().starts_with("text/plain"));
+        // …but not unsigned, and not six minutes late.
+        let (status, _, _) = post(&node, "POST", "/webhooks/slack", &[], body.clone()).await;
+        assert_eq!(status, 401);
+        let old = (Utc::now().timestamp() - 360).to_string();
+        let (status, problem, _) = post(&node, "POST", "/webhooks/slack", &slack_headers(&body, &old), body).await;
+        assert_eq!(status, 401, "{problem}");
+        assert!(problem["message"].as_str().unwrap().contains("replay window"), "{problem}");
+
+        // Trello: the HEAD check when the webhook is created.
+        let tenant = TenantId::from_uuid(Uuid::now_v7());
+        let (status, _, _) = post(&node, "HEAD", &format!("/webhooks/trello/{tenant}"), &[], Vec::new()).await;
+        assert_eq!(status, 200);
+        let (status, _, _) = post(&node, "HEAD", "/webhooks/trello", &[], Vec::new()).await;
+        assert_eq!(status, 200);
+
+        // Google-style channel: `X-Goog-Resource-State: sync` answers 200, no signal.
+        let google = "/webhooks/google_sync_test";
+        let sync_headers = vec![
+            ("x-goog-channel-token", "channel-token".to_owned()),
+            ("x-goog-resource-state", "sync".to_owned()),
+        ];
+        let (status, _, _) = post(&node, "POST", &format!("{google}/{tenant}"), &sync_headers, Vec::new()).await;
+        assert_eq!(status, 200);
+        // The channel token is still checked.
+        let (status, _, _) = post(
+            &node,
+            "POST",
+            &format!("{google}/{tenant}"),
+            &[("x-goog-resource-state", "sync".to_owned())],
+            Vec::new(),
+        )
+        .await;
+        assert_eq!(status, 401);
+
+        assert_eq!(kinds(&node, tenant).await, Vec::<String>::new());
+        assert_eq!(deliveries(&node).await, 0);
+    }
+}
+
+/// A Google watch-channel style descriptor: token in `X-Goog-Channel-Token`,
+/// the `sync` message answered as a handshake (all in the descriptor).
+const GOOGLE_LIKE: &str = r#"
+id: google_sync_test
+name: Google-style channel
+description: Watch-channel notifications, as Google Drive and Calendar send them.
+category: custom
+icon: google
+kind: generic
+version: 1.0.0
+auth:
+  method: none
+ingestion:
+  mode: webhook
+  eventTypes: [change]
+  eventTypeHeader: X-Goog-Resource-State
+  deliveryIdHeader: X-Goog-Message-Number
+  verification: token
+  token:
+    header: X-Goog-Channel-Token
+  handshake:
+    - name: sync
+      header: X-Goog-Resource-State
+      operator: equals
+      value: sync
+fieldMapping:
+  itemsPath: $
+  idPath: $.id
+  timestampPath: $.time
+  summaryTemplate: "{{kind}} changed"
+  signalTypeRules: []
+  defaultType: file_changed
+healthCheck:
+  endpoint: https://www.googleapis.com/discovery/v1/apis
+  method: GET
+  expectStatus: 200
+  timeoutMs: 5000
+"#;
