@@ -14,12 +14,24 @@ use poblysh_connectors::engine::mapping::{MapContext, PayloadInput, PayloadKind,
 use proptest::prelude::*;
 use serde_json::Value;
 
+/// Every shipped descriptor (each has a fixture directory).
+const SHIPPED: [&str; 8] = [
+    "github",
+    "jira",
+    "linear",
+    "pagerduty",
+    "sentry",
+    "slack",
+    "trello",
+    "zoho_cliq",
+];
+
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 static DESCRIPTORS: LazyLock<Vec<CompiledDescriptor>> = LazyLock::new(|| {
-    ["github", "slack", "linear"]
+    SHIPPED
         .iter()
         .map(|id| load_file(&root().join(format!("descriptors/{id}.yaml"))).unwrap())
         .collect()
@@ -27,7 +39,7 @@ static DESCRIPTORS: LazyLock<Vec<CompiledDescriptor>> = LazyLock::new(|| {
 
 static PAYLOADS: LazyLock<Vec<Value>> = LazyLock::new(|| {
     let mut out = Vec::new();
-    for dir in ["github", "slack", "linear"] {
+    for dir in SHIPPED {
         for entry in std::fs::read_dir(root().join("fixtures").join(dir)).unwrap() {
             let path = entry.unwrap().path();
             let name = path.file_name().unwrap().to_string_lossy().into_owned();

@@ -9,7 +9,16 @@ use poblysh_connectors::descriptor::source::Format;
 #[test]
 fn yaml_and_json_load_into_the_same_descriptor() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    for name in ["github", "slack", "linear"] {
+    for name in [
+        "github",
+        "jira",
+        "linear",
+        "pagerduty",
+        "sentry",
+        "slack",
+        "trello",
+        "zoho_cliq",
+    ] {
         let from_yaml = load_file(&root.join(format!("descriptors/{name}.yaml")))
             .unwrap_or_else(|d| panic!("{name}: {d:#?}"));
         let json = serde_json::to_string_pretty(&from_yaml.descriptor).unwrap();

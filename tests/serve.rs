@@ -101,7 +101,19 @@ fn runs_with_no_configuration() {
         .iter()
         .map(|p| p["id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, ["github", "linear", "slack"]);
+    assert_eq!(
+        ids,
+        [
+            "github",
+            "jira",
+            "linear",
+            "pagerduty",
+            "sentry",
+            "slack",
+            "trello",
+            "zoho_cliq"
+        ]
+    );
     // The embedded database and the development key and token live in data/.
     for file in ["connectors.db", "dev-crypto.key", "dev-operator-token"] {
         assert!(dir.path().join("data").join(file).exists(), "data/{file}");

@@ -7,6 +7,7 @@ use sea_orm_migration::prelude::*;
 mod m20261122_000001_initial;
 mod m20261122_000002_one_running_job;
 mod m20261122_000003_oauth_state_connection;
+mod m20261122_000004_delivery_per_connection;
 
 /// All migrations, in order.
 pub struct Migrator;
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000001_initial::Migration),
             Box::new(m20261122_000002_one_running_job::Migration),
             Box::new(m20261122_000003_oauth_state_connection::Migration),
+            Box::new(m20261122_000004_delivery_per_connection::Migration),
         ]
     }
 }

@@ -263,7 +263,7 @@ fn map_item(
     }
     payload.insert("raw".into(), Value::Object(raw));
 
-    Ok(Signal {
+    Ok(without_nul(Signal {
         id: Uuid::now_v7(),
         tenant_id: ctx.tenant_id,
         connection_id: ctx.connection_id,
@@ -283,7 +283,48 @@ fn map_item(
             .and_then(|p| p.first(item))
             .and_then(scalar_string),
         payload: Value::Object(payload),
-    })
+    }))
+}
+
+/// Removes NUL characters from every text of a Signal: PostgreSQL refuses them
+/// in text and JSON (one such value would fail a whole batch of writes), and a
+/// NUL in a title or a field is never meaningful.
+fn without_nul(mut s: Signal) -> Signal {
+    fn text(t: &mut String) {
+        if t.contains('\0') {
+            t.retain(|c| c != '\0');
+        }
+    }
+    fn json(v: &mut Value) {
+        match v {
+            Value::String(t) => text(t),
+            Value::Array(items) => items.iter_mut().for_each(json),
+            Value::Object(map) => {
+                if map.keys().any(|k| k.contains('\0')) {
+                    *map = std::mem::take(map)
+                        .into_iter()
+                        .map(|(mut k, v)| {
+                            text(&mut k);
+                            (k, v)
+                        })
+                        .collect();
+                }
+                map.values_mut().for_each(json);
+            }
+            _ => {}
+        }
+    }
+    for t in [&mut s.external_id, &mut s.summary, &mut s.kind] {
+        text(t);
+    }
+    if let Some(url) = &mut s.url {
+        text(url);
+    }
+    for list in [&mut s.participants, &mut s.tags, &mut s.related] {
+        list.iter_mut().for_each(text);
+    }
+    json(&mut s.payload);
+    s
 }
 
 /// A scalar as text: strings as they are, numbers and booleans printed; `None`

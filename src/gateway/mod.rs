@@ -28,7 +28,7 @@ use crate::registry::Entry;
 use crate::services::Services;
 use limiter::Limiter;
 use targets::Targets;
-use writer::{Delivery, Stored, Writer};
+use writer::{Delivery, Part, Stored, Writer};
 
 /// Settings of the gateway.
 #[derive(Debug, Clone)]
@@ -154,7 +154,9 @@ impl Gateway {
             Err(GatewayError::RateLimited(_)) => "rate_limited",
             Err(GatewayError::Unavailable | GatewayError::Internal(_)) => "error",
         };
-        count(provider, outcome);
+        // Only known providers become label values: a path segment is not.
+        let known = self.services.registry.get(provider).is_some();
+        count(if known { provider } else { "unknown" }, outcome);
         match &result {
             Err(GatewayError::Rejected(e)) => {
                 tracing::warn!(provider, tenant = ?tenant, error = %e, "webhook rejected");
@@ -196,7 +198,10 @@ impl Gateway {
                 "provider `{provider}` routes no tenant-less webhooks; use /webhooks/{provider}/{{tenant_id}}"
             )));
         }
-        let candidates = self.targets.get(&self.services, provider, tenant).await?;
+        let candidates = self
+            .targets
+            .get(&self.services, provider, tenant, secret_field(webhook))
+            .await?;
         let app_secret = self
             .services
             .config
@@ -223,10 +228,23 @@ impl Gateway {
                 reason: "no connection matches",
             });
         }
-        for target in &routed {
-            self.limiter.check(target.connection.id).map_err(|wait| {
-                GatewayError::RateLimited(wait.as_secs_f64().ceil().max(1.0) as u64)
-            })?;
+        // Over its limit, a connection misses this delivery; the others get it.
+        let mut wait = None;
+        let routed: Vec<_> = routed
+            .into_iter()
+            .filter(|t| match self.limiter.check(t.connection.id) {
+                Ok(()) => true,
+                Err(w) => {
+                    wait = Some(wait.map_or(w, |old: std::time::Duration| old.min(w)));
+                    false
+                }
+            })
+            .collect();
+        if routed.is_empty() {
+            let wait = wait.unwrap_or_default();
+            return Err(GatewayError::RateLimited(
+                wait.as_secs_f64().ceil().max(1.0) as u64,
+            ));
         }
         self.deliver(&entry, webhook, routed, request, now).await
     }
@@ -250,7 +268,7 @@ impl Gateway {
                 targets: candidates.iter().collect(),
             });
         }
-        let own = |t: &'a WebhookTarget| own_secret(verification, t);
+        let own = |t: &'a WebhookTarget| t.secret.as_ref();
         let check =
             |secret: Option<&SecretString>| verify::verify(verification, secret, request, now);
         if candidates.is_empty() || !tenant_in_url {
@@ -264,11 +282,20 @@ impl Gateway {
             } else {
                 route(webhook, request, candidates.iter().collect(), false)
             };
+            // The app's secret vouches only for routing values the provider
+            // set (metadata from the OAuth exchange); a config value is the
+            // tenant's own claim, so a connection routed by one must prove
+            // itself with its own secret.
+            let app_vouches = webhook
+                .routing
+                .as_ref()
+                .is_some_and(|r| matches!(r.target, RoutingTarget::MetadataKey(_)));
             let mut targets = Vec::new();
             for t in routed {
                 let result = match own(t) {
                     Some(secret) => check(Some(secret)),
-                    None => app_result.clone(),
+                    None if app_vouches => app_result.clone(),
+                    None => Err(VerifyError::NoSecret),
                 };
                 match result {
                     Ok(()) => targets.push(t),
@@ -309,14 +336,17 @@ impl Gateway {
         now: DateTime<Utc>,
     ) -> Result<Reply, GatewayError> {
         let provider = entry.compiled.id().to_owned();
-        let delivery_id = webhook.delivery_id.as_ref().and_then(|s| request.value(s));
+        let delivery_id = webhook
+            .delivery_id
+            .as_ref()
+            .and_then(|s| request.value(s))
+            .map(|id| id.replace('\0', ""));
         let headers = request.headers.clone();
         let body = request
             .into_json()
             .ok_or_else(|| GatewayError::BadBody("the body is not JSON".into()))?;
         let follows = entry.compiled.polling.is_some();
-        let mut signals = Vec::new();
-        let mut follow_up = Vec::new();
+        let mut parts = Vec::with_capacity(routed.len());
         let mut event = String::new();
         let mut handled = false;
         for target in &routed {
@@ -346,35 +376,36 @@ impl Gateway {
             for skipped in &mapped.mapped.skipped {
                 tracing::debug!(provider, event, index = skipped.index, reason = %skipped.reason, "webhook item skipped");
             }
-            signals.extend(mapped.mapped.signals);
-            if handled && follows {
-                follow_up.push((target.connection.tenant_id, target.connection.id));
-            }
+            parts.push(Part {
+                tenant: target.connection.tenant_id,
+                connection: target.connection.id,
+                signals: mapped.mapped.signals,
+                follow_up: handled && follows,
+            });
         }
-        let produced = signals.len();
-        let first = routed[0];
         let stored = self
             .writer
             .store(Delivery {
                 provider: provider.clone(),
                 delivery_id,
-                connection: Some((first.connection.tenant_id, first.connection.id)),
                 outcome: if handled { "accepted" } else { "ignored" },
-                signals,
-                follow_up,
+                parts,
                 received_at: now,
             })
             .await
             .map_err(|_| GatewayError::Unavailable)?;
-        let duplicate = stored == Stored::Duplicate;
-        if !duplicate && produced > 0 {
+        let (signals, duplicate) = match stored {
+            Stored::New { signals } => (signals, false),
+            Stored::Duplicate => (0, true),
+        };
+        if signals > 0 {
             metrics::counter!("signals_ingested_total", "provider" => provider, "source" => "webhook")
-                .increment(produced as u64);
+                .increment(signals as u64);
         }
         Ok(Reply::Accepted {
             event,
             handled,
-            signals: if duplicate { 0 } else { produced },
+            signals,
             duplicate,
         })
     }
@@ -385,17 +416,13 @@ struct Verified<'a> {
     targets: Vec<&'a WebhookTarget>,
 }
 
-/// The connection's own webhook secret (the credential the descriptor names).
-fn own_secret<'a>(
-    verification: &CompiledVerification,
-    target: &'a WebhookTarget,
-) -> Option<&'a SecretString> {
-    let field = match verification {
+/// The credential holding a connection's own webhook secret, per the descriptor.
+pub fn secret_field(webhook: &CompiledWebhook) -> Option<&str> {
+    match &webhook.verification {
         CompiledVerification::Signature(sig) => sig.config.secret_field.as_deref(),
         CompiledVerification::Token(token) => token.secret_field.as_deref(),
         CompiledVerification::None => None,
-    }?;
-    target.credentials.get(field)
+    }
 }
 
 /// Narrows `targets` by the descriptor's routing value: the connections whose

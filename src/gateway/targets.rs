@@ -1,7 +1,8 @@
 //! The connections a provider's webhooks may reach, cached for a moment per
 //! (provider, tenant): at thousands of deliveries a second the same few rows
-//! would otherwise be read and decrypted for every request. A change to a
-//! connection (disabled, deleted, new secret) is seen within the TTL.
+//! would otherwise be read and decrypted for every request. Only the webhook
+//! secret is kept, never the other credentials; a change to a connection
+//! (disabled, deleted, new secret) is seen within the TTL.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -31,12 +32,14 @@ impl Targets {
         }
     }
 
-    /// The enabled connections to `provider` of `tenant` (or of every tenant).
+    /// The enabled connections to `provider` of `tenant` (or of every tenant),
+    /// each with its own webhook secret (credential `secret_field`) if it has one.
     pub async fn get(
         &self,
         services: &Services,
         provider: &str,
         tenant: Option<TenantId>,
+        secret_field: Option<&str>,
     ) -> Result<Arc<Vec<WebhookTarget>>, StoreError> {
         let key = (provider.to_owned(), tenant);
         if !self.ttl.is_zero()
@@ -46,11 +49,18 @@ impl Targets {
             return Ok(Arc::clone(list));
         }
         let list = Arc::new(
-            connections::webhook_targets(&services.db, &services.keys, provider, tenant).await?,
+            connections::webhook_targets(
+                &services.db,
+                &services.keys,
+                provider,
+                tenant,
+                secret_field,
+            )
+            .await?,
         );
         if !self.ttl.is_zero() {
             let mut cache = self.lock();
-            if cache.len() > 10_000 {
+            if cache.len() > 256 {
                 let ttl = self.ttl;
                 cache.retain(|_, (at, _)| at.elapsed() < ttl);
             }

@@ -29,28 +29,40 @@ pub struct Delivery {
     pub provider: String,
     /// The provider's delivery id, when the descriptor names one.
     pub delivery_id: Option<String>,
-    /// The (first) connection it was routed to.
-    pub connection: Option<(TenantId, ConnectionId)>,
     /// `accepted` (handled event) or `ignored` (event not handled).
     pub outcome: &'static str,
-    /// The Signals, for every connection it was routed to.
-    pub signals: Vec<Signal>,
-    /// Connections that get a follow-up incremental sync.
-    pub follow_up: Vec<(TenantId, ConnectionId)>,
+    /// What each connection it was routed to gets.
+    pub parts: Vec<Part>,
     /// When it arrived.
     pub received_at: DateTime<Utc>,
+}
+
+/// A delivery's share for one connection.
+#[derive(Debug)]
+pub struct Part {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// The connection.
+    pub connection: ConnectionId,
+    /// Its Signals.
+    pub signals: Vec<Signal>,
+    /// Whether it gets a follow-up incremental sync.
+    pub follow_up: bool,
 }
 
 /// What became of a delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stored {
-    /// Stored now.
-    New,
-    /// Its delivery id was seen before: nothing stored.
+    /// Stored now, for at least one connection; the Signals stored.
+    New {
+        /// Signals of the connections that had not seen the delivery.
+        signals: usize,
+    },
+    /// Every connection saw its delivery id before: nothing stored.
     Duplicate,
 }
 
-/// The writer could not store a batch (the caller answers 503; the provider retries).
+/// The writer could not store a delivery (the caller answers 503; the provider retries).
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("the webhook could not be stored; retry later")]
 pub struct WriteError;
@@ -87,74 +99,98 @@ async fn run(db: Db, mut rx: mpsc::Receiver<(Delivery, Reply)>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let (deliveries, replies): (Vec<_>, Vec<_>) = batch.drain(..).unzip();
-        let count = deliveries.len();
-        match write(&db, deliveries, &mut recent_jobs).await {
-            Ok(outcomes) => {
-                for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                    let _ = reply.send(Ok(outcome));
+        let outcomes = match write(&db, &deliveries, &mut recent_jobs).await {
+            Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
+            // One bad row (a NUL the database refuses, a connection deleted
+            // meanwhile) must not fail the others: each on its own.
+            Err(e) if deliveries.len() > 1 => {
+                tracing::warn!(error = %e, deliveries = deliveries.len(), "webhook batch failed; storing one by one");
+                let mut outcomes = Vec::with_capacity(deliveries.len());
+                for d in &deliveries {
+                    outcomes.push(match write(&db, std::slice::from_ref(d), &mut recent_jobs).await {
+                        Ok(mut one) => Ok(one.remove(0)),
+                        Err(e) => {
+                            tracing::error!(error = %e, provider = d.provider, "cannot store a webhook delivery");
+                            Err(WriteError)
+                        }
+                    });
                 }
+                outcomes
             }
             Err(e) => {
-                tracing::error!(error = %e, deliveries = count, "cannot store webhook deliveries");
-                for reply in replies {
-                    let _ = reply.send(Err(WriteError));
-                }
+                tracing::error!(error = %e, provider = deliveries[0].provider, "cannot store a webhook delivery");
+                vec![Err(WriteError)]
             }
+        };
+        for (reply, outcome) in replies.into_iter().zip(outcomes) {
+            let _ = reply.send(outcome);
         }
     }
 }
 
+/// Stores `deliveries` in one transaction; nothing of it when it fails.
 async fn write(
     db: &Db,
-    deliveries: Vec<Delivery>,
+    deliveries: &[Delivery],
     recent_jobs: &mut HashMap<ConnectionId, i64>,
 ) -> Result<Vec<Stored>, crate::db::StoreError> {
-    // A delivery id repeated inside the batch: the first one counts.
+    // Which (delivery, part) pairs are new: a repeat inside the batch is not,
+    // then the database says for the rest.
     let mut seen = HashSet::new();
-    let mut outcomes: Vec<Stored> = deliveries
+    let mut fresh: Vec<Vec<bool>> = deliveries
         .iter()
-        .map(|d| match &d.delivery_id {
-            Some(id) if !seen.insert((d.provider.as_str(), id.as_str())) => Stored::Duplicate,
-            _ => Stored::New,
+        .map(|d| {
+            d.parts
+                .iter()
+                .map(|p| match &d.delivery_id {
+                    Some(id) => seen.insert((d.provider.as_str(), p.connection, id.as_str())),
+                    None => true,
+                })
+                .collect()
         })
         .collect();
-    let (indices, rows): (Vec<usize>, Vec<NewDelivery<'_>>) = deliveries
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| outcomes[*i] == Stored::New)
-        .filter_map(|(i, d)| {
-            let row = NewDelivery {
-                provider: &d.provider,
-                delivery_id: d.delivery_id.as_deref()?,
-                tenant_id: d.connection.map(|c| c.0),
-                connection_id: d.connection.map(|c| c.1),
-                received_at: d.received_at,
-                outcome: d.outcome,
-            };
-            Some((i, row))
-        })
-        .unzip();
-    let txn = db.begin_write().await?;
-    let fresh = deliveries::record(&txn, &rows).await?;
-    drop(rows);
-    for (i, is_new) in indices.into_iter().zip(fresh) {
-        if !is_new {
-            outcomes[i] = Stored::Duplicate;
-        }
-    }
-    let window = Utc::now().timestamp().div_euclid(JOB_WINDOW_SECONDS);
-    let mut to_insert: Vec<Signal> = Vec::new();
-    let mut follow_up: HashMap<ConnectionId, (TenantId, String)> = HashMap::new();
-    for (d, outcome) in deliveries.into_iter().zip(&outcomes) {
-        if *outcome == Stored::Duplicate {
+    let mut keys = Vec::new();
+    let mut rows = Vec::new();
+    for (i, d) in deliveries.iter().enumerate() {
+        let Some(id) = d.delivery_id.as_deref() else {
             continue;
-        }
-        to_insert.extend(d.signals);
-        for (tenant, connection) in d.follow_up {
-            if recent_jobs.get(&connection) != Some(&window) {
-                follow_up.insert(connection, (tenant, d.provider.clone()));
+        };
+        for (j, p) in d.parts.iter().enumerate() {
+            if fresh[i][j] {
+                keys.push((i, j));
+                rows.push(NewDelivery {
+                    provider: &d.provider,
+                    delivery_id: id,
+                    tenant_id: p.tenant,
+                    connection_id: p.connection,
+                    received_at: d.received_at,
+                    outcome: d.outcome,
+                });
             }
         }
+    }
+    let txn = db.begin_write().await?;
+    for ((i, j), is_new) in keys.into_iter().zip(deliveries::record(&txn, &rows).await?) {
+        fresh[i][j] = is_new;
+    }
+    let window = Utc::now().timestamp().div_euclid(JOB_WINDOW_SECONDS);
+    let mut to_insert: Vec<&Signal> = Vec::new();
+    let mut follow_up: HashMap<ConnectionId, (TenantId, &str)> = HashMap::new();
+    let mut outcomes = Vec::with_capacity(deliveries.len());
+    for (d, fresh) in deliveries.iter().zip(&fresh) {
+        let mut signals = 0;
+        for (p, _) in d.parts.iter().zip(fresh).filter(|(_, new)| **new) {
+            signals += p.signals.len();
+            to_insert.extend(&p.signals);
+            if p.follow_up && recent_jobs.get(&p.connection) != Some(&window) {
+                follow_up.insert(p.connection, (p.tenant, d.provider.as_str()));
+            }
+        }
+        outcomes.push(if fresh.iter().any(|new| *new) || d.parts.is_empty() {
+            Stored::New { signals }
+        } else {
+            Stored::Duplicate
+        });
     }
     signals::insert(&txn, &to_insert).await?;
     for (connection, (tenant, provider)) in &follow_up {

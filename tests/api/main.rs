@@ -11,3 +11,4 @@ mod migrations;
 mod openapi;
 mod pagination;
 mod providers;
+mod webhooks;

@@ -340,6 +340,29 @@ async fn connect(node: &Node, p: &Provider, tenant: TenantId, credentials: &[(&s
     .unwrap();
 }
 
+/// A connection as OAuth creates it: no credentials, provider facts in metadata.
+pub async fn connect_with_metadata(node: &Node, provider: &str, tenant: TenantId, metadata: Value) {
+    connections::create(
+        &node.services.db,
+        &node.services.keys,
+        tenant,
+        NewConnection {
+            provider: provider.to_owned(),
+            name: None,
+            config: json!({}),
+            credentials: BTreeMap::new(),
+            tokens: Some(TokenSet {
+                access_token: SecretString::from("xoxb-test"),
+                refresh_token: None,
+                expires_at: None,
+                metadata: metadata.as_object().unwrap().clone(),
+            }),
+        },
+    )
+    .await
+    .unwrap();
+}
+
 fn expected_kinds(provider: &str, case: &str) -> Vec<String> {
     let expected: Value =
         serde_json::from_slice(&fixture(&format!("{provider}/{case}.expected.json"))).unwrap();

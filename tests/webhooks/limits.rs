@@ -166,6 +166,7 @@ crate::on_both! {
         let path = format!("/webhooks/github/{tenant}");
         let mut ok = 0;
         let mut limited = 0;
+        let started = std::time::Instant::now();
         for i in 0..150 {
             let (status, ack, headers) = post(&node, "POST", &path, &pr_headers(&body, &format!("rl-{i}")), body.clone()).await;
             match status {
@@ -180,9 +181,11 @@ crate::on_both! {
                 other => panic!("{other}: {ack}"),
             }
         }
-        // 100 per minute: a burst up to the limit passes (plus one more for every
-        // 0.6 s the loop takes), the rest wait.
-        assert!((100..=110).contains(&ok), "{ok} accepted");
+        // 100 per minute: a burst up to the limit passes, plus one more for
+        // every 0.6 s the loop takes; the rest wait.
+        let replenished = (started.elapsed().as_secs_f64() / 0.6).ceil() as usize;
+        assert!(ok >= 100 && ok <= 100 + replenished, "{ok} accepted, {replenished} replenished");
+        assert!(limited > 0);
         assert_eq!(ok + limited, 150);
         assert_eq!(deliveries(&node).await, ok as u64);
     }
@@ -204,7 +207,8 @@ crate::on_both! {
             .iter()
             .filter(|j| j["trigger"] == "webhook")
             .collect();
-        assert_eq!(webhook_jobs.len(), 1, "{jobs}");
+        // One per connection and minute (two if the requests straddle a minute).
+        assert!((1..=2).contains(&webhook_jobs.len()), "{jobs}");
         assert_eq!(webhook_jobs[0]["job_type"], "incremental");
     }
 }

@@ -10,6 +10,7 @@ mod pg;
 mod harness;
 
 mod deliveries;
+mod isolation;
 mod limits;
 mod support;
 mod vectors;

@@ -294,25 +294,28 @@ pub async fn schedulable(db: &Db) -> Result<Vec<(ConnectionId, TenantId, String)
         .collect())
 }
 
-/// A connection that can receive webhooks, with its credentials opened (the
-/// connection's own webhook secret is one of them).
+/// A connection that can receive webhooks, with its own webhook secret (one of
+/// its credentials) opened when it has one.
 #[derive(Debug, Clone)]
 pub struct WebhookTarget {
     /// The connection.
     pub connection: Connection,
-    /// Its credential fields.
-    pub credentials: BTreeMap<String, SecretString>,
+    /// Its own webhook secret.
+    pub secret: Option<SecretString>,
 }
 
 /// The enabled connections to `provider` that webhooks may reach: the tenant's
 /// (`Some`), or every tenant's (`None`: a tenant-less delivery is routed by a
 /// value in the request, the one cross-tenant read besides the scheduler's).
-/// Oldest first.
+/// Oldest first; `secret_field` names the credential holding a connection's
+/// own secret. A row whose credentials cannot be opened is left out (and
+/// logged) rather than failing every tenant's delivery.
 pub async fn webhook_targets(
     db: &Db,
     keys: &KeyRing,
     provider: &str,
     tenant: Option<TenantId>,
+    secret_field: Option<&str>,
 ) -> Result<Vec<WebhookTarget>, StoreError> {
     let mut query = Entity::find()
         .filter(Column::ProviderId.eq(provider))
@@ -325,17 +328,29 @@ pub async fn webhook_targets(
         .order_by_asc(Column::Id)
         .all(db.conn())
         .await?;
-    rows.into_iter()
-        .map(|m| {
+    Ok(rows
+        .into_iter()
+        .filter_map(|m| {
             let tenant = TenantId::from_uuid(m.tenant_id);
             let id = ConnectionId::from_uuid(m.id);
-            let credentials = open_credentials(keys, tenant, id, m.credentials.as_deref())?;
-            Ok(WebhookTarget {
+            let secret = match secret_field {
+                None => None,
+                Some(field) => {
+                    match open_credentials(keys, tenant, id, m.credentials.as_deref()) {
+                        Ok(mut credentials) => credentials.remove(field),
+                        Err(e) => {
+                            tracing::error!(connection = %id, error = %e, "cannot open a connection's credentials; it gets no webhooks");
+                            return None;
+                        }
+                    }
+                }
+            };
+            Some(WebhookTarget {
                 connection: Connection::from(m),
-                credentials,
+                secret,
             })
         })
-        .collect()
+        .collect())
 }
 
 /// One of the tenant's connections.

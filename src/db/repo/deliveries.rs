@@ -1,5 +1,8 @@
-//! `webhook_deliveries`: the delivery ids seen, unique per provider, so a
-//! retried delivery is stored once; also the audit trail of what was accepted.
+//! `webhook_deliveries`: the delivery ids each connection has seen (unique per
+//! provider, connection and id), so a retried delivery is stored once; also the
+//! audit trail of what was accepted.
+
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
@@ -18,19 +21,19 @@ pub struct NewDelivery<'a> {
     pub provider: &'a str,
     /// The provider's delivery id.
     pub delivery_id: &'a str,
-    /// Tenant, when routed.
-    pub tenant_id: Option<TenantId>,
-    /// Connection, when routed.
-    pub connection_id: Option<ConnectionId>,
+    /// Tenant.
+    pub tenant_id: TenantId,
+    /// The connection it was delivered to.
+    pub connection_id: ConnectionId,
     /// Received.
     pub received_at: DateTime<Utc>,
     /// What happened (`accepted`, `ignored`, …).
     pub outcome: &'a str,
 }
 
-/// Records deliveries; returns, for each, whether it is new (false: that
-/// provider's delivery id was recorded before). Ids repeated within `rows`
-/// must be removed by the caller.
+/// Records deliveries; returns, for each, whether it is new (false: the
+/// connection saw that delivery id before). Repeats within `rows` must be
+/// removed by the caller.
 pub async fn record<C: ConnectionTrait>(
     conn: &C,
     rows: &[NewDelivery<'_>],
@@ -57,26 +60,30 @@ pub async fn record<C: ConnectionTrait>(
             values.extend([
                 Uuid::now_v7().into(),
                 row.provider.to_owned().into(),
-                row.tenant_id.map(|t| *t.as_uuid()).into(),
-                row.connection_id.map(|c| *c.as_uuid()).into(),
+                (*row.tenant_id.as_uuid()).into(),
+                (*row.connection_id.as_uuid()).into(),
                 row.delivery_id.to_owned().into(),
                 stored_time(row.received_at).into(),
                 row.outcome.to_owned().into(),
             ]);
         }
         sql.push_str(
-            " ON CONFLICT (provider, delivery_id) DO NOTHING RETURNING provider, delivery_id",
+            " ON CONFLICT (provider, connection_id, delivery_id) DO NOTHING \
+             RETURNING provider, connection_id, delivery_id",
         );
         let inserted = conn
             .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
             .await?;
+        let index: HashMap<(&str, Uuid, &str), usize> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, r)| ((r.provider, *r.connection_id.as_uuid(), r.delivery_id), i))
+            .collect();
         for result in inserted {
             let provider: String = result.try_get("", "provider")?;
+            let connection: Uuid = result.try_get("", "connection_id")?;
             let id: String = result.try_get("", "delivery_id")?;
-            if let Some(i) = chunk
-                .iter()
-                .position(|r| r.provider == provider && r.delivery_id == id)
-            {
+            if let Some(i) = index.get(&(provider.as_str(), connection, id.as_str())) {
                 new[chunk_index * BATCH + i] = true;
             }
         }

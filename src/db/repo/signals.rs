@@ -1,6 +1,8 @@
 //! Signals, tenant-scoped: idempotent batch insert (unique per tenant and dedupe
 //! key) and keyset pagination on `(occurred_at, id)`, newest first.
 
+use std::borrow::Borrow;
+
 use chrono::{DateTime, Utc};
 use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, Statement};
 use serde_json::Value;
@@ -160,14 +162,18 @@ const INSERT_UNNEST: &str = "INSERT INTO signals (id, tenant_id, connection_id, 
      ON CONFLICT (tenant_id, dedupe_key) DO NOTHING";
 
 /// The `INSERT_UNNEST` parameters of a batch.
-fn unnest_values(chunk: &[Signal]) -> Vec<sea_orm::Value> {
-    fn column<T>(chunk: &[Signal], f: impl Fn(&Signal) -> T) -> sea_orm::Value
+fn unnest_values<S: Borrow<Signal>>(chunk: &[S]) -> Vec<sea_orm::Value> {
+    fn column<T, S: Borrow<Signal>>(chunk: &[S], f: impl Fn(&Signal) -> T) -> sea_orm::Value
     where
         T: Into<sea_orm::Value>
             + sea_orm::sea_query::value::postgres_array::NotU8
             + sea_orm::sea_query::ValueType,
     {
-        chunk.iter().map(f).collect::<Vec<T>>().into()
+        chunk
+            .iter()
+            .map(|s| f(s.borrow()))
+            .collect::<Vec<T>>()
+            .into()
     }
     let list = |v: &[String]| Value::Array(v.iter().cloned().map(Value::String).collect());
     vec![
@@ -200,7 +206,11 @@ fn unnest_values(chunk: &[Signal]) -> Vec<sea_orm::Value> {
 /// Hand-written statements rather than `insert_many`: this is the sync path's
 /// hottest write, and building the query AST per row cost more than the
 /// database's own work (`cargo bench --bench sync`).
-pub async fn insert<C: ConnectionTrait>(conn: &C, signals: &[Signal]) -> Result<u64, StoreError> {
+pub async fn insert<C, S>(conn: &C, signals: &[S]) -> Result<u64, StoreError>
+where
+    C: ConnectionTrait,
+    S: Borrow<Signal>,
+{
     let backend = conn.get_database_backend();
     let mut inserted = 0;
     if backend == DbBackend::Postgres {
@@ -214,7 +224,7 @@ pub async fn insert<C: ConnectionTrait>(conn: &C, signals: &[Signal]) -> Result<
     for chunk in signals.chunks(BATCH) {
         let mut values = Vec::with_capacity(chunk.len() * COLUMNS.len());
         for s in chunk {
-            push_row(&mut values, s);
+            push_row(&mut values, s.borrow());
         }
         let statement = Statement::from_sql_and_values(backend, insert_sql(chunk.len()), values);
         inserted += conn.execute_raw(statement).await?.rows_affected();

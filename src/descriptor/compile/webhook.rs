@@ -249,6 +249,16 @@ pub(super) fn compile(
     }
     let routing = match &w.routing {
         None => Some(None),
+        // Unverified deliveries routed to any tenant by a value in them: anyone
+        // could write into anyone's Signals.
+        Some(_) if w.verification == Verification::None => {
+            ctx.error(
+                at.key("routing"),
+                Code::Invalid,
+                "`routing` needs verified deliveries (`verification: signature` or `token`), or anyone could post into any tenant",
+            );
+            None
+        }
         Some(r) => routing(ctx, r, &at.key("routing")).map(Some),
     };
     let mapping = match &w.field_mapping {

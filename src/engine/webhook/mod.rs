@@ -15,8 +15,8 @@ use serde_json::Value;
 
 use crate::descriptor::compile::{Projection, ValueSource};
 
-/// A webhook request as received.
-#[derive(Debug)]
+/// A webhook request as received. Its `Debug` shows header names only: values
+/// carry signatures and tokens.
 pub struct WebhookRequest {
     /// The method.
     pub method: Method,
@@ -31,6 +31,17 @@ pub struct WebhookRequest {
     /// What of the body is parsed (the descriptor's projection); all of it when unset.
     projection: Option<Arc<Projection>>,
     json: OnceLock<Option<Value>>,
+}
+
+impl std::fmt::Debug for WebhookRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookRequest")
+            .field("method", &self.method)
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("query", &self.query.as_ref().map(|_| "<redacted>"))
+            .field("body_bytes", &self.body.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl WebhookRequest {

@@ -276,7 +276,8 @@ fn verify_jwt(
             ))?,
         None => presented,
     };
-    let mut parts = token.trim().split('.');
+    let token = token.trim();
+    let mut parts = token.split('.');
     let (Some(header), Some(claims), Some(signature), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
@@ -295,8 +296,9 @@ fn verify_jwt(
     let key = key(sig, secret)?;
     let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&key)
         .map_err(|_| VerifyError::BadSecret("key"))?;
-    let signed_len = token.len() - token.rsplit('.').next().map_or(0, str::len) - 1;
-    mac.update(&token.as_bytes()[..signed_len]);
+    // What is signed: `header.claims`, as sent.
+    let signed = token.rsplit_once('.').map_or(token, |(signed, _)| signed);
+    mac.update(signed.as_bytes());
     let expected = mac.finalize().into_bytes();
     if signature.len() != expected.len() || !bool::from(signature.ct_eq(&expected)) {
         return Err(VerifyError::Mismatch);
@@ -308,13 +310,13 @@ fn verify_jwt(
     let now = now.timestamp();
     let claim = |name: &str| claims.get(name).and_then(Value::as_i64);
     let exp = claim("exp").ok_or(VerifyError::Jwt("no `exp` claim"))?;
-    if now > exp + JWT_LEEWAY_SECONDS {
+    if now > exp.saturating_add(JWT_LEEWAY_SECONDS) {
         return Err(VerifyError::Jwt("expired"));
     }
-    if claim("nbf").is_some_and(|nbf| now + JWT_LEEWAY_SECONDS < nbf) {
+    if claim("nbf").is_some_and(|nbf| now.saturating_add(JWT_LEEWAY_SECONDS) < nbf) {
         return Err(VerifyError::Jwt("not valid yet"));
     }
-    if claim("iat").is_some_and(|iat| now + JWT_LEEWAY_SECONDS < iat) {
+    if claim("iat").is_some_and(|iat| now.saturating_add(JWT_LEEWAY_SECONDS) < iat) {
         return Err(VerifyError::Jwt("issued in the future"));
     }
     Ok(())
