@@ -90,7 +90,7 @@ fn runs_with_no_configuration() {
     let (status, body) = get(&server.addr, "/readyz", None);
     assert_eq!(
         (status, body["providers"].as_u64()),
-        (200, Some(3)),
+        (200, Some(8)),
         "{body}"
     );
     let (status, body) = get(&server.addr, "/providers", None);
