@@ -138,7 +138,11 @@ impl Gateway {
         request: WebhookRequest,
         now: DateTime<Utc>,
     ) -> Result<Reply, GatewayError> {
-        let result = self.process(provider, tenant, request, now).await;
+        let entry = self.services.registry.get(provider);
+        let result = match &entry {
+            Some(entry) => self.process(entry, tenant, request, now).await,
+            None => Err(GatewayError::NotFound(format!("no provider `{provider}`"))),
+        };
         let outcome = match &result {
             Ok(Reply::Handshake(_)) => "handshake",
             Ok(Reply::Accepted {
@@ -155,8 +159,7 @@ impl Gateway {
             Err(GatewayError::Unavailable | GatewayError::Internal(_)) => "error",
         };
         // Only known providers become label values: a path segment is not.
-        let known = self.services.registry.get(provider).is_some();
-        count(if known { provider } else { "unknown" }, outcome);
+        count(if entry.is_some() { provider } else { "unknown" }, outcome);
         match &result {
             Err(GatewayError::Rejected(e)) => {
                 tracing::warn!(provider, tenant = ?tenant, error = %e, "webhook rejected");
@@ -171,16 +174,12 @@ impl Gateway {
 
     async fn process(
         &self,
-        provider: &str,
+        entry: &Entry,
         tenant: Option<TenantId>,
         mut request: WebhookRequest,
         now: DateTime<Utc>,
     ) -> Result<Reply, GatewayError> {
-        let entry = self
-            .services
-            .registry
-            .get(provider)
-            .ok_or_else(|| GatewayError::NotFound(format!("no provider `{provider}`")))?;
+        let provider = entry.compiled.id();
         let Some(webhook) = entry.compiled.webhook.as_ref() else {
             return Err(GatewayError::NotFound(format!(
                 "provider `{provider}` does not receive webhooks"
@@ -222,7 +221,11 @@ impl Gateway {
         if request.json().is_none() {
             return Err(GatewayError::BadBody("the body is not JSON".into()));
         }
-        let routed = route(webhook, &request, verified.targets, tenant.is_some());
+        // Without the tenant in the URL, `verify` has routed already.
+        let routed = match tenant {
+            Some(_) => route(webhook, &request, verified, true),
+            None => verified,
+        };
         if routed.is_empty() {
             return Ok(Reply::Dropped {
                 reason: "no connection matches",
@@ -246,13 +249,14 @@ impl Gateway {
                 wait.as_secs_f64().ceil().max(1.0) as u64,
             ));
         }
-        self.deliver(&entry, webhook, routed, request, now).await
+        self.deliver(entry, webhook, routed, request, now).await
     }
 
     /// The connections the delivery verifies for. With the tenant in the URL,
-    /// the raw body is verified before anything is parsed; without it, the
-    /// app-level secret is checked first, then connections with a secret of
-    /// their own are verified with it after routing.
+    /// the raw body is verified before anything is parsed (routing comes
+    /// after); without it, the app-level secret is checked first, then the
+    /// delivery is routed and connections with a secret of their own are
+    /// verified with it: the result is already routed.
     fn verify<'a>(
         &self,
         webhook: &CompiledWebhook,
@@ -261,11 +265,13 @@ impl Gateway {
         app_secret: Option<&SecretString>,
         request: &WebhookRequest,
         now: DateTime<Utc>,
-    ) -> Result<Verified<'a>, GatewayError> {
+    ) -> Result<Vec<&'a WebhookTarget>, GatewayError> {
         let verification = &webhook.verification;
         if matches!(verification, CompiledVerification::None) {
-            return Ok(Verified {
-                targets: candidates.iter().collect(),
+            return Ok(if tenant_in_url {
+                candidates.iter().collect()
+            } else {
+                route(webhook, request, candidates.iter().collect(), false)
             });
         }
         let own = |t: &'a WebhookTarget| t.secret.as_ref();
@@ -303,7 +309,7 @@ impl Gateway {
                 }
             }
             return match (app_result, targets.is_empty(), last_error) {
-                (Ok(()), _, _) | (_, false, _) => Ok(Verified { targets }),
+                (Ok(()), _, _) | (_, false, _) => Ok(targets),
                 (Err(_), true, Some(e)) => Err(e.into()),
                 (Err(e), true, None) => Err(e.into()),
             };
@@ -323,7 +329,7 @@ impl Gateway {
         }
         match (targets.is_empty(), last_error) {
             (true, Some(e)) => Err(e.into()),
-            _ => Ok(Verified { targets }),
+            _ => Ok(targets),
         }
     }
 
@@ -409,11 +415,6 @@ impl Gateway {
             duplicate,
         })
     }
-}
-
-/// The connections a delivery verified for.
-struct Verified<'a> {
-    targets: Vec<&'a WebhookTarget>,
 }
 
 /// The credential holding a connection's own webhook secret, per the descriptor.
