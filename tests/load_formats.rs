@@ -9,16 +9,16 @@ use poblysh_connectors::descriptor::source::Format;
 #[test]
 fn yaml_and_json_load_into_the_same_descriptor() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    for name in [
-        "github",
-        "jira",
-        "linear",
-        "pagerduty",
-        "sentry",
-        "slack",
-        "trello",
-        "zoho_cliq",
-    ] {
+    let mut names: Vec<String> = std::fs::read_dir(root.join("descriptors"))
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            name.strip_suffix(".yaml").map(str::to_owned)
+        })
+        .collect();
+    names.sort();
+    assert!(names.len() >= 8, "{names:?}");
+    for name in &names {
         let from_yaml = load_file(&root.join(format!("descriptors/{name}.yaml")))
             .unwrap_or_else(|d| panic!("{name}: {d:#?}"));
         let json = serde_json::to_string_pretty(&from_yaml.descriptor).unwrap();

@@ -315,29 +315,17 @@ fn jwt_hs256(secret: &str, exp: i64) -> String {
 }
 
 async fn connect(node: &Node, p: &Provider, tenant: TenantId, credentials: &[(&str, &str)]) {
-    let tokens = (!(p.metadata)().is_empty()).then(|| TokenSet {
-        access_token: SecretString::from("xoxb-test"),
-        refresh_token: None,
-        expires_at: None,
-        metadata: (p.metadata)(),
-    });
-    connections::create(
-        &node.services.db,
-        &node.services.keys,
-        tenant,
-        NewConnection {
-            provider: p.id.to_owned(),
-            name: None,
-            config: (p.config)(),
-            credentials: credentials
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), SecretString::from(*v)))
-                .collect::<BTreeMap<_, _>>(),
-            tokens,
-        },
-    )
-    .await
-    .unwrap();
+    let metadata = (p.metadata)();
+    if metadata.is_empty() {
+        node.connection(tenant, p.id, credentials, (p.config)())
+            .await;
+    } else {
+        assert!(
+            credentials.is_empty(),
+            "OAuth connections hold no credential fields"
+        );
+        connect_with_metadata(node, p.id, tenant, Value::Object(metadata)).await;
+    }
 }
 
 /// A connection as OAuth creates it: no credentials, provider facts in metadata.
