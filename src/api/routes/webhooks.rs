@@ -127,16 +127,22 @@ async fn handle(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
+    // A body somewhat over the limit is still read (up to the API's own limit)
+    // and dropped, so the sender gets its 413 rather than a connection closed
+    // under a request it is still writing; far beyond that, it is refused unread.
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > WEBHOOK_BODY_LIMIT as u64) {
+    if declared.is_some_and(|n| n > crate::api::BODY_LIMIT as u64) {
         return Err(ApiError::PayloadTooLarge);
     }
-    let body = axum::body::to_bytes(body, WEBHOOK_BODY_LIMIT)
+    let body = axum::body::to_bytes(body, crate::api::BODY_LIMIT)
         .await
         .map_err(|_| ApiError::PayloadTooLarge)?;
+    if body.len() > WEBHOOK_BODY_LIMIT {
+        return Err(ApiError::PayloadTooLarge);
+    }
     let callback_url = callback_url(state.0.config.public_url.as_deref(), &headers, &uri);
     let request = WebhookRequest::new(
         method,
