@@ -12,7 +12,7 @@
 //! counted. PostgreSQL is a throwaway cluster from the installed binaries (or
 //! `TEST_DATABASE_URL`).
 
-#[path = "../tests/api/pg.rs"]
+#[path = "../tests/pg.rs"]
 #[allow(dead_code)]
 mod pg;
 

@@ -12,7 +12,7 @@
 //! embedded database). The server runs in its own process; the generator
 //! shares the machine's cores with it and with PostgreSQL.
 
-#[path = "../tests/api/pg.rs"]
+#[path = "../tests/pg.rs"]
 #[allow(dead_code)]
 mod pg;
 

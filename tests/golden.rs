@@ -4,7 +4,7 @@
 //! Layout per case: `<case>.json` (the payload), optional `<case>.case.json`
 //! (`{"kind": "page"|"webhook", "event": "...", "headers": {...}}`), and
 //! `<case>.expected.json`. Generated ids and `received_at` are normalised.
-//! After an intended change, re-bless with `POBLYSH_BLESS=1 cargo test --test golden`
+//! After an intended change, re-bless with `POBLYSH_BLESS=1 cargo test --test main golden::`
 //! and review the diff.
 
 use std::collections::BTreeSet;
@@ -181,7 +181,7 @@ fn every_fixture_maps_to_its_expected_signals() {
         }
         let Ok(text) = std::fs::read_to_string(&expected_path) else {
             failures.push(format!(
-                "{label}: no {} (run `POBLYSH_BLESS=1 cargo test --test golden`, then review it)",
+                "{label}: no {} (run `POBLYSH_BLESS=1 cargo test --test main golden::`, then review it)",
                 expected_path.file_name().unwrap().to_string_lossy()
             ));
             continue;

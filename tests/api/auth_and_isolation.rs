@@ -8,7 +8,7 @@ use reqwest::Method;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::harness::{Server, send};
+use crate::api::harness::{Server, send};
 use crate::on_both_backends;
 
 /// The tenant-scoped routes, as (method, path) with `{c}` for a connection id and
@@ -55,10 +55,10 @@ on_both_backends! {
             assert_eq!(status, 401, "{method} {path} without a token: {body}");
             let (status, _) = send(request(&server, method, path, &c, &j).bearer_auth("wrong-token-0123456789")).await;
             assert_eq!(status, 401, "{method} {path} with a wrong token");
-            let (status, body) = send(request(&server, method, path, &c, &j).bearer_auth(crate::harness::TOKEN)).await;
+            let (status, body) = send(request(&server, method, path, &c, &j).bearer_auth(crate::api::harness::TOKEN)).await;
             assert_eq!(status, 400, "{method} {path} without X-Tenant-Id: {body}");
             assert!(body["message"].as_str().unwrap().contains("X-Tenant-Id"));
-            let (status, _) = send(request(&server, method, path, &c, &j).bearer_auth(crate::harness::TOKEN).header("X-Tenant-Id", "tenant-a")).await;
+            let (status, _) = send(request(&server, method, path, &c, &j).bearer_auth(crate::api::harness::TOKEN).header("X-Tenant-Id", "tenant-a")).await;
             assert_eq!(status, 400, "{method} {path} with a non-UUID tenant");
         }
         for (method, path) in [("PUT", "/providers/x"), ("DELETE", "/providers/x")] {
@@ -114,7 +114,7 @@ on_both_backends! {
             assert_eq!(body[key], json!([]), "{path}: {body}");
         }
         for (method, path) in TENANT_ROUTES.iter().filter(|(_, p)| p.contains('{') || p.starts_with("/sync")) {
-            let (status, body) = send(request(&server, method, path, &c, &j).bearer_auth(crate::harness::TOKEN).header("X-Tenant-Id", b.to_string())).await;
+            let (status, body) = send(request(&server, method, path, &c, &j).bearer_auth(crate::api::harness::TOKEN).header("X-Tenant-Id", b.to_string())).await;
             assert_eq!(status, 404, "tenant B {method} {path}: {body}");
         }
         let (_, filtered) = send(server.tenant(b, Method::GET, &format!("/signals?connection_id={c}"))).await;

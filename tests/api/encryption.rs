@@ -13,7 +13,7 @@ use secrecy::ExposeSecret;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::harness::{self, Backend, KEY, Server, send};
+use crate::api::harness::{self, Backend, KEY, Server, send};
 use crate::on_both_backends;
 
 const NEW_KEY: &str = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=";

@@ -10,7 +10,7 @@ use reqwest::{Method, RequestBuilder, Response};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::pg;
+use crate::pg;
 
 /// The operator token every test server accepts.
 pub const TOKEN: &str = "test-operator-token-0123456789";
@@ -183,16 +183,16 @@ macro_rules! on_both_backends {
         mod $name {
             #[allow(unused_imports)]
             use super::*;
-            async fn run($server: $crate::harness::Server) $body
+            async fn run($server: $crate::api::harness::Server) $body
 
             #[tokio::test]
             async fn sqlite() {
-                run($crate::harness::Server::start($crate::harness::Backend::Sqlite).await).await;
+                run($crate::api::harness::Server::start($crate::api::harness::Backend::Sqlite).await).await;
             }
 
             #[tokio::test]
             async fn postgres() {
-                run($crate::harness::Server::start($crate::harness::Backend::Postgres).await).await;
+                run($crate::api::harness::Server::start($crate::api::harness::Backend::Postgres).await).await;
             }
         }
     };

@@ -1,6 +1,6 @@
 //! `migrate status|down|up` on both backends.
 
-use crate::harness::{Backend, Server, command};
+use crate::api::harness::{Backend, Server, command};
 
 async fn run(backend: Backend) {
     let server = Server::start(backend).await;

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::harness::{Backend, Server, send};
+use crate::api::harness::{Backend, Server, send};
 
 /// Every route: (method, path, needs the operator token, needs X-Tenant-Id).
 const ROUTES: &[(&str, &str, bool, bool)] = &[
@@ -175,4 +175,42 @@ async fn metrics_count_requests_by_route() {
     };
     assert_eq!(line("200").as_deref(), Some("3"), "{text}");
     assert_eq!(line("404").as_deref(), Some("1"), "{text}");
+}
+
+/// The whole document, as committed in `tests/snapshots/openapi.json`: a change
+/// to any route, parameter, schema or description shows up in review. After an
+/// intended change, re-bless with
+/// `POBLYSH_BLESS=1 cargo test --test main api::openapi::` and review the diff.
+#[test]
+fn the_document_matches_its_snapshot() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots/openapi.json");
+    let doc = serde_json::to_value(poblysh_connectors::api::openapi()).unwrap();
+    let text = format!("{}\n", serde_json::to_string_pretty(&doc).unwrap());
+    if std::env::var_os("POBLYSH_BLESS").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &text).unwrap();
+        return;
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (run `POBLYSH_BLESS=1 cargo test --test main api::openapi::`)",
+            path.display()
+        )
+    });
+    let snapshot: Value = serde_json::from_str(&committed).unwrap();
+    if snapshot != doc {
+        let first = committed
+            .lines()
+            .zip(text.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or(committed.lines().count().min(text.lines().count()));
+        panic!(
+            "/openapi.json differs from {} from line {}:\n  committed: {}\n  now:       {}\nre-bless with `POBLYSH_BLESS=1 cargo test --test main api::openapi::` if intended",
+            path.display(),
+            first + 1,
+            committed.lines().nth(first).unwrap_or("<end>"),
+            text.lines().nth(first).unwrap_or("<end>"),
+        );
+    }
 }

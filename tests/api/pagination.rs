@@ -9,7 +9,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::harness::send;
+use crate::api::harness::send;
 use crate::on_both_backends;
 
 fn signal(tenant: Uuid, connection: Uuid, i: usize, at: DateTime<Utc>) -> Signal {

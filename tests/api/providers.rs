@@ -5,7 +5,7 @@
 use reqwest::Method;
 use serde_json::json;
 
-use crate::harness::{Server, send};
+use crate::api::harness::{Server, send};
 use crate::on_both_backends;
 
 fn descriptor_yaml(id: &str) -> String {
@@ -70,7 +70,7 @@ on_both_backends! {
 
 #[tokio::test]
 async fn registrations_survive_a_restart() {
-    let first = Server::start(crate::harness::Backend::Sqlite).await;
+    let first = Server::start(crate::api::harness::Backend::Sqlite).await;
     let (status, _) = send(
         first
             .operator(Method::PUT, "/providers/kept")
@@ -80,7 +80,7 @@ async fn registrations_survive_a_restart() {
     .await;
     assert_eq!(status, 201);
     // A second server on the same database sees it.
-    let out = crate::harness::command(first.dir.path(), &first.database_url)
+    let out = crate::api::harness::command(first.dir.path(), &first.database_url)
         .arg("migrate")
         .arg("status")
         .output()

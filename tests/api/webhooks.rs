@@ -7,7 +7,7 @@ use reqwest::Method;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::harness::send;
+use crate::api::harness::send;
 use crate::on_both_backends;
 
 const SECRET: &str = "It's a Secret to Everybody";

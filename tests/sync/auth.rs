@@ -10,7 +10,7 @@ use uuid::Uuid;
 use wiremock::matchers::{header, method, path, query_param};
 use wiremock::{Mock, MockBuilder, MockServer, Request};
 
-use crate::fake::{Delta, Fake, PAT_BLOCK, Paging, descriptor};
+use crate::sync::fake::{Delta, Fake, PAT_BLOCK, Paging, descriptor};
 
 /// Adds the request matchers one auth case expects.
 type Matcher = Box<dyn Fn(MockBuilder) -> MockBuilder>;
@@ -61,7 +61,7 @@ crate::on_both! {
             ("none", "auth: {method: none}".to_owned(), vec![],
              Box::new(|m| m.and(|req: &Request| !req.headers.contains_key("authorization")))),
         ];
-        let node = crate::harness::Node::new(backend, true, &[]).await;
+        let node = crate::sync::harness::Node::new(backend, true, &[]).await;
         for (name, auth, credentials, matcher) in cases {
             let server = MockServer::start().await;
             let fake = Fake::default();

@@ -13,8 +13,8 @@ use uuid::Uuid;
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer};
 
-use crate::fake::{Delta, Fake, Paging, descriptor};
-use crate::harness::{Backend, Node};
+use crate::sync::fake::{Delta, Fake, Paging, descriptor};
+use crate::sync::harness::{Backend, Node};
 
 async fn stored(node: &Node, tenant: TenantId) -> Vec<(String, String)> {
     let (list, _) = signals::list(&node.services.db, tenant, &Default::default(), 100, None)

@@ -17,8 +17,8 @@ use uuid::Uuid;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
-use crate::fake::{Delta, Fake, Paging, descriptor};
-use crate::harness::{Backend, Node};
+use crate::sync::fake::{Delta, Fake, Paging, descriptor};
+use crate::sync::harness::{Backend, Node};
 
 struct Setup {
     node: Node,

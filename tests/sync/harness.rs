@@ -24,7 +24,7 @@ use secrecy::SecretString;
 use serde_json::Value;
 use tower::ServiceExt;
 
-use super::pg;
+use crate::pg;
 
 pub const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 pub const TOKEN: &str = "sync-test-operator-token-0123";
@@ -208,16 +208,16 @@ macro_rules! on_both {
         mod $name {
             #[allow(unused_imports)]
             use super::*;
-            async fn run($backend: $crate::harness::Backend) $body
+            async fn run($backend: $crate::sync::harness::Backend) $body
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn sqlite() {
-                run($crate::harness::Backend::Sqlite).await;
+                run($crate::sync::harness::Backend::Sqlite).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn postgres() {
-                run($crate::harness::Backend::Postgres).await;
+                run($crate::sync::harness::Backend::Postgres).await;
             }
         }
     };

@@ -27,7 +27,7 @@ use uuid::Uuid;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer};
 
-use crate::fake::{Delta, Fake, Paging, descriptor};
+use crate::sync::fake::{Delta, Fake, Paging, descriptor};
 
 /// A "native" connector: fetches through an inner connector, then answers with
 /// its own checkpoint, and counts its calls.
@@ -102,7 +102,7 @@ impl Connector for Native {
 
 crate::on_both! {
     async fn the_executor_runs_a_registered_native_connector(backend) {
-        let node = crate::harness::Node::new(backend, true, &[]).await;
+        let node = crate::sync::harness::Node::new(backend, true, &[]).await;
         let server = MockServer::start().await;
         let fake = Fake::default();
         fake.add(1, 0);

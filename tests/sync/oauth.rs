@@ -24,8 +24,8 @@ use uuid::Uuid;
 use wiremock::matchers::{body_string_contains, header, method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
-use crate::fake::{Delta, Fake, PAT_BLOCK, Paging, descriptor};
-use crate::harness::{Backend, Node};
+use crate::sync::fake::{Delta, Fake, PAT_BLOCK, Paging, descriptor};
+use crate::sync::harness::{Backend, Node};
 
 /// RFC 6749 §5.1's example token response.
 const ACCESS: &str = "2YotnFZFEjr1zCsicMWpAA";

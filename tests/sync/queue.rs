@@ -19,8 +19,8 @@ use uuid::Uuid;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
-use crate::fake::{Delta, Fake, Paging, descriptor};
-use crate::harness::{Backend, Node};
+use crate::sync::fake::{Delta, Fake, Paging, descriptor};
+use crate::sync::harness::{Backend, Node};
 
 async fn all_jobs(node: &Node) -> Vec<sync_job::Model> {
     sync_job::Entity::find()
@@ -95,7 +95,7 @@ crate::on_both! {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_nodes_on_one_postgres_run_every_job_exactly_once() {
-    let (url, _) = crate::harness::database(Backend::Postgres).await;
+    let (url, _) = crate::sync::harness::database(Backend::Postgres).await;
     let nodes = [
         Node::on(&url, true, &[]).await,
         Node::on(&url, true, &[]).await,

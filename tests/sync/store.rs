@@ -36,7 +36,7 @@ fn signal(tenant: TenantId, conn: ConnectionId, i: i64, full: bool) -> Signal {
 
 crate::on_both! {
     async fn every_field_round_trips_and_duplicates_are_skipped(backend) {
-        let node = crate::harness::Node::new(backend, true, &[]).await;
+        let node = crate::sync::harness::Node::new(backend, true, &[]).await;
         let db = &node.services.db;
         let tenant = TenantId::from_uuid(Uuid::now_v7());
         let conn = ConnectionId::from_uuid(Uuid::now_v7());

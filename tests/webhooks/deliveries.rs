@@ -17,8 +17,10 @@ use secrecy::SecretString;
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-use crate::harness::{Backend, Node};
-use crate::support::{deliveries, fixture, hmac_sha1_base64, hmac_sha256_hex, kinds, post};
+use crate::sync::harness::{Backend, Node};
+use crate::webhooks::support::{
+    deliveries, fixture, hmac_sha1_base64, hmac_sha256_hex, kinds, post,
+};
 
 static NEXT_EVENT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 

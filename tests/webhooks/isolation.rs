@@ -8,8 +8,8 @@ use poblysh_connectors::domain::TenantId;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::harness::Node;
-use crate::support::{deliveries, fixture, hmac_sha256_hex, kinds, post, signals};
+use crate::sync::harness::Node;
+use crate::webhooks::support::{deliveries, fixture, hmac_sha256_hex, kinds, post, signals};
 
 const APP_SECRET: &str = "github-app-secret";
 const OWN_SECRET: &str = "bigcorp-repo-secret";
@@ -64,7 +64,7 @@ crate::on_both! {
         // Two tenants connected the same workspace (metadata set by Slack's OAuth answer).
         let tenants = [TenantId::from_uuid(Uuid::now_v7()), TenantId::from_uuid(Uuid::now_v7())];
         for t in tenants {
-            crate::deliveries::connect_with_metadata(&node, "slack", t, json!({"team_id": "T123ABC456"})).await;
+            crate::webhooks::deliveries::connect_with_metadata(&node, "slack", t, json!({"team_id": "T123ABC456"})).await;
         }
         let body = fixture("slack/events.event_callback.message_channels.json");
         for expected in ["accepted", "duplicate"] {

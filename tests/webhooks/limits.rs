@@ -6,12 +6,15 @@ use poblysh_connectors::domain::TenantId;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::harness::Node;
-use crate::support::{deliveries, fixture, hmac_sha256_hex, kinds, post};
+use crate::sync::harness::Node;
+use crate::webhooks::support::{deliveries, fixture, hmac_sha256_hex, kinds, post};
 
 const SECRET: &str = "It's a Secret to Everybody";
 
-async fn github_node(backend: crate::harness::Backend, env: &[(&str, &str)]) -> (Node, TenantId) {
+async fn github_node(
+    backend: crate::sync::harness::Backend,
+    env: &[(&str, &str)],
+) -> (Node, TenantId) {
     let node = Node::new(backend, true, env).await;
     node.register(&std::fs::read_to_string("descriptors/github.yaml").unwrap());
     let tenant = TenantId::from_uuid(Uuid::now_v7());

@@ -9,7 +9,7 @@ use poblysh_connectors::domain::TenantId;
 use sea_orm::{EntityTrait, PaginatorTrait};
 use serde_json::Value;
 
-use crate::harness::Node;
+use crate::sync::harness::Node;
 
 /// HMAC-SHA256 of `parts` in order, lowercase hex.
 pub fn hmac_sha256_hex(secret: &str, parts: &[&[u8]]) -> String {

@@ -421,7 +421,7 @@ fn timestamps_from_the_body_and_from_a_header() {
     let linear = descriptor("linear");
     let secret = SecretString::from("s3cret");
     let now = Utc::now();
-    let sign = |body: &str| crate::support::hmac_sha256_hex("s3cret", &[body.as_bytes()]);
+    let sign = |body: &str| crate::webhooks::support::hmac_sha256_hex("s3cret", &[body.as_bytes()]);
     let body = |ms: i64| format!(r#"{{"type":"Issue","action":"create","webhookTimestamp":{ms}}}"#);
     let check = |body: String| {
         let headers = [("Linear-Signature", sign(&body))];
@@ -444,7 +444,7 @@ fn timestamps_from_the_body_and_from_a_header() {
 
     let sentry = descriptor("sentry");
     let body = br#"{"action":"created"}"#;
-    let signature = crate::support::hmac_sha256_hex("s3cret", &[body]);
+    let signature = crate::webhooks::support::hmac_sha256_hex("s3cret", &[body]);
     let at = |t: i64| {
         let headers = [
             ("Sentry-Hook-Signature", signature.clone()),

@@ -1,11 +1,8 @@
 //! The sync engine end to end, in process: the executor and scheduler over a
 //! real database (SQLite and PostgreSQL), provider APIs mocked with wiremock.
 
-#[path = "../api/pg.rs"]
-mod pg;
-
-mod fake;
-mod harness;
+pub mod fake;
+pub mod harness;
 
 mod auth;
 mod deltas;

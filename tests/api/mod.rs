@@ -1,8 +1,7 @@
 //! API integration tests: the real server, spawned on a free port, against
 //! SQLite and PostgreSQL (`on_both_backends!` runs each scenario on both).
 
-mod harness;
-mod pg;
+pub mod harness;
 
 mod auth_and_isolation;
 mod connections;

@@ -1,4 +1,4 @@
-//! A throwaway PostgreSQL cluster for the tests, started once per test binary
+//! A throwaway PostgreSQL cluster for the tests, started once per test process
 //! from the installed `initdb`/`pg_ctl` on a free port (no Docker), or the
 //! server at `TEST_DATABASE_URL`. Each test gets its own fresh database. A
 //! watchdog stops the cluster and removes its files when the test process exits.

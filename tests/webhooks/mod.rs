@@ -2,15 +2,8 @@
 //! and PostgreSQL): signature vectors through the shipped descriptors, real
 //! provider samples posted over the router, replays, limits and handshakes.
 
-#[path = "../api/pg.rs"]
-mod pg;
-
-#[path = "../sync/harness.rs"]
-#[allow(dead_code)]
-mod harness;
-
 mod deliveries;
 mod isolation;
 mod limits;
-mod support;
+pub mod support;
 mod vectors;

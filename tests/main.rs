@@ -1,0 +1,21 @@
+//! Every integration test, in one binary (the crate is linked once, not once
+//! per file): the API over a spawned server (`api`), the sync engine and the
+//! webhook gateway in process (`sync`, `webhooks`), the CLI commands, the
+//! loader and compile checks, the mapping engine and the golden fixtures.
+//! Run one part with `cargo test --test main <module>::`, e.g. `golden::`.
+
+mod pg;
+
+mod api;
+mod check_cli;
+mod compile_checks;
+mod fuzz_loader;
+mod fuzz_mapping;
+mod golden;
+mod load_formats;
+mod map_cli;
+mod mapping;
+mod schema;
+mod serve;
+mod sync;
+mod webhooks;
