@@ -2,6 +2,8 @@
 //! summary template, signal-type rules, conditions, priority).
 
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+
+pub use crate::domain::Priority;
 use serde::{Deserialize, Serialize};
 
 use super::model::OneOrMany;
@@ -141,20 +143,6 @@ pub struct PriorityRule {
     pub value: Option<serde_json::Value>,
     /// Resulting priority.
     pub then: Priority,
-}
-
-/// Signal priority.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Priority {
-    /// Critical.
-    Critical,
-    /// High.
-    High,
-    /// Medium.
-    Medium,
-    /// Low.
-    Low,
 }
 
 /// Schema of a condition value: a scalar, or a list of scalars for `in`.

@@ -7,7 +7,22 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::ids::{ConnectionId, TenantId};
-use crate::descriptor::mapping::Priority;
+
+/// Signal priority.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    /// Critical.
+    Critical,
+    /// High.
+    High,
+    /// Medium.
+    Medium,
+    /// Low.
+    Low,
+}
+
+text_enum!(Priority { Critical => "critical", High => "high", Medium => "medium", Low => "low" });
 
 /// A normalized event from a provider.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -14,6 +14,7 @@ use url::Url;
 
 use super::http::{HttpClient, HttpError, HttpRequest, RetryPolicy};
 use crate::descriptor::auth::{OAuth2Config, TokenAuthMethod};
+pub use crate::domain::TokenSet;
 
 /// The OAuth client (app) credentials.
 pub struct ClientCredentials {
@@ -21,32 +22,6 @@ pub struct ClientCredentials {
     pub client_id: String,
     /// Client secret.
     pub client_secret: SecretString,
-}
-
-/// Tokens from the token endpoint.
-pub struct TokenSet {
-    /// The access token.
-    pub access_token: SecretString,
-    /// The refresh token, when one was issued.
-    pub refresh_token: Option<SecretString>,
-    /// When the access token expires, when known.
-    pub expires_at: Option<DateTime<Utc>>,
-    /// The response without its secrets, flattened one level (`team.id` →
-    /// `team_id`), for connection metadata and webhook routing.
-    pub metadata: Map<String, Value>,
-}
-
-impl std::fmt::Debug for TokenSet {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenSet")
-            .field("expires_at", &self.expires_at)
-            .field(
-                "refresh_token",
-                &self.refresh_token.as_ref().map(|_| "<set>"),
-            )
-            .field("metadata", &self.metadata)
-            .finish_non_exhaustive()
-    }
 }
 
 /// Why a token request failed.

@@ -8,7 +8,7 @@
 //! never moves past the run's start, so items changed during the run are read
 //! next time. A page token or link that repeats is an error, not a loop.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use chrono::{DateTime, Duration, SecondsFormat, TimeZone, Utc};
 use http::{HeaderName, HeaderValue, Method};
@@ -25,11 +25,7 @@ use crate::descriptor::ingestion::{OffsetUnit, PaginationType, TimestampFilterFo
 use crate::descriptor::model::HttpMethod;
 use crate::domain::{ConnectionId, Signal, TenantId};
 
-/// Checkpoints by partition (`""` when the connector is not partitioned).
-pub type Checkpoints = BTreeMap<String, Option<String>>;
-
-/// The partition key of an unpartitioned connector.
-pub const NO_PARTITION: &str = "";
+pub use crate::domain::{Checkpoints, NO_PARTITION};
 
 /// Where mapped Signals go (the executor writes them in the run's transaction).
 #[async_trait::async_trait]

@@ -15,6 +15,26 @@ use crate::db::repo::cursor::Cursor;
 use crate::db::repo::jobs::{self, Job, JobFilter, JobState, JobType, Trigger};
 use crate::domain::ConnectionId;
 
+/// The OpenAPI schema of a job enum: a string with its stored words (the
+/// domain types know nothing of the API).
+macro_rules! word_schema {
+    ($t:ty, $description:literal) => {
+        impl utoipa::PartialSchema for $t {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::Type::String)
+                    .description(Some($description))
+                    .enum_values(Some(<$t>::ALL.iter().map(|v| v.as_str())))
+                    .into()
+            }
+        }
+        impl ToSchema for $t {}
+    };
+}
+word_schema!(JobType, "Full backfill or incremental sync.");
+word_schema!(Trigger, "What started a job.");
+word_schema!(JobState, "Where a job is.");
+
 /// A sync job.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct JobDto {

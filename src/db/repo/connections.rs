@@ -16,8 +16,8 @@ use zeroize::Zeroizing;
 use crate::crypto::{Binding, KeyRing};
 use crate::db::entities::connection::{ActiveModel, Column, Entity, Model};
 use crate::db::{Db, StoreError, stored_time};
+use crate::domain::TokenSet;
 use crate::domain::{ConnectionId, TenantId};
-use crate::engine::oauth::TokenSet;
 
 /// The `credentials` field name in the AAD.
 const CREDENTIALS: &str = "credentials";

@@ -7,8 +7,8 @@ use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, Query
 
 use crate::db::entities::sync_cursor::{ActiveModel, Column, Entity};
 use crate::db::{Db, StoreError, stored_time};
+use crate::domain::Checkpoints;
 use crate::domain::{ConnectionId, TenantId};
-use crate::engine::poll::Checkpoints;
 
 /// The connection's checkpoints.
 pub async fn load(

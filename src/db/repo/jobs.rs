@@ -6,69 +6,13 @@ use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
 };
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::cursor::Cursor;
 use crate::db::entities::sync_job::{ActiveModel, Column, Entity, Model};
 use crate::db::{Db, StoreError, stored_time};
 use crate::domain::{ConnectionId, TenantId};
-
-/// Full backfill or incremental sync.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum JobType {
-    /// From the initial checkpoint.
-    Full,
-    /// From the last checkpoint.
-    Incremental,
-}
-
-/// What started a job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Trigger {
-    /// The scheduler.
-    Schedule,
-    /// `POST /sync/{provider}`.
-    Manual,
-    /// A webhook delivery.
-    Webhook,
-}
-
-/// Where a job is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum JobState {
-    /// Waiting for a worker.
-    Queued,
-    /// Being run.
-    Running,
-    /// Done.
-    Succeeded,
-    /// Gave up.
-    Failed,
-    /// Waiting to be retried.
-    Retrying,
-}
-
-macro_rules! text_enum {
-    ($t:ty { $($v:ident => $s:literal),* $(,)? }) => {
-        impl $t {
-            /// The stored text.
-            pub fn as_str(self) -> &'static str {
-                match self { $(Self::$v => $s),* }
-            }
-            /// Parses the stored text.
-            pub fn parse(s: &str) -> Option<Self> {
-                match s { $($s => Some(Self::$v),)* _ => None }
-            }
-        }
-    };
-}
-text_enum!(JobType { Full => "full", Incremental => "incremental" });
-text_enum!(Trigger { Schedule => "schedule", Manual => "manual", Webhook => "webhook" });
-text_enum!(JobState { Queued => "queued", Running => "running", Succeeded => "succeeded", Failed => "failed", Retrying => "retrying" });
+pub use crate::domain::{JobState, JobType, Trigger};
 
 /// A job as the API shows it.
 #[derive(Debug, Clone, PartialEq)]

@@ -10,8 +10,7 @@ use serde_json::Value;
 use super::cursor::Cursor;
 use crate::db::entities::signal::{Column, Entity, Model};
 use crate::db::{Db, StoreError, stored_time};
-use crate::descriptor::mapping::Priority;
-use crate::domain::{ConnectionId, Signal, TenantId};
+use crate::domain::{ConnectionId, Priority, Signal, TenantId};
 
 /// Rows per INSERT statement (16 columns; well under SQLite's variable limit).
 const BATCH: usize = 500;
@@ -29,25 +28,6 @@ pub struct SignalFilter {
     pub occurred_after: Option<DateTime<Utc>>,
     /// Strictly before.
     pub occurred_before: Option<DateTime<Utc>>,
-}
-
-fn priority_text(p: Priority) -> &'static str {
-    match p {
-        Priority::Critical => "critical",
-        Priority::High => "high",
-        Priority::Medium => "medium",
-        Priority::Low => "low",
-    }
-}
-
-fn priority_of(text: &str) -> Option<Priority> {
-    Some(match text {
-        "critical" => Priority::Critical,
-        "high" => Priority::High,
-        "medium" => Priority::Medium,
-        "low" => Priority::Low,
-        _ => return None,
-    })
 }
 
 /// The stored columns, in statement order.
@@ -83,7 +63,7 @@ fn push_row(values: &mut Vec<sea_orm::Value>, s: &Signal) {
         stored_time(s.received_at).into(),
         s.external_id.clone().into(),
         s.summary.clone().into(),
-        s.priority.map(|p| priority_text(p).to_owned()).into(),
+        s.priority.map(|p| p.as_str().to_owned()).into(),
         list(&s.participants).into(),
         list(&s.tags).into(),
         list(&s.related).into(),
@@ -136,7 +116,7 @@ impl From<Model> for Signal {
             received_at: m.received_at,
             external_id: m.external_id,
             summary: m.summary,
-            priority: m.priority.as_deref().and_then(priority_of),
+            priority: m.priority.as_deref().and_then(Priority::parse),
             participants: strings(m.participants),
             tags: strings(m.tags),
             related: strings(m.related),
@@ -188,7 +168,7 @@ fn unnest_values<S: Borrow<Signal>>(chunk: &[S]) -> Vec<sea_orm::Value> {
         column(chunk, |s| s.summary.clone()),
         column(chunk, |s| {
             s.priority
-                .map(|p| priority_text(p).to_owned())
+                .map(|p| p.as_str().to_owned())
                 .unwrap_or_default()
         }),
         column(chunk, |s| list(&s.participants)),

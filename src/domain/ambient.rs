@@ -1,0 +1,215 @@
+//! The inputs that vary from run to run and that no module reaches for on its
+//! own: the clock (now, and sleeping) and randomness. `Ambient` carries both; a
+//! node builds it once (`Ambient::system()`), tests swap in a [`ManualClock`]
+//! and a seeded [`Random`] so time and chance are theirs to control.
+
+use std::fmt::Debug;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+
+/// A future that sleeps.
+pub type Sleep = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Tells the time and waits.
+pub trait Clock: Send + Sync + Debug {
+    /// Now.
+    fn now(&self) -> DateTime<Utc>;
+    /// Waits for `duration` (a test clock may only move its time forward).
+    fn sleep(&self, duration: Duration) -> Sleep;
+}
+
+/// Random bytes.
+pub trait Random: Send + Sync + Debug {
+    /// Fills `buf` with random bytes.
+    fn fill(&self, buf: &mut [u8]);
+}
+
+/// The real clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    // clippy::disallowed_methods: the one place the real clock is read
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+
+    // clippy::disallowed_methods: the one place a real sleep is made
+    fn sleep(&self, duration: Duration) -> Sleep {
+        Box::pin(tokio::time::sleep(duration))
+    }
+}
+
+/// A clock that moves only when told to; `sleep` advances it at once.
+#[derive(Debug, Clone)]
+pub struct ManualClock(Arc<Mutex<DateTime<Utc>>>);
+
+impl ManualClock {
+    /// A clock standing at `now`.
+    pub fn new(now: DateTime<Utc>) -> Self {
+        ManualClock(Arc::new(Mutex::new(now)))
+    }
+
+    /// Moves the clock forward by `by`.
+    pub fn advance(&self, by: chrono::Duration) {
+        *self.lock() += by;
+    }
+
+    /// Sets the clock to `now`.
+    pub fn set(&self, now: DateTime<Utc>) {
+        *self.lock() = now;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, DateTime<Utc>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.lock()
+    }
+
+    fn sleep(&self, duration: Duration) -> Sleep {
+        self.advance(chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX));
+        Box::pin(std::future::ready(()))
+    }
+}
+
+/// The operating system's randomness.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OsRandom;
+
+impl Random for OsRandom {
+    // clippy::disallowed_methods: the one place OS randomness is read
+    fn fill(&self, buf: &mut [u8]) {
+        getrandom::fill(buf).expect("the operating system provides randomness");
+    }
+}
+
+/// A deterministic generator (SplitMix64) for tests: the same seed gives the
+/// same bytes.
+#[derive(Debug)]
+pub struct SeededRandom(Mutex<u64>);
+
+impl SeededRandom {
+    /// A generator starting from `seed`.
+    pub fn new(seed: u64) -> Self {
+        SeededRandom(Mutex::new(seed))
+    }
+}
+
+impl Random for SeededRandom {
+    fn fill(&self, buf: &mut [u8]) {
+        let mut state = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        for chunk in buf.chunks_mut(8) {
+            *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = *state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^= z >> 31;
+            chunk.copy_from_slice(&z.to_le_bytes()[..chunk.len()]);
+        }
+    }
+}
+
+/// The clock and randomness of a node, shared by everything in it.
+#[derive(Debug, Clone)]
+pub struct Ambient {
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+    /// Randomness.
+    pub random: Arc<dyn Random>,
+}
+
+impl Ambient {
+    /// The real clock and the operating system's randomness.
+    pub fn system() -> Self {
+        Ambient {
+            clock: Arc::new(SystemClock),
+            random: Arc::new(OsRandom),
+        }
+    }
+
+    /// Now.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// Waits for `duration`.
+    pub fn sleep(&self, duration: Duration) -> Sleep {
+        self.clock.sleep(duration)
+    }
+
+    /// A random number in [0, 1).
+    pub fn unit(&self) -> f64 {
+        let mut bytes = [0u8; 8];
+        self.random.fill(&mut bytes);
+        (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// A random URL-safe token of `bytes` random bytes (states, PKCE verifiers,
+    /// channel tokens).
+    pub fn token(&self, bytes: usize) -> String {
+        let mut buf = vec![0u8; bytes];
+        self.random.fill(&mut buf);
+        URL_SAFE_NO_PAD.encode(buf)
+    }
+}
+
+impl Default for Ambient {
+    fn default() -> Self {
+        Ambient::system()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_manual_clock_moves_only_when_told() {
+        let t0: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
+        let clock = ManualClock::new(t0);
+        assert_eq!(clock.now(), t0);
+        clock.advance(chrono::Duration::seconds(5));
+        assert_eq!(clock.now(), t0 + chrono::Duration::seconds(5));
+        // Sleeping takes no real time and moves the clock.
+        let started = std::time::Instant::now();
+        futures_lite_block_on(clock.sleep(Duration::from_secs(3600)));
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert_eq!(clock.now(), t0 + chrono::Duration::seconds(3605));
+    }
+
+    fn futures_lite_block_on(f: Sleep) {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f);
+    }
+
+    #[test]
+    fn seeded_randomness_repeats_and_units_stay_in_range() {
+        let a = Ambient {
+            clock: Arc::new(SystemClock),
+            random: Arc::new(SeededRandom::new(7)),
+        };
+        let b = Ambient {
+            clock: Arc::new(SystemClock),
+            random: Arc::new(SeededRandom::new(7)),
+        };
+        assert_eq!(a.token(32), b.token(32));
+        assert_ne!(a.token(32), a.token(32));
+        for _ in 0..1000 {
+            let u = a.unit();
+            assert!((0.0..1.0).contains(&u), "{u}");
+        }
+        assert_eq!(Ambient::system().token(32).len(), 43);
+    }
+}
