@@ -26,18 +26,15 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Duration, Utc};
+use poblysh_connectors::app::Builder;
 use poblysh_connectors::config::Config;
-use poblysh_connectors::crypto::KeyRing;
-use poblysh_connectors::db::Db;
 use poblysh_connectors::db::repo::connections::{self, NewConnection};
 use poblysh_connectors::db::repo::jobs::JobState;
 use poblysh_connectors::descriptor::load::load_str;
 use poblysh_connectors::descriptor::source::Format;
 use poblysh_connectors::domain::TenantId;
-use poblysh_connectors::engine::http::{HttpClient, NetworkPolicy, install_crypto_provider};
-use poblysh_connectors::registry::Registry;
-use poblysh_connectors::services::Services;
-use poblysh_connectors::sync::executor::{Executor, ExecutorSettings};
+use poblysh_connectors::engine::http::install_crypto_provider;
+use poblysh_connectors::sync::executor::ExecutorSettings;
 use poblysh_connectors::sync::scheduler;
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -234,21 +231,21 @@ fn engine(database_url: &str, mock_url: &str) {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let db = Db::connect(database_url).await.unwrap();
-        db.migrate().await.unwrap();
         let compiled = load_str("github_bench.yaml", &descriptor(mock_url), Format::Yaml)
             .unwrap_or_else(|d| panic!("{d:#?}"));
-        let registry = Registry::default();
-        registry.insert(compiled, false);
-        let services = Arc::new(Services {
-            db,
-            keys: KeyRing::new(KEY, &[]).unwrap(),
-            registry,
-            http: HttpClient::new(NetworkPolicy {
-                allow_private: true,
-            }),
-            config: Config::from_map(&BTreeMap::from([("POBLYSH_CRYPTO_KEY", KEY)])).unwrap(),
-        });
+        let config = Config::from_map(&BTreeMap::from([
+            ("POBLYSH_CRYPTO_KEY", KEY),
+            ("POBLYSH_OPERATOR_TOKENS", "bench-operator-token-0123"),
+            ("POBLYSH_ALLOW_PRIVATE_NETWORKS", "true"),
+            ("DATABASE_URL", database_url),
+        ]))
+        .unwrap();
+        let node = Builder::new(config)
+            .builtins(vec![compiled])
+            .build()
+            .await
+            .unwrap();
+        let services = Arc::clone(&node.services);
         let tenant = TenantId::from_uuid(uuid::Uuid::now_v7());
         let connection = connections::create(
             &services.db,
@@ -267,7 +264,7 @@ fn engine(database_url: &str, mock_url: &str) {
         scheduler::enqueue_backfill(&services, tenant, connection.id, "github_bench")
             .await
             .unwrap();
-        let executor = Executor::new(Arc::clone(&services), ExecutorSettings::default());
+        let executor = node.executor(ExecutorSettings::default());
         let rss_before = status_field("VmRSS:");
         let started = Instant::now();
         let report = executor.try_execute_next().await.unwrap().unwrap();

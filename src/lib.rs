@@ -5,6 +5,7 @@
 //! only in the CLI glue (`cli`, `main`).
 
 pub mod api;
+pub mod app;
 pub mod cli;
 pub mod config;
 pub mod connector;

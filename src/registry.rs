@@ -1,63 +1,131 @@
-//! The provider registry: provider id → its descriptor and its `Connector`.
-//! Built-ins come from `descriptors/` through the same loader as `check`;
-//! runtime descriptors are registered over the API (and persisted); a native
-//! connector is registered with its own `Connector` next to its descriptor.
-//! Readers get cheap `Arc` clones.
+//! The provider registry: provider id → its `Connector`. Built-ins come from
+//! `descriptors/` through the same loader as `check`; runtime descriptors are
+//! registered over the API (and persisted). A `kind: generic` descriptor is run
+//! by a `DescriptorConnector`; a `kind: native` one is bound to the native
+//! connector of its id (`connector::native`). Readers get cheap `Arc` clones.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
+use crate::config::Config;
+use crate::connector::native::{Native, NativeInput};
 use crate::connector::{Connector, DescriptorConnector};
 use crate::descriptor::compile::CompiledDescriptor;
+use crate::descriptor::model::ConnectorKind;
+use crate::domain::Ambient;
+use crate::engine::http::HttpClient;
 
 /// A registered connector.
 #[derive(Debug, Clone)]
 pub struct Entry {
-    /// The compiled descriptor (metadata, config and credential fields).
-    pub compiled: Arc<CompiledDescriptor>,
-    /// What runs it.
+    /// What runs it, and everything known about it.
     pub connector: Arc<dyn Connector>,
     /// Shipped in `descriptors/` (read-only over the API).
     pub built_in: bool,
 }
 
+/// Why a connector cannot be registered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryError {
+    /// A `kind: native` descriptor without a native connector of its id.
+    #[error(
+        "`{0}` is `kind: native` but this build has no native connector `{0}` (native connectors: {1})"
+    )]
+    NoNative(String, String),
+    /// Two native connectors with one id.
+    #[error("two native connectors have the id `{0}`")]
+    DuplicateNative(String),
+}
+
+/// What native connectors are built with.
+#[derive(Debug, Clone)]
+pub struct NativeEnv {
+    /// The node's outbound client.
+    pub http: HttpClient,
+    /// The node's clock and randomness.
+    pub ambient: Ambient,
+    /// The service configuration.
+    pub config: Config,
+}
+
 /// The connectors this process knows, by id.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Registry {
     providers: RwLock<BTreeMap<String, Entry>>,
+    natives: BTreeMap<String, Native>,
+    env: NativeEnv,
 }
 
 impl Registry {
-    /// A registry of built-in descriptors.
-    pub fn with_builtins(descriptors: impl IntoIterator<Item = CompiledDescriptor>) -> Self {
-        let registry = Registry::default();
-        for d in descriptors {
-            registry.insert(d, true);
+    /// An empty registry that binds `kind: native` descriptors to `natives`.
+    pub fn new(natives: Vec<Native>, env: NativeEnv) -> Result<Self, RegistryError> {
+        let mut by_id = BTreeMap::new();
+        for n in natives {
+            let id = n.id().to_owned();
+            if by_id.insert(id.clone(), n).is_some() {
+                return Err(RegistryError::DuplicateNative(id));
+            }
         }
-        registry
+        Ok(Registry {
+            providers: RwLock::default(),
+            natives: by_id,
+            env,
+        })
     }
 
-    /// Adds or replaces a descriptor-driven connector.
-    pub fn insert(&self, compiled: CompiledDescriptor, built_in: bool) {
-        let compiled = Arc::new(compiled);
-        let connector = Arc::new(DescriptorConnector::new(Arc::clone(&compiled)));
-        self.insert_connector(compiled, connector, built_in);
+    /// The ids of the native connectors it binds.
+    pub fn native_ids(&self) -> Vec<&str> {
+        self.natives.keys().map(String::as_str).collect()
     }
 
-    /// Adds or replaces a connector run by `connector` (a native one).
-    pub fn insert_connector(
+    /// The connector a compiled descriptor describes: the generic one, or the
+    /// native one of its id.
+    pub fn connector_for(
         &self,
-        compiled: Arc<CompiledDescriptor>,
-        connector: Arc<dyn Connector>,
+        compiled: CompiledDescriptor,
+    ) -> Result<Arc<dyn Connector>, RegistryError> {
+        let compiled = Arc::new(compiled);
+        match compiled.descriptor.kind {
+            ConnectorKind::Generic => Ok(Arc::new(DescriptorConnector::new(compiled))),
+            ConnectorKind::Native => {
+                let id = compiled.id().to_owned();
+                let native = self.natives.get(&id).ok_or_else(|| {
+                    RegistryError::NoNative(id, {
+                        let ids = self.native_ids().join(", ");
+                        if ids.is_empty() { "none".into() } else { ids }
+                    })
+                })?;
+                Ok(native.build(NativeInput {
+                    descriptor: compiled,
+                    http: self.env.http.clone(),
+                    ambient: self.env.ambient.clone(),
+                    config: self.env.config.clone(),
+                }))
+            }
+        }
+    }
+
+    /// Adds or replaces the connector a compiled descriptor describes.
+    pub fn insert(
+        &self,
+        compiled: CompiledDescriptor,
         built_in: bool,
-    ) {
-        let id = compiled.id().to_owned();
-        let entry = Entry {
-            compiled,
-            connector,
-            built_in,
-        };
-        self.write().insert(id, entry);
+    ) -> Result<(), RegistryError> {
+        let connector = self.connector_for(compiled)?;
+        self.insert_connector(connector, built_in);
+        Ok(())
+    }
+
+    /// Adds or replaces a connector.
+    pub fn insert_connector(&self, connector: Arc<dyn Connector>, built_in: bool) {
+        let id = connector.id().to_owned();
+        self.write().insert(
+            id,
+            Entry {
+                connector,
+                built_in,
+            },
+        );
     }
 
     /// Removes a connector.

@@ -1,10 +1,12 @@
 //! The long-lived services every part of a running node shares: storage, the
-//! key ring, the connector registry, the outbound HTTP client and the
-//! configuration. Built once at start-up; the API and the workers hold it.
+//! key ring, the connector registry, the outbound HTTP client, the clock and
+//! randomness, and the configuration. Built once by the app builder
+//! (`crate::app`); the API and the workers hold it.
 
 use crate::config::Config;
 use crate::crypto::KeyRing;
 use crate::db::Db;
+use crate::domain::Ambient;
 use crate::engine::http::HttpClient;
 use crate::registry::Registry;
 
@@ -21,4 +23,6 @@ pub struct Services {
     pub http: HttpClient,
     /// Configuration (provider app secrets, public URL).
     pub config: Config,
+    /// The clock and randomness (the same the database and HTTP client use).
+    pub ambient: Ambient,
 }

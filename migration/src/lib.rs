@@ -8,6 +8,7 @@ mod m20261122_000001_initial;
 mod m20261122_000002_one_running_job;
 mod m20261122_000003_oauth_state_connection;
 mod m20261122_000004_delivery_per_connection;
+mod m20261201_000005_connection_renewal;
 
 /// All migrations, in order.
 pub struct Migrator;
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000002_one_running_job::Migration),
             Box::new(m20261122_000003_oauth_state_connection::Migration),
             Box::new(m20261122_000004_delivery_per_connection::Migration),
+            Box::new(m20261201_000005_connection_renewal::Migration),
         ]
     }
 }

@@ -85,7 +85,7 @@ pub fn keys(command: &KeysCommand) -> anyhow::Result<ExitCode> {
     let config = Config::from_env()?;
     match command {
         KeysCommand::Reencrypt => runtime()?.block_on(async {
-            let keys = super::serve::key_ring(&config)?;
+            let keys = crate::app::key_ring(&config)?;
             let db = open(&config).await?;
             db.migrate().await?;
             let report = reencrypt_all(&db, &keys).await?;

@@ -7,8 +7,9 @@ use std::process::ExitCode;
 use serde::Serialize;
 
 use super::OutputFormat;
+use crate::connector::native;
 use crate::descriptor::diagnostic::Diagnostic;
-use crate::descriptor::load::load_paths;
+use crate::descriptor::load::Loader;
 
 #[derive(Serialize)]
 struct JsonReport<'a> {
@@ -20,7 +21,9 @@ struct JsonReport<'a> {
 
 /// Runs `check` over `paths`; exit 0 when everything is valid.
 pub fn run(paths: &[PathBuf], format: OutputFormat) -> ExitCode {
-    let report = load_paths(paths);
+    let natives = native::all();
+    let ids = native::ids(&natives);
+    let report = Loader::with_natives(&ids).load_paths(paths);
     match format {
         OutputFormat::Text => {
             for d in &report.diagnostics {

@@ -1,35 +1,92 @@
 //! `DescriptorConnector`: the `Connector` of a compiled descriptor, run by the
-//! generic engine (OAuth URLs and token requests, polling, webhook mapping,
-//! health check).
+//! generic engine (OAuth URLs and token requests, polling, webhook
+//! verification, handshakes, routing and mapping, health check). Its
+//! capabilities and catalogue entry are read off the descriptor once, here.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 use serde_json::json;
 use url::Url;
 
 use super::{
-    AuthorizeRequest, ConnectionContext, Connector, ConnectorError, OAuthOptions, SyncMode,
-    TokenContext,
+    AuthorizeRequest, Capabilities, Catalogue, ConnectionContext, Connector, ConnectorError,
+    OAuthOptions, PollSchedule, SyncMode, TokenContext, WebhookProfile, WebhookReceiver,
 };
-use crate::descriptor::auth::{AuthDescriptor, OAuth2Config};
-use crate::descriptor::compile::{CompiledAuth, CompiledDescriptor, TemplateId};
+use crate::descriptor::auth::OAuth2Config;
+use crate::descriptor::compile::{
+    CompiledAuth, CompiledDescriptor, CompiledVerification, CompiledWebhook, TemplateId,
+};
+use crate::domain::TokenSet;
 use crate::engine::health::{self, HealthResult};
 use crate::engine::mapping::{self, MapContext, WebhookInput, WebhookMapped};
-use crate::engine::oauth::{self, TokenEndpoint, TokenSet};
+use crate::engine::oauth::{self, TokenEndpoint};
 use crate::engine::poll::{self, Checkpoints, PollContext, PollOutcome, SignalSink};
+use crate::engine::webhook::WebhookRequest;
+use crate::engine::webhook::handshake::{self, HandshakeReply};
+use crate::engine::webhook::verify::{self, VerifyError};
 
 /// A descriptor-driven connector.
 #[derive(Debug, Clone)]
 pub struct DescriptorConnector {
     compiled: Arc<CompiledDescriptor>,
+    catalogue: Catalogue,
+    capabilities: Capabilities,
+    webhooks: Option<DescriptorWebhooks>,
+}
+
+/// The webhook half of a descriptor connector.
+#[derive(Debug, Clone)]
+struct DescriptorWebhooks {
+    compiled: Arc<CompiledDescriptor>,
+    profile: WebhookProfile,
+}
+
+impl DescriptorWebhooks {
+    fn webhook(&self) -> &CompiledWebhook {
+        self.compiled
+            .webhook
+            .as_ref()
+            .expect("built only for descriptors with webhooks")
+    }
 }
 
 impl DescriptorConnector {
     /// The connector of a compiled descriptor.
     pub fn new(compiled: Arc<CompiledDescriptor>) -> Self {
-        DescriptorConnector { compiled }
+        let d = &compiled.descriptor;
+        let capabilities = Capabilities {
+            oauth: match &compiled.auth {
+                CompiledAuth::OAuth2 { config, .. } => Some(OAuthOptions { pkce: config.pkce }),
+                _ => None,
+            },
+            polling: compiled.polling.as_ref().map(|p| PollSchedule {
+                interval: Duration::from_secs(u64::from(p.interval_seconds)),
+            }),
+            hooks: Default::default(),
+        };
+        let webhooks = compiled.webhook.as_ref().map(|w| DescriptorWebhooks {
+            compiled: Arc::clone(&compiled),
+            profile: WebhookProfile {
+                verified: !matches!(w.verification, CompiledVerification::None),
+                secret_field: match &w.verification {
+                    CompiledVerification::Signature(sig) => sig.config.secret_field.clone(),
+                    CompiledVerification::Token(token) => token.secret_field.clone(),
+                    CompiledVerification::None => None,
+                },
+                routing: w.routing.as_ref().map(|r| r.target.clone()),
+                json_body: true,
+            },
+        });
+        DescriptorConnector {
+            catalogue: Catalogue::of(d),
+            capabilities,
+            webhooks,
+            compiled,
+        }
     }
 
     /// The descriptor.
@@ -41,14 +98,12 @@ impl DescriptorConnector {
         &self,
         operation: &'static str,
     ) -> Result<(&OAuth2Config, TemplateId, TemplateId), ConnectorError> {
-        match (&self.compiled.descriptor.auth, &self.compiled.auth) {
-            (
-                AuthDescriptor::OAuth2(config),
-                CompiledAuth::OAuth2 {
-                    authorize_url,
-                    token_url,
-                },
-            ) => Ok((config, *authorize_url, *token_url)),
+        match &self.compiled.auth {
+            CompiledAuth::OAuth2 {
+                authorize_url,
+                token_url,
+                config,
+            } => Ok((config, *authorize_url, *token_url)),
             _ => Err(ConnectorError::Unsupported {
                 connector: self.id().to_owned(),
                 operation,
@@ -89,15 +144,16 @@ impl Connector for DescriptorConnector {
         self.compiled.id()
     }
 
-    fn oauth(&self) -> Option<OAuthOptions> {
-        match &self.compiled.descriptor.auth {
-            AuthDescriptor::OAuth2(config) => Some(OAuthOptions { pkce: config.pkce }),
-            _ => None,
-        }
+    fn catalogue(&self) -> &Catalogue {
+        &self.catalogue
     }
 
-    fn polls(&self) -> bool {
-        self.compiled.polling.is_some()
+    fn capabilities(&self) -> &Capabilities {
+        &self.capabilities
+    }
+
+    fn webhooks(&self) -> Option<&dyn WebhookReceiver> {
+        self.webhooks.as_ref().map(|w| w as &dyn WebhookReceiver)
     }
 
     async fn authorize(&self, request: AuthorizeRequest<'_>) -> Result<Url, ConnectorError> {
@@ -165,15 +221,47 @@ impl Connector for DescriptorConnector {
         Ok(poll::poll(&poll_ctx, checkpoints, sink).await?)
     }
 
-    async fn handle_webhook(
+    async fn health_check(&self, ctx: &ConnectionContext<'_>) -> HealthResult {
+        health::check(ctx.http, &self.compiled, ctx.credentials, ctx.config).await
+    }
+}
+
+#[async_trait]
+impl WebhookReceiver for DescriptorWebhooks {
+    fn profile(&self) -> &WebhookProfile {
+        &self.profile
+    }
+
+    fn prepare(&self, request: &mut WebhookRequest) {
+        request.set_projection(Arc::clone(&self.webhook().projection));
+    }
+
+    fn handshake(&self, request: &WebhookRequest, verified: bool) -> Option<HandshakeReply> {
+        handshake::answer(self.webhook(), request, verified)
+    }
+
+    async fn verify(
+        &self,
+        request: &WebhookRequest,
+        secret: Option<&SecretString>,
+        now: DateTime<Utc>,
+    ) -> Result<(), VerifyError> {
+        verify::verify(&self.webhook().verification, secret, request, now)
+    }
+
+    fn routing_value(&self, request: &WebhookRequest) -> Option<String> {
+        request.value(&self.webhook().routing.as_ref()?.source)
+    }
+
+    fn delivery_id(&self, request: &WebhookRequest) -> Option<String> {
+        request.value(self.webhook().delivery_id.as_ref()?)
+    }
+
+    async fn map(
         &self,
         delivery: WebhookInput<'_>,
         ctx: &MapContext,
     ) -> Result<WebhookMapped, ConnectorError> {
         Ok(mapping::map_webhook(&self.compiled, delivery, ctx)?)
-    }
-
-    async fn health_check(&self, ctx: &ConnectionContext<'_>) -> HealthResult {
-        health::check(ctx.http, &self.compiled, ctx.credentials, ctx.config).await
     }
 }

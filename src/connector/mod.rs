@@ -1,58 +1,38 @@
 //! The `Connector` trait every provider implements, generic (a descriptor run by
-//! the engine: [`DescriptorConnector`]) or native Rust. The registry maps a
-//! provider id to one; the API, the executor and token upkeep only call
-//! through it. A connector does the provider-side work (URLs, token requests,
-//! fetching and mapping); storage, locking, encryption and scheduling stay with
-//! the caller, so every connector gets them the same way.
+//! the engine: [`DescriptorConnector`]) or native Rust (`native/`). It is the
+//! one door: the API, the gateway, the scheduler, the executor and token
+//! upkeep ask a connector what it can do (`capabilities`, `catalogue`,
+//! `webhooks`) and call through it; none of them reads the descriptor behind
+//! it. A connector does the provider-side work (URLs, token requests, fetching,
+//! verifying and mapping); storage, locking, encryption, retries and
+//! scheduling stay with the caller, so every connector gets them the same way.
+//!
+//! Error type: [`ConnectorError`] for everything a connector does.
 
+mod capabilities;
 mod descriptor;
+mod error;
+mod lifecycle;
+pub mod native;
+mod webhook;
 
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 use serde_json::Value;
 use url::Url;
 
+pub use capabilities::{Capabilities, Catalogue, Hooks, OAuthOptions, PollSchedule};
 pub use descriptor::DescriptorConnector;
+pub use error::ConnectorError;
+pub use lifecycle::{Hook, HookOutcome};
+pub use webhook::{RoutingTarget, WebhookProfile, WebhookReceiver};
 
-use crate::domain::{ConnectionId, TenantId};
+use crate::domain::{Ambient, Checkpoints, ConnectionId, TenantId, TokenSet};
 use crate::engine::auth::Credentials;
 use crate::engine::health::HealthResult;
 use crate::engine::http::HttpClient;
-use crate::engine::mapping::{MapContext, WebhookInput, WebhookMapError, WebhookMapped};
-use crate::engine::oauth::{ClientCredentials, OAuthError, TokenSet};
-use crate::engine::poll::{Checkpoints, PollError, PollOutcome, SignalSink};
-
-/// Why a connector operation failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ConnectorError {
-    /// Polling failed (HTTP, auth, response shape, pagination, sink).
-    #[error(transparent)]
-    Poll(#[from] PollError),
-    /// A token request failed.
-    #[error(transparent)]
-    OAuth(#[from] OAuthError),
-    /// A webhook delivery could not be mapped.
-    #[error(transparent)]
-    Webhook(#[from] WebhookMapError),
-    /// The connector does not do this (e.g. OAuth on an api_key connector).
-    #[error("connector `{connector}` does not support {operation}")]
-    Unsupported {
-        /// The connector.
-        connector: String,
-        /// What was asked.
-        operation: &'static str,
-    },
-    /// A URL could not be built from the descriptor and the connection's config.
-    #[error("{0}")]
-    Url(String),
-}
-
-/// How a connector authorizes with OAuth 2.0.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OAuthOptions {
-    /// Whether the authorization uses PKCE (S256).
-    pub pkce: bool,
-}
+use crate::engine::oauth::ClientCredentials;
+use crate::engine::poll::{PollOutcome, SignalSink};
 
 /// Starting an authorization.
 #[derive(Debug, Clone, Copy)]
@@ -85,6 +65,8 @@ pub struct TokenContext<'a> {
 pub struct ConnectionContext<'a> {
     /// The outbound client.
     pub http: &'a HttpClient,
+    /// The node's clock and randomness.
+    pub ambient: &'a Ambient,
     /// The connection's credentials (fields, and a fresh access token for OAuth).
     pub credentials: &'a Credentials,
     /// The tenant.
@@ -93,6 +75,8 @@ pub struct ConnectionContext<'a> {
     pub connection_id: ConnectionId,
     /// The connection's config.
     pub config: &'a Value,
+    /// What the connection learnt from the provider (OAuth metadata, hook outcomes).
+    pub metadata: &'a Value,
     /// The run's start.
     pub now: DateTime<Utc>,
 }
@@ -106,55 +90,83 @@ pub enum SyncMode {
     Full,
 }
 
-/// A provider: everything the runtime asks of one.
+/// A provider: everything the runtime asks of one. Operations a connector
+/// does not have answer [`ConnectorError::Unsupported`] by default; its
+/// `capabilities` say which it has, so callers need not try.
 #[async_trait::async_trait]
 pub trait Connector: Send + Sync + std::fmt::Debug {
     /// The provider id.
-    fn id(&self) -> &str;
+    fn id(&self) -> &str {
+        &self.catalogue().id
+    }
 
-    /// How it uses OAuth 2.0; `None` when it does not.
-    fn oauth(&self) -> Option<OAuthOptions>;
+    /// Its catalogue entry.
+    fn catalogue(&self) -> &Catalogue;
 
-    /// Whether it polls (has a `sync`).
-    fn polls(&self) -> bool;
+    /// What it can do.
+    fn capabilities(&self) -> &Capabilities;
+
+    /// Its webhook half, when it takes webhooks.
+    fn webhooks(&self) -> Option<&dyn WebhookReceiver> {
+        None
+    }
 
     /// The provider's authorization URL for the user.
-    async fn authorize(&self, request: AuthorizeRequest<'_>) -> Result<Url, ConnectorError>;
+    async fn authorize(&self, _request: AuthorizeRequest<'_>) -> Result<Url, ConnectorError> {
+        Err(self.unsupported("OAuth 2.0 authorization"))
+    }
 
     /// Exchanges an authorization code for tokens.
     async fn exchange_token(
         &self,
-        ctx: &TokenContext<'_>,
-        code: &str,
-        redirect_uri: &str,
-        code_verifier: Option<&str>,
-    ) -> Result<TokenSet, ConnectorError>;
+        _ctx: &TokenContext<'_>,
+        _code: &str,
+        _redirect_uri: &str,
+        _code_verifier: Option<&str>,
+    ) -> Result<TokenSet, ConnectorError> {
+        Err(self.unsupported("OAuth 2.0 code exchange"))
+    }
 
     /// Refreshes the access token. A set without a refresh token means "keep
     /// the old one".
     async fn refresh_token(
         &self,
-        ctx: &TokenContext<'_>,
-        refresh_token: &SecretString,
-    ) -> Result<TokenSet, ConnectorError>;
+        _ctx: &TokenContext<'_>,
+        _refresh_token: &SecretString,
+    ) -> Result<TokenSet, ConnectorError> {
+        Err(self.unsupported("OAuth 2.0 token refresh"))
+    }
 
     /// Fetches what changed since `checkpoints` into `sink`; returns the new
     /// checkpoints. Nothing is committed by the connector.
     async fn sync(
         &self,
-        ctx: &ConnectionContext<'_>,
-        mode: SyncMode,
-        checkpoints: &Checkpoints,
-        sink: &mut dyn SignalSink,
-    ) -> Result<PollOutcome, ConnectorError>;
-
-    /// Maps a verified webhook delivery to Signals.
-    async fn handle_webhook(
-        &self,
-        delivery: WebhookInput<'_>,
-        ctx: &MapContext,
-    ) -> Result<WebhookMapped, ConnectorError>;
+        _ctx: &ConnectionContext<'_>,
+        _mode: SyncMode,
+        _checkpoints: &Checkpoints,
+        _sink: &mut dyn SignalSink,
+    ) -> Result<PollOutcome, ConnectorError> {
+        Err(self.unsupported("polling"))
+    }
 
     /// Checks the connection against the provider.
     async fn health_check(&self, ctx: &ConnectionContext<'_>) -> HealthResult;
+
+    /// Runs a lifecycle hook (only those `capabilities().hooks` names, and
+    /// `Renew` when an outcome asked for it).
+    async fn hook(
+        &self,
+        _hook: Hook,
+        _ctx: &ConnectionContext<'_>,
+    ) -> Result<HookOutcome, ConnectorError> {
+        Ok(HookOutcome::default())
+    }
+
+    /// The error of an operation this connector does not have.
+    fn unsupported(&self, operation: &'static str) -> ConnectorError {
+        ConnectorError::Unsupported {
+            connector: self.id().to_owned(),
+            operation,
+        }
+    }
 }

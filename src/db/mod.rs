@@ -14,6 +14,7 @@ use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbBackend, DbErr};
 
 use crate::crypto::CryptoError;
+use crate::domain::Ambient;
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
@@ -37,10 +38,12 @@ pub enum StoreError {
     },
 }
 
-/// The database.
+/// The database, and the node's clock and randomness that stamp and name what
+/// it stores.
 #[derive(Debug, Clone)]
 pub struct Db {
     conn: DatabaseConnection,
+    ambient: Ambient,
 }
 
 impl Db {
@@ -72,7 +75,27 @@ impl Db {
             options.max_connections(16);
         }
         let conn = Database::connect(options).await?;
-        Ok(Db { conn })
+        Ok(Db {
+            conn,
+            ambient: Ambient::system(),
+        })
+    }
+
+    /// The same database under another clock and randomness (tests, the app builder).
+    #[must_use]
+    pub fn with_ambient(mut self, ambient: Ambient) -> Self {
+        self.ambient = ambient;
+        self
+    }
+
+    /// The node's clock and randomness.
+    pub fn ambient(&self) -> &Ambient {
+        &self.ambient
+    }
+
+    /// Now, as stored (microseconds).
+    pub fn now(&self) -> DateTime<Utc> {
+        stored_time(self.ambient.now())
     }
 
     /// Applies every pending migration.

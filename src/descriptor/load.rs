@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::compile::{CompiledDescriptor, compile};
 use super::diagnostic::{Code, Diagnostic, Pointer, Position, Problem, Target};
-use super::model::ConnectorDescriptor;
+use super::model::{ConnectorDescriptor, ConnectorKind};
 use super::schema;
 use super::source::{self, Document, Format};
 
@@ -43,13 +43,120 @@ impl LoadReport {
     }
 }
 
-/// Loads one descriptor from text. `label` names it in diagnostics.
+/// The loader, knowing which `kind: native` connectors this build implements.
+/// [`Loader::default`] checks nothing about natives (tools that only map);
+/// `check`, the server and runtime registration use [`Loader::with_natives`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Loader<'a> {
+    natives: Option<&'a [&'a str]>,
+}
+
+impl<'a> Loader<'a> {
+    /// A loader for which a `kind: native` descriptor is valid only when its id
+    /// is one of `natives`.
+    pub fn with_natives(natives: &'a [&'a str]) -> Self {
+        Loader {
+            natives: Some(natives),
+        }
+    }
+
+    /// Loads one descriptor from text. `label` names it in diagnostics.
+    pub fn load_str(
+        &self,
+        label: &str,
+        text: &str,
+        format: Format,
+    ) -> Result<CompiledDescriptor, Vec<Diagnostic>> {
+        self.load_document(label, text, format).1
+    }
+
+    /// Loads one descriptor file.
+    pub fn load_file(&self, path: &Path) -> Result<CompiledDescriptor, Vec<Diagnostic>> {
+        let mut report = LoadReport::default();
+        self.load_one(path, &mut report, &mut BTreeMap::new());
+        match report.loaded.pop() {
+            Some(l) if report.diagnostics.is_empty() => Ok(l.compiled),
+            _ => Err(report.diagnostics),
+        }
+    }
+
+    /// Loads every descriptor file in `paths` (files, or directories searched
+    /// recursively for `.yaml`, `.yml` and `.json`), checking ids are unique across
+    /// all of them. A path that is missing or holds no descriptor file is a problem.
+    pub fn load_paths(&self, paths: &[PathBuf]) -> LoadReport {
+        let mut report = LoadReport::default();
+        let mut ids: BTreeMap<String, (String, Position)> = BTreeMap::new();
+        for path in paths {
+            let label = path.display().to_string();
+            let files = match descriptor_files(path) {
+                Ok(files) => files,
+                Err(message) => {
+                    report.diagnostics.push(io_diagnostic(&label, message));
+                    continue;
+                }
+            };
+            if files.is_empty() {
+                report.diagnostics.push(io_diagnostic(
+                    &label,
+                    "no descriptor files (.yaml, .yml, .json) found".into(),
+                ));
+            }
+            for file in files {
+                self.load_one(&file, &mut report, &mut ids);
+            }
+        }
+        report
+    }
+
+    /// Parses, validates and compiles; also returns the parsed document (for ids).
+    fn load_document(
+        &self,
+        label: &str,
+        text: &str,
+        format: Format,
+    ) -> (
+        Option<Document>,
+        Result<CompiledDescriptor, Vec<Diagnostic>>,
+    ) {
+        let (document, result) = load_document(label, text, format);
+        let result = match (result, &document, self.natives) {
+            (Ok(compiled), Some(doc), Some(natives))
+                if compiled.descriptor.kind == ConnectorKind::Native
+                    && !natives.contains(&compiled.id()) =>
+            {
+                let pointer = Pointer::root().key("kind");
+                let listed = if natives.is_empty() {
+                    "none".to_owned()
+                } else {
+                    natives.join(", ")
+                };
+                let problem = Problem::new(
+                    pointer.clone(),
+                    Code::Invalid,
+                    format!(
+                        "`kind: native` needs a native connector `{}` implemented in Rust (`src/connector/native/`); this build has: {listed}",
+                        compiled.id()
+                    ),
+                );
+                Err(vec![Diagnostic::new(
+                    label,
+                    doc.map.locate(&pointer, Target::Value),
+                    problem,
+                )])
+            }
+            (result, _, _) => result,
+        };
+        (document, result)
+    }
+}
+
+/// Loads one descriptor from text (no native check). `label` names it in diagnostics.
 pub fn load_str(
     label: &str,
     text: &str,
     format: Format,
 ) -> Result<CompiledDescriptor, Vec<Diagnostic>> {
-    load_document(label, text, format).1
+    Loader::default().load_str(label, text, format)
 }
 
 /// Parses, validates and compiles; also returns the parsed document (for ids).
@@ -113,42 +220,14 @@ fn path_to_pointer(path: &serde_path_to_error::Path) -> Pointer {
     pointer
 }
 
-/// Loads one descriptor file.
+/// Loads one descriptor file (no native check).
 pub fn load_file(path: &Path) -> Result<CompiledDescriptor, Vec<Diagnostic>> {
-    let mut report = LoadReport::default();
-    load_one(path, &mut report, &mut BTreeMap::new());
-    match report.loaded.pop() {
-        Some(l) if report.diagnostics.is_empty() => Ok(l.compiled),
-        _ => Err(report.diagnostics),
-    }
+    Loader::default().load_file(path)
 }
 
-/// Loads every descriptor file in `paths` (files, or directories searched
-/// recursively for `.yaml`, `.yml` and `.json`), checking ids are unique across
-/// all of them. A path that is missing or holds no descriptor file is a problem.
+/// Loads every descriptor file in `paths` (no native check): see [`Loader::load_paths`].
 pub fn load_paths(paths: &[PathBuf]) -> LoadReport {
-    let mut report = LoadReport::default();
-    let mut ids: BTreeMap<String, (String, Position)> = BTreeMap::new();
-    for path in paths {
-        let label = path.display().to_string();
-        let files = match descriptor_files(path) {
-            Ok(files) => files,
-            Err(message) => {
-                report.diagnostics.push(io_diagnostic(&label, message));
-                continue;
-            }
-        };
-        if files.is_empty() {
-            report.diagnostics.push(io_diagnostic(
-                &label,
-                "no descriptor files (.yaml, .yml, .json) found".into(),
-            ));
-        }
-        for file in files {
-            load_one(&file, &mut report, &mut ids);
-        }
-    }
-    report
+    Loader::default().load_paths(paths)
 }
 
 fn io_diagnostic(label: &str, message: String) -> Diagnostic {
@@ -159,56 +238,63 @@ fn io_diagnostic(label: &str, message: String) -> Diagnostic {
     )
 }
 
-fn load_one(path: &Path, report: &mut LoadReport, ids: &mut BTreeMap<String, (String, Position)>) {
-    let label = path.display().to_string();
-    report.files += 1;
-    let Some(format) = Format::from_path(path) else {
-        report.diagnostics.push(io_diagnostic(
-            &label,
-            "not a descriptor file: expected a .yaml, .yml or .json extension".into(),
-        ));
-        return;
-    };
-    let text = match read_text(path) {
-        Ok(t) => t,
-        Err(message) => {
-            report.diagnostics.push(io_diagnostic(&label, message));
-            return;
-        }
-    };
-    let (document, result) = load_document(&label, &text, format);
-    // Duplicate ids are found even when a descriptor has other problems.
-    if let Some(doc) = &document
-        && let Some(Value::String(id)) = doc.value.get("id")
-    {
-        let id_pointer = Pointer::root().key("id");
-        let position = doc.map.locate(&id_pointer, Target::Value);
-        if let Some((first_file, first_pos)) = ids.get(id) {
-            report.diagnostics.push(Diagnostic::new(
+impl Loader<'_> {
+    fn load_one(
+        &self,
+        path: &Path,
+        report: &mut LoadReport,
+        ids: &mut BTreeMap<String, (String, Position)>,
+    ) {
+        let label = path.display().to_string();
+        report.files += 1;
+        let Some(format) = Format::from_path(path) else {
+            report.diagnostics.push(io_diagnostic(
                 &label,
-                position,
-                Problem::new(
-                    id_pointer,
-                    Code::DuplicateId,
-                    format!(
-                        "duplicate connector id `{id}`: already defined at {first_file}:{}:{}",
-                        first_pos.line, first_pos.col
-                    ),
-                ),
+                "not a descriptor file: expected a .yaml, .yml or .json extension".into(),
             ));
-            if let Err(d) = result {
-                report.diagnostics.extend(d);
-            }
             return;
+        };
+        let text = match read_text(path) {
+            Ok(t) => t,
+            Err(message) => {
+                report.diagnostics.push(io_diagnostic(&label, message));
+                return;
+            }
+        };
+        let (document, result) = self.load_document(&label, &text, format);
+        // Duplicate ids are found even when a descriptor has other problems.
+        if let Some(doc) = &document
+            && let Some(Value::String(id)) = doc.value.get("id")
+        {
+            let id_pointer = Pointer::root().key("id");
+            let position = doc.map.locate(&id_pointer, Target::Value);
+            if let Some((first_file, first_pos)) = ids.get(id) {
+                report.diagnostics.push(Diagnostic::new(
+                    &label,
+                    position,
+                    Problem::new(
+                        id_pointer,
+                        Code::DuplicateId,
+                        format!(
+                            "duplicate connector id `{id}`: already defined at {first_file}:{}:{}",
+                            first_pos.line, first_pos.col
+                        ),
+                    ),
+                ));
+                if let Err(d) = result {
+                    report.diagnostics.extend(d);
+                }
+                return;
+            }
+            ids.insert(id.clone(), (label.clone(), position));
         }
-        ids.insert(id.clone(), (label.clone(), position));
-    }
-    match result {
-        Ok(compiled) => report.loaded.push(Loaded {
-            file: label,
-            compiled,
-        }),
-        Err(diagnostics) => report.diagnostics.extend(diagnostics),
+        match result {
+            Ok(compiled) => report.loaded.push(Loaded {
+                file: label,
+                compiled,
+            }),
+            Err(diagnostics) => report.diagnostics.extend(diagnostics),
+        }
     }
 }
 

@@ -46,39 +46,45 @@ impl Clock for SystemClock {
     }
 }
 
-/// A clock that moves only when told to; `sleep` advances it at once.
+/// A clock that moves only when told to. `sleep` waits until the clock has
+/// been moved past its deadline (as tokio's paused time does): a test decides
+/// when time passes, and nothing waits in real time.
 #[derive(Debug, Clone)]
-pub struct ManualClock(Arc<Mutex<DateTime<Utc>>>);
+pub struct ManualClock(Arc<tokio::sync::watch::Sender<DateTime<Utc>>>);
 
 impl ManualClock {
     /// A clock standing at `now`.
     pub fn new(now: DateTime<Utc>) -> Self {
-        ManualClock(Arc::new(Mutex::new(now)))
+        ManualClock(Arc::new(tokio::sync::watch::Sender::new(now)))
     }
 
-    /// Moves the clock forward by `by`.
+    /// Moves the clock forward by `by`, waking the sleeps it passes.
     pub fn advance(&self, by: chrono::Duration) {
-        *self.lock() += by;
+        self.0.send_modify(|t| *t += by);
     }
 
     /// Sets the clock to `now`.
     pub fn set(&self, now: DateTime<Utc>) {
-        *self.lock() = now;
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, DateTime<Utc>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.0.send_replace(now);
     }
 }
 
 impl Clock for ManualClock {
     fn now(&self) -> DateTime<Utc> {
-        *self.lock()
+        *self.0.borrow()
     }
 
     fn sleep(&self, duration: Duration) -> Sleep {
-        self.advance(chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX));
-        Box::pin(std::future::ready(()))
+        let mut time = self.0.subscribe();
+        let deadline =
+            *time.borrow() + chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX);
+        Box::pin(async move {
+            while *time.borrow_and_update() < deadline {
+                if time.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
     }
 }
 
@@ -173,25 +179,25 @@ impl Default for Ambient {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_manual_clock_moves_only_when_told() {
+    #[tokio::test]
+    async fn a_manual_clock_moves_only_when_told_and_sleeps_until_moved() {
         let t0: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
         let clock = ManualClock::new(t0);
         assert_eq!(clock.now(), t0);
         clock.advance(chrono::Duration::seconds(5));
         assert_eq!(clock.now(), t0 + chrono::Duration::seconds(5));
-        // Sleeping takes no real time and moves the clock.
-        let started = std::time::Instant::now();
-        futures_lite_block_on(clock.sleep(Duration::from_secs(3600)));
-        assert!(started.elapsed() < Duration::from_secs(1));
-        assert_eq!(clock.now(), t0 + chrono::Duration::seconds(3605));
-    }
-
-    fn futures_lite_block_on(f: Sleep) {
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap()
-            .block_on(f);
+        let sleeping = tokio::spawn(clock.sleep(Duration::from_secs(60)));
+        tokio::task::yield_now().await;
+        clock.advance(chrono::Duration::seconds(59));
+        tokio::task::yield_now().await;
+        assert!(!sleeping.is_finished(), "woke before its deadline");
+        clock.advance(chrono::Duration::seconds(1));
+        tokio::time::timeout(Duration::from_secs(5), sleeping)
+            .await
+            .expect("woke once the clock passed its deadline")
+            .unwrap();
+        // A zero sleep returns at once.
+        clock.sleep(Duration::ZERO).await;
     }
 
     #[test]

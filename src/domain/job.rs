@@ -3,7 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Full backfill or incremental sync.
+/// What a job runs: a full backfill or an incremental sync, or one of the
+/// connector's lifecycle hooks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobType {
@@ -11,6 +12,19 @@ pub enum JobType {
     Full,
     /// From the last checkpoint.
     Incremental,
+    /// The connector's `Setup` hook (after create or enable).
+    Setup,
+    /// The connector's `Renew` hook (before something expires).
+    Renew,
+    /// The connector's `Teardown` hook (on disable or delete).
+    Teardown,
+}
+
+impl JobType {
+    /// Whether the job syncs (rather than running a lifecycle hook).
+    pub fn is_sync(self) -> bool {
+        matches!(self, JobType::Full | JobType::Incremental)
+    }
 }
 
 /// What started a job.
@@ -41,6 +55,6 @@ pub enum JobState {
     Retrying,
 }
 
-text_enum!(JobType { Full => "full", Incremental => "incremental" });
+text_enum!(JobType { Full => "full", Incremental => "incremental", Setup => "setup", Renew => "renew", Teardown => "teardown" });
 text_enum!(Trigger { Schedule => "schedule", Manual => "manual", Webhook => "webhook" });
 text_enum!(JobState { Queued => "queued", Running => "running", Succeeded => "succeeded", Failed => "failed", Retrying => "retrying" });

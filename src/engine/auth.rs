@@ -10,7 +10,7 @@ use http::header::{AUTHORIZATION, HeaderName, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::http::HttpRequest;
-use crate::descriptor::auth::{AuthDescriptor, KeyDelivery, TokenDelivery};
+use crate::descriptor::auth::{KeyDelivery, TokenDelivery};
 use crate::descriptor::compile::CompiledAuth;
 
 /// What a connection authenticates with.
@@ -68,22 +68,26 @@ fn query(req: &mut HttpRequest, name: &str, value: &str) {
     req.url.query_pairs_mut().append_pair(name, value);
 }
 
-/// Adds the connection's credentials to `req`.
+/// Adds the connection's credentials to `req`, as `auth` says.
 pub fn apply(
-    descriptor: &AuthDescriptor,
-    compiled: &CompiledAuth,
+    auth: &CompiledAuth,
     creds: &Credentials,
     req: &mut HttpRequest,
 ) -> Result<(), AuthError> {
-    match (descriptor, compiled) {
-        (AuthDescriptor::ApiKey(c), CompiledAuth::ApiKey { credential_key }) => {
+    match auth {
+        CompiledAuth::ApiKey {
+            credential_key,
+            delivery,
+            param_name,
+            prefix,
+            extra,
+        } => {
             let key = secret(creds, credential_key)?;
-            let prefix = c.prefix.as_deref().unwrap_or_default();
-            match c.delivery {
+            match delivery {
                 KeyDelivery::Header => {
-                    header(req, &c.param_name, format!("{prefix}{key}"), credential_key)?
+                    header(req, param_name, format!("{prefix}{key}"), credential_key)?
                 }
-                KeyDelivery::Query => query(req, &c.param_name, key),
+                KeyDelivery::Query => query(req, param_name, key),
                 KeyDelivery::Bearer => header(
                     req,
                     AUTHORIZATION.as_str(),
@@ -91,7 +95,7 @@ pub fn apply(
                     credential_key,
                 )?,
             }
-            for extra in &c.extra_params {
+            for extra in extra {
                 let value = secret(creds, &extra.credential_key)?;
                 match extra.delivery {
                     KeyDelivery::Query => query(req, &extra.param_name, value),
@@ -104,17 +108,16 @@ pub fn apply(
                 }
             }
         }
-        (AuthDescriptor::Pat(c), CompiledAuth::Pat { credential_key }) => {
+        CompiledAuth::Pat {
+            credential_key,
+            delivery,
+            param_name,
+            prefix,
+        } => {
             let token = secret(creds, credential_key)?;
-            match c.delivery {
+            match delivery {
                 TokenDelivery::Header => {
-                    let prefix = c.prefix.as_deref().unwrap_or_default();
-                    header(
-                        req,
-                        &c.param_name,
-                        format!("{prefix}{token}"),
-                        credential_key,
-                    )?
+                    header(req, param_name, format!("{prefix}{token}"), credential_key)?
                 }
                 TokenDelivery::Bearer => header(
                     req,
@@ -124,13 +127,10 @@ pub fn apply(
                 )?,
             }
         }
-        (
-            AuthDescriptor::Basic(_),
-            CompiledAuth::Basic {
-                username_key,
-                password_key,
-            },
-        ) => {
+        CompiledAuth::Basic {
+            username_key,
+            password_key,
+        } => {
             let user = secret(creds, username_key)?;
             let password = creds
                 .fields
@@ -145,7 +145,7 @@ pub fn apply(
                 username_key,
             )?;
         }
-        (AuthDescriptor::OAuth2(_), CompiledAuth::OAuth2 { .. }) => {
+        CompiledAuth::OAuth2 { .. } => {
             let token = creds.access_token.as_ref().ok_or(AuthError::MissingToken)?;
             header(
                 req,
@@ -154,7 +154,8 @@ pub fn apply(
                 "access_token",
             )?;
         }
-        _ => {}
+        // Webhook-only auth and none send nothing with outbound requests.
+        CompiledAuth::WebhookSecret(_) | CompiledAuth::None => {}
     }
     Ok(())
 }
@@ -189,7 +190,7 @@ mod tests {
             Method::GET,
             "https://api.example.com/x?a=1".parse().unwrap(),
         );
-        apply(&d.descriptor.auth, &d.auth, c, &mut req)?;
+        apply(&d.auth, c, &mut req)?;
         Ok(req)
     }
 

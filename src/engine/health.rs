@@ -1,7 +1,7 @@
 //! The health check of a connection: the descriptor's `healthCheck` request with
 //! the connection's auth, its status compared with `expectStatus`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::Method;
 use serde_json::{Value, json};
@@ -31,7 +31,7 @@ pub async fn check(
     credentials: &Credentials,
     config: &Value,
 ) -> HealthResult {
-    let started = Instant::now();
+    let started = http.ambient().now();
     let hc = &descriptor.descriptor.health_check;
     let result = async {
         let base_url = descriptor
@@ -52,18 +52,12 @@ pub async fn check(
         };
         let mut request = HttpRequest::new(method, url);
         request.timeout = Duration::from_millis(u64::from(hc.timeout_ms));
-        auth::apply(
-            &descriptor.descriptor.auth,
-            &descriptor.auth,
-            credentials,
-            &mut request,
-        )
-        .map_err(|e| e.to_string())?;
+        auth::apply(&descriptor.auth, credentials, &mut request).map_err(|e| e.to_string())?;
         let response = http.send_once(&request).await.map_err(|e| e.to_string())?;
         Ok::<u16, String>(response.status)
     }
     .await;
-    let latency_ms = started.elapsed().as_millis() as u64;
+    let latency_ms = (http.ambient().now() - started).num_milliseconds().max(0) as u64;
     match result {
         Ok(status) if status == hc.expect_status => HealthResult {
             healthy: true,

@@ -18,6 +18,8 @@ use http::{HeaderMap, Method};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use url::Url;
 
+use crate::domain::{Ambient, Backoff};
+
 /// Longest error body kept in an error message.
 const ERROR_BODY_LIMIT: usize = 300;
 /// Redirects followed at most.
@@ -163,20 +165,6 @@ impl Default for RetryPolicy {
     }
 }
 
-impl RetryPolicy {
-    /// The wait before retry `attempt` (1-based): exponential with jitter (×0.5 to ×1.5).
-    pub fn backoff(&self, attempt: u32) -> Duration {
-        let base =
-            self.initial_backoff.as_millis() as f64 * 2f64.powi(attempt.saturating_sub(1) as i32);
-        Duration::from_millis((base * (0.5 + jitter())) as u64)
-    }
-}
-
-/// A random number in [0, 1).
-pub fn jitter() -> f64 {
-    (getrandom::u64().unwrap_or(0) >> 11) as f64 / (1u64 << 53) as f64
-}
-
 /// An outbound request.
 #[derive(Debug, Clone)]
 pub struct HttpRequest {
@@ -293,6 +281,7 @@ pub struct HttpClient {
     client: reqwest::Client,
     policy: NetworkPolicy,
     limits: Arc<Mutex<HashMap<String, Arc<DefaultDirectRateLimiter>>>>,
+    ambient: Ambient,
 }
 
 impl HttpClient {
@@ -320,7 +309,21 @@ impl HttpClient {
             client,
             policy,
             limits: Arc::default(),
+            ambient: Ambient::system(),
         }
+    }
+
+    /// The same client under another clock and randomness (its retry backoff
+    /// and `Retry-After` dates follow them).
+    #[must_use]
+    pub fn with_ambient(mut self, ambient: Ambient) -> Self {
+        self.ambient = ambient;
+        self
+    }
+
+    /// The clock and randomness it runs on.
+    pub fn ambient(&self) -> &Ambient {
+        &self.ambient
     }
 
     /// The network policy.
@@ -407,7 +410,7 @@ impl HttpClient {
             match self.send_once(request).await {
                 Ok(r) if r.status < 400 => return Ok(r),
                 Ok(r) => {
-                    let retry_after = retry_after(&r.headers);
+                    let retry_after = retry_after(&r.headers, self.ambient.now());
                     if r.status == 429 || (r.status == 503 && retry_after.is_some()) {
                         return Err(HttpError::RateLimited {
                             host,
@@ -428,14 +431,15 @@ impl HttpClient {
                 }
                 Err(e) => return Err(e),
             }
-            tokio::time::sleep(retry.backoff(attempt)).await;
+            let backoff = Backoff::new(retry.initial_backoff).delay(attempt, &self.ambient);
+            self.ambient.sleep(backoff).await;
             attempt += 1;
         }
     }
 }
 
-/// `Retry-After` as seconds or an HTTP date.
-pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+/// `Retry-After` as seconds or an HTTP date (the wait from `now`).
+pub fn retry_after(headers: &HeaderMap, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
     let value = headers
         .get(http::header::RETRY_AFTER)?
         .to_str()
@@ -445,7 +449,7 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         return Some(Duration::from_secs(secs));
     }
     let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    let wait = at.to_utc() - chrono::Utc::now();
+    let wait = at.to_utc() - now;
     Some(wait.to_std().unwrap_or(Duration::ZERO))
 }
 
@@ -532,6 +536,8 @@ mod tests {
 
     #[test]
     fn retry_after_in_seconds_or_as_a_date() {
+        let now: chrono::DateTime<chrono::Utc> = "2026-12-01T00:00:00Z".parse().unwrap();
+        let retry_after = |h: &HeaderMap| retry_after(h, now);
         let mut h = HeaderMap::new();
         h.insert("retry-after", "2".parse().unwrap());
         assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
@@ -546,21 +552,11 @@ mod tests {
         );
         h.insert("retry-after", "soon".parse().unwrap());
         assert_eq!(retry_after(&h), None);
-    }
-
-    #[test]
-    fn backoff_grows_with_jitter() {
-        let p = RetryPolicy {
-            initial_backoff: Duration::from_millis(100),
-            ..RetryPolicy::default()
-        };
-        for attempt in 1..=4 {
-            let base = 100u64 << (attempt - 1);
-            let b = p.backoff(attempt).as_millis() as u64;
-            assert!(
-                b >= base / 2 && b < base * 3 / 2 + 1,
-                "attempt {attempt}: {b}"
-            );
-        }
+        // A date is a wait from the injected now.
+        h.insert(
+            "retry-after",
+            "Tue, 01 Dec 2026 00:00:30 GMT".parse().unwrap(),
+        );
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(30)));
     }
 }

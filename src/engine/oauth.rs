@@ -14,6 +14,7 @@ use url::Url;
 
 use super::http::{HttpClient, HttpError, HttpRequest, RetryPolicy};
 use crate::descriptor::auth::{OAuth2Config, TokenAuthMethod};
+use crate::domain::Ambient;
 pub use crate::domain::TokenSet;
 
 /// The OAuth client (app) credentials.
@@ -47,17 +48,10 @@ pub enum OAuthError {
 }
 
 /// A PKCE pair: the verifier kept secret, the S256 challenge sent.
-pub fn pkce_pair() -> (String, String) {
-    let verifier = random_token(48);
+pub fn pkce_pair(ambient: &Ambient) -> (String, String) {
+    let verifier = ambient.token(48);
     let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
     (verifier, challenge)
-}
-
-/// A random URL-safe token of `bytes` random bytes.
-pub fn random_token(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    getrandom::fill(&mut buf).expect("the operating system provides randomness");
-    URL_SAFE_NO_PAD.encode(buf)
 }
 
 /// The URL the user is sent to.
@@ -291,7 +285,7 @@ mod tests {
 
     #[test]
     fn pkce_challenge_is_s256_of_the_verifier() {
-        let (verifier, challenge) = pkce_pair();
+        let (verifier, challenge) = pkce_pair(&Ambient::system());
         assert!(verifier.len() >= 43 && verifier.len() <= 128);
         assert_eq!(
             challenge,

@@ -1,9 +1,11 @@
 //! The webhook gateway: a request for `/webhooks/{provider}[/{tenant_id}]`
-//! becomes stored Signals. In order: the provider's webhook section, handshakes
-//! that need no verification (Trello's `HEAD`), the candidate connections, the
-//! signature or token over the raw body (fail closed), handshakes, routing, the
-//! per-connection rate limit, the delivery id, mapping through the connector,
-//! and the group-committed write (signals, delivery id, follow-up sync).
+//! becomes stored Signals. In order: the connector's webhook receiver,
+//! handshakes that need no verification (Trello's `HEAD`), the candidate
+//! connections, verification of the raw request (fail closed), handshakes,
+//! routing, the per-connection rate limit, the delivery id, mapping, and the
+//! group-committed write (signals, delivery id, follow-up sync). Everything
+//! provider-specific is asked of the connector (`WebhookReceiver`); the
+//! gateway keeps the order, the secrets, the limits and the storage.
 
 pub mod limiter;
 pub mod targets;
@@ -15,15 +17,14 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 
-use crate::connector::ConnectorError;
+use crate::connector::{Connector, ConnectorError, RoutingTarget, WebhookReceiver};
 use crate::db::StoreError;
 use crate::db::repo::connections::WebhookTarget;
-use crate::descriptor::compile::{CompiledVerification, CompiledWebhook, RoutingTarget};
 use crate::domain::TenantId;
 use crate::engine::mapping::{MapContext, WebhookInput, WebhookMapError};
 use crate::engine::webhook::WebhookRequest;
-use crate::engine::webhook::handshake::{self, HandshakeReply};
-use crate::engine::webhook::verify::{self, VerifyError};
+use crate::engine::webhook::handshake::HandshakeReply;
+use crate::engine::webhook::verify::VerifyError;
 use crate::registry::Entry;
 use crate::services::Services;
 use limiter::Limiter;
@@ -179,51 +180,60 @@ impl Gateway {
         mut request: WebhookRequest,
         now: DateTime<Utc>,
     ) -> Result<Reply, GatewayError> {
-        let provider = entry.compiled.id();
-        let Some(webhook) = entry.compiled.webhook.as_ref() else {
+        let connector = entry.connector.as_ref();
+        let provider = connector.id();
+        let Some(receiver) = connector.webhooks() else {
             return Err(GatewayError::NotFound(format!(
                 "provider `{provider}` does not receive webhooks"
             )));
         };
-        request.set_projection(Arc::clone(&webhook.projection));
-        if let Some(reply) = handshake::answer(webhook, &request, false) {
+        let profile = receiver.profile();
+        receiver.prepare(&mut request);
+        if let Some(reply) = receiver.handshake(&request, false) {
             return Ok(Reply::Handshake(reply));
         }
         if request.method != http::Method::POST {
             return Err(GatewayError::MethodNotAllowed(request.method.to_string()));
         }
-        if tenant.is_none() && webhook.routing.is_none() {
+        if tenant.is_none() && profile.routing.is_none() {
             return Err(GatewayError::NotFound(format!(
                 "provider `{provider}` routes no tenant-less webhooks; use /webhooks/{provider}/{{tenant_id}}"
             )));
         }
         let candidates = self
             .targets
-            .get(&self.services, provider, tenant, secret_field(webhook))
+            .get(
+                &self.services,
+                provider,
+                tenant,
+                profile.secret_field.as_deref(),
+            )
             .await?;
         let app_secret = self
             .services
             .config
             .provider_secret(provider, "WEBHOOK_SECRET")
             .map(|s| SecretString::from(s.to_owned()));
-        let verified = self.verify(
-            webhook,
-            tenant.is_some(),
-            &candidates,
-            app_secret.as_ref(),
-            &request,
-            now,
-        )?;
+        let verified = self
+            .verify(
+                receiver,
+                tenant.is_some(),
+                &candidates,
+                app_secret.as_ref(),
+                &request,
+                now,
+            )
+            .await?;
         // Handshakes may carry no body at all (Google's `sync`).
-        if let Some(reply) = handshake::answer(webhook, &request, true) {
+        if let Some(reply) = receiver.handshake(&request, true) {
             return Ok(Reply::Handshake(reply));
         }
-        if request.json().is_none() {
+        if profile.json_body && request.json().is_none() {
             return Err(GatewayError::BadBody("the body is not JSON".into()));
         }
         // Without the tenant in the URL, `verify` has routed already.
         let routed = match tenant {
-            Some(_) => route(webhook, &request, verified, true),
+            Some(_) => route(receiver, &request, verified, true),
             None => verified,
         };
         if routed.is_empty() {
@@ -249,7 +259,8 @@ impl Gateway {
                 wait.as_secs_f64().ceil().max(1.0) as u64,
             ));
         }
-        self.deliver(entry, webhook, routed, request, now).await
+        self.deliver(connector, receiver, routed, request, now)
+            .await
     }
 
     /// The connections the delivery verifies for. With the tenant in the URL,
@@ -257,49 +268,43 @@ impl Gateway {
     /// after); without it, the app-level secret is checked first, then the
     /// delivery is routed and connections with a secret of their own are
     /// verified with it: the result is already routed.
-    fn verify<'a>(
+    async fn verify<'a>(
         &self,
-        webhook: &CompiledWebhook,
+        receiver: &dyn WebhookReceiver,
         tenant_in_url: bool,
         candidates: &'a [WebhookTarget],
         app_secret: Option<&SecretString>,
         request: &WebhookRequest,
         now: DateTime<Utc>,
     ) -> Result<Vec<&'a WebhookTarget>, GatewayError> {
-        let verification = &webhook.verification;
-        if matches!(verification, CompiledVerification::None) {
+        let profile = receiver.profile();
+        if !profile.verified {
             return Ok(if tenant_in_url {
                 candidates.iter().collect()
             } else {
-                route(webhook, request, candidates.iter().collect(), false)
+                route(receiver, request, candidates.iter().collect(), false)
             });
         }
-        let own = |t: &'a WebhookTarget| t.secret.as_ref();
-        let check =
-            |secret: Option<&SecretString>| verify::verify(verification, secret, request, now);
         if candidates.is_empty() || !tenant_in_url {
             // The app's secret first (a handshake, or a delivery for no
             // connection, must still be authentic); then, after routing,
             // connections with a secret of their own verify with it.
-            let app_result = check(app_secret);
+            let app_result = receiver.verify(request, app_secret, now).await;
             let mut last_error = app_result.clone().err();
             let routed = if tenant_in_url {
                 Vec::new()
             } else {
-                route(webhook, request, candidates.iter().collect(), false)
+                route(receiver, request, candidates.iter().collect(), false)
             };
             // The app's secret vouches only for routing values the provider
             // set (metadata from the OAuth exchange); a config value is the
             // tenant's own claim, so a connection routed by one must prove
             // itself with its own secret.
-            let app_vouches = webhook
-                .routing
-                .as_ref()
-                .is_some_and(|r| matches!(r.target, RoutingTarget::MetadataKey(_)));
+            let app_vouches = matches!(profile.routing, Some(RoutingTarget::MetadataKey(_)));
             let mut targets = Vec::new();
             for t in routed {
-                let result = match own(t) {
-                    Some(secret) => check(Some(secret)),
+                let result = match t.secret.as_ref() {
+                    Some(secret) => receiver.verify(request, Some(secret), now).await,
                     None if app_vouches => app_result.clone(),
                     None => Err(VerifyError::NoSecret),
                 };
@@ -318,9 +323,14 @@ impl Gateway {
         let mut last_error = None;
         let mut app_result = None;
         for t in candidates {
-            let result = match own(t) {
-                Some(secret) => check(Some(secret)),
-                None => app_result.get_or_insert_with(|| check(app_secret)).clone(),
+            let result = match t.secret.as_ref() {
+                Some(secret) => receiver.verify(request, Some(secret), now).await,
+                None => match &app_result {
+                    Some(r) => Clone::clone(r),
+                    None => app_result
+                        .insert(receiver.verify(request, app_secret, now).await)
+                        .clone(),
+                },
             };
             match result {
                 Ok(()) => targets.push(t),
@@ -335,23 +345,23 @@ impl Gateway {
 
     async fn deliver(
         &self,
-        entry: &Entry,
-        webhook: &CompiledWebhook,
+        connector: &dyn Connector,
+        receiver: &dyn WebhookReceiver,
         routed: Vec<&WebhookTarget>,
         request: WebhookRequest,
         now: DateTime<Utc>,
     ) -> Result<Reply, GatewayError> {
-        let provider = entry.compiled.id().to_owned();
-        let delivery_id = webhook
-            .delivery_id
-            .as_ref()
-            .and_then(|s| request.value(s))
+        let provider = connector.id().to_owned();
+        let delivery_id = receiver
+            .delivery_id(&request)
             .map(|id| id.replace('\0', ""));
         let headers = request.headers.clone();
-        let body = request
-            .into_json()
-            .ok_or_else(|| GatewayError::BadBody("the body is not JSON".into()))?;
-        let follows = entry.compiled.polling.is_some();
+        let body = match (request.into_json(), receiver.profile().json_body) {
+            (Some(body), _) => body,
+            (None, false) => serde_json::Value::Null,
+            (None, true) => return Err(GatewayError::BadBody("the body is not JSON".into())),
+        };
+        let follows = connector.capabilities().polling.is_some();
         let mut parts = Vec::with_capacity(routed.len());
         let mut event = String::new();
         let mut handled = false;
@@ -366,17 +376,12 @@ impl Gateway {
                 headers: &headers,
                 event: None,
             };
-            let mapped =
-                entry
-                    .connector
-                    .handle_webhook(input, &ctx)
-                    .await
-                    .map_err(|e| match e {
-                        ConnectorError::Webhook(WebhookMapError::MissingEventType(at)) => {
-                            GatewayError::BadBody(format!("no event type: expected {at}"))
-                        }
-                        other => GatewayError::Internal(other.to_string()),
-                    })?;
+            let mapped = receiver.map(input, &ctx).await.map_err(|e| match e {
+                ConnectorError::Webhook(WebhookMapError::MissingEventType(at)) => {
+                    GatewayError::BadBody(format!("no event type: expected {at}"))
+                }
+                other => GatewayError::Internal(other.to_string()),
+            })?;
             event = mapped.event;
             handled = mapped.handled;
             for skipped in &mapped.mapped.skipped {
@@ -417,30 +422,22 @@ impl Gateway {
     }
 }
 
-/// The credential holding a connection's own webhook secret, per the descriptor.
-pub fn secret_field(webhook: &CompiledWebhook) -> Option<&str> {
-    match &webhook.verification {
-        CompiledVerification::Signature(sig) => sig.config.secret_field.as_deref(),
-        CompiledVerification::Token(token) => token.secret_field.as_deref(),
-        CompiledVerification::None => None,
-    }
-}
-
-/// Narrows `targets` by the descriptor's routing value: the connections whose
+/// Narrows `targets` by the delivery's routing value: the connections whose
 /// config field or metadata holds it. With the tenant in the URL
-/// (`tenant_in_url`), a descriptor without routing, or a request without a
+/// (`tenant_in_url`), a connector without routing, or a request without a
 /// routing value, goes to the tenant's first (oldest) connection; without the
 /// tenant, a request that cannot be routed reaches no one.
 fn route<'a>(
-    webhook: &CompiledWebhook,
+    receiver: &dyn WebhookReceiver,
     request: &WebhookRequest,
     targets: Vec<&'a WebhookTarget>,
     tenant_in_url: bool,
 ) -> Vec<&'a WebhookTarget> {
-    let value = webhook
+    let value = receiver
+        .profile()
         .routing
         .as_ref()
-        .and_then(|r| Some((r, request.value(&r.source)?)));
+        .and_then(|target| Some((target, receiver.routing_value(request)?)));
     let Some((routing, value)) = value else {
         return if tenant_in_url {
             targets.into_iter().take(1).collect()
@@ -448,17 +445,16 @@ fn route<'a>(
             Vec::new()
         };
     };
-    let matching: Vec<_> = targets
+    targets
         .into_iter()
         .filter(|t| {
-            let found = match &routing.target {
+            let found = match routing {
                 RoutingTarget::ConfigField(f) => t.connection.config.get(f),
                 RoutingTarget::MetadataKey(k) => t.connection.metadata.get(k),
             };
             matches_value(found, &value)
         })
-        .collect();
-    matching
+        .collect()
 }
 
 /// Whether a config or metadata value is the routing value (or, for a list,

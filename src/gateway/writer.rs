@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::db::Db;
 use crate::db::repo::deliveries::{self, NewDelivery};
-use crate::db::repo::jobs::{self, JobType, Trigger};
+use crate::db::repo::jobs::{self, JobType, NewJob, Trigger};
 use crate::db::repo::signals;
 use crate::domain::{ConnectionId, Signal, TenantId};
 
@@ -173,7 +173,8 @@ async fn write(
     for ((i, j), is_new) in keys.into_iter().zip(deliveries::record(&txn, &rows).await?) {
         fresh[i][j] = is_new;
     }
-    let window = Utc::now().timestamp().div_euclid(JOB_WINDOW_SECONDS);
+    let now = db.now();
+    let window = now.timestamp().div_euclid(JOB_WINDOW_SECONDS);
     let mut to_insert: Vec<&Signal> = Vec::new();
     let mut follow_up: HashMap<ConnectionId, (TenantId, &str)> = HashMap::new();
     let mut outcomes = Vec::with_capacity(deliveries.len());
@@ -194,17 +195,15 @@ async fn write(
     }
     signals::insert(&txn, &to_insert).await?;
     for (connection, (tenant, provider)) in &follow_up {
-        jobs::enqueue_keyed(
-            &txn,
-            *tenant,
-            *connection,
+        let job = NewJob {
+            tenant: *tenant,
+            connection: *connection,
             provider,
-            JobType::Incremental,
-            Trigger::Webhook,
-            &format!("webhook:{connection}:{window}"),
-            Utc::now(),
-        )
-        .await?;
+            job_type: JobType::Incremental,
+            trigger: Trigger::Webhook,
+        };
+        let key = format!("webhook:{connection}:{window}");
+        jobs::enqueue_keyed(&txn, job, &key, now, now).await?;
     }
     txn.commit().await?;
     if recent_jobs.len() > 100_000 {

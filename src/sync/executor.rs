@@ -1,27 +1,27 @@
-//! The executor: claims a due job, runs the provider's `Connector::sync`, and
-//! commits the run's Signals, its new checkpoints and the job's success in ONE
-//! transaction, only while it still holds the lease. A failed run
-//! commits nothing: the checkpoint never moves on failure. `try_execute_next`
-//! runs exactly one job, so tests step the queue instead of sleeping.
+//! The executor: claims a due job and runs it through the provider's
+//! `Connector`. A sync (`Connector::sync`) commits the run's Signals, its new
+//! checkpoints and the job's success in ONE transaction, only while it still
+//! holds the lease; a failed run commits nothing: the checkpoint never moves on
+//! failure. A lifecycle hook (`Connector::hook`) commits what it changed on the
+//! connection with the job's success. Failures are classified by
+//! `ConnectorError` alone, whatever the connector. `try_execute_next` runs
+//! exactly one job, so tests step the queue instead of sleeping.
 
 use std::sync::Arc;
-use std::time::Instant;
 
-use chrono::Utc;
 use sea_orm::DatabaseTransaction;
 use uuid::Uuid;
 
+use super::open::{self, OpenError, Opened};
 use super::queue::{self, QueueSettings};
-use super::tokens::{self, TokenError};
-use crate::connector::{ConnectionContext, ConnectorError, SyncMode};
-use crate::db::entities::sync_job;
-use crate::db::repo::jobs::{JobState, JobType};
-use crate::db::repo::{connections, cursors, signals};
+use crate::connector::{ConnectorError, Hook, SyncMode};
+use crate::db::repo::connections::{self, DELETING, HookUpdate};
+use crate::db::repo::jobs::{Job, JobState, JobType};
+use crate::db::repo::queue as store;
+use crate::db::repo::{cursors, signals};
 use crate::db::{Db, StoreError};
-use crate::domain::{ConnectionId, Signal, TenantId};
-use crate::engine::http::HttpError;
-use crate::engine::oauth::OAuthError;
-use crate::engine::poll::{PollError, SignalSink};
+use crate::domain::Signal;
+use crate::engine::poll::SignalSink;
 use crate::services::Services;
 
 /// Signals buffered before they are written into the run's transaction (one
@@ -84,6 +84,21 @@ enum Outcome {
         retry_after: std::time::Duration,
     },
     LeaseLost,
+}
+
+/// The outcome of a failed connector call: rate limits wait without spending
+/// an attempt; anything else is retried when it may pass.
+fn failure(e: ConnectorError) -> Outcome {
+    match e {
+        ConnectorError::RateLimited { host, retry_after } => Outcome::RateLimited {
+            error: format!("rate limited by {host}"),
+            retry_after,
+        },
+        e => Outcome::Failed {
+            retryable: e.is_retryable(),
+            error: e.to_string(),
+        },
+    }
 }
 
 /// Batches in flight between the run and its writer (bounds memory).
@@ -211,15 +226,12 @@ impl Drop for Heartbeat {
     }
 }
 
-fn retryable(e: &ConnectorError) -> bool {
-    match e {
-        ConnectorError::Poll(PollError::Http(HttpError::Transport { .. }) | PollError::Sink(_))
-        | ConnectorError::OAuth(OAuthError::Http(HttpError::Transport { .. })) => true,
-        ConnectorError::Poll(PollError::Http(HttpError::Status { status, .. }))
-        | ConnectorError::OAuth(OAuthError::Http(HttpError::Status { status, .. })) => {
-            *status >= 500
-        }
-        _ => false,
+fn hook_of(job_type: JobType) -> Option<Hook> {
+    match job_type {
+        JobType::Setup => Some(Hook::Setup),
+        JobType::Renew => Some(Hook::Renew),
+        JobType::Teardown => Some(Hook::Teardown),
+        JobType::Full | JobType::Incremental => None,
     }
 }
 
@@ -236,23 +248,26 @@ impl Executor {
 
     /// Claims and runs one due job; `None` when nothing is due.
     pub async fn try_execute_next(&self) -> Result<Option<JobReport>, StoreError> {
-        let db = &self.services.db;
+        let services = &self.services;
+        let db = &services.db;
         let worker = &self.settings.worker_id;
-        let Some(job) = queue::claim(db, worker, Utc::now(), &self.settings.queue).await? else {
+        let started = services.ambient.now();
+        let Some(job) = queue::claim(db, worker, started, &self.settings.queue).await? else {
             return Ok(None);
         };
         let heartbeat = {
             let db = db.clone();
             let worker = worker.clone();
-            let settings = self.settings.queue.clone();
+            let lease = self.settings.queue.lease;
+            let ambient = services.ambient.clone();
             let job_id = job.id;
-            let every = (settings.lease / 3)
+            let every = (lease / 3)
                 .to_std()
                 .unwrap_or(std::time::Duration::from_secs(10));
             Heartbeat(tokio::spawn(async move {
                 loop {
-                    tokio::time::sleep(every).await;
-                    match queue::heartbeat(&db, job_id, &worker, Utc::now(), &settings).await {
+                    ambient.sleep(every).await;
+                    match store::heartbeat(&db, job_id, &worker, ambient.now() + lease).await {
                         Ok(true) => {}
                         Ok(false) => break,
                         Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
@@ -260,27 +275,31 @@ impl Executor {
                 }
             }))
         };
-        let started = Instant::now();
         let outcome = self.run(&job).await;
         drop(heartbeat);
         let report = self.finish(&job, outcome).await?;
-        metrics::counter!("sync_jobs_total", "provider" => job.provider_id.clone(), "state" => report.state.as_str())
+        metrics::counter!("sync_jobs_total", "provider" => job.provider.clone(), "state" => report.state.as_str())
             .increment(1);
-        metrics::histogram!("sync_job_duration_seconds", "provider" => job.provider_id.clone())
-            .record(started.elapsed().as_secs_f64());
+        let seconds = (services.ambient.now() - started)
+            .num_microseconds()
+            .unwrap_or(0) as f64
+            / 1e6;
+        metrics::histogram!("sync_job_duration_seconds", "provider" => job.provider.clone())
+            .record(seconds.max(0.0));
         Ok(Some(report))
     }
 
     async fn finish(
         &self,
-        job: &sync_job::Model,
+        job: &Job,
         outcome: Result<Outcome, StoreError>,
     ) -> Result<JobReport, StoreError> {
-        let db = &self.services.db;
+        let services = &self.services;
+        let db = &services.db;
         let worker = &self.settings.worker_id;
-        let tenant = TenantId::from_uuid(job.tenant_id);
-        let connection = ConnectionId::from_uuid(job.connection_id);
-        let now = Utc::now();
+        let tenant = job.tenant_id;
+        let connection = job.connection_id;
+        let now = services.ambient.now();
         let outcome = match outcome {
             Ok(o) => o,
             // A storage error while running: retry later.
@@ -298,32 +317,34 @@ impl Executor {
         Ok(match outcome {
             Outcome::Succeeded { signals } => {
                 connections::record_health(db, tenant, connection, Ok(()), false).await?;
-                metrics::counter!("signals_ingested_total", "provider" => job.provider_id.clone(), "source" => "poll")
-                    .increment(signals);
+                if job.job_type.is_sync() {
+                    metrics::counter!("signals_ingested_total", "provider" => job.provider.clone(), "source" => "poll")
+                        .increment(signals);
+                }
+                self.purge_if_deleting(job).await?;
                 report(JobState::Succeeded, signals, None)
             }
             Outcome::Failed { error, retryable } => {
-                tracing::warn!(job = %job.id, provider = %job.provider_id, connection = %connection, error = %error, "sync failed");
-                let state = queue::fail(
-                    db,
-                    job,
-                    worker,
-                    &error,
-                    retryable,
-                    now,
-                    &self.settings.queue,
-                )
-                .await?;
+                tracing::warn!(job = %job.id, job_type = job.job_type.as_str(), provider = %job.provider, connection = %connection, error = %error, "job failed");
+                let retry_at = self
+                    .settings
+                    .queue
+                    .retry_at(job, retryable, now, &services.ambient);
+                let state = store::fail(db, job.id, worker, &error, retry_at, now).await?;
                 connections::record_health(db, tenant, connection, Err(&error), false).await?;
+                if state == Some(JobState::Failed) {
+                    // A teardown that cannot run still ends the deletion.
+                    self.purge_if_deleting(job).await?;
+                }
                 report(state.unwrap_or(JobState::Running), 0, Some(error))
             }
             Outcome::RateLimited { error, retry_after } => {
-                metrics::counter!("rate_limit_hits_total", "provider" => job.provider_id.clone())
+                metrics::counter!("rate_limit_hits_total", "provider" => job.provider.clone())
                     .increment(1);
                 let run_after = now
                     + chrono::Duration::from_std(retry_after)
                         .unwrap_or(chrono::Duration::seconds(60));
-                queue::reschedule_rate_limited(db, job.id, worker, run_after, &error).await?;
+                store::reschedule_rate_limited(db, job.id, worker, run_after, &error).await?;
                 report(JobState::Queued, 0, Some(error))
             }
             Outcome::LeaseLost => report(
@@ -334,59 +355,142 @@ impl Executor {
         })
     }
 
-    async fn run(&self, job: &sync_job::Model) -> Result<Outcome, StoreError> {
-        let services = &self.services;
-        let db = &services.db;
-        let tenant = TenantId::from_uuid(job.tenant_id);
-        let connection_id = ConnectionId::from_uuid(job.connection_id);
+    /// Removes a connection being deleted once its teardown has ended.
+    async fn purge_if_deleting(&self, job: &Job) -> Result<(), StoreError> {
+        if job.job_type != JobType::Teardown {
+            return Ok(());
+        }
+        let db = &self.services.db;
+        if let Some(c) = connections::stored(db, job.tenant_id, job.connection_id).await?
+            && c.connection.status == DELETING
+        {
+            connections::purge(db, job.tenant_id, job.connection_id).await?;
+        }
+        Ok(())
+    }
+
+    async fn run(&self, job: &Job) -> Result<Outcome, StoreError> {
         let permanent = |error: String| {
             Ok(Outcome::Failed {
                 error,
                 retryable: false,
             })
         };
-        let Some(row) = connections::row(db, tenant, connection_id).await? else {
-            return permanent("the connection no longer exists".into());
+        let opened = match open::open(&self.services, job.tenant_id, job.connection_id).await {
+            Ok(o) => o,
+            Err(OpenError::Store(e)) => return Err(e),
+            Err(e) => return permanent(e.to_string()),
         };
-        let Some(entry) = services.registry.get(&job.provider_id) else {
-            return permanent(format!("provider `{}` is not registered", job.provider_id));
-        };
-        let connector = entry.connector.as_ref();
-        if !connector.polls() {
-            return permanent(format!("provider `{}` does not poll", job.provider_id));
+        match hook_of(job.job_type) {
+            Some(hook) => self.run_hook(job, &opened, hook).await,
+            None => self.run_sync(job, &opened).await,
         }
-        if !row.enabled {
+    }
+
+    /// Runs a lifecycle hook and stores what it changed with the job's success.
+    async fn run_hook(
+        &self,
+        job: &Job,
+        opened: &Opened,
+        hook: Hook,
+    ) -> Result<Outcome, StoreError> {
+        let services = &self.services;
+        let connection = &opened.stored.connection;
+        if hook != Hook::Teardown && !connection.enabled {
+            return Ok(Outcome::Failed {
+                error: "the connection is disabled".into(),
+                retryable: false,
+            });
+        }
+        let mut refreshed = false;
+        loop {
+            let now = services.ambient.now();
+            let credentials = match opened.credentials(services, refreshed, now).await {
+                Ok(c) => c,
+                Err(e) => {
+                    return Ok(Outcome::Failed {
+                        retryable: e.is_retryable(),
+                        error: e.to_string(),
+                    });
+                }
+            };
+            let ctx = opened.context(services, &credentials, now);
+            let outcome = match opened.connector.hook(hook, &ctx).await {
+                Ok(o) => o,
+                Err(ConnectorError::Unauthorized(_))
+                    if opened.connector.capabilities().oauth.is_some() && !refreshed =>
+                {
+                    refreshed = true;
+                    continue;
+                }
+                Err(e) => return Ok(failure(e)),
+            };
+            let update = HookUpdate {
+                metadata: Some(&outcome.metadata),
+                secrets: Some(&outcome.secrets),
+                renew_at: if hook == Hook::Teardown {
+                    None
+                } else {
+                    outcome.renew_at
+                },
+            };
+            let txn = services.db.begin_write().await?;
+            connections::apply_hook(
+                &txn,
+                &services.keys,
+                job.tenant_id,
+                job.connection_id,
+                update,
+                now,
+            )
+            .await?;
+            if !store::succeed(&txn, job.id, &self.settings.worker_id, None, 0, now).await? {
+                txn.rollback().await?;
+                return Ok(Outcome::LeaseLost);
+            }
+            txn.commit().await?;
+            return Ok(Outcome::Succeeded { signals: 0 });
+        }
+    }
+
+    async fn run_sync(&self, job: &Job, opened: &Opened) -> Result<Outcome, StoreError> {
+        let services = &self.services;
+        let db = &services.db;
+        let (tenant, connection_id) = (job.tenant_id, job.connection_id);
+        let permanent = |error: String| {
+            Ok(Outcome::Failed {
+                error,
+                retryable: false,
+            })
+        };
+        let connector = opened.connector.as_ref();
+        if connector.capabilities().polling.is_none() {
+            return permanent(format!("provider `{}` does not poll", job.provider));
+        }
+        if !opened.stored.connection.enabled {
             return permanent("the connection is disabled".into());
         }
         let previous = cursors::load(db, tenant, connection_id).await?;
-        queue::set_cursor_before(db, job.id, cursors::describe(&previous)).await?;
-        let mode = match JobType::parse(&job.job_type) {
-            Some(JobType::Full) => SyncMode::Full,
+        store::set_cursor_before(db, job.id, cursors::describe(&previous)).await?;
+        let mode = match job.job_type {
+            JobType::Full => SyncMode::Full,
             _ => SyncMode::Incremental,
         };
-        let oauth = connector.oauth().is_some();
+        let oauth = connector.capabilities().oauth.is_some();
 
         let mut refreshed = false;
         loop {
-            let now = Utc::now();
-            let credentials =
-                match tokens::credentials(services, connector, &row, refreshed, now).await {
-                    Ok(c) => c,
-                    Err(e) => {
-                        return Ok(Outcome::Failed {
-                            retryable: matches!(e, TokenError::Refresh(_) | TokenError::Store(_)),
-                            error: e.to_string(),
-                        });
-                    }
-                };
-            let ctx = ConnectionContext {
-                http: &services.http,
-                credentials: &credentials,
-                tenant_id: tenant,
-                connection_id,
-                config: &row.config,
-                now,
+            let now = services.ambient.now();
+            let credentials = match opened.credentials(services, refreshed, now).await {
+                Ok(c) => c,
+                Err(e) => {
+                    return Ok(Outcome::Failed {
+                        retryable: e.is_retryable(),
+                        error: e.to_string(),
+                    });
+                }
             };
+            let ctx = opened.context(services, &credentials, now);
             let mut sink = TxnSink::new(db);
             let synced = connector.sync(&ctx, mode, &previous, &mut sink).await;
             if synced.is_err() {
@@ -409,7 +513,7 @@ impl Executor {
                         None => db.begin_write().await?,
                     };
                     cursors::save(&txn, tenant, connection_id, &outcome.checkpoints, now).await?;
-                    let held = queue::succeed(
+                    let held = store::succeed(
                         &txn,
                         job.id,
                         &self.settings.worker_id,
@@ -427,29 +531,12 @@ impl Executor {
                         signals: written.inserted,
                     });
                 }
-                Err(ConnectorError::Poll(PollError::Http(HttpError::Status {
-                    status: 401,
-                    ..
-                }))) if oauth && !refreshed => {
+                Err(ConnectorError::Unauthorized(_)) if oauth && !refreshed => {
                     // Once: the token may have been revoked or rotated early.
                     refreshed = true;
                     continue;
                 }
-                Err(ConnectorError::Poll(PollError::Http(HttpError::RateLimited {
-                    host,
-                    retry_after,
-                }))) => {
-                    return Ok(Outcome::RateLimited {
-                        error: format!("rate limited by {host}"),
-                        retry_after,
-                    });
-                }
-                Err(e) => {
-                    return Ok(Outcome::Failed {
-                        retryable: retryable(&e),
-                        error: e.to_string(),
-                    });
-                }
+                Err(e) => return Ok(failure(e)),
             }
         }
     }
@@ -475,7 +562,7 @@ impl Executor {
                     };
                     if idle {
                         tokio::select! {
-                            _ = tokio::time::sleep(executor.settings.idle) => {}
+                            _ = executor.services.ambient.sleep(executor.settings.idle) => {}
                             _ = shutdown.changed() => {}
                         }
                     }

@@ -3,6 +3,8 @@
 //! scheduler, and OAuth token upkeep.
 
 pub mod executor;
+pub mod lifecycle;
+pub mod open;
 pub mod queue;
 pub mod scheduler;
 pub mod tokens;

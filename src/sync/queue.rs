@@ -1,21 +1,13 @@
-//! The durable job queue in the database: claim with a lease (`FOR UPDATE SKIP
-//! LOCKED` on PostgreSQL; SQLite serializes writers), heartbeats, reclaiming
-//! expired leases, retries with backoff, rate-limit rescheduling that does not
-//! spend an attempt, and completion only while the lease is still held.
-//!
-//! The worker side is a system process across tenants: it reads jobs by id and
-//! each job carries its tenant, which scopes everything done for it.
+//! The job queue's policy: how long a lease lasts, how many jobs a tenant runs
+//! at once, how often a job is tried and how long it waits between tries. The
+//! statements are `db::repo::queue`'s.
 
 use chrono::{DateTime, Duration, Utc};
-use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, ExprTrait, QueryFilter, Statement, Value,
-};
-use uuid::Uuid;
 
-use crate::db::entities::sync_job::{self, Column, Entity};
-use crate::db::repo::jobs::JobState;
-use crate::db::{Db, StoreError, stored_time};
+use crate::db::repo::jobs::Job;
+use crate::db::repo::queue as store;
+use crate::db::{Db, StoreError};
+use crate::domain::{Ambient, Backoff};
 
 /// How the queue behaves.
 #[derive(Debug, Clone)]
@@ -41,182 +33,38 @@ impl Default for QueueSettings {
     }
 }
 
-const CLAIM: &str = "UPDATE sync_jobs SET state = 'running', lease_owner = $1, lease_expires_at = $2, \
-     attempt = attempt + 1, started_at = COALESCE(started_at, $3) \
-     WHERE id = (SELECT j.id FROM sync_jobs j \
-       WHERE ((j.state IN ('queued', 'retrying') AND j.run_after <= $3) \
-              OR (j.state = 'running' AND j.lease_expires_at < $3)) \
-         AND NOT EXISTS (SELECT 1 FROM sync_jobs r WHERE r.connection_id = j.connection_id \
-                         AND r.state = 'running' AND r.id <> j.id) \
-         AND (SELECT COUNT(*) FROM sync_jobs r WHERE r.tenant_id = j.tenant_id \
-              AND r.state = 'running' AND r.lease_expires_at >= $3) < $4 \
-       ORDER BY j.run_after, j.id LIMIT 1 {lock}) \
-     RETURNING id";
+impl QueueSettings {
+    /// When a job whose attempt failed at `now` is tried again: `None` when it
+    /// may not be retried or has used its attempts.
+    pub fn retry_at(
+        &self,
+        job: &Job,
+        retryable: bool,
+        now: DateTime<Utc>,
+        ambient: &Ambient,
+    ) -> Option<DateTime<Utc>> {
+        if !retryable || job.attempt >= self.max_attempts {
+            return None;
+        }
+        let backoff = Backoff::new(self.initial_backoff.to_std().unwrap_or_default());
+        let wait = backoff.delay(u32::try_from(job.attempt).unwrap_or(1), ambient);
+        Some(now + Duration::from_std(wait).unwrap_or(Duration::MAX))
+    }
+}
 
-/// Claims the next job that is due (or whose lease expired) for `worker`.
+/// Claims the next due job for `worker` at `now`.
 pub async fn claim(
     db: &Db,
     worker: &str,
     now: DateTime<Utc>,
     settings: &QueueSettings,
-) -> Result<Option<sync_job::Model>, StoreError> {
-    let now = stored_time(now);
-    let backend = db.backend();
-    let sql = match backend {
-        DbBackend::Postgres => CLAIM.replace("{lock}", "FOR UPDATE SKIP LOCKED"),
-        _ => CLAIM.replace("{lock}", "").replace('$', "?"),
-    };
-    let values: Vec<Value> = vec![
-        worker.into(),
-        stored_time(now + settings.lease).into(),
-        now.into(),
-        i64::from(settings.tenant_concurrency).into(),
-    ];
-    let row = match db
-        .conn()
-        .query_one_raw(Statement::from_sql_and_values(backend, sql, values))
-        .await
-    {
-        Ok(row) => row,
-        // Another worker started a job of the same connection first.
-        Err(e)
-            if matches!(
-                e.sql_err(),
-                Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
-            ) =>
-        {
-            return Ok(None);
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let Some(row) = row else { return Ok(None) };
-    let id: Uuid = row.try_get("", "id")?;
-    Ok(Entity::find_by_id(id).one(db.conn()).await?)
-}
-
-/// Extends the lease; false when `worker` no longer holds it.
-pub async fn heartbeat(
-    db: &Db,
-    job: Uuid,
-    worker: &str,
-    now: DateTime<Utc>,
-    settings: &QueueSettings,
-) -> Result<bool, StoreError> {
-    let result = Entity::update_many()
-        .col_expr(
-            Column::LeaseExpiresAt,
-            Expr::value(stored_time(now + settings.lease)),
-        )
-        .filter(Column::Id.eq(job))
-        .filter(Column::LeaseOwner.eq(worker))
-        .filter(Column::State.eq(JobState::Running.as_str()))
-        .exec(db.conn())
-        .await?;
-    Ok(result.rows_affected == 1)
-}
-
-/// Puts a rate-limited job back, due at `run_after`, without spending the attempt.
-pub async fn reschedule_rate_limited(
-    db: &Db,
-    job: Uuid,
-    worker: &str,
-    run_after: DateTime<Utc>,
-    error: &str,
-) -> Result<bool, StoreError> {
-    let result = Entity::update_many()
-        .col_expr(Column::State, Expr::value(JobState::Queued.as_str()))
-        .col_expr(Column::Attempt, Expr::col(Column::Attempt).sub(1))
-        .col_expr(Column::RunAfter, Expr::value(stored_time(run_after)))
-        .col_expr(Column::LeaseOwner, Expr::value(Option::<String>::None))
-        .col_expr(
-            Column::LeaseExpiresAt,
-            Expr::value(Option::<DateTime<Utc>>::None),
-        )
-        .col_expr(Column::Error, Expr::value(error))
-        .filter(Column::Id.eq(job))
-        .filter(Column::LeaseOwner.eq(worker))
-        .exec(db.conn())
-        .await?;
-    Ok(result.rows_affected == 1)
-}
-
-/// Records a failed attempt: `retrying` with backoff while attempts remain (and
-/// the error may pass), else `failed`. Returns the new state, or `None` when the
-/// lease was lost.
-pub async fn fail(
-    db: &Db,
-    job: &sync_job::Model,
-    worker: &str,
-    error: &str,
-    retryable: bool,
-    now: DateTime<Utc>,
-    settings: &QueueSettings,
-) -> Result<Option<JobState>, StoreError> {
-    let retry = retryable && job.attempt < settings.max_attempts;
-    let (state, run_after, finished) = if retry {
-        let base = settings.initial_backoff.num_milliseconds() as f64
-            * 2f64.powi(Ord::max(job.attempt, 1) - 1);
-        let wait = Duration::milliseconds((base * (0.5 + crate::engine::http::jitter())) as i64);
-        (JobState::Retrying, now + wait, None)
-    } else {
-        (JobState::Failed, now, Some(stored_time(now)))
-    };
-    let result = Entity::update_many()
-        .col_expr(Column::State, Expr::value(state.as_str()))
-        .col_expr(Column::RunAfter, Expr::value(stored_time(run_after)))
-        .col_expr(Column::LeaseOwner, Expr::value(Option::<String>::None))
-        .col_expr(
-            Column::LeaseExpiresAt,
-            Expr::value(Option::<DateTime<Utc>>::None),
-        )
-        .col_expr(Column::Error, Expr::value(error))
-        .col_expr(Column::FinishedAt, Expr::value(finished))
-        .filter(Column::Id.eq(job.id))
-        .filter(Column::LeaseOwner.eq(worker))
-        .exec(db.conn())
-        .await?;
-    Ok((result.rows_affected == 1).then_some(state))
-}
-
-/// Marks a job succeeded, inside the transaction that stores its results; false
-/// (and the caller rolls back) when `worker` no longer holds the lease.
-pub async fn succeed<C: ConnectionTrait>(
-    conn: &C,
-    job: Uuid,
-    worker: &str,
-    cursor_after: Option<String>,
-    signals: u64,
-    now: DateTime<Utc>,
-) -> Result<bool, StoreError> {
-    let result = Entity::update_many()
-        .col_expr(Column::State, Expr::value(JobState::Succeeded.as_str()))
-        .col_expr(Column::LeaseOwner, Expr::value(Option::<String>::None))
-        .col_expr(
-            Column::LeaseExpiresAt,
-            Expr::value(Option::<DateTime<Utc>>::None),
-        )
-        .col_expr(Column::CursorAfter, Expr::value(cursor_after))
-        .col_expr(Column::SignalsEmitted, Expr::value(signals as i64))
-        .col_expr(Column::Error, Expr::value(Option::<String>::None))
-        .col_expr(Column::FinishedAt, Expr::value(stored_time(now)))
-        .filter(Column::Id.eq(job))
-        .filter(Column::LeaseOwner.eq(worker))
-        .filter(Column::State.eq(JobState::Running.as_str()))
-        .exec(conn)
-        .await?;
-    Ok(result.rows_affected == 1)
-}
-
-/// Records the checkpoint a job starts from.
-pub async fn set_cursor_before(
-    db: &Db,
-    job: Uuid,
-    cursor: Option<String>,
-) -> Result<(), StoreError> {
-    Entity::update_many()
-        .col_expr(Column::CursorBefore, Expr::value(cursor))
-        .filter(Column::Id.eq(job))
-        .exec(db.conn())
-        .await?;
-    Ok(())
+) -> Result<Option<Job>, StoreError> {
+    store::claim(
+        db,
+        worker,
+        now,
+        now + settings.lease,
+        settings.tenant_concurrency,
+    )
+    .await
 }

@@ -1,13 +1,14 @@
 //! The scheduler: every enabled connection of a polling connector gets one
-//! incremental job per interval. The window a job belongs to is a pure function
-//! of the connection and the time (with a per-connection offset spreading the
-//! load), and the job's idempotency key names that window, so any number of
-//! scheduler nodes enqueue each window's job exactly once.
+//! incremental job per interval, and a connection whose lifecycle hook asked to
+//! be renewed gets its `Renew` job once that is due. The window a job belongs
+//! to is a pure function of the connection and the time (with a per-connection
+//! offset spreading the load), and the job's idempotency key names that window,
+//! so any number of scheduler nodes enqueue each window's job exactly once.
 
 use chrono::{DateTime, Utc};
 
 use crate::db::StoreError;
-use crate::db::repo::jobs::{JobType, Trigger};
+use crate::db::repo::jobs::{JobType, NewJob, Trigger};
 use crate::db::repo::{connections, jobs};
 use crate::domain::{ConnectionId, TenantId};
 use crate::services::Services;
@@ -26,34 +27,57 @@ pub fn window(
     (window, format!("schedule:{connection}:{window}"))
 }
 
-/// Enqueues the due incremental jobs; returns how many were new.
+/// After a renewal job failed for good, how long until the next one is tried.
+pub const RENEW_RETRY_SECONDS: i64 = 3600;
+
+/// Enqueues the due incremental and renewal jobs; returns how many were new.
 pub async fn tick(services: &Services, now: DateTime<Utc>) -> Result<usize, StoreError> {
+    let db = &services.db;
     let mut enqueued = 0;
-    for (connection, tenant, provider) in connections::schedulable(&services.db).await? {
+    for (connection, tenant, provider) in connections::schedulable(db).await? {
         let Some(entry) = services.registry.get(&provider) else {
             continue;
         };
-        let Some(polling) = &entry.compiled.polling else {
+        let Some(polling) = entry.connector.capabilities().polling else {
             continue;
         };
-        let (_, key) = window(connection, polling.interval_seconds, now);
-        if jobs::enqueue_keyed(
-            services.db.conn(),
+        let interval = u32::try_from(polling.interval.as_secs()).unwrap_or(u32::MAX);
+        let (_, key) = window(connection, interval, now);
+        let job = NewJob {
             tenant,
             connection,
-            &provider,
-            JobType::Incremental,
-            Trigger::Schedule,
-            &key,
-            now,
-        )
-        .await?
+            provider: &provider,
+            job_type: JobType::Incremental,
+            trigger: Trigger::Schedule,
+        };
+        if jobs::enqueue_keyed(db.conn(), job, &key, now, now).await? {
+            enqueued += 1;
+        }
+    }
+    for (connection, tenant, provider, renew_at) in connections::due_for_renewal(db, now).await? {
+        if services.registry.get(&provider).is_none()
+            || jobs::pending(db, connection, JobType::Renew).await?
         {
+            continue;
+        }
+        // One renewal per due time; after one failed for good, another an hour on.
+        let retry = (now - renew_at)
+            .num_seconds()
+            .div_euclid(RENEW_RETRY_SECONDS);
+        let key = format!("renew:{connection}:{}:{retry}", renew_at.timestamp_micros());
+        let job = NewJob {
+            tenant,
+            connection,
+            provider: &provider,
+            job_type: JobType::Renew,
+            trigger: Trigger::Schedule,
+        };
+        if jobs::enqueue_keyed(db.conn(), job, &key, now, now).await? {
             enqueued += 1;
         }
     }
     if enqueued > 0 {
-        tracing::debug!(enqueued, "scheduled incremental syncs");
+        tracing::debug!(enqueued, "scheduled jobs");
     }
     Ok(enqueued)
 }
@@ -65,15 +89,20 @@ pub async fn enqueue_backfill(
     connection: ConnectionId,
     provider: &str,
 ) -> Result<bool, StoreError> {
-    jobs::enqueue_keyed(
-        services.db.conn(),
+    let now = services.ambient.now();
+    let job = NewJob {
         tenant,
         connection,
         provider,
-        JobType::Full,
-        Trigger::Schedule,
+        job_type: JobType::Full,
+        trigger: Trigger::Schedule,
+    };
+    jobs::enqueue_keyed(
+        services.db.conn(),
+        job,
         &format!("backfill:{connection}"),
-        Utc::now(),
+        now,
+        now,
     )
     .await
 }
@@ -85,11 +114,11 @@ pub async fn run(
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
-        if let Err(e) = tick(&services, Utc::now()).await {
+        if let Err(e) = tick(&services, services.ambient.now()).await {
             tracing::error!(error = %e, "scheduling failed");
         }
         tokio::select! {
-            _ = tokio::time::sleep(every) => {}
+            _ = services.ambient.sleep(every) => {}
             _ = shutdown.changed() => {}
         }
         if *shutdown.borrow() {

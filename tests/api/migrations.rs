@@ -17,15 +17,16 @@ async fn run(backend: Backend) {
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    const NAMES: [&str; 4] = [
+    const NAMES: [&str; 5] = [
         "m20261122_000001_initial",
         "m20261122_000002_one_running_job",
         "m20261122_000003_oauth_state_connection",
         "m20261122_000004_delivery_per_connection",
+        "m20261201_000005_connection_renewal",
     ];
     let listing = |state: &str| NAMES.map(|n| format!("{state}\t{n}")).join("\n");
     assert_eq!(migrate(&["status"]).trim(), listing("Applied"));
-    assert!(migrate(&["down", "--steps", "4"]).contains("reverted 4"));
+    assert!(migrate(&["down", "--steps", "5"]).contains("reverted 5"));
     assert_eq!(migrate(&["status"]).trim(), listing("Pending"));
     assert!(migrate(&["up"]).contains("applied"));
     assert_eq!(migrate(&["status"]).trim(), listing("Applied"));

@@ -6,17 +6,12 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use http::Request;
-use poblysh_connectors::api::extract::OperatorTokens;
-use poblysh_connectors::api::{App, AppState, router};
+use poblysh_connectors::app::Builder;
 use poblysh_connectors::config::Config;
-use poblysh_connectors::crypto::KeyRing;
-use poblysh_connectors::db::Db;
 use poblysh_connectors::db::repo::connections::{self, NewConnection};
 use poblysh_connectors::descriptor::load::load_str;
 use poblysh_connectors::descriptor::source::Format;
 use poblysh_connectors::domain::{ConnectionId, TenantId};
-use poblysh_connectors::engine::http::{HttpClient, NetworkPolicy};
-use poblysh_connectors::registry::Registry;
 use poblysh_connectors::services::Services;
 use poblysh_connectors::sync::executor::{Executor, ExecutorSettings};
 use poblysh_connectors::sync::queue::QueueSettings;
@@ -65,25 +60,44 @@ impl Node {
 
     /// A node on an existing database (several nodes can share PostgreSQL).
     pub async fn on(database_url: &str, allow_private: bool, env: &[(&str, &str)]) -> Node {
-        let db = Db::connect(database_url).await.unwrap();
-        db.migrate().await.unwrap();
+        Node::build(database_url, allow_private, env, |b| b).await
+    }
+
+    /// A node on `backend` put together by the app builder, adjusted by `adjust`
+    /// (a clock, a native connector).
+    #[allow(dead_code)]
+    pub async fn with(
+        backend: Backend,
+        env: &[(&str, &str)],
+        adjust: impl FnOnce(Builder) -> Builder,
+    ) -> Node {
+        let (url, dir) = database(backend).await;
+        let mut node = Node::build(&url, true, env, adjust).await;
+        node._dir = dir;
+        node
+    }
+
+    async fn build(
+        database_url: &str,
+        allow_private: bool,
+        env: &[(&str, &str)],
+        adjust: impl FnOnce(Builder) -> Builder,
+    ) -> Node {
         let mut vars: BTreeMap<&str, &str> = env.iter().copied().collect();
         vars.insert("POBLYSH_CRYPTO_KEY", KEY);
+        vars.insert("POBLYSH_OPERATOR_TOKENS", TOKEN);
+        vars.insert("DATABASE_URL", database_url);
+        if allow_private {
+            vars.insert("POBLYSH_ALLOW_PRIVATE_NETWORKS", "true");
+        }
         let config = Config::from_map(&vars).unwrap();
-        let services = Arc::new(Services {
-            db,
-            keys: KeyRing::new(KEY, &[]).unwrap(),
-            registry: Registry::default(),
-            http: HttpClient::new(NetworkPolicy { allow_private }),
-            config,
-        });
-        let app = AppState(Arc::new(App::new(
-            Arc::clone(&services),
-            OperatorTokens::new(&[TOKEN]),
-        )));
+        let node = adjust(Builder::new(config).builtins(Vec::new()))
+            .build()
+            .await
+            .unwrap();
         Node {
-            services,
-            router: router(app),
+            router: node.router(),
+            services: Arc::clone(&node.services),
             database_url: database_url.to_owned(),
             _dir: None,
         }
@@ -93,7 +107,7 @@ impl Node {
     pub fn register(&self, yaml: &str) {
         let compiled =
             load_str("<test descriptor>", yaml, Format::Yaml).unwrap_or_else(|d| panic!("{d:#?}"));
-        self.services.registry.insert(compiled, false);
+        self.services.registry.insert(compiled, false).unwrap();
     }
 
     pub async fn connection(

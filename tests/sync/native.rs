@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use poblysh_connectors::connector::{
-    AuthorizeRequest, ConnectionContext, Connector, ConnectorError, DescriptorConnector,
-    OAuthOptions, SyncMode, TokenContext,
+    Capabilities, Catalogue, ConnectionContext, Connector, ConnectorError, DescriptorConnector,
+    SyncMode,
 };
 use poblysh_connectors::db::repo::cursors;
 use poblysh_connectors::db::repo::jobs::JobState;
@@ -16,13 +16,9 @@ use poblysh_connectors::descriptor::load::load_str;
 use poblysh_connectors::descriptor::source::Format;
 use poblysh_connectors::domain::TenantId;
 use poblysh_connectors::engine::health::HealthResult;
-use poblysh_connectors::engine::mapping::{MapContext, WebhookInput, WebhookMapped};
-use poblysh_connectors::engine::oauth::TokenSet;
 use poblysh_connectors::engine::poll::{Checkpoints, PollOutcome, SignalSink};
 use poblysh_connectors::sync::scheduler;
-use secrecy::SecretString;
 use serde_json::json;
-use url::Url;
 use uuid::Uuid;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer};
@@ -42,39 +38,11 @@ impl Connector for Native {
     fn id(&self) -> &str {
         "native"
     }
-    fn oauth(&self) -> Option<OAuthOptions> {
-        None
+    fn catalogue(&self) -> &Catalogue {
+        self.inner.catalogue()
     }
-    fn polls(&self) -> bool {
-        true
-    }
-    async fn authorize(&self, _: AuthorizeRequest<'_>) -> Result<Url, ConnectorError> {
-        Err(ConnectorError::Unsupported {
-            connector: "native".into(),
-            operation: "OAuth",
-        })
-    }
-    async fn exchange_token(
-        &self,
-        _: &TokenContext<'_>,
-        _: &str,
-        _: &str,
-        _: Option<&str>,
-    ) -> Result<TokenSet, ConnectorError> {
-        Err(ConnectorError::Unsupported {
-            connector: "native".into(),
-            operation: "OAuth",
-        })
-    }
-    async fn refresh_token(
-        &self,
-        _: &TokenContext<'_>,
-        _: &SecretString,
-    ) -> Result<TokenSet, ConnectorError> {
-        Err(ConnectorError::Unsupported {
-            connector: "native".into(),
-            operation: "OAuth",
-        })
+    fn capabilities(&self) -> &Capabilities {
+        self.inner.capabilities()
     }
     async fn sync(
         &self,
@@ -87,13 +55,6 @@ impl Connector for Native {
         let mut outcome = self.inner.sync(ctx, mode, checkpoints, sink).await?;
         outcome.checkpoints = [(String::new(), Some(format!("history-{n}")))].into();
         Ok(outcome)
-    }
-    async fn handle_webhook(
-        &self,
-        delivery: WebhookInput<'_>,
-        ctx: &MapContext,
-    ) -> Result<WebhookMapped, ConnectorError> {
-        self.inner.handle_webhook(delivery, ctx).await
     }
     async fn health_check(&self, ctx: &ConnectionContext<'_>) -> HealthResult {
         self.inner.health_check(ctx).await
@@ -114,7 +75,7 @@ crate::on_both! {
             inner: DescriptorConnector::new(Arc::clone(&compiled)),
             syncs: AtomicUsize::new(0),
         });
-        node.services.registry.insert_connector(compiled, native.clone(), true);
+        node.services.registry.insert_connector(native.clone(), true);
 
         let tenant = TenantId::from_uuid(Uuid::now_v7());
         let conn = node.connection(tenant, "native", &[("token", "t")], json!({})).await;

@@ -393,7 +393,7 @@ crate::on_both! {
             .respond_with(token_response("new-access", None, 3600).set_delay(Duration::from_millis(300)))
             .expect(1).mount(&s.server).await;
         // Every caller read the connection before anyone refreshed.
-        let row = connections::row(&s.node.services.db, tenant, id).await.unwrap().unwrap();
+        let row = connections::stored(&s.node.services.db, tenant, id).await.unwrap().unwrap();
         let mut tasks = Vec::new();
         for i in 0..10 {
             let node = if i % 2 == 0 { &s.node } else { &other };

@@ -212,7 +212,7 @@ crate::on_both! {
         assert!(queue::claim(db, "w3", now, &settings).await.unwrap().is_none());
         let wide = QueueSettings { tenant_concurrency: 10, ..QueueSettings::default() };
         let third = queue::claim(db, "w3", now, &wide).await.unwrap().unwrap();
-        assert_eq!(third.connection_id, *a2.as_uuid(), "a1 already runs a job");
+        assert_eq!(third.connection_id, a2, "a1 already runs a job");
         assert!(queue::claim(db, "w4", now, &wide).await.unwrap().is_none());
     }
 }

@@ -14,8 +14,9 @@ use crate::api::error::{ApiError, ApiResult, Problem};
 use crate::api::extract::{ApiJson, Operator, PathId, Tenant};
 use crate::api::fields::{self, FieldError};
 use crate::db::repo::connections::{self, Connection, ConnectionPatch, NewConnection};
-use crate::descriptor::auth::AuthDescriptor;
 use crate::domain::ConnectionId;
+use crate::sync::lifecycle;
+use crate::sync::open::{self, OpenError};
 
 /// A connection as the API shows it: never credentials or tokens.
 #[derive(Debug, Serialize, ToSchema)]
@@ -140,8 +141,9 @@ pub async fn create(
     let entry = state.0.registry.get(&body.provider).ok_or_else(|| {
         ApiError::invalid_field("provider", format!("no provider `{}`", body.provider))
     })?;
-    let descriptor = &entry.compiled.descriptor;
-    if matches!(descriptor.auth, AuthDescriptor::OAuth2(_)) {
+    let connector = entry.connector.as_ref();
+    let catalogue = connector.catalogue();
+    if connector.capabilities().oauth.is_some() {
         return Err(ApiError::invalid_field(
             "provider",
             format!(
@@ -150,8 +152,8 @@ pub async fn create(
             ),
         ));
     }
-    let credentials = fields::credentials(descriptor.auth.credential_fields(), &body.credentials);
-    let config = fields::config(&descriptor.config_fields, &body.config);
+    let credentials = fields::credentials(&catalogue.credential_fields, &body.credentials);
+    let config = fields::config(&catalogue.config_fields, &body.config);
     let (credentials, config) = match (credentials, config) {
         (Ok(c), Ok(k)) => (c, k),
         (c, k) => {
@@ -177,15 +179,7 @@ pub async fn create(
         },
     )
     .await?;
-    if entry.compiled.polling.is_some() {
-        crate::sync::scheduler::enqueue_backfill(
-            &state.0.services,
-            tenant,
-            connection.id,
-            &connection.provider,
-        )
-        .await?;
-    }
+    lifecycle::created(&state.0.services, tenant, connection.id, connector).await?;
     Ok((StatusCode::CREATED, axum::Json(connection.into())))
 }
 
@@ -260,17 +254,18 @@ pub async fn update(
     let current = connections::get(&state.0.db, tenant, connection_id)
         .await?
         .ok_or_else(|| not_found(id))?;
+    let entry = state.0.registry.get(&current.provider);
     let config = match body.config {
         None => None,
         Some(given) => {
-            let entry = state.0.registry.get(&current.provider).ok_or_else(|| {
+            let entry = entry.as_ref().ok_or_else(|| {
                 ApiError::Conflict(format!(
                     "provider `{}` is no longer registered",
                     current.provider
                 ))
             })?;
             Some(
-                fields::config(&entry.compiled.descriptor.config_fields, &given)
+                fields::config(&entry.connector.catalogue().config_fields, &given)
                     .map_err(field_errors)?,
             )
         }
@@ -282,10 +277,22 @@ pub async fn update(
             .name
             .map(|n| Some(n.trim().to_owned()).filter(|n| !n.is_empty())),
     };
-    connections::update(&state.0.db, tenant, connection_id, patch)
+    let updated = connections::update(&state.0.db, tenant, connection_id, patch)
         .await?
-        .map(|c| axum::Json(c.into()))
-        .ok_or_else(|| not_found(id))
+        .ok_or_else(|| not_found(id))?;
+    if updated.enabled != current.enabled
+        && let Some(entry) = &entry
+    {
+        lifecycle::enabled_changed(
+            &state.0.services,
+            tenant,
+            connection_id,
+            entry.connector.as_ref(),
+            updated.enabled,
+        )
+        .await?;
+    }
+    Ok(axum::Json(updated.into()))
 }
 
 /// Delete a connection (its jobs and checkpoints go with it; stored signals stay).
@@ -304,7 +311,13 @@ pub async fn delete(
     State(state): State<AppState>,
     PathId(id): PathId,
 ) -> ApiResult<StatusCode> {
-    if connections::delete(&state.0.db, tenant, ConnectionId::from_uuid(id)).await? {
+    let connection_id = ConnectionId::from_uuid(id);
+    let current = connections::get(&state.0.db, tenant, connection_id)
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    let entry = state.0.registry.get(&current.provider);
+    let connector = entry.as_ref().map(|e| e.connector.as_ref());
+    if lifecycle::delete(&state.0.services, tenant, connection_id, connector).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(not_found(id))
@@ -342,28 +355,20 @@ pub async fn test(
     State(state): State<AppState>,
     PathId(id): PathId,
 ) -> ApiResult<axum::Json<TestResult>> {
-    use crate::connector::ConnectionContext;
     let services = &state.0.services;
     let connection_id = ConnectionId::from_uuid(id);
-    let row = connections::row(&services.db, tenant, connection_id)
-        .await?
-        .ok_or_else(|| not_found(id))?;
-    let entry = services.registry.get(&row.provider_id).ok_or_else(|| {
-        ApiError::Conflict(format!(
-            "provider `{}` is no longer registered",
-            row.provider_id
-        ))
-    })?;
-    let now = chrono::Utc::now();
-    let credentials = match crate::sync::tokens::credentials(
-        services,
-        entry.connector.as_ref(),
-        &row,
-        false,
-        now,
-    )
-    .await
-    {
+    let opened = match open::open(services, tenant, connection_id).await {
+        Ok(o) if o.stored.connection.status != connections::DELETING => o,
+        Ok(_) | Err(OpenError::Gone) => return Err(not_found(id)),
+        Err(OpenError::UnknownProvider(provider)) => {
+            return Err(ApiError::Conflict(format!(
+                "provider `{provider}` is no longer registered"
+            )));
+        }
+        Err(OpenError::Store(e)) => return Err(e.into()),
+    };
+    let now = services.ambient.now();
+    let credentials = match opened.credentials(services, false, now).await {
         Ok(c) => c,
         Err(e) => {
             let error = e.to_string();
@@ -377,16 +382,9 @@ pub async fn test(
             }));
         }
     };
-    let result = entry
+    let result = opened
         .connector
-        .health_check(&ConnectionContext {
-            http: &services.http,
-            credentials: &credentials,
-            tenant_id: tenant,
-            connection_id,
-            config: &row.config,
-            now,
-        })
+        .health_check(&opened.context(services, &credentials, now))
         .await;
     let outcome = match &result.error {
         None => Ok(()),

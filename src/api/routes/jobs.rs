@@ -31,7 +31,10 @@ macro_rules! word_schema {
         impl ToSchema for $t {}
     };
 }
-word_schema!(JobType, "Full backfill or incremental sync.");
+word_schema!(
+    JobType,
+    "What a job runs: `full` or `incremental` sync, or a lifecycle hook (`setup`, `renew`, `teardown`)."
+);
 word_schema!(Trigger, "What started a job.");
 word_schema!(JobState, "Where a job is.");
 
@@ -44,7 +47,7 @@ pub struct JobDto {
     pub provider: String,
     /// Connection synced.
     pub connection_id: Uuid,
-    /// `full` or `incremental`.
+    /// `full`, `incremental`, `setup`, `renew` or `teardown`.
     pub job_type: JobType,
     /// `schedule`, `manual` or `webhook`.
     pub trigger: Trigger,
@@ -116,12 +119,28 @@ pub struct SyncRequest {
     #[serde(default)]
     pub connection_id: Option<Uuid>,
     /// `incremental` (default) or `full`.
-    #[serde(default = "incremental")]
-    pub mode: JobType,
+    #[serde(default)]
+    pub mode: SyncMode,
 }
 
-fn incremental() -> JobType {
-    JobType::Incremental
+/// Which sync to run.
+#[derive(Debug, Clone, Copy, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncMode {
+    /// From the initial checkpoint.
+    Full,
+    /// From the last checkpoint.
+    #[default]
+    Incremental,
+}
+
+impl From<SyncMode> for JobType {
+    fn from(mode: SyncMode) -> JobType {
+        match mode {
+            SyncMode::Full => JobType::Full,
+            SyncMode::Incremental => JobType::Incremental,
+        }
+    }
 }
 
 /// Query of `GET /jobs`.
@@ -167,7 +186,7 @@ pub async fn sync(
         .registry
         .get(&provider)
         .ok_or_else(|| ApiError::NotFound(format!("no provider `{provider}`")))?;
-    if entry.compiled.polling.is_none() {
+    if entry.connector.capabilities().polling.is_none() {
         return Err(ApiError::Conflict(format!(
             "`{provider}` does not poll: its activity arrives by webhook"
         )));
@@ -203,7 +222,7 @@ pub async fn sync(
             tenant,
             connection,
             &provider,
-            body.mode,
+            body.mode.into(),
             Trigger::Manual,
         )
         .await?;

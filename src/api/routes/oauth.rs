@@ -74,7 +74,7 @@ fn oauth_entry(state: &AppState, provider: &str) -> ApiResult<Entry> {
         .registry
         .get(provider)
         .ok_or_else(|| ApiError::NotFound(format!("no provider `{provider}`")))?;
-    if entry.connector.oauth().is_none() {
+    if entry.connector.capabilities().oauth.is_none() {
         return Err(ApiError::bad_request(format!(
             "`{provider}` does not use OAuth 2.0: create the connection with POST /connections"
         )));
@@ -126,12 +126,13 @@ pub async fn start(
     };
     let entry = oauth_entry(&state, &provider)?;
     let connector = entry.connector.as_ref();
-    let pkce = connector.oauth().is_some_and(|o| o.pkce);
-    let config = fields::config(&entry.compiled.descriptor.config_fields, &request.config)
-        .map_err(|errors| ApiError::BadRequest {
+    let pkce = connector.capabilities().oauth.is_some_and(|o| o.pkce);
+    let config = fields::config(&connector.catalogue().config_fields, &request.config).map_err(
+        |errors| ApiError::BadRequest {
             message: "invalid config".into(),
             details: Some(serde_json::json!({ "errors": errors })),
-        })?;
+        },
+    )?;
     let client = oauth_client(&state, &provider)?;
     let redirect_uri = match (&request.redirect_uri, &state.0.config.public_url) {
         (Some(uri), _) => uri.clone(),
@@ -152,12 +153,12 @@ pub async fn start(
         ));
     }
     let (verifier, challenge) = if pkce {
-        let (v, c) = oauth::pkce_pair();
+        let (v, c) = oauth::pkce_pair(&state.0.ambient);
         (Some(v), Some(c))
     } else {
         (None, None)
     };
-    let now = Utc::now();
+    let now = state.0.ambient.now();
     let (state_token, expires_at) = oauth_states::create(
         &state.0.db,
         &state.0.keys,
@@ -228,7 +229,7 @@ pub async fn callback(
     let state_token = q
         .text("state")
         .ok_or_else(|| ApiError::invalid_field("state", "required"))?;
-    let now = Utc::now();
+    let now = state.0.ambient.now();
     let consumed = oauth_states::consume(&state.0.db, &state.0.keys, &provider, state_token, now)
         .await?
         .map_err(|e| ApiError::invalid_field("state", e))?;
@@ -266,14 +267,7 @@ pub async fn callback(
         },
     )
     .await?;
-    if connector.polls() {
-        crate::sync::scheduler::enqueue_backfill(
-            &state.0.services,
-            consumed.tenant,
-            connection.id,
-            &provider,
-        )
+    crate::sync::lifecycle::created(&state.0.services, consumed.tenant, connection.id, connector)
         .await?;
-    }
     Ok((StatusCode::CREATED, axum::Json(connection.into())))
 }

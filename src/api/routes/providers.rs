@@ -12,7 +12,7 @@ use crate::api::AppState;
 use crate::api::error::{ApiError, ApiResult, Problem};
 use crate::api::extract::Operator;
 use crate::db::repo::providers::{self, DeleteOutcome, PutOutcome};
-use crate::descriptor::load::load_str;
+use crate::descriptor::load::Loader;
 use crate::descriptor::model::CredentialField;
 use crate::descriptor::source::Format;
 use crate::registry::Entry;
@@ -98,27 +98,22 @@ pub struct ProviderList {
 
 /// The DTO of a registry entry.
 pub fn dto(entry: &Entry, with_descriptor: bool) -> ProviderDto {
-    let d = &entry.compiled.descriptor;
+    let c = entry.connector.catalogue();
     ProviderDto {
-        id: d.id.clone(),
-        name: d.name.clone(),
-        description: d.description.clone(),
-        category: d.category,
-        icon: d.icon.clone(),
-        kind: d.kind,
-        version: d.version.clone(),
+        id: c.id.clone(),
+        name: c.name.clone(),
+        description: c.description.clone(),
+        category: c.category,
+        icon: c.icon.clone(),
+        kind: c.kind,
+        version: c.version.clone(),
         built_in: entry.built_in,
-        auth_method: d.auth.method_name(),
-        ingestion_mode: d.ingestion.mode_name(),
-        signals: d.signals.clone(),
-        credential_fields: d
-            .auth
-            .credential_fields()
-            .iter()
-            .map(FieldDto::from)
-            .collect(),
-        config_fields: d.config_fields.iter().map(FieldDto::from).collect(),
-        descriptor: with_descriptor.then(|| d.clone()),
+        auth_method: c.auth_method,
+        ingestion_mode: c.ingestion_mode,
+        signals: c.signals.clone(),
+        credential_fields: c.credential_fields.iter().map(FieldDto::from).collect(),
+        config_fields: c.config_fields.iter().map(FieldDto::from).collect(),
+        descriptor: with_descriptor.then(|| c.descriptor.clone()),
     }
 }
 
@@ -202,12 +197,14 @@ pub async fn put(
     };
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::bad_request("the body is not UTF-8 text"))?;
-    let compiled = load_str("<request body>", text, format).map_err(|diagnostics| {
-        ApiError::Unprocessable {
+    let natives = state.0.registry.native_ids();
+    let loader = Loader::with_natives(&natives);
+    let compiled = loader
+        .load_str("<request body>", text, format)
+        .map_err(|diagnostics| ApiError::Unprocessable {
             message: format!("the descriptor has {} problem(s)", diagnostics.len()),
             details: Some(serde_json::json!({ "diagnostics": diagnostics })),
-        }
-    })?;
+        })?;
     if compiled.id() != id {
         return Err(ApiError::Unprocessable {
             message: format!(
@@ -222,7 +219,17 @@ pub async fn put(
             "`{id}` is a built-in connector and cannot be replaced"
         )));
     }
-    let status = match providers::put_runtime(&state.0.db, &compiled.descriptor).await? {
+    let descriptor = compiled.descriptor.clone();
+    let connector =
+        state
+            .0
+            .registry
+            .connector_for(compiled)
+            .map_err(|e| ApiError::Unprocessable {
+                message: e.to_string(),
+                details: None,
+            })?;
+    let status = match providers::put_runtime(&state.0.db, &descriptor).await? {
         PutOutcome::BuiltIn => {
             return Err(ApiError::Conflict(format!(
                 "`{id}` is a built-in connector and cannot be replaced"
@@ -231,7 +238,7 @@ pub async fn put(
         PutOutcome::Created => StatusCode::CREATED,
         PutOutcome::Replaced => StatusCode::OK,
     };
-    state.0.registry.insert(compiled, false);
+    state.0.registry.insert_connector(connector, false);
     let entry = state
         .0
         .registry

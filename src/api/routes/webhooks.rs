@@ -154,7 +154,7 @@ async fn handle(
     let reply = state
         .0
         .gateway
-        .handle(&provider, tenant, request, chrono::Utc::now())
+        .handle(&provider, tenant, request, state.0.ambient.now())
         .await?;
     Ok(match reply {
         Reply::Handshake(h) => {

@@ -42,6 +42,8 @@ pub struct Model {
     pub consecutive_failures: i32,
     /// Last error, for operators.
     pub last_error: Option<String>,
+    /// When the connector's `Renew` hook is due (a watch channel before it expires).
+    pub renew_at: Option<DateTimeUtc>,
     /// Created.
     pub created_at: DateTimeUtc,
     /// Last changed.

@@ -22,6 +22,10 @@ use crate::domain::{ConnectionId, TenantId};
 /// The `credentials` field name in the AAD.
 const CREDENTIALS: &str = "credentials";
 
+/// The status of a connection being deleted: gone for its tenant, kept for the
+/// runtime until its `Teardown` hook has run.
+pub const DELETING: &str = "deleting";
+
 /// A connection as the rest of the service sees it: no secrets.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Connection {
@@ -49,6 +53,8 @@ pub struct Connection {
     pub last_error: Option<String>,
     /// Last health check.
     pub last_health_check: Option<chrono::DateTime<Utc>>,
+    /// When the connector's `Renew` hook is due.
+    pub renew_at: Option<chrono::DateTime<Utc>>,
     /// Created.
     pub created_at: chrono::DateTime<Utc>,
     /// Updated.
@@ -70,6 +76,7 @@ impl From<Model> for Connection {
             consecutive_failures: m.consecutive_failures,
             last_error: m.last_error,
             last_health_check: m.last_health_check,
+            renew_at: m.renew_at,
             created_at: m.created_at,
             updated_at: m.updated_at,
         }
@@ -98,7 +105,7 @@ pub const REFRESH_TOKEN: &str = "refresh_token";
 
 /// Seals a token set onto a connection row, keeping the old refresh token when
 /// the provider sent none.
-pub fn seal_tokens(
+fn seal_tokens(
     keys: &KeyRing,
     row: &mut ActiveModel,
     tenant: TenantId,
@@ -168,7 +175,7 @@ pub async fn create(
     new: NewConnection,
 ) -> Result<Connection, StoreError> {
     let id = ConnectionId::from_uuid(Uuid::now_v7());
-    let now = stored_time(Utc::now());
+    let now = db.now();
     let metadata = new.tokens.as_ref().map_or_else(
         || Value::Object(Default::default()),
         |t| Value::Object(t.metadata.clone()),
@@ -190,6 +197,7 @@ pub async fn create(
         healthy: Set(None),
         consecutive_failures: Set(0),
         last_error: Set(None),
+        renew_at: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
     };
@@ -203,6 +211,7 @@ pub async fn create(
 pub async fn list(db: &Db, tenant: TenantId) -> Result<Vec<Connection>, StoreError> {
     let rows = Entity::find()
         .filter(Column::TenantId.eq(*tenant.as_uuid()))
+        .filter(Column::Status.ne(DELETING))
         .order_by_desc(Column::CreatedAt)
         .order_by_desc(Column::Id)
         .all(db.conn())
@@ -219,12 +228,14 @@ pub async fn list_for_provider(
     let rows = Entity::find()
         .filter(Column::TenantId.eq(*tenant.as_uuid()))
         .filter(Column::ProviderId.eq(provider))
+        .filter(Column::Status.ne(DELETING))
         .order_by_asc(Column::CreatedAt)
         .all(db.conn())
         .await?;
     Ok(rows.into_iter().map(Connection::from).collect())
 }
 
+/// The row, whatever its status (the runtime's view).
 async fn find(db: &Db, tenant: TenantId, id: ConnectionId) -> Result<Option<Model>, StoreError> {
     Ok(Entity::find_by_id(*id.as_uuid())
         .filter(Column::TenantId.eq(*tenant.as_uuid()))
@@ -232,10 +243,216 @@ async fn find(db: &Db, tenant: TenantId, id: ConnectionId) -> Result<Option<Mode
         .await?)
 }
 
-/// The stored row of one of the tenant's connections (sealed secrets included),
-/// for the runtime.
+/// The row as its tenant sees it: a connection being deleted is gone.
+async fn find_visible(
+    db: &Db,
+    tenant: TenantId,
+    id: ConnectionId,
+) -> Result<Option<Model>, StoreError> {
+    Ok(find(db, tenant, id).await?.filter(|m| m.status != DELETING))
+}
+
+/// The stored row of one of the tenant's connections as it is (sealed secrets
+/// included): for audits of what is at rest. The runtime reads [`stored`].
 pub async fn row(db: &Db, tenant: TenantId, id: ConnectionId) -> Result<Option<Model>, StoreError> {
     find(db, tenant, id).await
+}
+
+/// A connection as the runtime reads it: its record, when its access token
+/// expires, and its sealed secrets, which only the `open_*` functions open.
+#[derive(Clone)]
+pub struct StoredConnection {
+    /// The connection.
+    pub connection: Connection,
+    /// When the access token expires, when known.
+    pub expires_at: Option<chrono::DateTime<Utc>>,
+    credentials: Option<Vec<u8>>,
+    access_token: Option<Vec<u8>>,
+    refresh_token: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for StoredConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredConnection")
+            .field("connection", &self.connection)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+impl From<Model> for StoredConnection {
+    fn from(mut m: Model) -> Self {
+        let credentials = m.credentials.take();
+        let access_token = m.access_token.take();
+        let refresh_token = m.refresh_token.take();
+        let expires_at = m.expires_at;
+        StoredConnection {
+            connection: Connection::from(m),
+            expires_at,
+            credentials,
+            access_token,
+            refresh_token,
+        }
+    }
+}
+
+impl StoredConnection {
+    /// Whether it holds an access token that is still valid `ahead` from `now`
+    /// (a token without an expiry stays valid).
+    pub fn token_fresh(&self, now: chrono::DateTime<Utc>, ahead: chrono::Duration) -> bool {
+        self.access_token.is_some() && self.expires_at.is_none_or(|e| e > now + ahead)
+    }
+
+    /// Whether `other` holds the same sealed access token (no one refreshed in between).
+    pub fn same_access_token(&self, other: &StoredConnection) -> bool {
+        self.access_token == other.access_token
+    }
+
+    fn binding(&self, field: &'static str) -> Binding<'static> {
+        Binding {
+            tenant: self.connection.tenant_id,
+            record: self.connection.id,
+            field,
+        }
+    }
+
+    fn open_token(
+        &self,
+        keys: &KeyRing,
+        field: &'static str,
+        sealed: Option<&[u8]>,
+    ) -> Result<Option<SecretString>, StoreError> {
+        let Some(sealed) = sealed else {
+            return Ok(None);
+        };
+        let plain = Zeroizing::new(keys.open(sealed, self.binding(field))?);
+        let text = String::from_utf8(plain.to_vec())
+            .map_err(|_| StoreError::Corrupt(format!("{field} is not text")))?;
+        Ok(Some(SecretString::from(text)))
+    }
+
+    /// The credential fields, opened.
+    pub fn open_credentials(
+        &self,
+        keys: &KeyRing,
+    ) -> Result<BTreeMap<String, SecretString>, StoreError> {
+        open_credentials(
+            keys,
+            self.connection.tenant_id,
+            self.connection.id,
+            self.credentials.as_deref(),
+        )
+    }
+
+    /// The access token, opened.
+    pub fn open_access_token(&self, keys: &KeyRing) -> Result<Option<SecretString>, StoreError> {
+        self.open_token(keys, ACCESS_TOKEN, self.access_token.as_deref())
+    }
+
+    /// The refresh token, opened.
+    pub fn open_refresh_token(&self, keys: &KeyRing) -> Result<Option<SecretString>, StoreError> {
+        self.open_token(keys, REFRESH_TOKEN, self.refresh_token.as_deref())
+    }
+}
+
+/// One of the tenant's connections, for the runtime.
+pub async fn stored(
+    db: &Db,
+    tenant: TenantId,
+    id: ConnectionId,
+) -> Result<Option<StoredConnection>, StoreError> {
+    Ok(find(db, tenant, id).await?.map(StoredConnection::from))
+}
+
+/// A connection held for an update that must happen once across workers and
+/// nodes (a token refresh): the row is locked (`FOR UPDATE` on PostgreSQL; an
+/// immediate write transaction on SQLite) until the guard is finished. Dropped
+/// unfinished, it rolls back.
+pub struct Locked {
+    txn: sea_orm::DatabaseTransaction,
+    current: StoredConnection,
+    model: Model,
+}
+
+impl std::fmt::Debug for Locked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Locked")
+            .field("current", &self.current)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Locks one of the tenant's connections; `None` when it no longer exists.
+pub async fn lock(
+    db: &Db,
+    tenant: TenantId,
+    id: ConnectionId,
+) -> Result<Option<Locked>, StoreError> {
+    use sea_orm::QuerySelect;
+    let txn = db.begin_write().await?;
+    let mut query =
+        Entity::find_by_id(*id.as_uuid()).filter(Column::TenantId.eq(*tenant.as_uuid()));
+    if db.backend() == sea_orm::DbBackend::Postgres {
+        query = query.lock_exclusive();
+    }
+    let Some(model) = query.one(&txn).await? else {
+        txn.rollback().await?;
+        return Ok(None);
+    };
+    Ok(Some(Locked {
+        txn,
+        current: StoredConnection::from(model.clone()),
+        model,
+    }))
+}
+
+impl Locked {
+    /// The connection as it is now, under the lock.
+    pub fn current(&self) -> &StoredConnection {
+        &self.current
+    }
+
+    /// Stores a new token set (keeping the refresh token when the set has none)
+    /// and releases the lock.
+    pub async fn save_tokens(
+        self,
+        keys: &KeyRing,
+        set: &TokenSet,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let (tenant, id) = (
+            self.current.connection.tenant_id,
+            self.current.connection.id,
+        );
+        let mut active: ActiveModel = self.model.into();
+        seal_tokens(keys, &mut active, tenant, id, set);
+        active.updated_at = Set(stored_time(now));
+        active.update(&self.txn).await?;
+        self.txn.commit().await?;
+        Ok(())
+    }
+
+    /// Marks the connection `needs_reauth` with `message` and releases the lock.
+    pub async fn needs_reauth(
+        self,
+        message: &str,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut active: ActiveModel = self.model.into();
+        active.status = Set("needs_reauth".into());
+        active.healthy = Set(Some(false));
+        active.last_error = Set(Some(message.to_owned()));
+        active.updated_at = Set(stored_time(now));
+        active.update(&self.txn).await?;
+        self.txn.commit().await?;
+        Ok(())
+    }
+
+    /// Releases the lock, changing nothing.
+    pub async fn release(self) -> Result<(), StoreError> {
+        self.txn.commit().await?;
+        Ok(())
+    }
 }
 
 /// Records the outcome of a sync or health check: healthy resets the failure
@@ -249,7 +466,7 @@ pub async fn record_health(
 ) -> Result<(), StoreError> {
     use sea_orm::ExprTrait;
     use sea_orm::sea_query::Expr;
-    let now = stored_time(Utc::now());
+    let now = db.now();
     let mut update = Entity::update_many()
         .filter(Column::Id.eq(*id.as_uuid()))
         .filter(Column::TenantId.eq(*tenant.as_uuid()))
@@ -359,7 +576,7 @@ pub async fn get(
     tenant: TenantId,
     id: ConnectionId,
 ) -> Result<Option<Connection>, StoreError> {
-    Ok(find(db, tenant, id).await?.map(Connection::from))
+    Ok(find_visible(db, tenant, id).await?.map(Connection::from))
 }
 
 /// Applies `patch`; `None` when the tenant has no such connection.
@@ -369,7 +586,7 @@ pub async fn update(
     id: ConnectionId,
     patch: ConnectionPatch,
 ) -> Result<Option<Connection>, StoreError> {
-    let Some(model) = find(db, tenant, id).await? else {
+    let Some(model) = find_visible(db, tenant, id).await? else {
         return Ok(None);
     };
     let mut active: ActiveModel = model.into();
@@ -382,7 +599,7 @@ pub async fn update(
     if let Some(name) = patch.name {
         active.name = Set(name);
     }
-    active.updated_at = Set(stored_time(Utc::now()));
+    active.updated_at = Set(db.now());
     Ok(Some(active.update(db.conn()).await?.into()))
 }
 
@@ -391,9 +608,126 @@ pub async fn delete(db: &Db, tenant: TenantId, id: ConnectionId) -> Result<bool,
     let result = Entity::delete_many()
         .filter(Column::Id.eq(*id.as_uuid()))
         .filter(Column::TenantId.eq(*tenant.as_uuid()))
+        .filter(Column::Status.ne(DELETING))
         .exec(db.conn())
         .await?;
     Ok(result.rows_affected > 0)
+}
+
+/// Starts deleting a connection whose connector must stop something at the
+/// provider first: it is disabled and gone for its tenant at once, and kept
+/// for the runtime until [`purge`]. False when the tenant has no such connection.
+pub async fn mark_deleting(
+    db: &Db,
+    tenant: TenantId,
+    id: ConnectionId,
+) -> Result<bool, StoreError> {
+    use sea_orm::sea_query::Expr;
+    let result = Entity::update_many()
+        .col_expr(Column::Status, Expr::value(DELETING))
+        .col_expr(Column::Enabled, Expr::value(false))
+        .col_expr(Column::UpdatedAt, Expr::value(db.now()))
+        .filter(Column::Id.eq(*id.as_uuid()))
+        .filter(Column::TenantId.eq(*tenant.as_uuid()))
+        .filter(Column::Status.ne(DELETING))
+        .exec(db.conn())
+        .await?;
+    Ok(result.rows_affected > 0)
+}
+
+/// Removes a connection being deleted, once its teardown has run.
+pub async fn purge(db: &Db, tenant: TenantId, id: ConnectionId) -> Result<(), StoreError> {
+    Entity::delete_many()
+        .filter(Column::Id.eq(*id.as_uuid()))
+        .filter(Column::TenantId.eq(*tenant.as_uuid()))
+        .filter(Column::Status.eq(DELETING))
+        .exec(db.conn())
+        .await?;
+    Ok(())
+}
+
+/// What a lifecycle hook changed on a connection.
+#[derive(Debug, Default)]
+pub struct HookUpdate<'a> {
+    /// Metadata keys to set (`null` removes one).
+    pub metadata: Option<&'a serde_json::Map<String, Value>>,
+    /// Credential fields to set (`None` removes one), sealed.
+    pub secrets: Option<&'a BTreeMap<String, Option<SecretString>>>,
+    /// When the next renewal is due.
+    pub renew_at: Option<chrono::DateTime<Utc>>,
+}
+
+/// Stores what a hook changed, in the caller's transaction (the one that also
+/// marks its job done). Nothing when the connection is gone.
+pub async fn apply_hook<C: sea_orm::ConnectionTrait>(
+    conn: &C,
+    keys: &KeyRing,
+    tenant: TenantId,
+    id: ConnectionId,
+    update: HookUpdate<'_>,
+    now: chrono::DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let Some(model) = Entity::find_by_id(*id.as_uuid())
+        .filter(Column::TenantId.eq(*tenant.as_uuid()))
+        .one(conn)
+        .await?
+    else {
+        return Ok(());
+    };
+    let mut metadata = match &model.metadata {
+        Value::Object(m) => m.clone(),
+        _ => serde_json::Map::new(),
+    };
+    let mut fields = open_credentials(keys, tenant, id, model.credentials.as_deref())?;
+    let mut active: ActiveModel = model.into();
+    if let Some(changes) = update.metadata {
+        for (k, v) in changes {
+            if v.is_null() {
+                metadata.remove(k);
+            } else {
+                metadata.insert(k.clone(), v.clone());
+            }
+        }
+        active.metadata = Set(Value::Object(metadata));
+    }
+    if let Some(secrets) = update.secrets {
+        for (k, v) in secrets {
+            match v {
+                Some(v) => fields.insert(k.clone(), v.clone()),
+                None => fields.remove(k),
+            };
+        }
+        active.credentials = Set(seal_credentials(keys, tenant, id, &fields));
+    }
+    active.renew_at = Set(update.renew_at.map(stored_time));
+    active.updated_at = Set(stored_time(now));
+    active.update(conn).await?;
+    Ok(())
+}
+
+/// Connections whose renewal is due at `now`, across tenants (the scheduler's
+/// read): enabled, active, `renew_at` passed.
+pub async fn due_for_renewal(
+    db: &Db,
+    now: chrono::DateTime<Utc>,
+) -> Result<Vec<(ConnectionId, TenantId, String, chrono::DateTime<Utc>)>, StoreError> {
+    let rows = Entity::find()
+        .filter(Column::Enabled.eq(true))
+        .filter(Column::Status.eq("active"))
+        .filter(Column::RenewAt.lte(stored_time(now)))
+        .all(db.conn())
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| {
+            Some((
+                ConnectionId::from_uuid(r.id),
+                TenantId::from_uuid(r.tenant_id),
+                r.provider_id,
+                r.renew_at?,
+            ))
+        })
+        .collect())
 }
 
 /// The connection's credentials, opened.
@@ -410,7 +744,7 @@ pub async fn credentials(
 }
 
 /// Opens a sealed credentials value.
-pub(crate) fn open_credentials(
+fn open_credentials(
     keys: &KeyRing,
     tenant: TenantId,
     id: ConnectionId,

@@ -109,60 +109,54 @@ pub async fn enqueue(
     if let Some(existing) = queued {
         return Job::try_from(existing);
     }
-    let now = stored_time(Utc::now());
     let id = Uuid::now_v7();
-    let model = ActiveModel {
-        id: Set(id),
-        tenant_id: Set(*tenant.as_uuid()),
-        connection_id: Set(*connection.as_uuid()),
-        provider_id: Set(provider.to_owned()),
-        job_type: Set(job_type.as_str().into()),
-        trigger: Set(trigger.as_str().into()),
-        state: Set(JobState::Queued.as_str().into()),
-        attempt: Set(0),
-        run_after: Set(now),
-        lease_owner: Set(None),
-        lease_expires_at: Set(None),
-        cursor_before: Set(None),
-        cursor_after: Set(None),
-        signals_emitted: Set(0),
-        error: Set(None),
-        idempotency_key: Set(format!(
-            "{}:{}:{}:{id}",
-            trigger.as_str(),
-            connection,
-            job_type.as_str()
-        )),
-        created_at: Set(now),
-        started_at: Set(None),
-        finished_at: Set(None),
-    }
-    .insert(db.conn())
-    .await?;
+    let job = NewJob {
+        tenant,
+        connection,
+        provider,
+        job_type,
+        trigger,
+    };
+    let now = db.now();
+    let key = format!(
+        "{}:{}:{}:{id}",
+        trigger.as_str(),
+        connection,
+        job_type.as_str()
+    );
+    let model = row(id, &job, key, now, now).insert(db.conn()).await?;
     Job::try_from(model)
 }
 
-/// Enqueues a job under an idempotency key (a scheduler window, a backfill, a
-/// webhook burst); false when a job with that key already exists.
-#[allow(clippy::too_many_arguments)]
-pub async fn enqueue_keyed<C: ConnectionTrait>(
-    conn: &C,
-    tenant: TenantId,
-    connection: ConnectionId,
-    provider: &str,
-    job_type: JobType,
-    trigger: Trigger,
-    key: &str,
+/// A job to enqueue.
+#[derive(Debug, Clone, Copy)]
+pub struct NewJob<'a> {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// The connection.
+    pub connection: ConnectionId,
+    /// Its provider.
+    pub provider: &'a str,
+    /// What to run.
+    pub job_type: JobType,
+    /// What asked for it.
+    pub trigger: Trigger,
+}
+
+fn row(
+    id: Uuid,
+    job: &NewJob<'_>,
+    key: String,
     run_after: DateTime<Utc>,
-) -> Result<bool, StoreError> {
-    let now = stored_time(Utc::now());
-    let model = ActiveModel {
-        id: Set(Uuid::now_v7()),
-        tenant_id: Set(*tenant.as_uuid()),
-        connection_id: Set(*connection.as_uuid()),
-        provider_id: Set(provider.to_owned()),
-        job_type: Set(job_type.as_str().into()),
-        trigger: Set(trigger.as_str().into()),
+    now: DateTime<Utc>,
+) -> ActiveModel {
+    ActiveModel {
+        id: Set(id),
+        tenant_id: Set(*job.tenant.as_uuid()),
+        connection_id: Set(*job.connection.as_uuid()),
+        provider_id: Set(job.provider.to_owned()),
+        job_type: Set(job.job_type.as_str().into()),
+        trigger: Set(job.trigger.as_str().into()),
         state: Set(JobState::Queued.as_str().into()),
         attempt: Set(0),
         run_after: Set(stored_time(run_after)),
@@ -172,11 +166,24 @@ pub async fn enqueue_keyed<C: ConnectionTrait>(
         cursor_after: Set(None),
         signals_emitted: Set(0),
         error: Set(None),
-        idempotency_key: Set(key.to_owned()),
-        created_at: Set(now),
+        idempotency_key: Set(key),
+        created_at: Set(stored_time(now)),
         started_at: Set(None),
         finished_at: Set(None),
-    };
+    }
+}
+
+/// Enqueues a job under an idempotency key (a scheduler window, a backfill, a
+/// webhook burst), due at `run_after`; false when a job with that key already
+/// exists.
+pub async fn enqueue_keyed<C: ConnectionTrait>(
+    conn: &C,
+    job: NewJob<'_>,
+    key: &str,
+    run_after: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let model = row(Uuid::now_v7(), &job, key.to_owned(), run_after, now);
     let inserted = Entity::insert(model)
         .on_conflict(
             sea_orm::sea_query::OnConflict::column(Column::IdempotencyKey)
@@ -186,6 +193,27 @@ pub async fn enqueue_keyed<C: ConnectionTrait>(
         .exec_without_returning(conn)
         .await?;
     Ok(inserted == 1)
+}
+
+/// Whether the connection has a job of `job_type` waiting or running (the
+/// scheduler's read, across tenants: it knows the connection, not the tenant).
+pub async fn pending(
+    db: &Db,
+    connection: ConnectionId,
+    job_type: JobType,
+) -> Result<bool, StoreError> {
+    use sea_orm::PaginatorTrait;
+    let n = Entity::find()
+        .filter(Column::ConnectionId.eq(*connection.as_uuid()))
+        .filter(Column::JobType.eq(job_type.as_str()))
+        .filter(Column::State.is_in([
+            JobState::Queued.as_str(),
+            JobState::Retrying.as_str(),
+            JobState::Running.as_str(),
+        ]))
+        .count(db.conn())
+        .await?;
+    Ok(n > 0)
 }
 
 /// A page of the tenant's jobs, newest first.

@@ -10,4 +10,5 @@ pub mod jobs;
 pub mod keys;
 pub mod oauth_states;
 pub mod providers;
+pub mod queue;
 pub mod signals;

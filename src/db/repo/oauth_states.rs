@@ -80,7 +80,7 @@ pub async fn create(
     new: NewState,
     now: DateTime<Utc>,
 ) -> Result<(String, DateTime<Utc>), StoreError> {
-    let state = crate::engine::oauth::random_token(32);
+    let state = db.ambient().token(32);
     let id = Uuid::now_v7();
     let expires = stored_time(now + new.ttl);
     let verifier = new.verifier.map(|v| {

@@ -1,14 +1,13 @@
 //! The provider registry table: built-ins synced from `descriptors/` at start,
 //! runtime descriptors registered over the API. Not tenant data.
 
-use chrono::Utc;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder,
 };
 use serde_json::Value;
 
 use crate::db::entities::provider::{ActiveModel, Column, Entity, Model};
-use crate::db::{Db, StoreError, stored_time};
+use crate::db::{Db, StoreError};
 use crate::descriptor::model::{ConnectorDescriptor, ConnectorKind};
 
 /// A registered provider row.
@@ -51,7 +50,7 @@ fn json(d: &ConnectorDescriptor) -> Value {
 /// updates changed ones, removes built-ins no longer shipped. A runtime provider
 /// with a shipped id is replaced by the built-in.
 pub async fn sync_builtins(db: &Db, shipped: &[&ConnectorDescriptor]) -> Result<(), StoreError> {
-    let now = stored_time(Utc::now());
+    let now = db.now();
     let existing = Entity::find().all(db.conn()).await?;
     for d in shipped {
         let row = ActiveModel {
@@ -109,7 +108,7 @@ pub async fn list_runtime(db: &Db) -> Result<Vec<ProviderRow>, StoreError> {
 
 /// Registers or replaces a runtime provider (already validated).
 pub async fn put_runtime(db: &Db, d: &ConnectorDescriptor) -> Result<PutOutcome, StoreError> {
-    let now = stored_time(Utc::now());
+    let now = db.now();
     let current = Entity::find_by_id(d.id.clone()).one(db.conn()).await?;
     let mut row = ActiveModel {
         id: Set(d.id.clone()),

@@ -4,11 +4,14 @@
 use super::context::{Ctx, Scope, is_header_name};
 use super::template::TemplateId;
 use super::webhook::{self, CompiledSignature};
-use crate::descriptor::auth::{AuthDescriptor, KeyDelivery, TokenDelivery};
+use crate::descriptor::auth::{
+    AuthDescriptor, ExtraAuthParam, KeyDelivery, OAuth2Config, TokenDelivery,
+};
 use crate::descriptor::diagnostic::{Code, Pointer};
 use crate::descriptor::model::CredentialField;
 
-/// Request authentication, with every field reference resolved.
+/// Request authentication, with every field reference resolved: everything
+/// needed to authenticate a request, without the descriptor beside it.
 #[derive(Debug, Clone)]
 pub enum CompiledAuth {
     /// OAuth 2.0.
@@ -17,16 +20,32 @@ pub enum CompiledAuth {
         authorize_url: TemplateId,
         /// The token endpoint.
         token_url: TemplateId,
+        /// Scopes, extra parameters, PKCE and the token endpoint's client auth.
+        config: Box<OAuth2Config>,
     },
     /// An API key; `credential_key` holds it.
     ApiKey {
         /// The credential field holding the key.
         credential_key: String,
+        /// Where the key goes.
+        delivery: KeyDelivery,
+        /// The header or query parameter name.
+        param_name: String,
+        /// Text before the key (`Key `).
+        prefix: String,
+        /// Further credentials sent beside the key.
+        extra: Vec<ExtraAuthParam>,
     },
     /// A personal access token; `credential_key` holds it.
     Pat {
         /// The credential field holding the token.
         credential_key: String,
+        /// Where the token goes.
+        delivery: TokenDelivery,
+        /// The header name (`header` delivery).
+        param_name: String,
+        /// Text before the token (`token `).
+        prefix: String,
     },
     /// HTTP Basic.
     Basic {
@@ -64,6 +83,7 @@ pub(super) fn compile(
             Some(CompiledAuth::OAuth2 {
                 authorize_url: authorize?,
                 token_url: token?,
+                config: Box::new(c.clone()),
             })
         }
         AuthDescriptor::ApiKey(c) => {
@@ -95,6 +115,10 @@ pub(super) fn compile(
             let key = credential_key(ctx, &config, c.credential_key.as_deref(), fields)?;
             Some(CompiledAuth::ApiKey {
                 credential_key: key,
+                delivery: c.delivery,
+                param_name: c.param_name.clone(),
+                prefix: c.prefix.clone().unwrap_or_default(),
+                extra: c.extra_params.clone(),
             })
         }
         AuthDescriptor::Pat(c) => {
@@ -104,6 +128,9 @@ pub(super) fn compile(
             let key = credential_key(ctx, &config, c.credential_key.as_deref(), fields)?;
             Some(CompiledAuth::Pat {
                 credential_key: key,
+                delivery: c.delivery,
+                param_name: c.param_name.clone(),
+                prefix: c.prefix.clone().unwrap_or_default(),
             })
         }
         AuthDescriptor::Basic(c) => {

@@ -1,0 +1,199 @@
+//! The job queue's storage: claim with a lease (`FOR UPDATE SKIP LOCKED` on
+//! PostgreSQL; SQLite serializes writers), heartbeats, putting a rate-limited
+//! job back without spending its attempt, recording a failed attempt, and
+//! completion only while the lease is still held. Policy (lease length, caps,
+//! backoff) is the caller's (`sync::queue`).
+//!
+//! The worker side is a system process across tenants: it reads jobs by id and
+//! each job carries its tenant, which scopes everything done for it.
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, ExprTrait, QueryFilter, Statement, Value,
+};
+use uuid::Uuid;
+
+use super::jobs::{Job, JobState};
+use crate::db::entities::sync_job::{Column, Entity};
+use crate::db::{Db, StoreError, stored_time};
+
+const CLAIM: &str = "UPDATE sync_jobs SET state = 'running', lease_owner = $1, lease_expires_at = $2, \
+     attempt = attempt + 1, started_at = COALESCE(started_at, $3) \
+     WHERE id = (SELECT j.id FROM sync_jobs j \
+       WHERE ((j.state IN ('queued', 'retrying') AND j.run_after <= $3) \
+              OR (j.state = 'running' AND j.lease_expires_at < $3)) \
+         AND NOT EXISTS (SELECT 1 FROM sync_jobs r WHERE r.connection_id = j.connection_id \
+                         AND r.state = 'running' AND r.id <> j.id) \
+         AND (SELECT COUNT(*) FROM sync_jobs r WHERE r.tenant_id = j.tenant_id \
+              AND r.state = 'running' AND r.lease_expires_at >= $3) < $4 \
+       ORDER BY j.run_after, j.id LIMIT 1 {lock}) \
+     RETURNING id";
+
+/// Claims the next job that is due at `now` (or whose lease expired) for
+/// `worker`, leased until `lease_until`, unless its tenant already runs
+/// `tenant_cap` jobs or its connection runs one.
+pub async fn claim(
+    db: &Db,
+    worker: &str,
+    now: DateTime<Utc>,
+    lease_until: DateTime<Utc>,
+    tenant_cap: u32,
+) -> Result<Option<Job>, StoreError> {
+    let now = stored_time(now);
+    let backend = db.backend();
+    let sql = match backend {
+        DbBackend::Postgres => CLAIM.replace("{lock}", "FOR UPDATE SKIP LOCKED"),
+        _ => CLAIM.replace("{lock}", "").replace('$', "?"),
+    };
+    let values: Vec<Value> = vec![
+        worker.into(),
+        stored_time(lease_until).into(),
+        now.into(),
+        i64::from(tenant_cap).into(),
+    ];
+    let row = match db
+        .conn()
+        .query_one_raw(Statement::from_sql_and_values(backend, sql, values))
+        .await
+    {
+        Ok(row) => row,
+        // Another worker started a job of the same connection first.
+        Err(e)
+            if matches!(
+                e.sql_err(),
+                Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+            ) =>
+        {
+            return Ok(None);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let Some(row) = row else { return Ok(None) };
+    let id: Uuid = row.try_get("", "id")?;
+    Entity::find_by_id(id)
+        .one(db.conn())
+        .await?
+        .map(Job::try_from)
+        .transpose()
+}
+
+/// Extends the lease to `lease_until`; false when `worker` no longer holds it.
+pub async fn heartbeat(
+    db: &Db,
+    job: Uuid,
+    worker: &str,
+    lease_until: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let result = Entity::update_many()
+        .col_expr(
+            Column::LeaseExpiresAt,
+            Expr::value(stored_time(lease_until)),
+        )
+        .filter(Column::Id.eq(job))
+        .filter(Column::LeaseOwner.eq(worker))
+        .filter(Column::State.eq(JobState::Running.as_str()))
+        .exec(db.conn())
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
+/// Puts a rate-limited job back, due at `run_after`, without spending the attempt.
+pub async fn reschedule_rate_limited(
+    db: &Db,
+    job: Uuid,
+    worker: &str,
+    run_after: DateTime<Utc>,
+    error: &str,
+) -> Result<bool, StoreError> {
+    let result = Entity::update_many()
+        .col_expr(Column::State, Expr::value(JobState::Queued.as_str()))
+        .col_expr(Column::Attempt, Expr::col(Column::Attempt).sub(1))
+        .col_expr(Column::RunAfter, Expr::value(stored_time(run_after)))
+        .col_expr(Column::LeaseOwner, Expr::value(Option::<String>::None))
+        .col_expr(
+            Column::LeaseExpiresAt,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .col_expr(Column::Error, Expr::value(error))
+        .filter(Column::Id.eq(job))
+        .filter(Column::LeaseOwner.eq(worker))
+        .exec(db.conn())
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
+/// Records a failed attempt at `now`: `retrying`, due at `retry_at`, when
+/// there is one; else `failed`. Returns the new state, or `None` when the
+/// lease was lost.
+pub async fn fail(
+    db: &Db,
+    job: Uuid,
+    worker: &str,
+    error: &str,
+    retry_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Result<Option<JobState>, StoreError> {
+    let (state, run_after, finished) = match retry_at {
+        Some(at) => (JobState::Retrying, at, None),
+        None => (JobState::Failed, now, Some(stored_time(now))),
+    };
+    let result = Entity::update_many()
+        .col_expr(Column::State, Expr::value(state.as_str()))
+        .col_expr(Column::RunAfter, Expr::value(stored_time(run_after)))
+        .col_expr(Column::LeaseOwner, Expr::value(Option::<String>::None))
+        .col_expr(
+            Column::LeaseExpiresAt,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .col_expr(Column::Error, Expr::value(error))
+        .col_expr(Column::FinishedAt, Expr::value(finished))
+        .filter(Column::Id.eq(job))
+        .filter(Column::LeaseOwner.eq(worker))
+        .exec(db.conn())
+        .await?;
+    Ok((result.rows_affected == 1).then_some(state))
+}
+
+/// Marks a job succeeded, inside the transaction that stores its results; false
+/// (and the caller rolls back) when `worker` no longer holds the lease.
+pub async fn succeed<C: ConnectionTrait>(
+    conn: &C,
+    job: Uuid,
+    worker: &str,
+    cursor_after: Option<String>,
+    signals: u64,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let result = Entity::update_many()
+        .col_expr(Column::State, Expr::value(JobState::Succeeded.as_str()))
+        .col_expr(Column::LeaseOwner, Expr::value(Option::<String>::None))
+        .col_expr(
+            Column::LeaseExpiresAt,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .col_expr(Column::CursorAfter, Expr::value(cursor_after))
+        .col_expr(Column::SignalsEmitted, Expr::value(signals as i64))
+        .col_expr(Column::Error, Expr::value(Option::<String>::None))
+        .col_expr(Column::FinishedAt, Expr::value(stored_time(now)))
+        .filter(Column::Id.eq(job))
+        .filter(Column::LeaseOwner.eq(worker))
+        .filter(Column::State.eq(JobState::Running.as_str()))
+        .exec(conn)
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
+/// Records the checkpoint a job starts from.
+pub async fn set_cursor_before(
+    db: &Db,
+    job: Uuid,
+    cursor: Option<String>,
+) -> Result<(), StoreError> {
+    Entity::update_many()
+        .col_expr(Column::CursorBefore, Expr::value(cursor))
+        .filter(Column::Id.eq(job))
+        .exec(db.conn())
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,95 @@
+//! Opening a connection to call its provider, written once for the executor,
+//! the connection test and the lifecycle hooks: its stored record, its
+//! connector from the registry, and (when asked) its credentials with an OAuth
+//! access token kept fresh.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use super::tokens::{self, TokenError};
+use crate::connector::{ConnectionContext, Connector};
+use crate::db::StoreError;
+use crate::db::repo::connections::{self, StoredConnection};
+use crate::domain::{ConnectionId, TenantId};
+use crate::engine::auth::Credentials;
+use crate::services::Services;
+
+/// A connection and the connector that runs it.
+#[derive(Debug)]
+pub struct Opened {
+    /// The stored connection.
+    pub stored: StoredConnection,
+    /// Its connector.
+    pub connector: Arc<dyn Connector>,
+}
+
+/// Why a connection cannot be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The tenant has no such connection (any more).
+    #[error("the connection no longer exists")]
+    Gone,
+    /// Its provider is not registered on this node.
+    #[error("provider `{0}` is not registered")]
+    UnknownProvider(String),
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Opens one of the tenant's connections (whatever its status: the runtime's view).
+pub async fn open(
+    services: &Services,
+    tenant: TenantId,
+    id: ConnectionId,
+) -> Result<Opened, OpenError> {
+    let stored = connections::stored(&services.db, tenant, id)
+        .await?
+        .ok_or(OpenError::Gone)?;
+    let connector = services
+        .registry
+        .get(&stored.connection.provider)
+        .ok_or_else(|| OpenError::UnknownProvider(stored.connection.provider.clone()))?
+        .connector;
+    Ok(Opened { stored, connector })
+}
+
+impl Opened {
+    /// The credentials to call the provider with (`force_refresh` after a 401).
+    pub async fn credentials(
+        &self,
+        services: &Services,
+        force_refresh: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Credentials, TokenError> {
+        tokens::credentials(
+            services,
+            self.connector.as_ref(),
+            &self.stored,
+            force_refresh,
+            now,
+        )
+        .await
+    }
+
+    /// The context a connector call runs in.
+    pub fn context<'a>(
+        &'a self,
+        services: &'a Services,
+        credentials: &'a Credentials,
+        now: DateTime<Utc>,
+    ) -> ConnectionContext<'a> {
+        let c = &self.stored.connection;
+        ConnectionContext {
+            http: &services.http,
+            ambient: &services.ambient,
+            credentials,
+            tenant_id: c.tenant_id,
+            connection_id: c.id,
+            config: &c.config,
+            metadata: &c.metadata,
+            now,
+        }
+    }
+}
