@@ -2,6 +2,11 @@
 //! and a 100-item REST issues page, each against a parse-only baseline over the
 //! same bytes. Run: `cargo bench --bench mapping`.
 
+#![expect(
+    clippy::disallowed_methods,
+    reason = "benchmarks time real work on the real clock"
+)]
+
 use std::hint::black_box;
 use std::sync::LazyLock;
 

@@ -12,6 +12,11 @@
 //! counted. PostgreSQL is a throwaway cluster from the installed binaries (or
 //! `TEST_DATABASE_URL`).
 
+#![expect(
+    clippy::disallowed_methods,
+    reason = "benchmarks time real work on the real clock"
+)]
+
 #[path = "../tests/pg.rs"]
 #[allow(dead_code)]
 mod pg;

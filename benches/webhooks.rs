@@ -12,6 +12,11 @@
 //! embedded database). The server runs in its own process; the generator
 //! shares the machine's cores with it and with PostgreSQL.
 
+#![expect(
+    clippy::disallowed_methods,
+    reason = "benchmarks time real work on the real clock"
+)]
+
 #[path = "../tests/pg.rs"]
 #[allow(dead_code)]
 mod pg;

@@ -207,6 +207,10 @@ impl KeyRing {
             return Ok((ring, KeySource::DevelopmentFile(shown)));
         }
         let mut key = [0u8; 32];
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "keys always come from the OS, never from a test's seeded randomness"
+        )]
         getrandom::fill(&mut key).map_err(|e| CryptoError::KeyFile {
             path: shown.clone(),
             reason: format!("no randomness: {e}"),
@@ -230,6 +234,10 @@ impl KeyRing {
     /// Seals `plaintext` with the primary key, bound to `binding`.
     pub fn seal(&self, plaintext: &[u8], binding: Binding<'_>) -> Vec<u8> {
         let mut nonce = [0u8; NONCE_LEN];
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "AES-GCM nonces always come from the OS, never from a test's seeded randomness"
+        )]
         getrandom::fill(&mut nonce).expect("the operating system provides randomness");
         let aad = binding.aad();
         let ciphertext = self

@@ -4,6 +4,11 @@
 //! loader and compile checks, the mapping engine and the golden fixtures.
 //! Run one part with `cargo test --test main <module>::`, e.g. `golden::`.
 
+#![expect(
+    clippy::disallowed_methods,
+    reason = "tests use real time and randomness where they mean to; the service may not"
+)]
+
 mod pg;
 
 mod api;

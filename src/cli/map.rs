@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use chrono::Utc;
 use clap::{Args, ValueEnum};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
@@ -79,7 +78,7 @@ pub fn run(args: &MapArgs) -> anyhow::Result<ExitCode> {
     let ctx = MapContext {
         tenant_id: TenantId::nil(),
         connection_id: ConnectionId::nil(),
-        received_at: Utc::now(),
+        received_at: crate::domain::Ambient::system().now(),
     };
     let input = PayloadInput {
         body: &body,

@@ -35,12 +35,18 @@ pub trait Random: Send + Sync + Debug {
 pub struct SystemClock;
 
 impl Clock for SystemClock {
-    // clippy::disallowed_methods: the one place the real clock is read
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the one place the real clock is read"
+    )]
     fn now(&self) -> DateTime<Utc> {
         Utc::now()
     }
 
-    // clippy::disallowed_methods: the one place a real sleep is made
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the one place a real sleep is made"
+    )]
     fn sleep(&self, duration: Duration) -> Sleep {
         Box::pin(tokio::time::sleep(duration))
     }
@@ -93,7 +99,10 @@ impl Clock for ManualClock {
 pub struct OsRandom;
 
 impl Random for OsRandom {
-    // clippy::disallowed_methods: the one place OS randomness is read
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the one place OS randomness is read"
+    )]
     fn fill(&self, buf: &mut [u8]) {
         getrandom::fill(buf).expect("the operating system provides randomness");
     }

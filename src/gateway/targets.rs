@@ -6,7 +6,9 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 
 use crate::db::StoreError;
 use crate::db::repo::connections::{self, WebhookTarget};
@@ -14,7 +16,7 @@ use crate::domain::TenantId;
 use crate::services::Services;
 
 type Key = (String, Option<TenantId>);
-type Cache = HashMap<Key, (Instant, Arc<Vec<WebhookTarget>>)>;
+type Cache = HashMap<Key, (DateTime<Utc>, Arc<Vec<WebhookTarget>>)>;
 
 /// The cache.
 #[derive(Debug)]
@@ -42,9 +44,11 @@ impl Targets {
         secret_field: Option<&str>,
     ) -> Result<Arc<Vec<WebhookTarget>>, StoreError> {
         let key = (provider.to_owned(), tenant);
+        let now = services.ambient.now();
+        let ttl = chrono::Duration::from_std(self.ttl).unwrap_or(chrono::Duration::MAX);
         if !self.ttl.is_zero()
             && let Some((at, list)) = self.lock().get(&key)
-            && at.elapsed() < self.ttl
+            && now - *at < ttl
         {
             return Ok(Arc::clone(list));
         }
@@ -61,10 +65,9 @@ impl Targets {
         if !self.ttl.is_zero() {
             let mut cache = self.lock();
             if cache.len() > 256 {
-                let ttl = self.ttl;
-                cache.retain(|_, (at, _)| at.elapsed() < ttl);
+                cache.retain(|_, (at, _)| now - *at < ttl);
             }
-            cache.insert(key, (Instant::now(), Arc::clone(&list)));
+            cache.insert(key, (now, Arc::clone(&list)));
         }
         Ok(list)
     }
