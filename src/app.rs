@@ -202,6 +202,14 @@ impl Builder {
                 config: config.clone(),
             },
         )?;
+        for id in registry.native_ids() {
+            if !builtins.iter().any(|c| c.id() == id) {
+                tracing::warn!(
+                    native = id,
+                    "a native connector has no `kind: native` descriptor among the built-ins; it is not registered"
+                );
+            }
+        }
         for compiled in builtins {
             registry.insert(compiled, true)?;
         }

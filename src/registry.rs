@@ -161,3 +161,55 @@ impl Registry {
         self.providers.write().unwrap_or_else(|e| e.into_inner())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::descriptor::load::load_str;
+    use crate::descriptor::source::Format;
+
+    fn env() -> NativeEnv {
+        NativeEnv {
+            http: HttpClient::new(Default::default()),
+            ambient: Ambient::system(),
+            config: Config::from_map(&Default::default()).unwrap(),
+        }
+    }
+
+    fn compiled(id: &str, kind: &str) -> CompiledDescriptor {
+        let text = format!(
+            "id: {id}\nname: T\ndescription: d\ncategory: custom\nicon: i\nkind: {kind}\nversion: 1.0.0\nauth: {{method: none}}\ningestion:\n  mode: webhook\n  eventTypes: [e]\n  eventTypePath: $.e\n  verification: none\nfieldMapping: {{itemsPath: $, idPath: $.id, timestampPath: $.t, summaryTemplate: x, signalTypeRules: [], defaultType: x}}\nhealthCheck: {{endpoint: 'https://x.example/h', method: GET, expectStatus: 200, timeoutMs: 10}}\n"
+        );
+        load_str("<test>", &text, Format::Yaml).unwrap_or_else(|d| panic!("{d:#?}"))
+    }
+
+    fn native(id: &str) -> Native {
+        Native::new(id, |input| {
+            Arc::new(DescriptorConnector::new(input.descriptor)) as Arc<dyn Connector>
+        })
+    }
+
+    #[test]
+    fn native_descriptors_bind_to_their_native_connector_only() {
+        let registry = Registry::new(vec![native("n1")], env()).unwrap();
+        registry.insert(compiled("n1", "native"), true).unwrap();
+        registry.insert(compiled("g1", "generic"), true).unwrap();
+        assert_eq!(
+            registry.get("n1").unwrap().connector.catalogue().kind,
+            ConnectorKind::Native
+        );
+        assert_eq!(
+            registry.insert(compiled("n2", "native"), true),
+            Err(RegistryError::NoNative("n2".into(), "n1".into()))
+        );
+        assert!(registry.get("n2").is_none());
+        assert_eq!(registry.len(), 2);
+    }
+
+    #[test]
+    fn two_natives_with_one_id_are_refused() {
+        let err =
+            Registry::new(vec![native("dup"), native("x"), native("dup")], env()).unwrap_err();
+        assert_eq!(err, RegistryError::DuplicateNative("dup".into()));
+    }
+}

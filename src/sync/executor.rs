@@ -57,6 +57,8 @@ impl Default for ExecutorSettings {
 pub struct JobReport {
     /// The job.
     pub job_id: Uuid,
+    /// What it ran.
+    pub job_type: JobType,
     /// Its state afterwards (`queued` again when rate-limited).
     pub state: JobState,
     /// Signals newly stored.
@@ -310,6 +312,7 @@ impl Executor {
         };
         let report = |state, signals, error| JobReport {
             job_id: job.id,
+            job_type: job.job_type,
             state,
             signals,
             error,

@@ -8,6 +8,7 @@ mod auth;
 mod deltas;
 mod faults;
 mod native;
+mod native_slot;
 mod oauth;
 mod queue;
 mod store;
