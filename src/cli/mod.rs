@@ -1,5 +1,6 @@
-//! The command line: one binary, one subcommand per job. Commands a later
-//! issue owns say so in `--help` and fail clearly instead of pretending.
+//! The command line: one binary, one subcommand per job. This is glue: it
+//! reads the environment, builds what the library needs and reports with
+//! `anyhow`.
 
 mod admin;
 mod check;
@@ -62,8 +63,8 @@ pub enum Command {
     /// Signals go to stdout as JSON (tenant and connection ids are nil in a dry
     /// run); skipped items and their reasons go to stderr.
     Map(map::MapArgs),
-    /// Run the REST API (Swagger UI at /docs). Syncing comes with issue #5,
-    /// webhooks with #6.
+    /// Run the service: the REST API (Swagger UI at /docs, webhooks at
+    /// /webhooks/{provider}) and the sync engine (scheduler and job workers).
     Serve(serve::ServeArgs),
     /// Print the OpenAPI document.
     Openapi,

@@ -1,6 +1,6 @@
-//! Sync jobs, tenant-scoped: enqueue (collapsing a duplicate queued trigger),
-//! list with keyset pagination, get. The worker side (claim, lease, finish)
-//! comes with the sync engine.
+//! Sync jobs, tenant-scoped: enqueue (collapsing a duplicate queued trigger, or
+//! under an idempotency key), list with keyset pagination, get. The worker side
+//! (claim, lease, finish) is `queue`'s.
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
