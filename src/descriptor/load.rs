@@ -108,7 +108,7 @@ impl<'a> Loader<'a> {
         report
     }
 
-    /// Parses, validates and compiles; also returns the parsed document (for ids).
+    /// [`parse_and_compile`], then the native check.
     fn load_document(
         &self,
         label: &str,
@@ -118,7 +118,7 @@ impl<'a> Loader<'a> {
         Option<Document>,
         Result<CompiledDescriptor, Vec<Diagnostic>>,
     ) {
-        let (document, result) = load_document(label, text, format);
+        let (document, result) = parse_and_compile(label, text, format);
         let result = match (result, &document, self.natives) {
             (Ok(compiled), Some(doc), Some(natives))
                 if compiled.descriptor.kind == ConnectorKind::Native
@@ -160,7 +160,7 @@ pub fn load_str(
 }
 
 /// Parses, validates and compiles; also returns the parsed document (for ids).
-fn load_document(
+fn parse_and_compile(
     label: &str,
     text: &str,
     format: Format,

@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use super::open::{self, OpenError, Opened};
 use super::queue::{self, QueueSettings};
+use super::tokens::TokenError;
 use crate::connector::{ConnectorError, Hook, SyncMode};
 use crate::db::repo::connections::{self, DELETING, HookUpdate};
 use crate::db::repo::jobs::{Job, JobState, JobType};
@@ -100,6 +101,14 @@ fn failure(e: ConnectorError) -> Outcome {
             retryable: e.is_retryable(),
             error: e.to_string(),
         },
+    }
+}
+
+/// The outcome when no usable credentials could be had.
+fn token_failure(e: TokenError) -> Outcome {
+    Outcome::Failed {
+        retryable: e.is_retryable(),
+        error: e.to_string(),
     }
 }
 
@@ -410,12 +419,7 @@ impl Executor {
             let now = services.ambient.now();
             let credentials = match opened.credentials(services, refreshed, now).await {
                 Ok(c) => c,
-                Err(e) => {
-                    return Ok(Outcome::Failed {
-                        retryable: e.is_retryable(),
-                        error: e.to_string(),
-                    });
-                }
+                Err(e) => return Ok(token_failure(e)),
             };
             let ctx = opened.context(services, &credentials, now);
             let outcome = match opened.connector.hook(hook, &ctx).await {
@@ -486,12 +490,7 @@ impl Executor {
             let now = services.ambient.now();
             let credentials = match opened.credentials(services, refreshed, now).await {
                 Ok(c) => c,
-                Err(e) => {
-                    return Ok(Outcome::Failed {
-                        retryable: e.is_retryable(),
-                        error: e.to_string(),
-                    });
-                }
+                Err(e) => return Ok(token_failure(e)),
             };
             let ctx = opened.context(services, &credentials, now);
             let mut sink = TxnSink::new(db);

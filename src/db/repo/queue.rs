@@ -98,6 +98,19 @@ pub async fn heartbeat(
     Ok(result.rows_affected == 1)
 }
 
+/// An update of `job` that gives up `worker`'s lease (and changes nothing
+/// when `worker` no longer holds it).
+fn release(job: Uuid, worker: &str) -> sea_orm::UpdateMany<Entity> {
+    Entity::update_many()
+        .col_expr(Column::LeaseOwner, Expr::value(Option::<String>::None))
+        .col_expr(
+            Column::LeaseExpiresAt,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .filter(Column::Id.eq(job))
+        .filter(Column::LeaseOwner.eq(worker))
+}
+
 /// Puts a rate-limited job back, due at `run_after`, without spending the attempt.
 pub async fn reschedule_rate_limited(
     db: &Db,
@@ -106,18 +119,11 @@ pub async fn reschedule_rate_limited(
     run_after: DateTime<Utc>,
     error: &str,
 ) -> Result<bool, StoreError> {
-    let result = Entity::update_many()
+    let result = release(job, worker)
         .col_expr(Column::State, Expr::value(JobState::Queued.as_str()))
         .col_expr(Column::Attempt, Expr::col(Column::Attempt).sub(1))
         .col_expr(Column::RunAfter, Expr::value(stored_time(run_after)))
-        .col_expr(Column::LeaseOwner, Expr::value(Option::<String>::None))
-        .col_expr(
-            Column::LeaseExpiresAt,
-            Expr::value(Option::<DateTime<Utc>>::None),
-        )
         .col_expr(Column::Error, Expr::value(error))
-        .filter(Column::Id.eq(job))
-        .filter(Column::LeaseOwner.eq(worker))
         .exec(db.conn())
         .await?;
     Ok(result.rows_affected == 1)
@@ -138,18 +144,11 @@ pub async fn fail(
         Some(at) => (JobState::Retrying, at, None),
         None => (JobState::Failed, now, Some(stored_time(now))),
     };
-    let result = Entity::update_many()
+    let result = release(job, worker)
         .col_expr(Column::State, Expr::value(state.as_str()))
         .col_expr(Column::RunAfter, Expr::value(stored_time(run_after)))
-        .col_expr(Column::LeaseOwner, Expr::value(Option::<String>::None))
-        .col_expr(
-            Column::LeaseExpiresAt,
-            Expr::value(Option::<DateTime<Utc>>::None),
-        )
         .col_expr(Column::Error, Expr::value(error))
         .col_expr(Column::FinishedAt, Expr::value(finished))
-        .filter(Column::Id.eq(job))
-        .filter(Column::LeaseOwner.eq(worker))
         .exec(db.conn())
         .await?;
     Ok((result.rows_affected == 1).then_some(state))
@@ -165,19 +164,12 @@ pub async fn succeed<C: ConnectionTrait>(
     signals: u64,
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
-    let result = Entity::update_many()
+    let result = release(job, worker)
         .col_expr(Column::State, Expr::value(JobState::Succeeded.as_str()))
-        .col_expr(Column::LeaseOwner, Expr::value(Option::<String>::None))
-        .col_expr(
-            Column::LeaseExpiresAt,
-            Expr::value(Option::<DateTime<Utc>>::None),
-        )
         .col_expr(Column::CursorAfter, Expr::value(cursor_after))
         .col_expr(Column::SignalsEmitted, Expr::value(signals as i64))
         .col_expr(Column::Error, Expr::value(Option::<String>::None))
         .col_expr(Column::FinishedAt, Expr::value(stored_time(now)))
-        .filter(Column::Id.eq(job))
-        .filter(Column::LeaseOwner.eq(worker))
         .filter(Column::State.eq(JobState::Running.as_str()))
         .exec(conn)
         .await?;
