@@ -20,7 +20,7 @@ use crate::descriptor::compile::CompiledDescriptor;
 use crate::descriptor::diagnostic::Diagnostic;
 use crate::descriptor::load::Loader;
 use crate::descriptor::source::Format;
-use crate::domain::Ambient;
+use crate::domain::{Ambient, Random};
 use crate::engine::http::{HttpClient, NetworkPolicy};
 use crate::registry::{NativeEnv, Registry, RegistryError};
 use crate::services::Services;
@@ -165,7 +165,7 @@ impl Builder {
             }
         };
         let keys = key_ring(&config)?;
-        let operator_tokens = operator_tokens(&config, &ambient)?;
+        let operator_tokens = operator_tokens(&config)?;
 
         let url = redact_url(&config.database_url);
         let database = |source| AppError::Database {
@@ -323,7 +323,7 @@ pub fn key_ring(config: &Config) -> Result<KeyRing, CryptoError> {
 
 /// The operator tokens; without any, a development token is kept in `data/`
 /// outside production.
-fn operator_tokens(config: &Config, ambient: &Ambient) -> Result<OperatorTokens, AppError> {
+fn operator_tokens(config: &Config) -> Result<OperatorTokens, AppError> {
     if !config.operator_tokens.is_empty() {
         return Ok(OperatorTokens::new(&config.operator_tokens));
     }
@@ -331,7 +331,7 @@ fn operator_tokens(config: &Config, ambient: &Ambient) -> Result<OperatorTokens,
         return Err(AppError::NoOperatorToken);
     }
     let path = config.data_dir.join("dev-operator-token");
-    let token = dev_token(&path, ambient)?;
+    let token = dev_token(&path)?;
     tracing::warn!(
         "POBLYSH_OPERATOR_TOKENS is not set: operator routes accept the DEVELOPMENT token in {}",
         path.display()
@@ -339,7 +339,7 @@ fn operator_tokens(config: &Config, ambient: &Ambient) -> Result<OperatorTokens,
     Ok(OperatorTokens::new(&[token]))
 }
 
-fn dev_token(path: &Path, ambient: &Ambient) -> Result<String, AppError> {
+fn dev_token(path: &Path) -> Result<String, AppError> {
     if let Ok(text) = std::fs::read_to_string(path) {
         let token = text.trim().to_owned();
         if token.len() >= 16 {
@@ -350,8 +350,9 @@ fn dev_token(path: &Path, ambient: &Ambient) -> Result<String, AppError> {
         path: path.display().to_string(),
         reason: e.to_string(),
     };
+    // An operator credential: always the OS's randomness, never a seeded one.
     let mut bytes = [0u8; 24];
-    ambient.random.fill(&mut bytes);
+    crate::domain::OsRandom.fill(&mut bytes);
     let token = format!("dev-{}", hex::encode(bytes));
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(failed)?;

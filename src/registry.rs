@@ -35,6 +35,9 @@ pub enum RegistryError {
     /// Two native connectors with one id.
     #[error("two native connectors have the id `{0}`")]
     DuplicateNative(String),
+    /// A native connector that routes tenant-less webhooks it does not verify.
+    #[error("native connector `{0}` routes webhooks it does not verify")]
+    UnverifiedRouting(String),
 }
 
 /// What native connectors are built with.
@@ -90,17 +93,24 @@ impl Registry {
             ConnectorKind::Native => {
                 let id = compiled.id().to_owned();
                 let native = self.natives.get(&id).ok_or_else(|| {
-                    RegistryError::NoNative(id, {
+                    RegistryError::NoNative(id.clone(), {
                         let ids = self.native_ids().join(", ");
                         if ids.is_empty() { "none".into() } else { ids }
                     })
                 })?;
-                Ok(native.build(NativeInput {
+                let connector = native.build(NativeInput {
                     descriptor: compiled,
                     http: self.env.http.clone(),
                     ambient: self.env.ambient.clone(),
                     config: self.env.config.clone(),
-                }))
+                });
+                if let Some(w) = connector.webhooks()
+                    && w.profile().routing.is_some()
+                    && !w.profile().verified
+                {
+                    return Err(RegistryError::UnverifiedRouting(id));
+                }
+                Ok(connector)
             }
         }
     }
@@ -204,6 +214,75 @@ mod tests {
         );
         assert!(registry.get("n2").is_none());
         assert_eq!(registry.len(), 2);
+    }
+
+    /// A native whose webhooks are routed but not verified.
+    #[derive(Debug)]
+    struct Unverified {
+        inner: DescriptorConnector,
+        profile: crate::connector::WebhookProfile,
+    }
+
+    #[async_trait::async_trait]
+    impl crate::connector::WebhookReceiver for Unverified {
+        fn profile(&self) -> &crate::connector::WebhookProfile {
+            &self.profile
+        }
+        async fn verify(
+            &self,
+            _: &crate::engine::webhook::WebhookRequest,
+            _: Option<&secrecy::SecretString>,
+            _: chrono::DateTime<chrono::Utc>,
+        ) -> Result<(), crate::engine::webhook::verify::VerifyError> {
+            Ok(())
+        }
+        async fn map(
+            &self,
+            _: crate::engine::mapping::WebhookInput<'_>,
+            _: &crate::engine::mapping::MapContext,
+        ) -> Result<crate::engine::mapping::WebhookMapped, crate::connector::ConnectorError>
+        {
+            Err(self.inner.unsupported("webhooks"))
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Connector for Unverified {
+        fn catalogue(&self) -> &crate::connector::Catalogue {
+            self.inner.catalogue()
+        }
+        fn capabilities(&self) -> &crate::connector::Capabilities {
+            self.inner.capabilities()
+        }
+        fn webhooks(&self) -> Option<&dyn crate::connector::WebhookReceiver> {
+            Some(self)
+        }
+        async fn health_check(
+            &self,
+            ctx: &crate::connector::ConnectionContext<'_>,
+        ) -> crate::engine::health::HealthResult {
+            self.inner.health_check(ctx).await
+        }
+    }
+
+    #[test]
+    fn a_native_may_not_route_webhooks_it_does_not_verify() {
+        let routed = Native::new("open", |input| {
+            Arc::new(Unverified {
+                inner: DescriptorConnector::new(input.descriptor),
+                profile: crate::connector::WebhookProfile {
+                    verified: false,
+                    secret_field: None,
+                    routing: Some(crate::connector::RoutingTarget::MetadataKey("team".into())),
+                    json_body: true,
+                },
+            }) as Arc<dyn Connector>
+        });
+        let registry = Registry::new(vec![routed], env()).unwrap();
+        assert_eq!(
+            registry.insert(compiled("open", "native"), true),
+            Err(RegistryError::UnverifiedRouting("open".into()))
+        );
     }
 
     #[test]

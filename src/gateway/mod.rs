@@ -195,7 +195,8 @@ impl Gateway {
         if request.method != http::Method::POST {
             return Err(GatewayError::MethodNotAllowed(request.method.to_string()));
         }
-        if tenant.is_none() && profile.routing.is_none() {
+        // Routing a tenant-less delivery trusts what it says: only verified ones.
+        if tenant.is_none() && (profile.routing.is_none() || !profile.verified) {
             return Err(GatewayError::NotFound(format!(
                 "provider `{provider}` routes no tenant-less webhooks; use /webhooks/{provider}/{{tenant_id}}"
             )));

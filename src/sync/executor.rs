@@ -333,7 +333,6 @@ impl Executor {
                     metrics::counter!("signals_ingested_total", "provider" => job.provider.clone(), "source" => "poll")
                         .increment(signals);
                 }
-                self.purge_if_deleting(job).await?;
                 report(JobState::Succeeded, signals, None)
             }
             Outcome::Failed { error, retryable } => {
@@ -343,11 +342,12 @@ impl Executor {
                     .queue
                     .retry_at(job, retryable, now, &services.ambient);
                 let state = store::fail(db, job.id, worker, &error, retry_at, now).await?;
-                connections::record_health(db, tenant, connection, Err(&error), false).await?;
-                if state == Some(JobState::Failed) {
-                    // A teardown that cannot run still ends the deletion.
-                    self.purge_if_deleting(job).await?;
+                if state == Some(JobState::Failed) && job.job_type == JobType::Teardown {
+                    // A teardown that cannot run still ends the deletion (the
+                    // scheduler's sweep finishes it if this node stops here).
+                    connections::purge(db.conn(), tenant, connection).await?;
                 }
+                connections::record_health(db, tenant, connection, Err(&error), false).await?;
                 report(state.unwrap_or(JobState::Running), 0, Some(error))
             }
             Outcome::RateLimited { error, retry_after } => {
@@ -365,20 +365,6 @@ impl Executor {
                 Some("the lease was lost; another worker owns the job".into()),
             ),
         })
-    }
-
-    /// Removes a connection being deleted once its teardown has ended.
-    async fn purge_if_deleting(&self, job: &Job) -> Result<(), StoreError> {
-        if job.job_type != JobType::Teardown {
-            return Ok(());
-        }
-        let db = &self.services.db;
-        if let Some(c) = connections::stored(db, job.tenant_id, job.connection_id).await?
-            && c.connection.status == DELETING
-        {
-            connections::purge(db, job.tenant_id, job.connection_id).await?;
-        }
-        Ok(())
     }
 
     async fn run(&self, job: &Job) -> Result<Outcome, StoreError> {
@@ -399,7 +385,10 @@ impl Executor {
         }
     }
 
-    /// Runs a lifecycle hook and stores what it changed with the job's success.
+    /// Runs a lifecycle hook and stores what it changed with the job's
+    /// success; the teardown of a connection being deleted removes it in the
+    /// same transaction. A hook the connection's state has overtaken does
+    /// nothing.
     async fn run_hook(
         &self,
         job: &Job,
@@ -407,12 +396,19 @@ impl Executor {
         hook: Hook,
     ) -> Result<Outcome, StoreError> {
         let services = &self.services;
+        let worker = &self.settings.worker_id;
         let connection = &opened.stored.connection;
-        if hook != Hook::Teardown && !connection.enabled {
-            return Ok(Outcome::Failed {
-                error: "the connection is disabled".into(),
-                retryable: false,
-            });
+        let deleting = connection.status == DELETING;
+        let overtaken = match hook {
+            Hook::Setup | Hook::Renew => !connection.enabled,
+            Hook::Teardown => connection.enabled && !deleting,
+        };
+        if overtaken {
+            let now = services.ambient.now();
+            if !store::succeed(services.db.conn(), job.id, worker, None, 0, now).await? {
+                return Ok(Outcome::LeaseLost);
+            }
+            return Ok(Outcome::Succeeded { signals: 0 });
         }
         let mut refreshed = false;
         loop {
@@ -442,6 +438,15 @@ impl Executor {
                 },
             };
             let txn = services.db.begin_write().await?;
+            if deleting {
+                if !store::succeed(&txn, job.id, worker, None, 0, now).await? {
+                    txn.rollback().await?;
+                    return Ok(Outcome::LeaseLost);
+                }
+                connections::purge(&txn, job.tenant_id, job.connection_id).await?;
+                txn.commit().await?;
+                return Ok(Outcome::Succeeded { signals: 0 });
+            }
             connections::apply_hook(
                 &txn,
                 &services.keys,

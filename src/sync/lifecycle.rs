@@ -1,14 +1,16 @@
 //! What the service starts when a connection is created, enabled, disabled or
 //! deleted, as jobs (so hooks are retried like syncs and show in `GET /jobs`):
-//! the connector's `Setup` hook and the first backfill after create or enable,
-//! its `Teardown` hook on disable or delete. A connector with a teardown hook
-//! is deleted in two steps: gone for its tenant at once, removed once the hook
-//! has run.
+//! the connector's `Setup` hook after create or enable (and the first backfill
+//! after create), its `Teardown` hook on disable or delete. A connector with a
+//! teardown hook is deleted in two steps: gone for its tenant at once (in the
+//! transaction that enqueues the teardown), removed once the hook has run.
+//! A hook job that the connection's state has overtaken (a setup for a
+//! connection disabled since, a teardown for one enabled again) does nothing.
 
 use crate::connector::Connector;
 use crate::db::StoreError;
 use crate::db::repo::connections;
-use crate::db::repo::jobs::{self, JobType, Trigger};
+use crate::db::repo::jobs::{self, JobType, NewJob, Trigger};
 use crate::domain::{ConnectionId, TenantId};
 use crate::services::Services;
 
@@ -59,10 +61,21 @@ pub async fn delete(
     let db = &services.db;
     match connector.filter(|c| c.capabilities().hooks.teardown) {
         Some(connector) => {
-            if !connections::mark_deleting(db, tenant, connection).await? {
+            let now = db.now();
+            let txn = db.begin_write().await?;
+            if !connections::mark_deleting(&txn, tenant, connection, now).await? {
+                txn.rollback().await?;
                 return Ok(false);
             }
-            hook(services, tenant, connection, connector, JobType::Teardown).await?;
+            let job = NewJob {
+                tenant,
+                connection,
+                provider: connector.id(),
+                job_type: JobType::Teardown,
+                trigger: Trigger::Manual,
+            };
+            jobs::enqueue_keyed(&txn, job, &format!("delete:{connection}"), now, now).await?;
+            txn.commit().await?;
             Ok(true)
         }
         None => connections::delete(db, tenant, connection).await,

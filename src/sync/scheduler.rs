@@ -1,6 +1,7 @@
 //! The scheduler: every enabled connection of a polling connector gets one
 //! incremental job per interval, and a connection whose lifecycle hook asked to
-//! be renewed gets its `Renew` job once that is due. The window a job belongs
+//! be renewed gets its `Renew` job once that is due; a deleted connection whose
+//! teardown has ended is removed. The window a job belongs
 //! to is a pure function of the connection and the time (with a per-connection
 //! offset spreading the load), and the job's idempotency key names that window,
 //! so any number of scheduler nodes enqueue each window's job exactly once.
@@ -74,6 +75,14 @@ pub async fn tick(services: &Services, now: DateTime<Utc>) -> Result<usize, Stor
         };
         if jobs::enqueue_keyed(db.conn(), job, &key, now, now).await? {
             enqueued += 1;
+        }
+    }
+    // A deletion whose teardown has ended (a node stopped between the two).
+    for (connection, tenant) in connections::deleting(db).await? {
+        if !jobs::pending(db, connection, JobType::Teardown).await?
+            && connections::purge(db.conn(), tenant, connection).await?
+        {
+            tracing::info!(%connection, "removed a deleted connection whose teardown had ended");
         }
     }
     if enqueued > 0 {

@@ -38,11 +38,11 @@ pub enum TokenError {
 }
 
 impl TokenError {
-    /// Whether trying again later may succeed.
+    /// Whether trying again later may succeed: a failed refresh or storage
+    /// may pass (the grant itself was not refused: that is `NeedsReauth`).
     pub fn is_retryable(&self) -> bool {
         match self {
-            TokenError::Refresh(e) => e.is_retryable(),
-            TokenError::Store(_) => true,
+            TokenError::Refresh(_) | TokenError::Store(_) => true,
             TokenError::NeedsReauth(_) | TokenError::NoClient(..) => false,
         }
     }

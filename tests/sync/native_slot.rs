@@ -16,8 +16,9 @@ use hmac::{Hmac, KeyInit, Mac};
 use http::{HeaderValue, Method};
 use poblysh_connectors::connector::native::Native;
 use poblysh_connectors::connector::{
-    Capabilities, Catalogue, ConnectionContext, Connector, ConnectorError, Hook, HookOutcome,
-    Hooks, PollSchedule, RoutingTarget, SyncMode, WebhookProfile, WebhookReceiver,
+    Capabilities, Catalogue, ConnectionContext, Connector, ConnectorError, DescriptorConnector,
+    Hook, HookOutcome, Hooks, PollSchedule, RoutingTarget, SyncMode, TokenContext, WebhookProfile,
+    WebhookReceiver,
 };
 use poblysh_connectors::db::repo::connections;
 use poblysh_connectors::db::repo::jobs::JobState;
@@ -25,7 +26,7 @@ use poblysh_connectors::descriptor::compile::CompiledDescriptor;
 use poblysh_connectors::descriptor::load::Loader;
 use poblysh_connectors::descriptor::source::Format;
 use poblysh_connectors::domain::{
-    Ambient, Checkpoints, ConnectionId, ManualClock, SeededRandom, TenantId,
+    Ambient, Checkpoints, ConnectionId, ManualClock, SeededRandom, TenantId, TokenSet,
 };
 use poblysh_connectors::engine::auth;
 use poblysh_connectors::engine::health::{self, HealthResult};
@@ -96,6 +97,8 @@ healthCheck: {{endpoint: "{{{{baseUrl}}}}/health", method: GET, expectStatus: 20
 #[derive(Debug)]
 struct FakeWatch {
     descriptor: Arc<CompiledDescriptor>,
+    /// OAuth token requests, when its descriptor says `oauth2`.
+    generic: DescriptorConnector,
     catalogue: Catalogue,
     capabilities: Capabilities,
     receiver: FakeReceiver,
@@ -109,10 +112,11 @@ struct FakeReceiver {
 
 impl FakeWatch {
     fn new(descriptor: Arc<CompiledDescriptor>) -> Self {
+        let generic = DescriptorConnector::new(Arc::clone(&descriptor));
         FakeWatch {
             catalogue: Catalogue::of(&descriptor.descriptor),
             capabilities: Capabilities {
-                oauth: None,
+                oauth: generic.capabilities().oauth,
                 polling: Some(PollSchedule {
                     interval: std::time::Duration::from_secs(INTERVAL as u64),
                 }),
@@ -131,6 +135,7 @@ impl FakeWatch {
                 },
             },
             descriptor,
+            generic,
         }
     }
 
@@ -216,6 +221,14 @@ impl Connector for FakeWatch {
         Some(&self.receiver)
     }
 
+    async fn refresh_token(
+        &self,
+        ctx: &TokenContext<'_>,
+        refresh_token: &SecretString,
+    ) -> Result<TokenSet, ConnectorError> {
+        self.generic.refresh_token(ctx, refresh_token).await
+    }
+
     async fn sync(
         &self,
         ctx: &ConnectionContext<'_>,
@@ -268,8 +281,10 @@ impl Connector for FakeWatch {
     ) -> Result<HookOutcome, ConnectorError> {
         let current = ctx.metadata["channel_id"].as_str().map(str::to_owned);
         match hook {
-            Hook::Setup => self.watch(ctx).await,
-            Hook::Renew => {
+            // A setup on a connection that still holds a channel (enabled
+            // again before its teardown ran) replaces it, as a renewal does.
+            Hook::Setup if current.is_none() => self.watch(ctx).await,
+            Hook::Setup | Hook::Renew => {
                 // The new channel first, then the old one stops: no gap.
                 let outcome = self.watch(ctx).await?;
                 if let Some(old) = current {
@@ -367,6 +382,12 @@ struct Setup {
 }
 
 async fn setup(backend: Backend) -> Setup {
+    setup_with(backend, None).await
+}
+
+/// As [`setup`]; with `oauth`, the descriptor authenticates with OAuth 2.0 at
+/// the fake provider's token endpoint.
+async fn setup_with(backend: Backend, oauth: Option<()>) -> Setup {
     let server = MockServer::start().await;
     let fake = Fake::default();
     fake.add(1, 0);
@@ -382,10 +403,20 @@ async fn setup(backend: Backend) -> Setup {
         random: Arc::new(SeededRandom::new(7)),
     };
     let natives = [ID];
+    let mut yaml = descriptor(&server.uri());
+    if oauth.is_some() {
+        let pat = yaml[yaml.find("auth:").unwrap()..yaml.find("ingestion:").unwrap()].to_owned();
+        let uri = server.uri();
+        yaml = yaml.replace(&pat, &format!("auth:\n  method: oauth2\n  config:\n    authoriseUrl: \"{uri}/oauth/authorize\"\n    tokenUrl: \"{uri}/oauth/token\"\n    scopes: [watch]\n    credentialFields: []\n"));
+    }
     let compiled = Loader::with_natives(&natives)
-        .load_str("fakewatch.yaml", &descriptor(&server.uri()), Format::Yaml)
+        .load_str("fakewatch.yaml", &yaml, Format::Yaml)
         .unwrap_or_else(|d| panic!("{d:#?}"));
-    let node = Node::with(backend, &[], |b| {
+    let env = [
+        ("POBLYSH_FAKEWATCH_CLIENT_ID", "fw-client"),
+        ("POBLYSH_FAKEWATCH_CLIENT_SECRET", "fw-secret"),
+    ];
+    let node = Node::with(backend, &env, |b| {
         b.ambient(ambient)
             .native(Native::new(ID, |input| {
                 Arc::new(FakeWatch::new(input.descriptor))
@@ -705,5 +736,131 @@ crate::on_both! {
         let d = &body["details"]["diagnostics"][0];
         assert_eq!((d["path"].as_str(), d["line"].as_u64()), (Some("kind"), Some(7)), "{body}");
         assert!(d["message"].as_str().unwrap().contains("native connector `nowatch`"), "{body}");
+    }
+}
+
+crate::on_both! {
+    async fn hook_jobs_overtaken_by_the_connection_state_do_nothing(backend) {
+        let s = setup(backend).await;
+        mount_channels(&s).await;
+        let node = &s.node;
+        let tenant = TenantId::from_uuid(Uuid::now_v7());
+        let patch = |enabled: bool| json!({"enabled": enabled});
+        let path = |id: ConnectionId| format!("/connections/{id}");
+
+        // Created (setup queued), disabled (teardown queued), enabled again (the
+        // queued setup stands): the setup opens a channel, the teardown, now
+        // stale, leaves it open.
+        let id = create(node, tenant).await;
+        for enabled in [false, true] {
+            let (status, _) = node.api("PATCH", &path(id), Some(tenant), Some(patch(enabled))).await;
+            assert_eq!(status, 200);
+        }
+        let ran = drain(node).await;
+        assert!(ran.contains(&("setup".to_owned(), JobState::Succeeded)), "{ran:?}");
+        assert!(ran.contains(&("teardown".to_owned(), JobState::Succeeded)), "{ran:?}");
+        let (watched, stopped) = channel_calls(&s.server).await;
+        assert_eq!((watched.len(), stopped.len()), (1, 0), "{watched:?} {stopped:?}");
+        let c = connection(node, tenant, id).await;
+        assert_eq!(c.metadata["channel_id"], json!(watched[0]));
+        assert!(c.renew_at.is_some());
+
+        // Disabled, enabled, disabled: the teardown stops the channel, the
+        // stale setup opens nothing.
+        for enabled in [false, true, false] {
+            node.api("PATCH", &path(id), Some(tenant), Some(patch(enabled))).await;
+        }
+        drain(node).await;
+        let (watched, stopped) = channel_calls(&s.server).await;
+        assert_eq!((watched.len(), stopped.as_slice()), (1, std::slice::from_ref(&watched[0])));
+        let c = connection(node, tenant, id).await;
+        assert_eq!((c.enabled, c.renew_at, c.metadata.get("channel_id")), (false, None, None));
+    }
+}
+
+crate::on_both! {
+    async fn a_deletion_whose_teardown_fails_for_good_still_removes_the_connection(backend) {
+        let s = setup(backend).await;
+        Mock::given(method("POST")).and(path("/stop"))
+            .respond_with(ResponseTemplate::new(404).set_body_string("no such channel"))
+            .with_priority(1).mount(&s.server).await;
+        mount_channels(&s).await;
+        let node = &s.node;
+        let tenant = TenantId::from_uuid(Uuid::now_v7());
+        let id = create(node, tenant).await;
+        drain(node).await;
+        let (status, _) = node.api("DELETE", &format!("/connections/{id}"), Some(tenant), None).await;
+        assert_eq!(status, 204);
+        // A second delete finds nothing: the connection is gone for its tenant.
+        let (status, _) = node.api("DELETE", &format!("/connections/{id}"), Some(tenant), None).await;
+        assert_eq!(status, 404);
+        assert_eq!(drain(node).await, [("teardown".to_owned(), JobState::Failed)]);
+        assert!(connections::row(&node.services.db, tenant, id).await.unwrap().is_none());
+    }
+}
+
+crate::on_both! {
+    async fn the_scheduler_sweeps_a_deletion_whose_teardown_ended(backend) {
+        // A node that stopped between a teardown's end and the removal leaves a
+        // `deleting` row with no teardown pending: the next tick removes it.
+        let s = setup(backend).await;
+        mount_channels(&s).await;
+        let node = &s.node;
+        let tenant = TenantId::from_uuid(Uuid::now_v7());
+        let id = create(node, tenant).await;
+        drain(node).await;
+        node.api("DELETE", &format!("/connections/{id}"), Some(tenant), None).await;
+        // The teardown is pending: the sweep leaves the row alone.
+        scheduler::tick(&node.services, node.services.ambient.now()).await.unwrap();
+        assert!(connections::row(&node.services.db, tenant, id).await.unwrap().is_some());
+        // The teardown "ended" without removing the row.
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+        use poblysh_connectors::db::entities::sync_job;
+        sync_job::Entity::delete_many()
+            .filter(sync_job::Column::ConnectionId.eq(*id.as_uuid()))
+            .exec(node.services.db.conn()).await.unwrap();
+        scheduler::tick(&node.services, node.services.ambient.now()).await.unwrap();
+        assert!(connections::row(&node.services.db, tenant, id).await.unwrap().is_none());
+    }
+}
+
+crate::on_both! {
+    async fn a_deleted_connection_that_needs_reauthorizing_is_still_removed(backend) {
+        // The teardown cannot get a token (the refresh token is refused): the
+        // connection stays `deleting`, not `needs_reauth`, and is removed.
+        let s = setup_with(backend, Some(())).await;
+        mount_channels(&s).await;
+        Mock::given(method("POST")).and(path("/oauth/token"))
+            .respond_with(ResponseTemplate::new(400).set_body_json(json!({"error": "invalid_grant"})))
+            .mount(&s.server).await;
+        let node = &s.node;
+        let tenant = TenantId::from_uuid(Uuid::now_v7());
+        let id = connections::create(
+            &node.services.db,
+            &node.services.keys,
+            tenant,
+            connections::NewConnection {
+                provider: ID.into(),
+                name: None,
+                config: json!({}),
+                credentials: Default::default(),
+                tokens: Some(TokenSet {
+                    access_token: SecretString::from("expired"),
+                    refresh_token: Some(SecretString::from("revoked")),
+                    expires_at: Some(t0() - Duration::hours(1)),
+                    metadata: Default::default(),
+                }),
+            },
+        )
+        .await
+        .unwrap()
+        .id;
+        let (status, _) = node.api("DELETE", &format!("/connections/{id}"), Some(tenant), None).await;
+        assert_eq!(status, 204);
+        let ran = drain(node).await;
+        assert_eq!(ran, [("teardown".to_owned(), JobState::Failed)]);
+        assert!(connections::row(&node.services.db, tenant, id).await.unwrap().is_none());
+        let (_, list) = node.api("GET", "/connections", Some(tenant), None).await;
+        assert_eq!(list["connections"], json!([]));
     }
 }

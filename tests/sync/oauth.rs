@@ -477,3 +477,21 @@ crate::on_both! {
         assert_eq!(status, 404);
     }
 }
+
+crate::on_both! {
+    async fn a_token_endpoint_that_fails_otherwise_is_retried(backend) {
+        // Not `invalid_grant`: the grant may still be good, so the job waits
+        // for its next attempt instead of failing for good.
+        let s = setup(backend).await;
+        let tenant = TenantId::from_uuid(Uuid::now_v7());
+        let id = connected(&s.node, tenant, chrono::Duration::minutes(1)).await;
+        Mock::given(method("POST")).and(path("/oauth/token"))
+            .respond_with(ResponseTemplate::new(400).set_body_json(json!({"error": "temporarily_unavailable"})))
+            .mount(&s.server).await;
+        scheduler::enqueue_backfill(&s.node.services, tenant, id, "oauthy").await.unwrap();
+        let report = s.node.executor("w").try_execute_next().await.unwrap().unwrap();
+        assert_eq!(report.state, JobState::Retrying, "{report:?}");
+        let (_, conn) = s.node.api("GET", &format!("/connections/{id}"), Some(tenant), None).await;
+        assert_eq!(conn["status"], "active", "{conn}");
+    }
+}

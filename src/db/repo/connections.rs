@@ -1,6 +1,8 @@
 //! Connections, tenant-scoped. Credentials are sealed with the key ring and bound
-//! to (tenant, connection, field); they leave this module only through
-//! `credentials`, never in a `Connection`.
+//! to (tenant, connection, field); they are opened only here (`credentials`,
+//! `StoredConnection::open_*`), never carried in a `Connection`. A connection
+//! being deleted (status `deleting`) is gone for its tenant but kept for the
+//! runtime until its teardown has run.
 
 use std::collections::BTreeMap;
 
@@ -37,7 +39,7 @@ pub struct Connection {
     pub provider: String,
     /// Label.
     pub name: Option<String>,
-    /// `active`, `needs_reauth` or `error`.
+    /// `active`, `needs_reauth`, `error`, or `deleting` (runtime views only).
     pub status: String,
     /// Whether syncing is enabled.
     pub enabled: bool,
@@ -432,14 +434,18 @@ impl Locked {
         Ok(())
     }
 
-    /// Marks the connection `needs_reauth` with `message` and releases the lock.
+    /// Marks the connection `needs_reauth` with `message` and releases the lock
+    /// (a connection being deleted stays `deleting`: only its health changes).
     pub async fn needs_reauth(
         self,
         message: &str,
         now: chrono::DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        let deleting = self.model.status == DELETING;
         let mut active: ActiveModel = self.model.into();
-        active.status = Set("needs_reauth".into());
+        if !deleting {
+            active.status = Set("needs_reauth".into());
+        }
         active.healthy = Set(Some(false));
         active.last_error = Set(Some(message.to_owned()));
         active.updated_at = Set(stored_time(now));
@@ -615,35 +621,60 @@ pub async fn delete(db: &Db, tenant: TenantId, id: ConnectionId) -> Result<bool,
 }
 
 /// Starts deleting a connection whose connector must stop something at the
-/// provider first: it is disabled and gone for its tenant at once, and kept
-/// for the runtime until [`purge`]. False when the tenant has no such connection.
-pub async fn mark_deleting(
-    db: &Db,
+/// provider first, in the caller's transaction (the one that enqueues the
+/// teardown): it is disabled and gone for its tenant at once, and kept for the
+/// runtime until [`purge`]. False when the tenant has no such connection.
+pub async fn mark_deleting<C: sea_orm::ConnectionTrait>(
+    conn: &C,
     tenant: TenantId,
     id: ConnectionId,
+    now: chrono::DateTime<Utc>,
 ) -> Result<bool, StoreError> {
     use sea_orm::sea_query::Expr;
     let result = Entity::update_many()
         .col_expr(Column::Status, Expr::value(DELETING))
         .col_expr(Column::Enabled, Expr::value(false))
-        .col_expr(Column::UpdatedAt, Expr::value(db.now()))
+        .col_expr(Column::UpdatedAt, Expr::value(stored_time(now)))
         .filter(Column::Id.eq(*id.as_uuid()))
         .filter(Column::TenantId.eq(*tenant.as_uuid()))
         .filter(Column::Status.ne(DELETING))
-        .exec(db.conn())
+        .exec(conn)
         .await?;
     Ok(result.rows_affected > 0)
 }
 
-/// Removes a connection being deleted, once its teardown has run.
-pub async fn purge(db: &Db, tenant: TenantId, id: ConnectionId) -> Result<(), StoreError> {
-    Entity::delete_many()
+/// Removes a connection being deleted, once its teardown has run (in the
+/// caller's transaction; its jobs go with it). False when it is not being deleted.
+pub async fn purge<C: sea_orm::ConnectionTrait>(
+    conn: &C,
+    tenant: TenantId,
+    id: ConnectionId,
+) -> Result<bool, StoreError> {
+    let result = Entity::delete_many()
         .filter(Column::Id.eq(*id.as_uuid()))
         .filter(Column::TenantId.eq(*tenant.as_uuid()))
         .filter(Column::Status.eq(DELETING))
-        .exec(db.conn())
+        .exec(conn)
         .await?;
-    Ok(())
+    Ok(result.rows_affected > 0)
+}
+
+/// Connections being deleted, across tenants (the scheduler's sweep: those
+/// whose teardown has ended are removed).
+pub async fn deleting(db: &Db) -> Result<Vec<(ConnectionId, TenantId)>, StoreError> {
+    let rows = Entity::find()
+        .filter(Column::Status.eq(DELETING))
+        .all(db.conn())
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            (
+                ConnectionId::from_uuid(r.id),
+                TenantId::from_uuid(r.tenant_id),
+            )
+        })
+        .collect())
 }
 
 /// What a lifecycle hook changed on a connection.
