@@ -14,7 +14,32 @@ use super::diagnostic::{Pointer, Position, Target};
 /// Deepest nesting accepted (as serde_json's default recursion limit).
 const MAX_DEPTH: usize = 128;
 /// Most nodes a document may expand to (bounds YAML alias expansion).
-const MAX_NODES: usize = 1_000_000;
+pub const MAX_NODES: usize = 1_000_000;
+/// Most bytes of keys and scalars a document may expand to (bounds YAML alias
+/// expansion: a large string behind many aliases), four times the file limit.
+pub const MAX_EXPANDED_BYTES: usize = 4 << 20;
+
+/// What a node expands to: nodes, and bytes of keys and scalars.
+#[derive(Debug, Clone, Copy, Default)]
+struct Size {
+    nodes: usize,
+    bytes: usize,
+}
+
+impl Size {
+    const ONE: Size = Size { nodes: 1, bytes: 0 };
+
+    fn leaf(bytes: usize) -> Size {
+        Size { nodes: 1, bytes }
+    }
+}
+
+impl std::ops::AddAssign for Size {
+    fn add_assign(&mut self, other: Size) {
+        self.nodes = self.nodes.saturating_add(other.nodes);
+        self.bytes = self.bytes.saturating_add(other.bytes);
+    }
+}
 
 /// The two descriptor file formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -297,14 +322,14 @@ struct YamlBuilder {
     map: SourceMap,
     anchors: HashMap<usize, Anchored>,
     documents: usize,
-    nodes: usize,
+    size: Size,
 }
 
 /// An anchored node, kept for its aliases.
 struct Anchored {
     value: Value,
     depth: usize,
-    nodes: usize,
+    size: Size,
 }
 
 enum YamlFrame {
@@ -313,7 +338,7 @@ enum YamlFrame {
         anchor: usize,
         items: Vec<Value>,
         depth: usize,
-        nodes: usize,
+        size: Size,
     },
     Mapping {
         pointer: Pointer,
@@ -322,7 +347,7 @@ enum YamlFrame {
         key: Option<(String, Position)>,
         seen: HashMap<String, Position>,
         depth: usize,
-        nodes: usize,
+        size: Size,
     },
 }
 
@@ -363,10 +388,18 @@ impl YamlBuilder {
             }
             Event::Scalar(text, style, anchor, tag) => {
                 if self.awaiting_key() {
+                    self.count(
+                        Size {
+                            nodes: 0,
+                            bytes: text.len(),
+                        },
+                        pos,
+                    )?;
                     self.set_key(text.into_owned(), pos)?;
                 } else {
+                    let bytes = text.len();
                     let value = scalar_value(text.as_ref(), style, tag.as_deref(), pos)?;
-                    self.add(value, pos, anchor, 1, 1)?;
+                    self.add(value, pos, anchor, 1, Size::leaf(bytes))?;
                 }
             }
             Event::Alias(id) => {
@@ -377,14 +410,17 @@ impl YamlBuilder {
                     match &anchored.value {
                         Value::String(s) => {
                             let s = s.clone();
+                            self.count(Size::leaf(s.len()), pos)?;
                             self.set_key(s, pos)?;
                         }
                         _ => return Err(Self::error(pos, "mapping keys must be strings")),
                     }
                 } else {
-                    let (value, depth, nodes) =
-                        (anchored.value.clone(), anchored.depth, anchored.nodes);
-                    self.add(value, pos, 0, depth, nodes)?;
+                    let (depth, size) = (anchored.depth, anchored.size);
+                    // Counted before the (possibly large) value is copied.
+                    self.count(size, pos)?;
+                    let value = self.anchors[&id].value.clone();
+                    self.place(value, pos, 0, depth, size)?;
                 }
             }
             Event::SequenceStart(anchor, tag) | Event::MappingStart(anchor, tag) => {
@@ -408,7 +444,7 @@ impl YamlBuilder {
                         key: None,
                         seen: HashMap::new(),
                         depth: 1,
-                        nodes: 1,
+                        size: Size::ONE,
                     }
                 } else {
                     YamlFrame::Sequence {
@@ -416,29 +452,30 @@ impl YamlBuilder {
                         anchor,
                         items: Vec::new(),
                         depth: 1,
-                        nodes: 1,
+                        size: Size::ONE,
                     }
                 });
+                self.count(Size::ONE, pos)?;
             }
             Event::SequenceEnd | Event::MappingEnd => {
-                let (value, anchor, depth, nodes) = match self.stack.pop() {
+                let (value, anchor, depth, size) = match self.stack.pop() {
                     Some(YamlFrame::Sequence {
                         anchor,
                         items,
                         depth,
-                        nodes,
+                        size,
                         ..
-                    }) => (Value::Array(items), anchor, depth, nodes),
+                    }) => (Value::Array(items), anchor, depth, size),
                     Some(YamlFrame::Mapping {
                         anchor,
                         map,
                         depth,
-                        nodes,
+                        size,
                         ..
-                    }) => (Value::Object(map), anchor, depth, nodes),
+                    }) => (Value::Object(map), anchor, depth, size),
                     None => return Ok(()),
                 };
-                self.attach(value, anchor, depth, nodes);
+                self.attach(value, anchor, depth, size);
             }
             Event::StreamStart | Event::StreamEnd | Event::DocumentEnd | Event::Nothing => {}
         }
@@ -446,7 +483,12 @@ impl YamlBuilder {
     }
 
     fn set_key(&mut self, name: String, pos: Position) -> Result<(), SyntaxError> {
-        if let Some(YamlFrame::Mapping { key, seen, .. }) = self.stack.last_mut() {
+        if let Some(YamlFrame::Mapping {
+            key, seen, size, ..
+        }) = self.stack.last_mut()
+        {
+            // A key is copied with every alias of its mapping.
+            size.bytes = size.bytes.saturating_add(name.len());
             if let Some(first) = seen.get(&name) {
                 return Err(Self::error(
                     pos,
@@ -474,14 +516,48 @@ impl YamlBuilder {
         }
     }
 
-    /// Adds a complete leaf (or alias expansion) at the current place.
+    /// Counts what the document expands to; refuses it past the bounds.
+    fn count(&mut self, size: Size, pos: Position) -> Result<(), SyntaxError> {
+        self.size += size;
+        if self.size.nodes > MAX_NODES {
+            return Err(Self::error(
+                pos,
+                format!("the document expands to more than {MAX_NODES} nodes"),
+            ));
+        }
+        if self.size.bytes > MAX_EXPANDED_BYTES {
+            return Err(Self::error(
+                pos,
+                format!(
+                    "the document expands to more than {} MiB of keys and values (YAML aliases are expanded)",
+                    MAX_EXPANDED_BYTES >> 20
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Adds a complete leaf at the current place.
     fn add(
         &mut self,
         value: Value,
         pos: Position,
         anchor: usize,
         depth: usize,
-        nodes: usize,
+        size: Size,
+    ) -> Result<(), SyntaxError> {
+        self.count(size, pos)?;
+        self.place(value, pos, anchor, depth, size)
+    }
+
+    /// Puts a counted node at the current place.
+    fn place(
+        &mut self,
+        value: Value,
+        pos: Position,
+        anchor: usize,
+        depth: usize,
+        size: Size,
     ) -> Result<(), SyntaxError> {
         if self.stack.len() + depth > MAX_DEPTH {
             return Err(Self::error(
@@ -489,28 +565,21 @@ impl YamlBuilder {
                 format!("nesting deeper than {MAX_DEPTH} levels"),
             ));
         }
-        self.nodes += nodes;
-        if self.nodes > MAX_NODES {
-            return Err(Self::error(
-                pos,
-                format!("the document expands to more than {MAX_NODES} nodes"),
-            ));
-        }
         let (pointer, key_pos) = self.child_pointer();
         self.map.record(pointer, key_pos, pos);
-        self.attach(value, anchor, depth, nodes);
+        self.attach(value, anchor, depth, size);
         Ok(())
     }
 
     /// Puts a finished node into its parent (or makes it the root).
-    fn attach(&mut self, value: Value, anchor: usize, depth: usize, nodes: usize) {
+    fn attach(&mut self, value: Value, anchor: usize, depth: usize, size: Size) {
         if anchor != 0 {
             self.anchors.insert(
                 anchor,
                 Anchored {
                     value: value.clone(),
                     depth,
-                    nodes,
+                    size,
                 },
             );
         }
@@ -519,25 +588,25 @@ impl YamlBuilder {
             Some(YamlFrame::Sequence {
                 items,
                 depth: d,
-                nodes: n,
+                size: n,
                 ..
             }) => {
                 items.push(value);
                 *d = (*d).max(depth + 1);
-                *n += nodes;
+                *n += size;
             }
             Some(YamlFrame::Mapping {
                 map,
                 key,
                 depth: d,
-                nodes: n,
+                size: n,
                 ..
             }) => {
                 if let Some((name, _)) = key.take() {
                     map.insert(name, value);
                 }
                 *d = (*d).max(depth + 1);
-                *n += nodes;
+                *n += size;
             }
         }
     }
@@ -610,6 +679,24 @@ mod tests {
         assert_eq!(at(&doc, "/list/1/y", Target::Value), (6, 15));
         // Missing nodes fall back to their nearest ancestor.
         assert_eq!(at(&doc, "/auth/config/x", Target::Value), (3, 3));
+    }
+
+    #[test]
+    fn aliases_of_large_values_are_bounded_by_expanded_size() {
+        // A 64 KB string behind 8,192 aliases would expand to 512 MiB.
+        let mut text = format!("big: &s \"{}\"\nlist:\n", "x".repeat(64 * 1024));
+        for _ in 0..8192 {
+            text.push_str("  - *s\n");
+        }
+        let e = parse(&text, Format::Yaml).unwrap_err();
+        assert!(
+            e.message.contains("expands to more than 4 MiB"),
+            "{}",
+            e.message
+        );
+        // Far below the bound, aliases work.
+        let doc = parse("a: &s hello\nb: *s\n", Format::Yaml).unwrap();
+        assert_eq!(doc.value, json!({"a": "hello", "b": "hello"}));
     }
 
     #[test]

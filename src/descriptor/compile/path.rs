@@ -9,6 +9,61 @@ use jsonpath_rust::parser::parse_json_path;
 use jsonpath_rust::query::js_path_process;
 use serde_json::Value;
 
+/// Deepest nesting of brackets and parentheses (filters within filters) a path
+/// may have: the parser recurses over them.
+pub const MAX_PATH_DEPTH: usize = 16;
+/// Descendant segments (`..`) a path may have: each one walks the whole
+/// document below it, so a second one multiplies the work (`$..*..*`).
+pub const MAX_DESCENDANTS: usize = 1;
+
+/// Bounds a path's nesting and descendant segments before it is parsed, by a
+/// scan that skips quoted names.
+fn check_shape(source: &str) -> Result<(), String> {
+    let (mut depth, mut deepest, mut descendants) = (0usize, 0usize, 0usize);
+    let mut quote: Option<char> = None;
+    let mut chars = source.chars().peekable();
+    let mut previous_dot = false;
+    while let Some(c) = chars.next() {
+        if let Some(q) = quote {
+            match c {
+                '\\' => {
+                    chars.next();
+                }
+                c if c == q => quote = None,
+                _ => {}
+            }
+            previous_dot = false;
+            continue;
+        }
+        match c {
+            '\'' | '"' => quote = Some(c),
+            '[' | '(' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            ']' | ')' => depth = depth.saturating_sub(1),
+            '.' if previous_dot => {
+                descendants += 1;
+                previous_dot = false;
+                continue;
+            }
+            _ => {}
+        }
+        previous_dot = c == '.';
+    }
+    if deepest > MAX_PATH_DEPTH {
+        return Err(format!(
+            "invalid JSONPath `{source}`: brackets and filters nest {deepest} deep, at most {MAX_PATH_DEPTH}"
+        ));
+    }
+    if descendants > MAX_DESCENDANTS {
+        return Err(format!(
+            "invalid JSONPath `{source}`: at most {MAX_DESCENDANTS} descendant segment (`..`) per path, found {descendants} (each walks everything below it)"
+        ));
+    }
+    Ok(())
+}
+
 /// A parsed JSONPath expression.
 #[derive(Debug, Clone)]
 pub struct CompiledPath {
@@ -66,6 +121,7 @@ impl CompiledPath {
                 source.trim_start_matches(['.', '@'])
             ));
         }
+        check_shape(source)?;
         let query = parse_json_path(source).map_err(|e| {
             format!(
                 "invalid JSONPath `{source}`: {}",
@@ -248,6 +304,18 @@ mod tests {
         assert_eq!(CompiledPath::parse("$.a.c").unwrap().first(&v), None);
         assert_eq!(CompiledPath::parse("$.a.b[7]").unwrap().first(&v), None);
         assert_eq!(CompiledPath::parse("$.a.b[-4]").unwrap().first(&v), None);
+    }
+
+    #[test]
+    fn nesting_and_repeated_descendants_are_refused() {
+        let e = CompiledPath::parse("$..*..*..*").unwrap_err();
+        assert!(e.contains("at most 1 descendant segment"), "{e}");
+        let deep = format!("${}", "[?@".repeat(40) + &"]".repeat(40));
+        let e = CompiledPath::parse(&deep).unwrap_err();
+        assert!(e.contains("nest 40 deep"), "{e}");
+        // One descendant segment, quoted dots and brackets inside names are fine.
+        assert!(CompiledPath::parse("$..[?@.type == 'user'].name").is_ok());
+        assert!(CompiledPath::parse("$['a..b']['[[[[[[[[[[[[[[[[[[']").is_ok());
     }
 
     #[test]

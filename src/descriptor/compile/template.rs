@@ -20,6 +20,11 @@ const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
+/// Deepest nesting of blocks (`{{#if}}…{{/if}}`) or of subexpressions
+/// (`(json (json x))`) a template may have: handlebars parses and renders by
+/// recursion, so deeper templates are refused before it sees them.
+pub const MAX_TEMPLATE_DEPTH: usize = 32;
+
 /// Helpers templates may call, besides handlebars' built-ins.
 const CUSTOM_HELPERS: &[&str] = &["json", "default", "join", "formatTime"];
 /// Handlebars' built-in helpers.
@@ -193,6 +198,7 @@ impl Templates {
         kind: TemplateKind,
         source: &str,
     ) -> Result<(TemplateId, Referenced), TemplateError> {
+        check_nesting(source)?;
         let template = Template::compile(source).map_err(|e| describe_syntax_error(&e))?;
         let mut refs = Referenced::default();
         collect(&template.elements, false, &mut refs)?;
@@ -254,6 +260,54 @@ impl Templates {
                 .map_err(|e| TemplateError(one_line(&e.to_string()))),
         }
     }
+}
+
+/// Refuses a template nesting blocks or subexpressions deeper than
+/// [`MAX_TEMPLATE_DEPTH`], by a scan of its text that needs no recursion (so
+/// the parser never meets a template that would exhaust its stack).
+fn check_nesting(source: &str) -> Result<(), TemplateError> {
+    let bytes = source.as_bytes();
+    let (mut blocks, mut deepest_block, mut deepest_parens) = (0usize, 0usize, 0usize);
+    let mut i = 0;
+    while i + 1 < bytes.len() {
+        if bytes[i] != b'{' || bytes[i + 1] != b'{' {
+            i += 1;
+            continue;
+        }
+        // Inside a mustache: its kind, then its parentheses.
+        let mut j = i + 2;
+        while j < bytes.len() && matches!(bytes[j], b'{' | b'~' | b' ') {
+            j += 1;
+        }
+        match bytes.get(j) {
+            Some(b'#' | b'^') => {
+                blocks += 1;
+                deepest_block = deepest_block.max(blocks);
+            }
+            Some(b'/') => blocks = blocks.saturating_sub(1),
+            _ => {}
+        }
+        let mut parens = 0usize;
+        while j + 1 < bytes.len() && !(bytes[j] == b'}' && bytes[j + 1] == b'}') {
+            match bytes[j] {
+                b'(' => {
+                    parens += 1;
+                    deepest_parens = deepest_parens.max(parens);
+                }
+                b')' => parens = parens.saturating_sub(1),
+                _ => {}
+            }
+            j += 1;
+        }
+        i = j + 2;
+    }
+    let deepest = deepest_block.max(deepest_parens);
+    if deepest > MAX_TEMPLATE_DEPTH {
+        return Err(TemplateError(format!(
+            "the template nests {deepest} levels deep; blocks and subexpressions nest at most {MAX_TEMPLATE_DEPTH} deep"
+        )));
+    }
+    Ok(())
 }
 
 /// Copies the value at `path` in `item` into `out` at the same path. Objects are
@@ -590,6 +644,38 @@ mod item_tests {
             let whole = t.render(compiled.id, &item).unwrap();
             assert_eq!(reduced, whole, "{source}");
         }
+    }
+
+    #[test]
+    fn deep_templates_are_refused_before_parsing() {
+        let mut t = Templates::default();
+        // Blocks 1,500 and 5,000 deep (the parser and renderer recurse).
+        for depth in [1_500, 5_000] {
+            let source = format!(
+                "{}x{}",
+                "{{#if title}}".repeat(depth),
+                "{{/if}}".repeat(depth)
+            );
+            let e = t.add_item(&source).unwrap_err();
+            assert!(e.0.contains(&format!("nests {depth} levels")), "{}", e.0);
+        }
+        // Subexpressions 1,000 deep.
+        let source = format!(
+            "{{{{title {}title{}}}}}",
+            "(json ".repeat(1_000),
+            ")".repeat(1_000)
+        );
+        let e = t.add_item(&source).unwrap_err();
+        assert!(e.0.contains("nests 1000 levels"), "{}", e.0);
+        // At the bound they compile and render.
+        let d = MAX_TEMPLATE_DEPTH;
+        let source = format!("{}x{}", "{{#if title}}".repeat(d), "{{/if}}".repeat(d));
+        let c = t.add_item(&source).unwrap();
+        assert_eq!(t.render_item(&c, &json!({"title": "t"})), "x");
+        let source = format!("{{{{json {}title{}}}}}", "(json ".repeat(d), ")".repeat(d));
+        assert!(t.add_item(&source).is_ok(), "{source}");
+        // Braces in text and parentheses outside mustaches do not count.
+        assert!(t.add_item(&"((((".repeat(20)).is_ok());
     }
 
     #[test]
