@@ -160,6 +160,12 @@ impl QueryParams {
                     format!("unknown query parameter (accepted: {})", allowed.join(", ")),
                 ));
             }
+            if v.contains('\0') {
+                return Err(ApiError::invalid_field(
+                    &k,
+                    "must not contain NUL characters",
+                ));
+            }
             if params.insert(k.to_string(), v.into_owned()).is_some() {
                 return Err(ApiError::invalid_field(&k, "given more than once"));
             }

@@ -44,6 +44,17 @@ fn unknown_keys(
         .collect()
 }
 
+/// What text fields may not hold: storage (PostgreSQL) refuses NUL.
+const NUL: &str = "must not contain NUL characters";
+
+/// A connection's label: trimmed, empty means none; NUL refused.
+pub fn label(given: Option<String>) -> Result<Option<String>, Vec<FieldError>> {
+    match given {
+        Some(n) if n.contains('\0') => Err(vec![error("connection", "name", NUL)]),
+        given => Ok(given.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty())),
+    }
+}
+
 fn is_absolute_http(s: &str) -> bool {
     url::Url::parse(s).is_ok_and(|u| {
         matches!(u.scheme(), "http" | "https") && u.host_str().is_some_and(|h| !h.is_empty())
@@ -100,9 +111,22 @@ pub fn config(
             None | Some(Value::Null) => None,
             Some(v) => Some(v),
         };
+        if let Some(Value::String(s)) = value
+            && s.contains('\0')
+        {
+            errors.push(error(prefix, &f.key, NUL));
+            continue;
+        }
         let normalised = match (f.field_type, value) {
             (_, None) => None,
             (FieldType::List, Some(Value::Array(items))) => {
+                if items
+                    .iter()
+                    .any(|i| i.as_str().is_some_and(|s| s.contains('\0')))
+                {
+                    errors.push(error(prefix, &f.key, NUL));
+                    continue;
+                }
                 let strings: Option<Vec<String>> = items
                     .iter()
                     .map(|i| i.as_str().map(|s| s.trim().to_owned()))
@@ -207,6 +231,12 @@ mod tests {
         );
         let errors = credentials(&fields, &map(json!({"token": "  "}))).unwrap_err();
         assert_eq!(errors[0].message, "required");
+        assert_eq!(
+            label(Some("  mine ".into())).unwrap().as_deref(),
+            Some("mine")
+        );
+        assert_eq!(label(Some(" ".into())).unwrap(), None);
+        assert_eq!(label(Some("a\0b".into())).unwrap_err()[0].message, NUL);
     }
 
     #[test]
@@ -232,6 +262,13 @@ mod tests {
             .unwrap(),
             json!({"repos": ["a/b"], "baseUrl": "https://ghe.example/api"})
         );
+        for nul in [
+            json!({"repos": ["a\0b"]}),
+            json!({"repos": ["a"], "project": "x\0"}),
+        ] {
+            let errors = config(&fields, &map(nul)).unwrap_err();
+            assert_eq!(errors[0].message, NUL);
+        }
         let errors = config(
             &fields,
             &map(json!({"repos": [], "baseUrl": "nope", "project": 3, "extra": 1})),

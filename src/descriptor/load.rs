@@ -188,6 +188,12 @@ fn parse_and_compile(
         out.sort_by_key(|d| (d.line, d.col));
         out
     };
+    let mut problems = Vec::new();
+    find_nul(&document.value, &Pointer::root(), &mut problems);
+    if !problems.is_empty() {
+        let diagnostics = locate(problems);
+        return (Some(document), Err(diagnostics));
+    }
     let problems = schema::validate(&document.value);
     if !problems.is_empty() {
         let diagnostics = locate(problems);
@@ -205,6 +211,29 @@ fn parse_and_compile(
     };
     let result = compile(&descriptor).map_err(locate);
     (Some(document), result)
+}
+
+/// Problems for every string or key holding a NUL character (storage refuses
+/// them). The document's depth is bounded by its reader.
+fn find_nul(value: &Value, at: &Pointer, problems: &mut Vec<Problem>) {
+    let nul = |at: Pointer| Problem::new(at, Code::Invalid, "must not contain NUL characters");
+    match value {
+        Value::String(s) if s.contains('\0') => problems.push(nul(at.clone())),
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                find_nul(item, &at.index(i), problems);
+            }
+        }
+        Value::Object(map) => {
+            for (k, v) in map {
+                if k.contains('\0') {
+                    problems.push(nul(at.clone()));
+                }
+                find_nul(v, &at.key(k), problems);
+            }
+        }
+        _ => {}
+    }
 }
 
 fn path_to_pointer(path: &serde_path_to_error::Path) -> Pointer {

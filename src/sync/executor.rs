@@ -437,9 +437,10 @@ impl Executor {
                     outcome.renew_at
                 },
             };
+            let finished = services.ambient.now();
             let txn = services.db.begin_write().await?;
             if deleting {
-                if !store::succeed(&txn, job.id, worker, None, 0, now).await? {
+                if !store::succeed(&txn, job.id, worker, None, 0, finished).await? {
                     txn.rollback().await?;
                     return Ok(Outcome::LeaseLost);
                 }
@@ -453,10 +454,10 @@ impl Executor {
                 job.tenant_id,
                 job.connection_id,
                 update,
-                now,
+                finished,
             )
             .await?;
-            if !store::succeed(&txn, job.id, &self.settings.worker_id, None, 0, now).await? {
+            if !store::succeed(&txn, job.id, worker, None, 0, finished).await? {
                 txn.rollback().await?;
                 return Ok(Outcome::LeaseLost);
             }
@@ -519,14 +520,16 @@ impl Executor {
                         Some(t) => t,
                         None => db.begin_write().await?,
                     };
-                    cursors::save(&txn, tenant, connection_id, &outcome.checkpoints, now).await?;
+                    let finished = services.ambient.now();
+                    cursors::save(&txn, tenant, connection_id, &outcome.checkpoints, finished)
+                        .await?;
                     let held = store::succeed(
                         &txn,
                         job.id,
                         &self.settings.worker_id,
                         cursors::describe(&outcome.checkpoints),
                         written.inserted,
-                        now,
+                        finished,
                     )
                     .await?;
                     if !held {

@@ -84,3 +84,52 @@ async fn hostile_descriptors_are_refused_and_the_server_stays_up() {
         assert_eq!(status, 200, "{id}: the server is down");
     }
 }
+
+crate::on_both_backends! {
+    async fn nul_characters_and_forged_cursors_are_clear_400s(server) {
+        // PostgreSQL refuses NUL in text and far-away timestamps; both used
+        // to surface as 500s there.
+        let tenant = uuid::Uuid::now_v7();
+        let create = |body: serde_json::Value| {
+            send(server.tenant(tenant, Method::POST, "/connections").json(&body))
+        };
+        let github = |name: &str, repo: &str| {
+            serde_json::json!({
+                "provider": "github", "name": name,
+                "credentials": {"token": "ghp_x"}, "config": {"repos": [repo]}
+            })
+        };
+        for body in [github("a\u{0}b", "octo/hello"), github("ok", "octo/\u{0}hello")] {
+            let (status, answer) = create(body).await;
+            assert_eq!(status, 400, "{answer}");
+            assert!(answer.to_string().contains("NUL"), "{answer}");
+        }
+        let (status, created) = create(github("ok", "octo/hello")).await;
+        assert_eq!(status, 201, "{created}");
+        let (status, answer) = send(
+            server
+                .tenant(tenant, Method::PATCH, &format!("/connections/{}", created["id"].as_str().unwrap()))
+                .json(&serde_json::json!({"name": "x\u{0}"})),
+        )
+        .await;
+        assert_eq!(status, 400, "{answer}");
+
+        let (status, answer) = send(server.tenant(tenant, Method::GET, "/signals?provider=%00")).await;
+        assert_eq!(status, 400, "{answer}");
+        use base64::Engine;
+        let forged = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(format!("v1.-3217862419200000000.{}", uuid::Uuid::now_v7()));
+        for path in ["/signals", "/jobs"] {
+            let (status, answer) =
+                send(server.tenant(tenant, Method::GET, &format!("{path}?cursor={forged}"))).await;
+            assert_eq!(status, 400, "{path}: {answer}");
+            assert_eq!(answer["code"], "invalid_request", "{path}: {answer}");
+        }
+
+        // A descriptor with a NUL anywhere: a 422 naming the field.
+        let yaml = linear("nul_desc").replacen("description: ", "description: \"nul \\0 here\" #", 1);
+        let (status, body) = put_yaml(&server, "nul_desc", yaml).await;
+        assert_eq!(status, 422, "{body}");
+        assert!(body.to_string().contains("NUL"), "{body}");
+    }
+}

@@ -864,3 +864,35 @@ crate::on_both! {
         assert_eq!(list["connections"], json!([]));
     }
 }
+
+/// A provider that takes 25 s (on the node's clock) to answer a page.
+struct Slow {
+    fake: Fake,
+    clock: ManualClock,
+}
+
+impl wiremock::Respond for Slow {
+    fn respond(&self, req: &wiremock::Request) -> ResponseTemplate {
+        self.clock.advance(Duration::seconds(25));
+        self.fake.respond(req)
+    }
+}
+
+crate::on_both! {
+    async fn a_job_finishes_when_its_run_ends(backend) {
+        let s = setup(backend).await;
+        mount_channels(&s).await;
+        Mock::given(method("GET")).and(path("/items"))
+            .respond_with(Slow { fake: s.fake.clone(), clock: s.clock.clone() })
+            .with_priority(1)
+            .mount(&s.server).await;
+        let node = &s.node;
+        let tenant = TenantId::from_uuid(Uuid::now_v7());
+        create(node, tenant).await;
+        drain(node).await;
+        let (_, jobs) = node.api("GET", "/jobs?state=succeeded", Some(tenant), None).await;
+        let full = jobs["jobs"].as_array().unwrap().iter().find(|j| j["job_type"] == "full").unwrap();
+        let at = |k: &str| full[k].as_str().unwrap().parse::<DateTime<Utc>>().unwrap();
+        assert_eq!(at("finished_at") - at("started_at"), Duration::seconds(25), "{full}");
+    }
+}

@@ -162,10 +162,7 @@ pub async fn create(
             return Err(field_errors(errors));
         }
     };
-    let name = body
-        .name
-        .map(|n| n.trim().to_owned())
-        .filter(|n| !n.is_empty());
+    let name = fields::label(body.name).map_err(field_errors)?;
     let connection = connections::create(
         &state.0.db,
         &state.0.keys,
@@ -273,9 +270,10 @@ pub async fn update(
     let patch = ConnectionPatch {
         enabled: body.enabled,
         config,
-        name: body
-            .name
-            .map(|n| Some(n.trim().to_owned()).filter(|n| !n.is_empty())),
+        name: match body.name {
+            Some(given) => Some(fields::label(Some(given)).map_err(field_errors)?),
+            None => None,
+        },
     };
     let updated = connections::update(&state.0.db, tenant, connection_id, patch)
         .await?

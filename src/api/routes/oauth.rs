@@ -158,6 +158,10 @@ pub async fn start(
     } else {
         (None, None)
     };
+    let name = fields::label(request.name).map_err(|errors| ApiError::BadRequest {
+        message: "invalid name".into(),
+        details: Some(serde_json::json!({ "errors": errors })),
+    })?;
     let now = state.0.ambient.now();
     let (state_token, expires_at) = oauth_states::create(
         &state.0.db,
@@ -167,10 +171,7 @@ pub async fn start(
             provider: provider.clone(),
             verifier,
             redirect_uri: redirect_uri.clone(),
-            name: request
-                .name
-                .map(|n| n.trim().to_owned())
-                .filter(|n| !n.is_empty()),
+            name,
             config: config.clone(),
             ttl: Duration::minutes(STATE_TTL_MINUTES),
         },

@@ -32,10 +32,12 @@ impl Cursor {
         }
         let micros: i64 = parts.next()?.parse().ok()?;
         let id = Uuid::parse_str(parts.next()?).ok()?;
-        Some(Cursor {
-            time: DateTime::from_timestamp_micros(micros)?,
-            id,
-        })
+        let time = DateTime::from_timestamp_micros(micros)?;
+        // Every stored time is within years 1-9999 (PostgreSQL refuses far
+        // beyond): anything else was not made here.
+        (1..=9999)
+            .contains(&chrono::Datelike::year(&time))
+            .then_some(Cursor { time, id })
     }
 }
 
@@ -86,7 +88,15 @@ mod tests {
             id: Uuid::now_v7(),
         };
         assert_eq!(Cursor::decode(&c.encode()), Some(c));
-        for bad in ["", "abc", "djEuMS4y", &URL_SAFE_NO_PAD.encode("v2.1.x")] {
+        let id = Uuid::now_v7();
+        let far = URL_SAFE_NO_PAD.encode(format!("v1.-3217862419200000000.{id}"));
+        for bad in [
+            "",
+            "abc",
+            "djEuMS4y",
+            &URL_SAFE_NO_PAD.encode("v2.1.x"),
+            &far,
+        ] {
             assert_eq!(Cursor::decode(bad), None, "{bad}");
         }
     }
