@@ -80,7 +80,7 @@ fn http_retryable(e: &HttpError) -> bool {
     match e {
         HttpError::Transport { .. } | HttpError::RateLimited { .. } => true,
         HttpError::Status { status, .. } => *status >= 500,
-        HttpError::Blocked { .. } | HttpError::InvalidUrl(_) => false,
+        HttpError::Blocked { .. } | HttpError::InvalidUrl(_) | HttpError::TooLarge { .. } => false,
     }
 }
 

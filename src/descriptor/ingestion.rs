@@ -108,6 +108,11 @@ pub struct PollingSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub backfill_days: Option<u32>,
+    /// Extension: largest response body read, in bytes (default 16 MiB, at most
+    /// 64 MiB); a larger page fails the run with an error naming the limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1024, max = 67108864))]
+    pub max_response_bytes: Option<u32>,
 }
 
 /// How the checkpoint between runs is kept and sent, selected by `type`.

@@ -112,6 +112,18 @@ pub enum HttpError {
         /// The start of the response body.
         body: String,
     },
+    /// The response body is larger than the request allows.
+    #[error(
+        "{method} {url}: the response is larger than the {limit}-byte limit (`maxResponseBytes`)"
+    )]
+    TooLarge {
+        /// Method.
+        method: String,
+        /// URL without its query.
+        url: String,
+        /// The limit, in bytes.
+        limit: usize,
+    },
     /// No answer in time, or the connection failed, after the allowed attempts.
     #[error("{method} {url} failed: {reason}")]
     Transport {
@@ -178,10 +190,17 @@ pub struct HttpRequest {
     pub body: Option<Vec<u8>>,
     /// Overall timeout.
     pub timeout: Duration,
+    /// Largest response body read, in bytes: a larger one is an error, read no
+    /// further than the limit.
+    pub max_response_bytes: usize,
 }
 
+/// The response body limit of a request that sets none.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 16 << 20;
+
 impl HttpRequest {
-    /// A request with no headers or body and a 30 s timeout.
+    /// A request with no headers or body, a 30 s timeout and the default
+    /// response limit.
     pub fn new(method: Method, url: Url) -> Self {
         HttpRequest {
             method,
@@ -189,6 +208,7 @@ impl HttpRequest {
             headers: HeaderMap::new(),
             body: None,
             timeout: Duration::from_secs(30),
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
 }
@@ -382,11 +402,29 @@ impl HttpClient {
                 },
             }
         };
-        let response = builder.send().await.map_err(transport)?;
+        let mut response = builder.send().await.map_err(transport)?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let url = response.url().clone();
-        let body = response.bytes().await.map_err(transport)?;
+        let limit = request.max_response_bytes;
+        let too_large = || HttpError::TooLarge {
+            method: request.method.to_string(),
+            url: shown.clone(),
+            limit,
+        };
+        if response.content_length().is_some_and(|n| n > limit as u64) {
+            return Err(too_large());
+        }
+        // Counted while read: a body without (or lying about) its length stops
+        // at the limit.
+        let mut body = bytes::BytesMut::new();
+        while let Some(chunk) = response.chunk().await.map_err(transport)? {
+            if body.len() + chunk.len() > limit {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let body = body.freeze();
         Ok(HttpResponse {
             status,
             headers,
@@ -526,6 +564,46 @@ mod tests {
             check_url(&Url::parse("file:///etc/passwd").unwrap(), open),
             Err(HttpError::InvalidUrl(_))
         ));
+    }
+
+    /// A body sent without a length (chunked) is counted as it is read and
+    /// cut off at the limit.
+    #[tokio::test]
+    async fn a_body_without_a_length_stops_at_the_limit() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = socket.read(&mut buf).await;
+            let head = "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-type: application/json\r\n\r\n";
+            socket.write_all(head.as_bytes()).await.unwrap();
+            let chunk = vec![b'x'; 8192];
+            // Up to 8 MiB, unless the client hangs up first.
+            for _ in 0..1024 {
+                let size = format!("{:x}\r\n", chunk.len());
+                if socket.write_all(size.as_bytes()).await.is_err()
+                    || socket.write_all(&chunk).await.is_err()
+                    || socket.write_all(b"\r\n").await.is_err()
+                {
+                    return;
+                }
+            }
+            let _ = socket.write_all(b"0\r\n\r\n").await;
+        });
+        let client = HttpClient::new(NetworkPolicy {
+            allow_private: true,
+        });
+        let mut request =
+            HttpRequest::new(Method::GET, format!("http://{addr}/big").parse().unwrap());
+        request.max_response_bytes = 64 * 1024;
+        let e = client.send_once(&request).await.unwrap_err();
+        assert!(
+            matches!(e, HttpError::TooLarge { limit, .. } if limit == 64 * 1024),
+            "{e}"
+        );
+        server.abort();
     }
 
     #[test]

@@ -175,3 +175,26 @@ crate::on_both! {
         assert!(cursors::load(&s.node.services.db, s.tenant, s.conn).await.unwrap().is_empty());
     }
 }
+
+crate::on_both! {
+    async fn a_page_over_the_response_limit_fails_the_job_naming_the_limit(backend) {
+        let node = Node::new(backend, true, &[]).await;
+        let server = MockServer::start().await;
+        let yaml = descriptor("fake", &server.uri(), Delta::Cursor, Paging::Cursor)
+            .replace("  retry: {initialBackoffMs: 5}", "  retry: {initialBackoffMs: 5}\n  maxResponseBytes: 4096");
+        node.register(&yaml);
+        let tenant = TenantId::from_uuid(Uuid::now_v7());
+        let conn = node.connection(tenant, "fake", &[("token", "tok")], json!({})).await;
+        // A tenant-chosen base URL answering far more than the limit.
+        let huge = json!({"items": [], "padding": "x".repeat(64 * 1024)});
+        Mock::given(method("GET")).and(path("/items"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(huge))
+            .mount(&server).await;
+        scheduler::enqueue_backfill(&node.services, tenant, conn, "fake").await.unwrap();
+        let report = run_to_end(&node).await;
+        assert_eq!(report.state, JobState::Failed, "{report:?}");
+        let error = report.error.unwrap();
+        assert!(error.contains("larger than the 4096-byte limit"), "{error}");
+        assert!(cursors::load(&node.services.db, tenant, conn).await.unwrap().is_empty());
+    }
+}

@@ -17,6 +17,10 @@ use crate::descriptor::model::{FieldType, HttpMethod};
 pub const DEFAULT_INTERVAL_SECONDS: u32 = 900;
 /// Default cap on pages per run.
 pub const DEFAULT_MAX_PAGES: u32 = 100;
+/// Largest response body read by default (`maxResponseBytes`).
+pub const DEFAULT_MAX_RESPONSE_BYTES: u32 = 16 << 20;
+/// Largest `maxResponseBytes` a descriptor may ask for.
+pub const MAX_RESPONSE_BYTES: u32 = 64 << 20;
 
 /// The compiled polling half.
 #[derive(Debug, Clone)]
@@ -43,6 +47,8 @@ pub struct CompiledPolling {
     pub interval_seconds: u32,
     /// Page cap per run.
     pub max_pages: u32,
+    /// Largest response body read.
+    pub max_response_bytes: u32,
     /// First checkpoint of a full sync.
     pub initial_checkpoint: Option<String>,
     /// Days back for the first sync.
@@ -274,6 +280,10 @@ pub(super) fn compile(ctx: &mut Ctx<'_>, p: &PollingSpec, at: &Pointer) -> Optio
         rate_limit_rpm: p.rate_limit_rpm,
         interval_seconds: p.interval_seconds.unwrap_or(DEFAULT_INTERVAL_SECONDS),
         max_pages: p.max_pages.unwrap_or(DEFAULT_MAX_PAGES),
+        max_response_bytes: p
+            .max_response_bytes
+            .unwrap_or(DEFAULT_MAX_RESPONSE_BYTES)
+            .min(MAX_RESPONSE_BYTES),
         initial_checkpoint: p.initial_checkpoint.clone(),
         backfill_days: p.backfill_days,
     };

@@ -192,6 +192,7 @@ async fn partitions(
                 .render(*endpoint, &context)
                 .map_err(|e| PollError::Request(format!("partitions.endpoint: {e}")))?;
             let mut request = HttpRequest::new(Method::GET, parse_url(&url)?);
+            request.max_response_bytes = polling.max_response_bytes as usize;
             auth::apply(&ctx.descriptor.auth, ctx.credentials, &mut request)?;
             let body = fetch_json(ctx, polling, &request, 0).await?.1;
             let selected = items_path.select(&body);

@@ -80,6 +80,7 @@ pub(super) fn build_request(
         HttpMethod::Post => Method::POST,
     };
     let mut request = HttpRequest::new(method, url);
+    request.max_response_bytes = polling.max_response_bytes as usize;
     for (name, template) in &polling.headers {
         let value = templates
             .render(*template, &context)
