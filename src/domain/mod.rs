@@ -1,6 +1,7 @@
 //! Domain types shared by every layer, depending on none of them: newtype ids,
 //! the normalized `Signal` and its `Priority`, checkpoints, OAuth tokens, job
-//! states, the clock and randomness (`Ambient`) and the one retry backoff.
+//! states, the clock and randomness (`Ambient`), the one retry backoff and the
+//! one secret scrubber.
 
 /// `as_str` / `parse` between a plain enum and the words it is stored as.
 macro_rules! text_enum {
@@ -25,6 +26,7 @@ mod backoff;
 mod checkpoint;
 mod ids;
 mod job;
+mod scrub;
 mod signal;
 mod tokens;
 
@@ -35,5 +37,6 @@ pub use backoff::Backoff;
 pub use checkpoint::{Checkpoints, NO_PARTITION};
 pub use ids::{ConnectionId, TenantId};
 pub use job::{JobState, JobType, Trigger};
+pub use scrub::{REDACTED, Scrubber};
 pub use signal::{Priority, Signal, dedupe_key};
 pub use tokens::TokenSet;

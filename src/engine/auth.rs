@@ -55,6 +55,7 @@ fn secret<'a>(creds: &'a Credentials, key: &str) -> Result<&'a str, AuthError> {
 }
 
 fn header(req: &mut HttpRequest, name: &str, value: String, field: &str) -> Result<(), AuthError> {
+    req.secrets.add(&value);
     let name = HeaderName::from_bytes(name.as_bytes())
         .map_err(|_| AuthError::InvalidHeaderValue(field.to_owned()))?;
     let mut value = HeaderValue::from_str(&value)
@@ -65,6 +66,7 @@ fn header(req: &mut HttpRequest, name: &str, value: String, field: &str) -> Resu
 }
 
 fn query(req: &mut HttpRequest, name: &str, value: &str) {
+    req.secrets.add(value);
     req.url.query_pairs_mut().append_pair(name, value);
 }
 
@@ -83,6 +85,7 @@ pub fn apply(
             extra,
         } => {
             let key = secret(creds, credential_key)?;
+            req.secrets.add(key);
             match delivery {
                 KeyDelivery::Header => {
                     header(req, param_name, format!("{prefix}{key}"), credential_key)?
@@ -97,6 +100,7 @@ pub fn apply(
             }
             for extra in extra {
                 let value = secret(creds, &extra.credential_key)?;
+                req.secrets.add(value);
                 match extra.delivery {
                     KeyDelivery::Query => query(req, &extra.param_name, value),
                     _ => header(
@@ -115,6 +119,7 @@ pub fn apply(
             prefix,
         } => {
             let token = secret(creds, credential_key)?;
+            req.secrets.add(token);
             match delivery {
                 TokenDelivery::Header => {
                     header(req, param_name, format!("{prefix}{token}"), credential_key)?
@@ -137,6 +142,7 @@ pub fn apply(
                 .get(password_key)
                 .map(ExposeSecret::expose_secret)
                 .unwrap_or_default();
+            req.secrets.add_basic(user, password);
             let encoded = STANDARD.encode(format!("{user}:{password}"));
             header(
                 req,
@@ -147,6 +153,7 @@ pub fn apply(
         }
         CompiledAuth::OAuth2 { .. } => {
             let token = creds.access_token.as_ref().ok_or(AuthError::MissingToken)?;
+            req.secrets.add(token.expose_secret());
             header(
                 req,
                 AUTHORIZATION.as_str(),

@@ -18,7 +18,7 @@ use http::{HeaderMap, Method};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use url::Url;
 
-use crate::domain::{Ambient, Backoff};
+use crate::domain::{Ambient, Backoff, Scrubber};
 
 /// Longest error body kept in an error message.
 const ERROR_BODY_LIMIT: usize = 300;
@@ -193,6 +193,9 @@ pub struct HttpRequest {
     /// Largest response body read, in bytes: a larger one is an error, read no
     /// further than the limit.
     pub max_response_bytes: usize,
+    /// The secrets the request carries (added by whoever puts them in): an
+    /// error body that repeats one shows `[redacted]` instead.
+    pub secrets: Scrubber,
 }
 
 /// The response body limit of a request that sets none.
@@ -209,6 +212,7 @@ impl HttpRequest {
             body: None,
             timeout: Duration::from_secs(30),
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            secrets: Scrubber::default(),
         }
     }
 }
@@ -460,7 +464,7 @@ impl HttpClient {
                             method: request.method.to_string(),
                             url: display_url(&request.url),
                             status: r.status,
-                            body: snippet(&r.body),
+                            body: request.secrets.scrub(&snippet(&r.body)),
                         });
                     }
                 }

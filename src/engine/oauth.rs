@@ -137,6 +137,15 @@ async fn token_request(
 ) -> Result<TokenSet, OAuthError> {
     let client = endpoint.client;
     let mut request = HttpRequest::new(Method::POST, endpoint.url.clone());
+    for (name, value) in &form {
+        if matches!(*name, "code" | "code_verifier" | "refresh_token") {
+            request.secrets.add(value);
+        }
+    }
+    request.secrets.add(client.client_secret.expose_secret());
+    request
+        .secrets
+        .add_basic(&client.client_id, client.client_secret.expose_secret());
     match endpoint.method.unwrap_or(TokenAuthMethod::ClientSecretPost) {
         TokenAuthMethod::ClientSecretPost => {
             form.push(("client_id", client.client_id.clone()));

@@ -21,7 +21,7 @@ use crate::db::repo::jobs::{Job, JobState, JobType};
 use crate::db::repo::queue as store;
 use crate::db::repo::{cursors, signals};
 use crate::db::{Db, StoreError};
-use crate::domain::Signal;
+use crate::domain::{Scrubber, Signal};
 use crate::engine::poll::SignalSink;
 use crate::services::Services;
 
@@ -87,6 +87,27 @@ enum Outcome {
         retry_after: std::time::Duration,
     },
     LeaseLost,
+}
+
+impl Outcome {
+    fn scrubbed(self, scrubber: impl FnOnce() -> Scrubber) -> Outcome {
+        match self {
+            Outcome::Failed { .. } | Outcome::RateLimited { .. } => {}
+            other => return other,
+        }
+        let scrubber = scrubber();
+        match self {
+            Outcome::Failed { error, retryable } => Outcome::Failed {
+                error: scrubber.scrub(&error),
+                retryable,
+            },
+            Outcome::RateLimited { error, retry_after } => Outcome::RateLimited {
+                error: scrubber.scrub(&error),
+                retry_after,
+            },
+            other => other,
+        }
+    }
 }
 
 /// The outcome of a failed connector call: rate limits wait without spending
@@ -379,10 +400,12 @@ impl Executor {
             Err(OpenError::Store(e)) => return Err(e),
             Err(e) => return permanent(e.to_string()),
         };
-        match hook_of(job.job_type) {
+        let outcome = match hook_of(job.job_type) {
             Some(hook) => self.run_hook(job, &opened, hook).await,
             None => self.run_sync(job, &opened).await,
-        }
+        };
+        // Nothing stored, returned or logged about the run repeats a secret.
+        Ok(outcome?.scrubbed(|| opened.scrubber(&self.services)))
     }
 
     /// Runs a lifecycle hook and stores what it changed with the job's

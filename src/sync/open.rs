@@ -6,12 +6,13 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use secrecy::ExposeSecret;
 
 use super::tokens::{self, TokenError};
 use crate::connector::{ConnectionContext, Connector};
 use crate::db::StoreError;
 use crate::db::repo::connections::{self, StoredConnection};
-use crate::domain::{ConnectionId, TenantId};
+use crate::domain::{ConnectionId, Scrubber, TenantId};
 use crate::engine::auth::Credentials;
 use crate::services::Services;
 
@@ -71,6 +72,42 @@ impl Opened {
             now,
         )
         .await
+    }
+
+    /// A scrubber for everything secret this connection holds: its credential
+    /// fields (and HTTP Basic pairs of them), its tokens, the app's client and
+    /// webhook secrets. Every error about the connection passes it before it
+    /// is stored, returned or logged. A secret that cannot be opened is left
+    /// out (the error saying so is a storage error, without the secret).
+    pub fn scrubber(&self, services: &Services) -> Scrubber {
+        let keys = &services.keys;
+        let fields = self.stored.open_credentials(keys).unwrap_or_default();
+        let values: Vec<&str> = fields.values().map(|v| v.expose_secret()).collect();
+        let mut scrubber = Scrubber::new(values.iter().copied());
+        for user in &values {
+            for password in &values {
+                if user != password {
+                    scrubber.add_basic(user, password);
+                }
+            }
+        }
+        for token in [
+            self.stored.open_access_token(keys),
+            self.stored.open_refresh_token(keys),
+        ]
+        .into_iter()
+        .flatten()
+        .flatten()
+        {
+            scrubber.add(token.expose_secret());
+        }
+        let provider = &self.stored.connection.provider;
+        for name in ["CLIENT_SECRET", "WEBHOOK_SECRET"] {
+            if let Some(secret) = services.config.provider_secret(provider, name) {
+                scrubber.add(secret);
+            }
+        }
+        scrubber
     }
 
     /// The context a connector call runs in.

@@ -198,3 +198,59 @@ crate::on_both! {
         assert!(cursors::load(&node.services.db, tenant, conn).await.unwrap().is_empty());
     }
 }
+
+crate::on_both! {
+    async fn credentials_a_provider_echoes_back_are_never_stored_or_shown(backend) {
+        let node = Node::new(backend, true, &[]).await;
+        let server = MockServer::start().await;
+        let blocks = [
+            ("echo_pat", crate::sync::fake::PAT_BLOCK.to_owned(), vec![("token", "ghp_EchoedBackSecret123")]),
+            (
+                "echo_query",
+                "auth:\n  method: api_key\n  config:\n    delivery: query\n    paramName: api_key\n    credentialFields: [{key: key, label: Key, type: password, required: true}]".to_owned(),
+                vec![("key", "k3y/with+odd=chars")],
+            ),
+            (
+                "echo_basic",
+                "auth:\n  method: basic\n  config:\n    credentialFields: [{key: username, label: U, type: text, required: true}, {key: password, label: P, type: password, required: true}]".to_owned(),
+                vec![("username", "me@example.com"), ("password", "hunter2-secret")],
+            ),
+        ];
+        /// Answers 401 with a body repeating everything the request carried.
+        struct Echo;
+        impl Respond for Echo {
+            fn respond(&self, req: &Request) -> ResponseTemplate {
+                let auth = req.headers.get("authorization").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+                ResponseTemplate::new(401).set_body_string(format!("bad credentials: {auth} for {}", req.url))
+            }
+        }
+        Mock::given(method("GET")).and(path("/items")).respond_with(Echo).mount(&server).await;
+        let tenant = TenantId::from_uuid(Uuid::now_v7());
+        for (id, block, credentials) in blocks {
+            let yaml = descriptor(id, &server.uri(), Delta::Cursor, Paging::Cursor)
+                .replace(crate::sync::fake::PAT_BLOCK, &block);
+            node.register(&yaml);
+            let conn = node.connection(tenant, id, &credentials, json!({})).await;
+            scheduler::enqueue_backfill(&node.services, tenant, conn, id).await.unwrap();
+            let report = run_to_end(&node).await;
+            assert_eq!(report.state, JobState::Failed, "{report:?}");
+            let (_, jobs) = node.api("GET", &format!("/jobs?connection_id={conn}"), Some(tenant), None).await;
+            let (_, shown) = node.api("GET", &format!("/connections/{conn}"), Some(tenant), None).await;
+            let stored = job(&node, report.job_id).await.error.unwrap_or_default();
+            let error = report.error.unwrap();
+            assert!(error.contains("401") && error.contains("[redacted]"), "{id}: {error}");
+            use base64::Engine;
+            let mut leaks: Vec<String> = credentials.iter().map(|(_, v)| v.to_string()).collect();
+            leaks.push(url::form_urlencoded::byte_serialize(credentials[0].1.as_bytes()).collect());
+            if id == "echo_basic" {
+                leaks.push(base64::engine::general_purpose::STANDARD.encode("me@example.com:hunter2-secret"));
+                leaks.retain(|l| l != "me@example.com" && !l.starts_with("me%40"));
+            }
+            for leak in &leaks {
+                for (what, text) in [("report", error.clone()), ("stored", stored.clone()), ("jobs", jobs.to_string()), ("connection", shown.to_string())] {
+                    assert!(!text.contains(leak.as_str()), "{id}: {leak} in the {what}: {text}");
+                }
+            }
+        }
+    }
+}

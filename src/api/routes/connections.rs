@@ -366,10 +366,11 @@ pub async fn test(
         Err(OpenError::Store(e)) => return Err(e.into()),
     };
     let now = services.ambient.now();
+    let scrubber = opened.scrubber(services);
     let credentials = match opened.credentials(services, false, now).await {
         Ok(c) => c,
         Err(e) => {
-            let error = e.to_string();
+            let error = scrubber.scrub(&e.to_string());
             connections::record_health(&services.db, tenant, connection_id, Err(&error), true)
                 .await?;
             return Ok(axum::Json(TestResult {
@@ -384,7 +385,8 @@ pub async fn test(
         .connector
         .health_check(&opened.context(services, &credentials, now))
         .await;
-    let outcome = match &result.error {
+    let error = result.error.as_deref().map(|e| scrubber.scrub(e));
+    let outcome = match &error {
         None => Ok(()),
         Some(e) => Err(e.as_str()),
     };
@@ -393,6 +395,6 @@ pub async fn test(
         healthy: result.healthy,
         status: result.status,
         latency_ms: result.latency_ms,
-        error: result.error,
+        error,
     }))
 }
