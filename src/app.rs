@@ -339,17 +339,26 @@ fn operator_tokens(config: &Config) -> Result<OperatorTokens, AppError> {
     Ok(OperatorTokens::new(&[token]))
 }
 
+/// The development operator token in `path` (created 0600 when missing or
+/// unusable; an existing one is made 0600 too: it is a credential).
 fn dev_token(path: &Path) -> Result<String, AppError> {
-    if let Ok(text) = std::fs::read_to_string(path) {
-        let token = text.trim().to_owned();
-        if token.len() >= 16 {
-            return Ok(token);
-        }
-    }
     let failed = |e: std::io::Error| AppError::DevFile {
         path: path.display().to_string(),
         reason: e.to_string(),
     };
+    if let Ok(text) = std::fs::read_to_string(path) {
+        let token = text.trim().to_owned();
+        if token.len() >= 16 {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                    .map_err(failed)?;
+            }
+            return Ok(token);
+        }
+        std::fs::remove_file(path).map_err(failed)?;
+    }
     // An operator credential: always the OS's randomness, never a seeded one.
     let mut bytes = [0u8; 24];
     crate::domain::OsRandom.fill(&mut bytes);
@@ -357,6 +366,6 @@ fn dev_token(path: &Path) -> Result<String, AppError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(failed)?;
     }
-    std::fs::write(path, format!("{token}\n")).map_err(failed)?;
+    crate::crypto::write_private(path, &token).map_err(failed)?;
     Ok(token)
 }

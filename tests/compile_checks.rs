@@ -356,12 +356,6 @@ fn each_rule_names_its_field() {
             "unknown template variable `{{since}}`",
         ),
         (
-            "baseUrl undefined",
-            |v| remove(v, "/baseUrl"),
-            "healthCheck.endpoint",
-            "`{{baseUrl}}` is not defined",
-        ),
-        (
             "baseUrl referencing itself",
             |v| set(v, "/baseUrl", json!("{{baseUrl}}/v2")),
             "baseUrl",

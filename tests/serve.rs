@@ -119,6 +119,17 @@ fn runs_with_no_configuration() {
         assert!(dir.path().join("data").join(file).exists(), "data/{file}");
     }
     let token = std::fs::read_to_string(dir.path().join("data/dev-operator-token")).unwrap();
+    // Secrets at rest are the owner's only.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for file in ["dev-crypto.key", "dev-operator-token"] {
+            let mode = std::fs::metadata(dir.path().join("data").join(file))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "data/{file} is {:o}", mode & 0o777);
+        }
+    }
     let (status, body) = get(&server.addr, "/connections", Some(token.trim()));
     assert_eq!(
         (status, body),

@@ -169,7 +169,7 @@ fn parse_and_compile(
     Result<CompiledDescriptor, Vec<Diagnostic>>,
 ) {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let document = match source::parse(text, format) {
+    let mut document = match source::parse(text, format) {
         Ok(d) => d,
         Err(e) => {
             let d = Diagnostic::new(
@@ -194,23 +194,76 @@ fn parse_and_compile(
         let diagnostics = locate(problems);
         return (Some(document), Err(diagnostics));
     }
+    seed_category(&mut document.value);
     let problems = schema::validate(&document.value);
     if !problems.is_empty() {
         let diagnostics = locate(problems);
         return (Some(document), Err(diagnostics));
     }
-    let descriptor: ConnectorDescriptor = match serde_path_to_error::deserialize(&document.value) {
-        Ok(d) => d,
-        Err(e) => {
-            // The schema mirrors the types, so this is a backstop.
-            let pointer = path_to_pointer(e.path());
-            let problem = Problem::new(pointer, Code::Schema, e.inner().to_string());
-            let diagnostics = locate(vec![problem]);
-            return (Some(document), Err(diagnostics));
-        }
-    };
+    let mut descriptor: ConnectorDescriptor =
+        match serde_path_to_error::deserialize(&document.value) {
+            Ok(d) => d,
+            Err(e) => {
+                // The schema mirrors the types, so this is a backstop.
+                let pointer = path_to_pointer(e.path());
+                let problem = Problem::new(pointer, Code::Schema, e.inner().to_string());
+                let diagnostics = locate(vec![problem]);
+                return (Some(document), Err(diagnostics));
+            }
+        };
+    imply_base_url_field(&mut descriptor, &document.value);
     let result = compile(&descriptor).map_err(locate);
     (Some(document), result)
+}
+
+/// Seed 004 names categories as the catalogue shows them (`Project
+/// Management`, `Code & DevOps`); they are read as their snake_case values.
+fn seed_category(document: &mut Value) {
+    let Some(Value::String(category)) = document.get_mut("category") else {
+        return;
+    };
+    let canonical = match category.trim().to_ascii_lowercase().as_str() {
+        "project management" => "project_management",
+        "communication" => "communication",
+        "code & devops" | "code and devops" => "code_devops",
+        "documents" => "documents",
+        "email" => "email",
+        "calendar" => "calendar",
+        "monitoring" => "monitoring",
+        "custom" => "custom",
+        _ => return,
+    };
+    *category = canonical.to_owned();
+}
+
+/// Seed 004 makes `baseUrl` connection config: a descriptor that uses
+/// `{{baseUrl}}` with neither a `baseUrl` of its own nor a `baseUrl` config
+/// field gets an implied one (a required URL), as the seed means.
+fn imply_base_url_field(descriptor: &mut ConnectorDescriptor, document: &Value) {
+    fn uses_base_url(v: &Value) -> bool {
+        match v {
+            Value::String(s) => s.contains("{{baseUrl") || s.contains("{{ baseUrl"),
+            Value::Array(items) => items.iter().any(uses_base_url),
+            Value::Object(map) => map.values().any(uses_base_url),
+            _ => false,
+        }
+    }
+    if descriptor.base_url.is_none()
+        && !descriptor.config_fields.iter().any(|f| f.key == "baseUrl")
+        && uses_base_url(document)
+    {
+        descriptor.config_fields.push(super::model::CredentialField {
+            key: "baseUrl".into(),
+            label: "Base URL".into(),
+            field_type: super::model::FieldType::Url,
+            required: true,
+            placeholder: None,
+            help_text: Some(
+                "The provider's API address for this connection (implied: the descriptor uses {{baseUrl}})"
+                    .into(),
+            ),
+        });
+    }
 }
 
 /// Problems for every string or key holding a NUL character (storage refuses
@@ -374,4 +427,52 @@ fn descriptor_files(path: &Path) -> Result<Vec<PathBuf>, String> {
     }
     files.sort();
     Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::descriptor::model::{ConnectorCategory, FieldType};
+
+    fn seed(category: &str, base_url: Option<&str>) -> String {
+        format!(
+            "id: seedy\nname: S\ndescription: d\ncategory: {category}\nicon: i\nkind: generic\nversion: 1.0.0\n{}auth: {{method: none}}\ningestion:\n  mode: polling\n  endpoint: '{{{{baseUrl}}}}/items'\n  method: GET\n  delta: {{type: timestamp_filter, queryParam: since, format: iso8601}}\n  rateLimitRpm: 60\nfieldMapping: {{itemsPath: '$.items[*]', idPath: $.id, timestampPath: $.t, summaryTemplate: x, signalTypeRules: [], defaultType: x}}\nhealthCheck: {{endpoint: '{{{{baseUrl}}}}/h', method: GET, expectStatus: 200, timeoutMs: 10}}\n",
+            base_url
+                .map(|u| format!("baseUrl: {u}\n"))
+                .unwrap_or_default()
+        )
+    }
+
+    #[test]
+    fn seed_display_categories_and_implied_base_url_load() {
+        for (written, category) in [
+            ("'Code & DevOps'", ConnectorCategory::CodeDevops),
+            ("Project Management", ConnectorCategory::ProjectManagement),
+            ("documents", ConnectorCategory::Documents),
+        ] {
+            let c = load_str("<seed>", &seed(written, None), Format::Yaml)
+                .unwrap_or_else(|d| panic!("{written}: {d:#?}"));
+            assert_eq!(c.descriptor.category, category);
+            let implied = c
+                .descriptor
+                .config_fields
+                .iter()
+                .find(|f| f.key == "baseUrl")
+                .unwrap();
+            assert_eq!(
+                (implied.field_type, implied.required),
+                (FieldType::Url, true)
+            );
+        }
+        // With a `baseUrl` of its own, nothing is implied.
+        let c = load_str(
+            "<seed>",
+            &seed("custom", Some("https://api.example.com")),
+            Format::Yaml,
+        )
+        .unwrap();
+        assert!(c.descriptor.config_fields.is_empty());
+        // Unknown categories are still refused.
+        assert!(load_str("<seed>", &seed("Gardening", None), Format::Yaml).is_err());
+    }
 }

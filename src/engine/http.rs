@@ -55,13 +55,19 @@ pub fn blocked_reason(ip: IpAddr) -> Option<&'static str> {
             }
         }
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
+            if v6.is_loopback() {
+                return Some("a loopback address");
+            }
+            if v6.is_unspecified() {
+                return Some("not a routable unicast address");
+            }
+            // IPv4-mapped (`::ffff:a.b.c.d`) and IPv4-compatible (`::a.b.c.d`)
+            // addresses reach the IPv4 address inside them.
+            if let Some(v4) = v6.to_ipv4() {
                 return blocked_reason(IpAddr::V4(v4));
             }
             let seg = v6.segments();
-            if v6.is_loopback() {
-                Some("a loopback address")
-            } else if seg == [0xfd00, 0x0ec2, 0, 0, 0, 0, 0, 0x0254] {
+            if seg == [0xfd00, 0x0ec2, 0, 0, 0, 0, 0, 0x0254] {
                 Some("a cloud metadata address")
             } else if (seg[0] & 0xffc0) == 0xfe80 {
                 Some("a link-local address")
@@ -272,9 +278,9 @@ pub fn check_url(url: &Url, policy: NetworkPolicy) -> Result<(), HttpError> {
         Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip),
         Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip),
         Some(url::Host::Domain(d)) => {
-            if !policy.allow_private
-                && (d.eq_ignore_ascii_case("localhost") || d.ends_with(".localhost"))
-            {
+            // A name is the same with or without its final dot, in any case.
+            let name = d.trim_end_matches('.').to_ascii_lowercase();
+            if !policy.allow_private && (name == "localhost" || name.ends_with(".localhost")) {
                 return Err(HttpError::Blocked {
                     host: d.to_owned(),
                     reason: "a loopback address".into(),
@@ -533,6 +539,9 @@ mod tests {
             "fd00:ec2::254",
             "::ffff:127.0.0.1",
             "::ffff:10.0.0.1",
+            "::127.0.0.1",
+            "::10.0.0.1",
+            "::169.254.169.254",
             "224.0.0.1",
             "::",
         ] {
@@ -555,6 +564,9 @@ mod tests {
             "http://[::1]/",
             "http://localhost/",
             "http://api.localhost/",
+            "http://[::127.0.0.1]/",
+            "http://LOCALHOST./",
+            "http://Api.LocalHost./",
         ] {
             let url = Url::parse(url).unwrap();
             assert!(

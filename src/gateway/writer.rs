@@ -177,23 +177,30 @@ async fn write(
     let window = now.timestamp().div_euclid(JOB_WINDOW_SECONDS);
     let mut to_insert: Vec<&Signal> = Vec::new();
     let mut follow_up: HashMap<ConnectionId, (TenantId, &str)> = HashMap::new();
-    let mut outcomes = Vec::with_capacity(deliveries.len());
+    // Per delivery: whether any part was new, and the ids of its Signals.
+    let mut delivered: Vec<(bool, Vec<uuid::Uuid>)> = Vec::with_capacity(deliveries.len());
     for (d, fresh) in deliveries.iter().zip(&fresh) {
-        let mut signals = 0;
+        let mut ids = Vec::new();
         for (p, _) in d.parts.iter().zip(fresh).filter(|(_, new)| **new) {
-            signals += p.signals.len();
+            ids.extend(p.signals.iter().map(|s| s.id));
             to_insert.extend(&p.signals);
             if p.follow_up && recent_jobs.get(&p.connection) != Some(&window) {
                 follow_up.insert(p.connection, (p.tenant, d.provider.as_str()));
             }
         }
-        outcomes.push(if fresh.iter().any(|new| *new) || d.parts.is_empty() {
-            Stored::New { signals }
-        } else {
-            Stored::Duplicate
-        });
+        delivered.push((fresh.iter().any(|new| *new) || d.parts.is_empty(), ids));
     }
-    signals::insert(&txn, &to_insert).await?;
+    // Signals already stored (the same event by another route) are not counted.
+    let inserted = signals::insert_returning(&txn, &to_insert).await?;
+    let outcomes: Vec<Stored> = delivered
+        .into_iter()
+        .map(|(new, ids)| match new {
+            true => Stored::New {
+                signals: ids.iter().filter(|id| inserted.contains(id)).count(),
+            },
+            false => Stored::Duplicate,
+        })
+        .collect();
     for (connection, (tenant, provider)) in &follow_up {
         let job = NewJob {
             tenant: *tenant,

@@ -134,3 +134,21 @@ crate::on_both! {
         assert!(stored.iter().any(|s| s["summary"].as_str().unwrap().contains("Update the README")), "the NUL is dropped, the rest kept");
     }
 }
+
+crate::on_both! {
+    async fn an_acknowledgement_counts_only_signals_stored_now(backend) {
+        // The same event under a second delivery id (a redelivery with a new
+        // id, or the event already polled): accepted, but no Signal is new.
+        let node = Node::new(backend, true, &[]).await;
+        node.register(&std::fs::read_to_string("descriptors/github.yaml").unwrap());
+        let tenant = TenantId::from_uuid(Uuid::now_v7());
+        node.connection(tenant, "github", &[("token", "t"), ("webhookSecret", OWN_SECRET)], json!({"repos": ["Codertocat/Hello-World"]})).await;
+        let body = fixture("github/webhook.pull_request.opened.json");
+        let path = format!("/webhooks/github/{tenant}");
+        let (status, ack, _) = post(&node, "POST", &path, &github_headers(OWN_SECRET, &body, "first"), body.clone()).await;
+        assert_eq!((status, ack["status"].as_str(), ack["signals"].as_u64()), (200, Some("accepted"), Some(1)), "{ack}");
+        let (status, ack, _) = post(&node, "POST", &path, &github_headers(OWN_SECRET, &body, "second"), body.clone()).await;
+        assert_eq!((status, ack["status"].as_str(), ack["signals"].as_u64()), (200, Some("accepted"), Some(0)), "{ack}");
+        assert_eq!(signals(&node, tenant).await.len(), 1);
+    }
+}

@@ -6,6 +6,7 @@ use std::borrow::Borrow;
 use chrono::{DateTime, Utc};
 use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, Statement};
 use serde_json::Value;
+use uuid::Uuid;
 
 use super::cursor::Cursor;
 use crate::db::entities::signal::{Column, Entity, Model};
@@ -210,6 +211,43 @@ where
         inserted += conn.execute_raw(statement).await?.rows_affected();
     }
     Ok(inserted)
+}
+
+/// As [`insert`], returning the ids of the Signals that were new (the others
+/// were already stored: the same dedupe key).
+pub async fn insert_returning<C, S>(
+    conn: &C,
+    signals: &[S],
+) -> Result<std::collections::HashSet<Uuid>, StoreError>
+where
+    C: ConnectionTrait,
+    S: Borrow<Signal>,
+{
+    let backend = conn.get_database_backend();
+    let mut new = std::collections::HashSet::new();
+    for chunk in signals.chunks(BATCH) {
+        let statement = if backend == DbBackend::Postgres {
+            Statement::from_sql_and_values(
+                backend,
+                format!("{INSERT_UNNEST} RETURNING id"),
+                unnest_values(chunk),
+            )
+        } else {
+            let mut values = Vec::with_capacity(chunk.len() * COLUMNS.len());
+            for s in chunk {
+                push_row(&mut values, s.borrow());
+            }
+            Statement::from_sql_and_values(
+                backend,
+                format!("{} RETURNING id", insert_sql(chunk.len())),
+                values,
+            )
+        };
+        for row in conn.query_all_raw(statement).await? {
+            new.insert(row.try_get::<Uuid>("", "id")?);
+        }
+    }
+    Ok(new)
 }
 
 /// A page of the tenant's signals, newest first, after `cursor`; with the cursor
