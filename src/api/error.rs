@@ -57,6 +57,9 @@ pub enum ApiError {
     /// 413: the body is too large.
     #[error("request body too large")]
     PayloadTooLarge,
+    /// 414: the URL is longer than the API reads.
+    #[error("the request URL is longer than {0} bytes")]
+    UriTooLong(usize),
     /// 415: the body's content type is not accepted.
     #[error("{0}")]
     UnsupportedMediaType(String),
@@ -115,6 +118,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::UriTooLong(_) => (StatusCode::URI_TOO_LONG, "uri_too_long"),
             ApiError::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
@@ -190,3 +194,77 @@ impl IntoResponse for ApiError {
 
 /// Handler result.
 pub type ApiResult<T> = Result<T, ApiError>;
+
+/// Marks a response that is deliberately not problem+json (a webhook
+/// handshake's answer, in the provider's own format).
+#[derive(Debug, Clone, Copy)]
+pub struct NotAProblem;
+
+/// Longest request URL (path and query) the API reads.
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+
+/// Refuses URLs over [`MAX_URI_BYTES`] with a problem.
+pub async fn bound_uri(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let length = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |pq| pq.as_str().len());
+    if length > MAX_URI_BYTES {
+        return ApiError::UriTooLong(MAX_URI_BYTES).into_response();
+    }
+    next.run(request).await
+}
+
+/// Every error answer is problem+json, including those made below the
+/// handlers (body-limit and extractor rejections, the method router's 405):
+/// one that is not is rewritten from its status (its short text kept as the
+/// message).
+pub async fn problems_only(response: Response) -> Response {
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    if !(status.is_client_error() || status.is_server_error())
+        || is_problem
+        || response.extensions().get::<NotAProblem>().is_some()
+    {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 1024)
+        .await
+        .ok()
+        .and_then(|b| String::from_utf8(b.to_vec()).ok())
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty() && t.len() <= 300);
+    let message = text.unwrap_or_else(|| {
+        status
+            .canonical_reason()
+            .unwrap_or("request failed")
+            .to_owned()
+    });
+    let error = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+        StatusCode::URI_TOO_LONG => ApiError::UriTooLong(MAX_URI_BYTES),
+        StatusCode::NOT_FOUND => ApiError::NotFound(message),
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed(message),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType(message),
+        StatusCode::UNPROCESSABLE_ENTITY => ApiError::Unprocessable {
+            message,
+            details: None,
+        },
+        s if s.is_server_error() => ApiError::Internal(message),
+        _ => ApiError::bad_request(message),
+    };
+    let mut rewritten = error.into_response();
+    // The original status stands (a 400 variant stands in for other 4xx),
+    // and headers such as `Allow` are kept.
+    *rewritten.status_mut() = status;
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            rewritten.headers_mut().insert(name, value.clone());
+        }
+    }
+    rewritten
+}

@@ -144,22 +144,90 @@ fn webhook_handshakes() -> Router<AppState> {
 
 /// The OpenAPI document.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    let (_, mut doc) = api().split_for_parts();
+    let (_, doc) = api().split_for_parts();
+    complete(doc)
+}
+
+/// The document with its version and the error answers every route gives by
+/// the shared extractors and limits, so no route can forget one: 401 where
+/// the operator token is required, 400 where `X-Tenant-Id` is, 413 where a
+/// body is read. (415 is each JSON route's own.)
+fn complete(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    use utoipa::openapi::path::Operation;
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    let problem = |description: &str| {
+        RefOr::T(
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/problem+json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("Problem")))
+                        .build(),
+                )
+                .build(),
+        )
+    };
+    let complete_one = |op: &mut Operation| {
+        let operator = op
+            .security
+            .iter()
+            .flatten()
+            .any(|r| serde_json::to_value(r).is_ok_and(|v| v.get("bearer").is_some()));
+        let tenant = op.parameters.iter().flatten().any(|p| match p {
+            RefOr::T(p) => p.name == "X-Tenant-Id",
+            RefOr::Ref(_) => false,
+        });
+        let body = op.request_body.is_some();
+        let responses = &mut op.responses.responses;
+        let mut add = |status: &str, description: &str| {
+            responses
+                .entry(status.to_owned())
+                .or_insert_with(|| problem(description));
+        };
+        if operator {
+            add("401", "No or bad operator token");
+        }
+        if tenant {
+            add("400", "Missing or bad X-Tenant-Id, or an invalid request");
+        }
+        if body {
+            add("413", "The body is over the limit");
+        }
+    };
+    for item in doc.paths.paths.values_mut() {
+        for op in [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+            &mut item.head,
+            &mut item.options,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            complete_one(op);
+        }
+    }
     doc
 }
 
 /// The API router.
 pub fn router(state: AppState) -> Router {
     metrics::handle();
-    let (router, mut doc) = api().split_for_parts();
-    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    let (router, doc) = api().split_for_parts();
+    let doc = complete(doc);
     router
         .merge(webhook_handshakes())
         .merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
         .fallback(not_found)
-        .layer(axum::middleware::from_fn(metrics::track))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::map_response(error::problems_only))
+        .layer(axum::middleware::from_fn(error::bound_uri))
+        .layer(axum::middleware::from_fn(metrics::track))
         .with_state(state)
 }
 

@@ -133,3 +133,66 @@ crate::on_both_backends! {
         assert!(body.to_string().contains("NUL"), "{body}");
     }
 }
+
+#[tokio::test]
+async fn every_error_answer_is_a_problem() {
+    let server = Server::start(Backend::Sqlite).await;
+    let client = reqwest::Client::new();
+    let problem = |r: &reqwest::Response| {
+        r.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .unwrap_or_default()
+    };
+    // A descriptor over the 1 MiB body limit: 413, problem+json.
+    let r = server
+        .operator(Method::PUT, "/providers/huge")
+        .header("content-type", "application/yaml")
+        .body(format!(
+            "id: huge\ndescription: \"{}\"\n",
+            "x".repeat(1_100_000)
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    assert_eq!(problem(&r), "application/problem+json");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "payload_too_large", "{body}");
+    // A ~20 KB URL: 414, problem+json.
+    let r = client
+        .get(format!(
+            "{}/providers?{}",
+            server.base,
+            "a=b&".repeat(5_000)
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 414);
+    assert_eq!(problem(&r), "application/problem+json");
+    // A method webhooks are never sent with: 405, whatever the tenant segment.
+    for path in [
+        "/webhooks/github/y",
+        "/webhooks/github/3f6b7c1e-5d1a-4c2e-9b7a-2f0c8e6d4a11",
+    ] {
+        let r = client
+            .put(format!("{}{path}", server.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 405, "{path}");
+        assert_eq!(problem(&r), "application/problem+json", "{path}");
+    }
+    // The method router's own 405.
+    let r = client
+        .patch(format!("{}/providers", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(problem(&r), "application/problem+json");
+    let (status, _) = send(server.anonymous(Method::GET, "/healthz")).await;
+    assert_eq!(status, 200);
+}

@@ -129,6 +129,7 @@ fn field_errors(errors: Vec<FieldError>) -> ApiError {
         (status = 201, description = "Created", body = ConnectionDto),
         (status = 400, description = "Invalid body, unknown provider or invalid fields (`details.errors`)", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or bad operator token", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not `Content-Type: application/json`", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])),
 )]
@@ -237,6 +238,7 @@ pub async fn get(
         (status = 200, description = "Updated", body = ConnectionDto),
         (status = 400, description = "Invalid body or config", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such connection for this tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not `Content-Type: application/json`", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])),
 )]

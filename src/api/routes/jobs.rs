@@ -155,6 +155,7 @@ pub struct JobsQuery {
     /// `queued`, `running`, `succeeded`, `failed` or `retrying`.
     state: Option<String>,
     /// Page size, 1-100 (default 50).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u64>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
@@ -171,6 +172,7 @@ pub struct JobsQuery {
         (status = 400, description = "Invalid body", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown provider, or no such connection for this tenant", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The provider does not poll", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not `Content-Type: application/json`", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])),
 )]

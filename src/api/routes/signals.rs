@@ -100,6 +100,7 @@ pub struct SignalsQuery {
     /// Only signals that occurred before this instant (RFC 3339).
     occurred_before: Option<DateTime<Utc>>,
     /// Page size, 1-100 (default 50).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u64>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,

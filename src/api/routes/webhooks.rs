@@ -59,10 +59,15 @@ pub async fn receive_for_tenant(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    let tenant = tenant
-        .parse::<TenantId>()
-        .map_err(|_| ApiError::invalid_field("tenant_id", "must be a UUID"))?;
-    handle(state, provider, Some(tenant), method, uri, headers, body).await
+    match tenant.parse::<TenantId>() {
+        Ok(tenant) => handle(state, provider, Some(tenant), method, uri, headers, body).await,
+        // A method webhooks are not sent with is refused as such (405), however
+        // the path looks; only a handshake that needs no tenant is answered.
+        Err(_) if method != Method::POST => {
+            handle(state, provider, None, method, uri, headers, body).await
+        }
+        Err(_) => Err(ApiError::invalid_field("tenant_id", "must be a UUID")),
+    }
 }
 
 /// A delivery routed by a value in it (Slack `team_id`, GitHub repository, …):
@@ -159,7 +164,7 @@ async fn handle(
     Ok(match reply {
         Reply::Handshake(h) => {
             let status = StatusCode::from_u16(h.status).unwrap_or(StatusCode::OK);
-            match h.body {
+            let mut response = match h.body {
                 Some(text) => (
                     status,
                     [(
@@ -170,7 +175,12 @@ async fn handle(
                 )
                     .into_response(),
                 None => status.into_response(),
-            }
+            };
+            // The provider's format, whatever the status.
+            response
+                .extensions_mut()
+                .insert(crate::api::error::NotAProblem);
+            response
         }
         Reply::Accepted {
             event,
