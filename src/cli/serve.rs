@@ -11,6 +11,10 @@ use clap::Args;
 use crate::app::{AppError, Builder};
 use crate::config::Config;
 
+/// Stack of each runtime thread (tokio's default is 2 MiB): templates, JSON
+/// and YAML are depth-bounded well below what this holds.
+pub const WORKER_STACK_BYTES: usize = 8 << 20;
+
 /// What a node runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Role {
@@ -51,6 +55,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // A margin over the recursion the bounds on untrusted input allow.
+        .thread_stack_size(WORKER_STACK_BYTES)
         .build()
         .context("cannot start the async runtime")?;
     let role = args.role;

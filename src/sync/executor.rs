@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 
+use futures_util::FutureExt;
 use sea_orm::DatabaseTransaction;
 use uuid::Uuid;
 
@@ -307,7 +308,26 @@ impl Executor {
                 }
             }))
         };
-        let outcome = self.run(&job).await;
+        // A panic in a connector or the engine fails this job (an attempt,
+        // with the panic's message), never the worker or the process.
+        let outcome = match std::panic::AssertUnwindSafe(self.run(&job))
+            .catch_unwind()
+            .await
+        {
+            Ok(outcome) => outcome,
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                tracing::error!(job = %job.id, provider = %job.provider, panic = %message, "a job panicked");
+                Ok(Outcome::Failed {
+                    error: format!("the job panicked: {message}"),
+                    retryable: true,
+                })
+            }
+        };
         drop(heartbeat);
         let report = self.finish(&job, outcome).await?;
         metrics::counter!("sync_jobs_total", "provider" => job.provider.clone(), "state" => report.state.as_str())

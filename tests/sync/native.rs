@@ -89,3 +89,54 @@ crate::on_both! {
         assert_eq!(jobs["jobs"][0]["cursor_after"], "history-1", "{jobs}");
     }
 }
+
+/// A connector whose sync panics.
+#[derive(Debug)]
+struct Panicky(DescriptorConnector);
+
+#[async_trait]
+impl Connector for Panicky {
+    fn catalogue(&self) -> &Catalogue {
+        self.0.catalogue()
+    }
+    fn capabilities(&self) -> &Capabilities {
+        self.0.capabilities()
+    }
+    async fn sync(
+        &self,
+        _: &ConnectionContext<'_>,
+        _: SyncMode,
+        _: &Checkpoints,
+        _: &mut dyn SignalSink,
+    ) -> Result<PollOutcome, ConnectorError> {
+        panic!("boom in the connector");
+    }
+    async fn health_check(&self, ctx: &ConnectionContext<'_>) -> HealthResult {
+        self.0.health_check(ctx).await
+    }
+}
+
+crate::on_both! {
+    async fn a_panicking_job_fails_as_an_attempt_and_the_worker_goes_on(backend) {
+        let node = crate::sync::harness::Node::new(backend, true, &[]).await;
+        let server = MockServer::start().await;
+        let fake = Fake::default();
+        fake.add(1, 0);
+        Mock::given(method("GET")).and(path("/items")).respond_with(fake.clone()).mount(&server).await;
+        let compiled = Arc::new(load_str("panicky.yaml", &descriptor("panicky", &server.uri(), Delta::Cursor, Paging::Cursor), Format::Yaml).unwrap());
+        node.services.registry.insert_connector(Arc::new(Panicky(DescriptorConnector::new(compiled))), true);
+        node.register(&descriptor("calm", &server.uri(), Delta::Cursor, Paging::Cursor));
+        let tenant = TenantId::from_uuid(Uuid::now_v7());
+        let bad = node.connection(tenant, "panicky", &[("token", "t")], json!({})).await;
+        let good = node.connection(tenant, "calm", &[("token", "t")], json!({})).await;
+        scheduler::enqueue_backfill(&node.services, tenant, bad, "panicky").await.unwrap();
+        scheduler::enqueue_backfill(&node.services, tenant, good, "calm").await.unwrap();
+        let executor = node.executor("w");
+        let first = executor.try_execute_next().await.unwrap().unwrap();
+        assert_eq!(first.state, JobState::Retrying, "{first:?}");
+        assert!(first.error.as_deref().unwrap().contains("panicked: boom in the connector"), "{first:?}");
+        // The same executor runs the next job.
+        let second = executor.try_execute_next().await.unwrap().unwrap();
+        assert_eq!((second.state, second.signals), (JobState::Succeeded, 1), "{second:?}");
+    }
+}

@@ -6,6 +6,7 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use futures_util::FutureExt;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -156,11 +157,24 @@ async fn handle(
         body,
         callback_url,
     );
-    let reply = state
-        .0
-        .gateway
-        .handle(&provider, tenant, request, state.0.ambient.now())
-        .await?;
+    // A panic in a connector's webhook code is this request's 500, not a
+    // dropped connection.
+    let handled = std::panic::AssertUnwindSafe(state.0.gateway.handle(
+        &provider,
+        tenant,
+        request,
+        state.0.ambient.now(),
+    ))
+    .catch_unwind()
+    .await;
+    let reply = match handled {
+        Ok(reply) => reply?,
+        Err(_) => {
+            return Err(ApiError::Internal(format!(
+                "the `{provider}` webhook handler panicked"
+            )));
+        }
+    };
     Ok(match reply {
         Reply::Handshake(h) => {
             let status = StatusCode::from_u16(h.status).unwrap_or(StatusCode::OK);
