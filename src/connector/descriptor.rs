@@ -217,6 +217,7 @@ impl Connector for DescriptorConnector {
             config: ctx.config,
             now: ctx.now,
             full: mode == SyncMode::Full,
+            resume: ctx.resume,
         };
         Ok(poll::poll(&poll_ctx, checkpoints, sink).await?)
     }

@@ -79,6 +79,9 @@ pub struct ConnectionContext<'a> {
     pub metadata: &'a Value,
     /// The run's start.
     pub now: DateTime<Utc>,
+    /// Where an interrupted run of this job left off: the last position its
+    /// sink committed (`SignalSink::progress`), for `sync` to resume from.
+    pub resume: Option<&'a Value>,
 }
 
 /// What kind of sync to run.

@@ -10,25 +10,24 @@
 use std::sync::Arc;
 
 use futures_util::FutureExt;
-use sea_orm::DatabaseTransaction;
 use uuid::Uuid;
 
 use super::open::{self, OpenError, Opened};
 use super::queue::{self, QueueSettings};
+use super::sink::{CommitSink, Stop};
 use super::tokens::TokenError;
 use crate::connector::{ConnectorError, Hook, SyncMode};
+use crate::db::StoreError;
 use crate::db::repo::connections::{self, DELETING, HookUpdate};
 use crate::db::repo::jobs::{Job, JobState, JobType};
 use crate::db::repo::queue as store;
 use crate::db::repo::{cursors, signals};
-use crate::db::{Db, StoreError};
-use crate::domain::{Scrubber, Signal};
-use crate::engine::poll::SignalSink;
+use crate::domain::Scrubber;
 use crate::services::Services;
 
-/// Signals buffered before they are written into the run's transaction (one
-/// statement each; bigger batches measured slower and used more memory).
-const FLUSH_AT: usize = 100;
+/// Reclaims (its worker stopped without finishing it) after which a job is
+/// quarantined: failed for good instead of crashing worker after worker.
+pub const MAX_RECLAIMS: i32 = 3;
 
 /// How an executor behaves.
 #[derive(Debug, Clone)]
@@ -87,6 +86,8 @@ enum Outcome {
         error: String,
         retry_after: std::time::Duration,
     },
+    /// A shutdown stopped the run at a page boundary after a commit.
+    Stopped,
     LeaseLost,
 }
 
@@ -134,121 +135,6 @@ fn token_failure(e: TokenError) -> Outcome {
     }
 }
 
-/// Batches in flight between the run and its writer (bounds memory).
-const IN_FLIGHT: usize = 2;
-
-/// Writes a run's Signals into one transaction, on a writer task so the next
-/// pages are fetched and mapped while earlier ones are written. The
-/// transaction is opened at the first write and handed back by `finish`; if the
-/// run fails or is dropped, the writer ends and its transaction rolls back.
-struct TxnSink {
-    db: Db,
-    buffer: Vec<Signal>,
-    writer: Option<Writer>,
-}
-
-struct Writer {
-    batches: tokio::sync::mpsc::Sender<Vec<Signal>>,
-    task: tokio::task::JoinHandle<Result<(DatabaseTransaction, u64), String>>,
-}
-
-/// What the writer stored.
-struct Written {
-    txn: Option<DatabaseTransaction>,
-    inserted: u64,
-}
-
-impl TxnSink {
-    fn new(db: &Db) -> Self {
-        TxnSink {
-            db: db.clone(),
-            buffer: Vec::new(),
-            writer: None,
-        }
-    }
-
-    fn start_writer(&self) -> Writer {
-        let (batches, mut rx) = tokio::sync::mpsc::channel::<Vec<Signal>>(IN_FLIGHT);
-        let db = self.db.clone();
-        let task = tokio::spawn(async move {
-            let txn = db.begin_write().await.map_err(|e| e.to_string())?;
-            let mut inserted = 0;
-            while let Some(batch) = rx.recv().await {
-                inserted += signals::insert(&txn, &batch)
-                    .await
-                    .map_err(|e| e.to_string())?;
-            }
-            Ok((txn, inserted))
-        });
-        Writer { batches, task }
-    }
-
-    async fn send(&mut self) -> Result<(), String> {
-        if self.buffer.is_empty() {
-            return Ok(());
-        }
-        let batch = std::mem::take(&mut self.buffer);
-        if self.writer.is_none() {
-            self.writer = Some(self.start_writer());
-        }
-        let writer = self.writer.as_mut().expect("started above");
-        if writer.batches.send(batch).await.is_err() {
-            // The writer stopped early: it failed; its error says why.
-            let writer = self.writer.take().expect("present");
-            return Err(match writer.task.await {
-                Ok(Err(e)) => e,
-                Ok(Ok(_)) => "the signal writer stopped".into(),
-                Err(e) => format!("the signal writer failed: {e}"),
-            });
-        }
-        Ok(())
-    }
-
-    /// Writes what is buffered and waits for the writer: the run's transaction
-    /// (none when nothing was written) and how many Signals were new.
-    async fn finish(&mut self) -> Result<Written, String> {
-        self.send().await?;
-        let Some(Writer { batches, task }) = self.writer.take() else {
-            return Ok(Written {
-                txn: None,
-                inserted: 0,
-            });
-        };
-        drop(batches);
-        let (txn, inserted) = task
-            .await
-            .map_err(|e| format!("the signal writer failed: {e}"))??;
-        Ok(Written {
-            txn: Some(txn),
-            inserted,
-        })
-    }
-
-    /// Drops what was written: the writer ends and its transaction rolls back.
-    async fn abandon(&mut self) {
-        self.buffer.clear();
-        if let Some(Writer { batches, task }) = self.writer.take() {
-            drop(batches);
-            if let Ok(Ok((txn, _))) = task.await
-                && let Err(e) = txn.rollback().await
-            {
-                tracing::warn!(error = %e, "rolling back a failed run");
-            }
-        }
-    }
-}
-
-#[async_trait::async_trait]
-impl SignalSink for TxnSink {
-    async fn write(&mut self, signals: Vec<Signal>) -> Result<(), String> {
-        self.buffer.extend(signals);
-        if self.buffer.len() >= FLUSH_AT {
-            self.send().await?;
-        }
-        Ok(())
-    }
-}
-
 /// Aborts the heartbeat when the job's future ends or is dropped (a crash or an
 /// aborted task).
 struct Heartbeat(tokio::task::JoinHandle<()>);
@@ -281,6 +167,15 @@ impl Executor {
 
     /// Claims and runs one due job; `None` when nothing is due.
     pub async fn try_execute_next(&self) -> Result<Option<JobReport>, StoreError> {
+        self.try_execute_next_until(None).await
+    }
+
+    /// As [`Executor::try_execute_next`]; a running sync stops at its next
+    /// page boundary (after committing there) once `stop` turns true.
+    pub async fn try_execute_next_until(
+        &self,
+        stop: Option<&tokio::sync::watch::Receiver<bool>>,
+    ) -> Result<Option<JobReport>, StoreError> {
         let services = &self.services;
         let db = &services.db;
         let worker = &self.settings.worker_id;
@@ -310,7 +205,7 @@ impl Executor {
         };
         // A panic in a connector or the engine fails this job (an attempt,
         // with the panic's message), never the worker or the process.
-        let outcome = match std::panic::AssertUnwindSafe(self.run(&job))
+        let outcome = match std::panic::AssertUnwindSafe(self.run(&job, stop))
             .catch_unwind()
             .await
         {
@@ -400,6 +295,14 @@ impl Executor {
                 store::reschedule_rate_limited(db, job.id, worker, run_after, &error).await?;
                 report(JobState::Queued, 0, Some(error))
             }
+            Outcome::Stopped => {
+                store::release_stopped(db, job.id, worker, now).await?;
+                report(
+                    JobState::Queued,
+                    0,
+                    Some("stopped by a shutdown; resumes from its last commit".into()),
+                )
+            }
             Outcome::LeaseLost => report(
                 JobState::Running,
                 0,
@@ -408,13 +311,23 @@ impl Executor {
         })
     }
 
-    async fn run(&self, job: &Job) -> Result<Outcome, StoreError> {
+    async fn run(
+        &self,
+        job: &Job,
+        stop: Option<&tokio::sync::watch::Receiver<bool>>,
+    ) -> Result<Outcome, StoreError> {
         let permanent = |error: String| {
             Ok(Outcome::Failed {
                 error,
                 retryable: false,
             })
         };
+        if job.reclaims > MAX_RECLAIMS {
+            return permanent(format!(
+                "quarantined: its worker stopped {} times without finishing it (a crash or a kill); the job is not run again",
+                job.reclaims
+            ));
+        }
         let opened = match open::open(&self.services, job.tenant_id, job.connection_id).await {
             Ok(o) => o,
             Err(OpenError::Store(e)) => return Err(e),
@@ -422,7 +335,7 @@ impl Executor {
         };
         let outcome = match hook_of(job.job_type) {
             Some(hook) => self.run_hook(job, &opened, hook).await,
-            None => self.run_sync(job, &opened).await,
+            None => self.run_sync(job, &opened, stop).await,
         };
         // Nothing stored, returned or logged about the run repeats a secret.
         Ok(outcome?.scrubbed(|| opened.scrubber(&self.services)))
@@ -460,7 +373,7 @@ impl Executor {
                 Ok(c) => c,
                 Err(e) => return Ok(token_failure(e)),
             };
-            let ctx = opened.context(services, &credentials, now);
+            let ctx = opened.context(services, &credentials, now, None);
             let outcome = match opened.connector.hook(hook, &ctx).await {
                 Ok(o) => o,
                 Err(ConnectorError::Unauthorized(_))
@@ -509,9 +422,15 @@ impl Executor {
         }
     }
 
-    async fn run_sync(&self, job: &Job, opened: &Opened) -> Result<Outcome, StoreError> {
+    async fn run_sync(
+        &self,
+        job: &Job,
+        opened: &Opened,
+        stop: Option<&tokio::sync::watch::Receiver<bool>>,
+    ) -> Result<Outcome, StoreError> {
         let services = &self.services;
         let db = &services.db;
+        let worker = &self.settings.worker_id;
         let (tenant, connection_id) = (job.tenant_id, job.connection_id);
         let permanent = |error: String| {
             Ok(Outcome::Failed {
@@ -533,6 +452,9 @@ impl Executor {
             _ => SyncMode::Incremental,
         };
         let oauth = connector.capabilities().oauth.is_some();
+        // Where an interrupted run of this job committed last.
+        let mut resume = job.progress.clone();
+        let mut committed = 0;
 
         let mut refreshed = false;
         loop {
@@ -541,56 +463,75 @@ impl Executor {
                 Ok(c) => c,
                 Err(e) => return Ok(token_failure(e)),
             };
-            let ctx = opened.context(services, &credentials, now);
-            let mut sink = TxnSink::new(db);
+            let position: Option<serde_json::Value> =
+                resume.as_deref().and_then(|p| serde_json::from_str(p).ok());
+            let ctx = opened.context(services, &credentials, now, position.as_ref());
+            let mut sink = CommitSink::new(db, job.id, worker, &services.ambient, stop.cloned());
             let synced = connector.sync(&ctx, mode, &previous, &mut sink).await;
-            if synced.is_err() {
-                sink.abandon().await;
-            }
-            match synced {
-                Ok(outcome) => {
-                    let written = match sink.finish().await {
-                        Ok(w) => w,
-                        Err(e) => {
-                            sink.abandon().await;
+            let outcome = match synced {
+                Ok(outcome) => outcome,
+                Err(e) => {
+                    if let Some(p) = sink.last_position() {
+                        resume = Some(p.to_owned());
+                    }
+                    let (stored, stopped) = sink.abandon().await;
+                    committed += stored;
+                    match stopped {
+                        Some(Stop::Shutdown) => return Ok(Outcome::Stopped),
+                        Some(Stop::LeaseLost) => return Ok(Outcome::LeaseLost),
+                        Some(Stop::Store(e)) => {
                             return Ok(Outcome::Failed {
                                 error: format!("cannot store signals: {e}"),
                                 retryable: true,
                             });
                         }
-                    };
-                    let txn = match written.txn {
-                        Some(t) => t,
-                        None => db.begin_write().await?,
-                    };
-                    let finished = services.ambient.now();
-                    cursors::save(&txn, tenant, connection_id, &outcome.checkpoints, finished)
-                        .await?;
-                    let held = store::succeed(
-                        &txn,
-                        job.id,
-                        &self.settings.worker_id,
-                        cursors::describe(&outcome.checkpoints),
-                        written.inserted,
-                        finished,
-                    )
-                    .await?;
-                    if !held {
-                        txn.rollback().await?;
-                        return Ok(Outcome::LeaseLost);
+                        None => {}
                     }
-                    txn.commit().await?;
-                    return Ok(Outcome::Succeeded {
-                        signals: written.inserted,
+                    match e {
+                        ConnectorError::Unauthorized(_) if oauth && !refreshed => {
+                            // Once: the token may have been revoked or rotated early.
+                            refreshed = true;
+                            continue;
+                        }
+                        e => return Ok(failure(e)),
+                    }
+                }
+            };
+            let rest = match sink.finish().await {
+                Ok(rest) => rest,
+                Err(Stop::LeaseLost) => return Ok(Outcome::LeaseLost),
+                Err(Stop::Shutdown) => return Ok(Outcome::Stopped),
+                Err(Stop::Store(e)) => {
+                    return Ok(Outcome::Failed {
+                        error: format!("cannot store signals: {e}"),
+                        retryable: true,
                     });
                 }
-                Err(ConnectorError::Unauthorized(_)) if oauth && !refreshed => {
-                    // Once: the token may have been revoked or rotated early.
-                    refreshed = true;
-                    continue;
-                }
-                Err(e) => return Ok(failure(e)),
+            };
+            committed += rest.committed;
+            // The rest of the Signals, the checkpoint and the job's success,
+            // in one short transaction.
+            let finished = services.ambient.now();
+            let txn = db.begin_write().await?;
+            let last = signals::insert(&txn, &rest.signals).await?;
+            cursors::save(&txn, tenant, connection_id, &outcome.checkpoints, finished).await?;
+            let held = store::succeed(
+                &txn,
+                job.id,
+                worker,
+                cursors::describe(&outcome.checkpoints),
+                last,
+                finished,
+            )
+            .await?;
+            if !held {
+                txn.rollback().await?;
+                return Ok(Outcome::LeaseLost);
             }
+            txn.commit().await?;
+            return Ok(Outcome::Succeeded {
+                signals: job.signals_emitted.max(0) as u64 + committed + last,
+            });
         }
     }
 
@@ -605,7 +546,7 @@ impl Executor {
                     if *shutdown.borrow() {
                         break;
                     }
-                    let idle = match executor.try_execute_next().await {
+                    let idle = match executor.try_execute_next_until(Some(&shutdown)).await {
                         Ok(Some(_)) => false,
                         Ok(None) => true,
                         Err(e) => {

@@ -7,4 +7,5 @@ pub mod lifecycle;
 pub mod open;
 pub mod queue;
 pub mod scheduler;
+pub mod sink;
 pub mod tokens;

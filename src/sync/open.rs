@@ -116,6 +116,7 @@ impl Opened {
         services: &'a Services,
         credentials: &'a Credentials,
         now: DateTime<Utc>,
+        resume: Option<&'a serde_json::Value>,
     ) -> ConnectionContext<'a> {
         let c = &self.stored.connection;
         ConnectionContext {
@@ -127,6 +128,7 @@ impl Opened {
             config: &c.config,
             metadata: &c.metadata,
             now,
+            resume,
         }
     }
 }

@@ -11,4 +11,5 @@ mod native;
 mod native_slot;
 mod oauth;
 mod queue;
+mod resume;
 mod store;

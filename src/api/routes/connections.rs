@@ -385,7 +385,7 @@ pub async fn test(
     };
     let result = opened
         .connector
-        .health_check(&opened.context(services, &credentials, now))
+        .health_check(&opened.context(services, &credentials, now, None))
         .await;
     let error = result.error.as_deref().map(|e| scrubber.scrub(e));
     let outcome = match &error {

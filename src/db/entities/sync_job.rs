@@ -46,6 +46,10 @@ pub struct Model {
     pub started_at: Option<DateTimeUtc>,
     /// Finished.
     pub finished_at: Option<DateTimeUtc>,
+    /// Where an interrupted run resumes (committed with the Signals it covers).
+    pub progress: Option<String>,
+    /// How often its worker stopped without finishing it.
+    pub reclaims: i32,
 }
 
 /// No relations.

@@ -49,6 +49,10 @@ pub struct Job {
     pub started_at: Option<DateTime<Utc>>,
     /// Finished.
     pub finished_at: Option<DateTime<Utc>>,
+    /// Where an interrupted run resumes.
+    pub progress: Option<String>,
+    /// How often its worker stopped without finishing it.
+    pub reclaims: i32,
 }
 
 impl TryFrom<Model> for Job {
@@ -74,6 +78,8 @@ impl TryFrom<Model> for Job {
             created_at: m.created_at,
             started_at: m.started_at,
             finished_at: m.finished_at,
+            progress: m.progress,
+            reclaims: m.reclaims,
         })
     }
 }
@@ -170,6 +176,8 @@ fn row(
         created_at: Set(stored_time(now)),
         started_at: Set(None),
         finished_at: Set(None),
+        progress: Set(None),
+        reclaims: Set(0),
     }
 }
 

@@ -18,8 +18,13 @@ use super::jobs::{Job, JobState};
 use crate::db::entities::sync_job::{Column, Entity};
 use crate::db::{Db, StoreError, stored_time};
 
+// A reclaim (the lease of a running job expired: its worker stopped) spends no
+// attempt; it is counted apart, so a job that keeps crashing its worker can be
+// quarantined.
 const CLAIM: &str = "UPDATE sync_jobs SET state = 'running', lease_owner = $1, lease_expires_at = $2, \
-     attempt = attempt + 1, started_at = COALESCE(started_at, $3) \
+     attempt = CASE WHEN state = 'running' THEN attempt ELSE attempt + 1 END, \
+     reclaims = CASE WHEN state = 'running' THEN reclaims + 1 ELSE reclaims END, \
+     started_at = COALESCE(started_at, $3) \
      WHERE id = (SELECT j.id FROM sync_jobs j \
        WHERE ((j.state IN ('queued', 'retrying') AND j.run_after <= $3) \
               OR (j.state = 'running' AND j.lease_expires_at < $3)) \
@@ -154,8 +159,57 @@ pub async fn fail(
     Ok((result.rows_affected == 1).then_some(state))
 }
 
-/// Marks a job succeeded, inside the transaction that stores its results; false
+/// Records how far a run got (when `progress` is given), inside the
+/// transaction that stores the Signals it covers (`signals` of them new); false
 /// (and the caller rolls back) when `worker` no longer holds the lease.
+pub async fn commit_progress<C: ConnectionTrait>(
+    conn: &C,
+    job: Uuid,
+    worker: &str,
+    progress: Option<&str>,
+    signals: u64,
+) -> Result<bool, StoreError> {
+    let mut update = Entity::update_many();
+    if let Some(progress) = progress {
+        update = update.col_expr(Column::Progress, Expr::value(progress));
+    }
+    let result = update
+        .col_expr(
+            Column::SignalsEmitted,
+            Expr::col(Column::SignalsEmitted).add(signals as i64),
+        )
+        .filter(Column::Id.eq(job))
+        .filter(Column::LeaseOwner.eq(worker))
+        .filter(Column::State.eq(JobState::Running.as_str()))
+        .exec(conn)
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
+/// Puts a job its worker stopped (a shutdown) back in the queue at once,
+/// without spending the attempt; it resumes from its last committed progress.
+pub async fn release_stopped(
+    db: &Db,
+    job: Uuid,
+    worker: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let result = release(job, worker)
+        .col_expr(Column::State, Expr::value(JobState::Queued.as_str()))
+        .col_expr(Column::Attempt, Expr::col(Column::Attempt).sub(1))
+        .col_expr(Column::RunAfter, Expr::value(stored_time(now)))
+        .col_expr(
+            Column::Error,
+            Expr::value("stopped by a shutdown; resumes from its last commit"),
+        )
+        .exec(db.conn())
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
+/// Marks a job succeeded (adding its last `signals`, clearing its progress),
+/// inside the transaction that stores its results; false (and the caller rolls
+/// back) when `worker` no longer holds the lease.
 pub async fn succeed<C: ConnectionTrait>(
     conn: &C,
     job: Uuid,
@@ -167,7 +221,11 @@ pub async fn succeed<C: ConnectionTrait>(
     let result = release(job, worker)
         .col_expr(Column::State, Expr::value(JobState::Succeeded.as_str()))
         .col_expr(Column::CursorAfter, Expr::value(cursor_after))
-        .col_expr(Column::SignalsEmitted, Expr::value(signals as i64))
+        .col_expr(
+            Column::SignalsEmitted,
+            Expr::col(Column::SignalsEmitted).add(signals as i64),
+        )
+        .col_expr(Column::Progress, Expr::value(Option::<String>::None))
         .col_expr(Column::Error, Expr::value(Option::<String>::None))
         .col_expr(Column::FinishedAt, Expr::value(stored_time(now)))
         .filter(Column::State.eq(JobState::Running.as_str()))

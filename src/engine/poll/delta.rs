@@ -75,7 +75,7 @@ pub(super) fn delta_param(delta: &CompiledDelta) -> Option<&str> {
 }
 
 /// What the pages of one partition's run say about its next checkpoint.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub(super) struct Progress {
     max_time: Option<DateTime<Utc>>,
     max_id: Option<String>,

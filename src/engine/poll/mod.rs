@@ -29,11 +29,18 @@ use request::build_request;
 
 pub use crate::domain::{Checkpoints, NO_PARTITION};
 
-/// Where mapped Signals go (the executor writes them in the run's transaction).
+/// Where mapped Signals go (the executor commits them in short transactions).
 #[async_trait::async_trait]
 pub trait SignalSink: Send {
     /// Takes one page's Signals.
     async fn write(&mut self, signals: Vec<Signal>) -> Result<(), String>;
+
+    /// Everything written so far may be made durable together with `position`,
+    /// where an interrupted run resumes (`ConnectionContext::resume`). Called
+    /// at page boundaries; an error stops the run (a lost lease, a shutdown).
+    async fn progress(&mut self, _position: Value) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// A sink that keeps everything in memory (tests and dry runs).
@@ -66,6 +73,44 @@ pub struct PollContext<'a> {
     pub now: DateTime<Utc>,
     /// A full sync starts from the initial checkpoint.
     pub full: bool,
+    /// Where an interrupted run of the same job left off (a [`SignalSink::progress`] position).
+    pub resume: Option<&'a Value>,
+}
+
+/// Where a run is, as handed to [`SignalSink::progress`]: the partitions of
+/// the run (fixed at its start), the new checkpoints of those finished, and the
+/// next page of the one under way with what its pages so far taught about its
+/// checkpoint. The run's start is kept, so a resumed run requests the same
+/// window and caps its checkpoint at the same time.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Position {
+    v: u32,
+    started: DateTime<Utc>,
+    partitions: Vec<String>,
+    done: Checkpoints,
+    current: Option<Current>,
+    signals: u64,
+    skipped: u64,
+    pages: u32,
+    truncated: bool,
+}
+
+/// The partition under way.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Current {
+    partition: String,
+    start: Option<String>,
+    next: Option<Next>,
+    page: u32,
+    progress: Progress,
+}
+
+const POSITION_VERSION: u32 = 1;
+
+impl Position {
+    fn report(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
 }
 
 /// What a run did.
@@ -126,31 +171,63 @@ pub async fn poll(
         .as_ref()
         .ok_or_else(|| PollError::NotPolling(ctx.descriptor.id().to_owned()))?;
     let base_url = base_url(ctx)?;
-    let partitions = partitions(ctx, polling, &base_url).await?;
-    let mut outcome = PollOutcome::default();
-    for partition in partitions {
-        let start = if ctx.full {
-            initial_checkpoint(polling, ctx.now)
-        } else {
-            previous
-                .get(&partition)
-                .cloned()
-                .flatten()
-                .or_else(|| initial_checkpoint(polling, ctx.now))
+    let resumed = ctx
+        .resume
+        .and_then(|v| serde_json::from_value::<Position>(v.clone()).ok())
+        .filter(|p| p.v == POSITION_VERSION);
+    let mut position = match resumed {
+        Some(p) => p,
+        None => Position {
+            v: POSITION_VERSION,
+            started: ctx.now,
+            partitions: partitions(ctx, polling, &base_url).await?,
+            done: Checkpoints::new(),
+            current: None,
+            signals: 0,
+            skipped: 0,
+            pages: 0,
+            truncated: false,
+        },
+    };
+    let now = position.started;
+    for partition in position.partitions.clone() {
+        if position.done.contains_key(&partition) {
+            continue;
+        }
+        let current = match position.current.take() {
+            Some(c) if c.partition == partition => c,
+            _ => {
+                let start = if ctx.full {
+                    initial_checkpoint(polling, now)
+                } else {
+                    previous
+                        .get(&partition)
+                        .cloned()
+                        .flatten()
+                        .or_else(|| initial_checkpoint(polling, now))
+                };
+                Current {
+                    partition: partition.clone(),
+                    start,
+                    next: Next::first(polling.pagination.as_ref()),
+                    page: 0,
+                    progress: Progress::default(),
+                }
+            }
         };
-        let new = poll_partition(
-            ctx,
-            polling,
-            &base_url,
-            &partition,
-            start,
-            sink,
-            &mut outcome,
-        )
-        .await?;
-        outcome.checkpoints.insert(partition, new);
+        let new = poll_partition(ctx, polling, &base_url, current, &mut position, sink).await?;
+        position.done.insert(partition, new);
+        sink.progress(position.report())
+            .await
+            .map_err(PollError::Sink)?;
     }
-    Ok(outcome)
+    Ok(PollOutcome {
+        checkpoints: position.done,
+        signals: position.signals,
+        skipped: position.skipped,
+        pages: position.pages,
+        truncated: position.truncated,
+    })
 }
 
 /// The connection's `{{baseUrl}}`.
@@ -253,33 +330,37 @@ async fn fetch_json(
     Ok((response.headers, body))
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Pages through one partition from `current` (its first page, or where an
+/// interrupted run left it), reporting the position after every page.
 async fn poll_partition(
     ctx: &PollContext<'_>,
     polling: &CompiledPolling,
     base_url: &str,
-    partition: &str,
-    checkpoint: Option<String>,
+    current: Current,
+    position: &mut Position,
     sink: &mut dyn SignalSink,
-    outcome: &mut PollOutcome,
 ) -> Result<Option<String>, PollError> {
     let descriptor = ctx.descriptor;
     let pagination = polling.pagination.as_ref();
+    let Current {
+        partition,
+        start: checkpoint,
+        mut next,
+        mut page,
+        mut progress,
+    } = current;
     let sent = checkpoint.as_deref().map(|cp| sent_checkpoint(polling, cp));
     let map_ctx = MapContext {
         tenant_id: ctx.tenant_id,
         connection_id: ctx.connection_id,
-        received_at: ctx.now,
+        received_at: position.started,
     };
-    let mut next = Next::first(pagination);
     let mut seen: BTreeSet<String> = BTreeSet::new();
-    let mut progress = Progress::default();
-    let mut page = 0u32;
     let mut request = build_request(
         ctx,
         polling,
         base_url,
-        partition,
+        &partition,
         sent.as_deref(),
         next.as_ref(),
     )?;
@@ -287,12 +368,12 @@ async fn poll_partition(
     loop {
         let (headers, body) = fetched;
         let mapped = map_page(descriptor, &body, &map_ctx);
-        outcome.skipped += mapped.skipped.len() as u64;
+        position.skipped += mapped.skipped.len() as u64;
         let item_count = count_items(descriptor, &body);
         progress.observe(&polling.delta, descriptor, &body, &mapped.signals);
-        outcome.signals += mapped.signals.len() as u64;
+        position.signals += mapped.signals.len() as u64;
         page += 1;
-        outcome.pages += 1;
+        position.pages += 1;
 
         next = match pagination {
             None => None,
@@ -303,7 +384,7 @@ async fn poll_partition(
             None => None,
             Some(_) if page >= polling.max_pages => {
                 tracing::warn!(connector = %descriptor.id(), partition, pages = page, "stopped at maxPages; the rest comes next run");
-                outcome.truncated = true;
+                position.truncated = true;
                 None
             }
             Some(n) => {
@@ -318,7 +399,7 @@ async fn poll_partition(
                     ctx,
                     polling,
                     base_url,
-                    partition,
+                    &partition,
                     sent.as_deref(),
                     next.as_ref(),
                 )?)
@@ -333,11 +414,28 @@ async fn poll_partition(
         let (written, next_fetched) =
             tokio::join!(write, fetch_json(ctx, polling, &next_request, page));
         written.map_err(PollError::Sink)?;
+        // This page is written; a resumed run starts at the next one (unless
+        // the provider put a credential into it: that is never stored, and a
+        // resumed run redoes the partition).
+        let carries_secret = next.as_ref().is_some_and(|n| {
+            let (key, _) = n.key();
+            next_request.secrets.scrub(&key) != key
+        });
+        position.current = (!carries_secret).then(|| Current {
+            partition: partition.clone(),
+            start: checkpoint.clone(),
+            next: next.clone(),
+            page,
+            progress: progress.clone(),
+        });
+        let reported = sink.progress(position.report()).await;
+        position.current = None;
+        reported.map_err(PollError::Sink)?;
         fetched = next_fetched?;
         request = next_request;
     }
 
-    Ok(progress.checkpoint(&polling.delta, checkpoint, ctx.now))
+    Ok(progress.checkpoint(&polling.delta, checkpoint, position.started))
 }
 
 fn text(v: &Value) -> Option<String> {

@@ -10,6 +10,8 @@ use crate::descriptor::compile::CompiledPagination;
 use crate::descriptor::ingestion::{OffsetUnit, PaginationType};
 
 /// Where the next page is.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub(super) enum Next {
     /// A cursor token.
     Token(String),
