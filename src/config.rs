@@ -48,6 +48,9 @@ pub struct Config {
     /// `POBLYSH_WEBHOOK_RATE_LIMIT`: webhook requests per minute per connection
     /// (default 100; 0 turns the limit off).
     pub webhook_rate_limit: u32,
+    /// `POBLYSH_SHUTDOWN_SECONDS`: how long a stopping node waits for its
+    /// running jobs to reach a page boundary and commit (default 20).
+    pub shutdown_seconds: u64,
     /// Provider app secrets: `POBLYSH_<PROVIDER>_CLIENT_ID`, `_CLIENT_SECRET`,
     /// `_WEBHOOK_SECRET`, by variable name.
     pub provider_secrets: BTreeMap<String, String>,
@@ -88,6 +91,7 @@ impl std::fmt::Debug for Config {
             .field("job_concurrency", &self.job_concurrency)
             .field("allow_private_networks", &self.allow_private_networks)
             .field("webhook_rate_limit", &self.webhook_rate_limit)
+            .field("shutdown_seconds", &self.shutdown_seconds)
             .field(
                 "provider_secrets",
                 &self.provider_secrets.keys().collect::<Vec<_>>(),
@@ -153,6 +157,13 @@ impl Config {
                 reason: "expected requests per minute per connection (0 for no limit)".into(),
             })?,
         };
+        let shutdown_seconds = match non_empty("POBLYSH_SHUTDOWN_SECONDS") {
+            None => 20,
+            Some(v) => v.trim().parse().map_err(|_| ConfigError {
+                var: "POBLYSH_SHUTDOWN_SECONDS",
+                reason: "expected whole seconds".into(),
+            })?,
+        };
         let operator_tokens = match (
             non_empty("POBLYSH_OPERATOR_TOKENS"),
             non_empty("POBLYSH_OPERATOR_TOKEN"),
@@ -198,6 +209,7 @@ impl Config {
             data_dir: PathBuf::from("data"),
             allow_private_networks,
             webhook_rate_limit,
+            shutdown_seconds,
             provider_secrets,
         })
     }

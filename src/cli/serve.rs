@@ -76,7 +76,20 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             }
             Err(e) => return Err(e.into()),
         };
+        // The first SIGINT/SIGTERM stops the node: the API stops accepting,
+        // running jobs stop at their next page boundary after a commit and go
+        // back to the queue; after `POBLYSH_SHUTDOWN_SECONDS` the node exits
+        // anyway (the jobs' leases expire and they resume from their last
+        // commit elsewhere). A second signal exits at once.
         let (stop, stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down");
+            let _ = stop.send(true);
+            shutdown_signal().await;
+            eprintln!("second signal: exiting now");
+            std::process::exit(130);
+        });
         let background = if role == Role::Api {
             Vec::new()
         } else {
@@ -86,9 +99,15 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 &stopped,
             )
         };
+        let stopping = {
+            let mut stopped = stopped.clone();
+            async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            }
+        };
         if role == Role::Worker {
             println!("worker running");
-            shutdown_signal().await;
+            stopping.await;
         } else {
             let bind = node.services.config.bind;
             let listener = tokio::net::TcpListener::bind(bind)
@@ -98,13 +117,22 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             println!("listening on http://{local}");
             tracing::info!(%local, "listening");
             axum::serve(listener, node.router())
-                .with_graceful_shutdown(shutdown_signal())
+                .with_graceful_shutdown(stopping)
                 .await
                 .context("server error")?;
         }
-        let _ = stop.send(true);
-        for task in background {
-            let _ = task.await;
+        let deadline = std::time::Duration::from_secs(node.services.config.shutdown_seconds);
+        let finished = tokio::time::timeout(deadline, async {
+            for task in background {
+                let _ = task.await;
+            }
+        })
+        .await;
+        if finished.is_err() {
+            tracing::warn!(
+                seconds = deadline.as_secs(),
+                "running jobs did not stop in time; they resume from their last commit once their leases expire"
+            );
         }
         Ok(ExitCode::SUCCESS)
     })
@@ -129,5 +157,4 @@ async fn shutdown_signal() {
         () = ctrl_c => {}
         () = terminate => {}
     }
-    tracing::info!("shutting down");
 }

@@ -93,13 +93,32 @@ impl Server {
     }
 
     async fn spawn(dir: tempfile::TempDir, database_url: String, env: &[(&str, &str)]) -> Server {
+        Server::spawn_role(dir, database_url, env, "api").await
+    }
+
+    /// Starts a server running the API and the sync engine (`--role all`) in
+    /// `dir` on `database_url`.
+    pub async fn start_all(
+        dir: tempfile::TempDir,
+        database_url: String,
+        env: &[(&str, &str)],
+    ) -> Server {
+        Server::spawn_role(dir, database_url, env, "all").await
+    }
+
+    async fn spawn_role(
+        dir: tempfile::TempDir,
+        database_url: String,
+        env: &[(&str, &str)],
+        role: &str,
+    ) -> Server {
         poblysh_connectors::engine::http::install_crypto_provider();
         let mut cmd = command(dir.path(), &database_url);
         for (k, v) in env {
             cmd.env(k, v);
         }
         let mut child = cmd
-            .args(["serve", "--role", "api"])
+            .args(["serve", "--role", role])
             .stdout(Stdio::piped())
             .stderr(if std::env::var_os("TEST_LOG").is_some() {
                 Stdio::inherit()
@@ -126,6 +145,33 @@ impl Server {
             dir,
             client: reqwest::Client::new(),
         }
+    }
+
+    /// Sends SIGTERM and waits (at most `limit`) for the process to exit;
+    /// how long it took, and the working directory (to start again in).
+    pub fn terminate(
+        mut self,
+        limit: std::time::Duration,
+    ) -> (std::time::Duration, tempfile::TempDir) {
+        let started = std::time::Instant::now();
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        loop {
+            if self.child.try_wait().unwrap().is_some() {
+                break;
+            }
+            assert!(
+                started.elapsed() < limit,
+                "the server did not exit within {limit:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let took = started.elapsed();
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        (took, dir)
     }
 
     /// A request with no credentials.

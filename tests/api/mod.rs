@@ -11,4 +11,5 @@ mod migrations;
 mod openapi;
 mod pagination;
 mod providers;
+mod shutdown;
 mod webhooks;
