@@ -17,6 +17,7 @@ mod compile_checks;
 mod fuzz_loader;
 mod fuzz_mapping;
 mod golden;
+mod hostile_props;
 mod load_formats;
 mod map_cli;
 mod mapping;

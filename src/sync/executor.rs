@@ -19,9 +19,9 @@ use super::tokens::TokenError;
 use crate::connector::{ConnectorError, Hook, SyncMode};
 use crate::db::StoreError;
 use crate::db::repo::connections::{self, DELETING, HookUpdate};
+use crate::db::repo::cursors;
 use crate::db::repo::jobs::{Job, JobState, JobType};
 use crate::db::repo::queue as store;
-use crate::db::repo::{cursors, signals};
 use crate::domain::Scrubber;
 use crate::services::Services;
 
@@ -471,11 +471,11 @@ impl Executor {
             let outcome = match synced {
                 Ok(outcome) => outcome,
                 Err(e) => {
-                    if let Some(p) = sink.last_position() {
-                        resume = Some(p.to_owned());
-                    }
-                    let (stored, stopped) = sink.abandon().await;
+                    let (stored, stopped, position) = sink.abandon().await;
                     committed += stored;
+                    if position.is_some() {
+                        resume = position;
+                    }
                     match stopped {
                         Some(Stop::Shutdown) => return Ok(Outcome::Stopped),
                         Some(Stop::LeaseLost) => return Ok(Outcome::LeaseLost),
@@ -497,8 +497,8 @@ impl Executor {
                     }
                 }
             };
-            let rest = match sink.finish().await {
-                Ok(rest) => rest,
+            match sink.finish().await {
+                Ok(stored) => committed += stored,
                 Err(Stop::LeaseLost) => return Ok(Outcome::LeaseLost),
                 Err(Stop::Shutdown) => return Ok(Outcome::Stopped),
                 Err(Stop::Store(e)) => {
@@ -507,20 +507,17 @@ impl Executor {
                         retryable: true,
                     });
                 }
-            };
-            committed += rest.committed;
-            // The rest of the Signals, the checkpoint and the job's success,
-            // in one short transaction.
+            }
+            // The checkpoint and the job's success, in one short transaction.
             let finished = services.ambient.now();
             let txn = db.begin_write().await?;
-            let last = signals::insert(&txn, &rest.signals).await?;
             cursors::save(&txn, tenant, connection_id, &outcome.checkpoints, finished).await?;
             let held = store::succeed(
                 &txn,
                 job.id,
                 worker,
                 cursors::describe(&outcome.checkpoints),
-                last,
+                0,
                 finished,
             )
             .await?;
@@ -530,7 +527,7 @@ impl Executor {
             }
             txn.commit().await?;
             return Ok(Outcome::Succeeded {
-                signals: job.signals_emitted.max(0) as u64 + committed + last,
+                signals: job.signals_emitted.max(0) as u64 + committed,
             });
         }
     }

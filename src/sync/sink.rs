@@ -1,42 +1,42 @@
-//! A run's Signals on their way to storage. They are buffered, then committed
-//! in short transactions together with the run's position (every
-//! [`COMMIT_PAGES`] pages, [`COMMIT_SIGNALS`] Signals or [`COMMIT_SECONDS`]),
-//! by a writer task, so the next pages are fetched while earlier ones are
-//! written. No transaction is open while the run waits for the provider, so
-//! SQLite stays writable for everyone else during a sync, and a crash, a
-//! shutdown or a lost lease resumes from the last commit. Every commit checks
-//! the lease. The checkpoint proper is not the sink's: it is saved with the
-//! job's success, after the run completes.
+//! A run's Signals on their way to storage. A writer task streams them, in
+//! batches, into a write transaction that it commits together with the run's
+//! latest position at least every [`COMMIT_AFTER_MS`] milliseconds, and at
+//! once whenever it has nothing more to write (the run is waiting for the
+//! provider): no transaction is held across a wait for the network, so SQLite
+//! stays writable for everyone else during a sync, and a crash, a shutdown or
+//! a lost lease resumes from the last commit, re-fetching at most the pages of
+//! the last fraction of a second. Every commit checks the lease. The
+//! checkpoint proper is not the sink's: it is saved with the job's success,
+//! after the run completes.
+
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::db::Db;
 use crate::db::repo::queue as store;
 use crate::db::repo::signals;
+use crate::db::{Db, StoreError};
 use crate::domain::{Ambient, Signal};
 use crate::engine::poll::SignalSink;
 
-/// Commit at the latest after this many pages...
-pub const COMMIT_PAGES: u32 = 10;
-/// ...or this many buffered Signals...
-pub const COMMIT_SIGNALS: usize = 1_000;
-/// ...or this long since the last commit.
-pub const COMMIT_SECONDS: i64 = 2;
-/// Buffered Signals at most (a page boundary may be far off): beyond, they are
-/// committed without a new position.
-const MAX_BUFFER: usize = 5_000;
-/// Chunks on their way to the writer at most (bounds memory).
-const IN_FLIGHT: usize = 2;
+/// Longest a write transaction stays open, in milliseconds.
+pub const COMMIT_AFTER_MS: u64 = 150;
+/// Signals handed to the writer at a time (one statement each).
+const BATCH: usize = 100;
+/// Batches on their way to the writer at most (bounds memory; absorbs a commit).
+const IN_FLIGHT: usize = 8;
 
-/// A chunk of a run to commit.
-struct Chunk {
-    signals: Vec<Signal>,
-    position: Option<String>,
+/// What the run hands the writer, in order.
+enum Message {
+    /// Signals to store.
+    Batch(Vec<Signal>),
+    /// Where the run is, once everything before it is stored.
+    Position(String),
 }
 
-/// Why the writer stopped.
+/// Why a run's sink stopped it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stop {
     /// Another worker holds the job now.
@@ -47,18 +47,16 @@ pub enum Stop {
     Store(String),
 }
 
-struct Writer {
-    chunks: tokio::sync::mpsc::Sender<Chunk>,
-    task: tokio::task::JoinHandle<Result<u64, Stop>>,
+/// What the writer committed.
+#[derive(Debug, Default)]
+struct Committed {
+    signals: u64,
+    position: Option<String>,
 }
 
-/// What a finished run's sink leaves for the job's final transaction.
-#[derive(Debug)]
-pub struct Rest {
-    /// Signals not committed yet (they go with the checkpoint).
-    pub signals: Vec<Signal>,
-    /// Signals the sink's commits stored as new.
-    pub committed: u64,
+struct Writer {
+    messages: tokio::sync::mpsc::Sender<Message>,
+    task: tokio::task::JoinHandle<(Committed, Result<(), Stop>)>,
 }
 
 /// The sink of one run of a job.
@@ -69,12 +67,16 @@ pub struct CommitSink {
     ambient: Ambient,
     stop: Option<tokio::sync::watch::Receiver<bool>>,
     buffer: Vec<Signal>,
-    pages: u32,
-    since: DateTime<Utc>,
     writer: Option<Writer>,
-    committed: u64,
-    last_position: Option<String>,
+    committed: Committed,
     stopped: Option<Stop>,
+}
+
+/// The open transaction of the writer.
+struct Open {
+    txn: sea_orm::DatabaseTransaction,
+    since: DateTime<Utc>,
+    signals: u64,
 }
 
 impl CommitSink {
@@ -91,67 +93,101 @@ impl CommitSink {
             db: db.clone(),
             job,
             worker: worker.to_owned(),
-            since: ambient.now(),
             ambient: ambient.clone(),
             stop,
             buffer: Vec::new(),
-            pages: 0,
             writer: None,
-            committed: 0,
-            last_position: None,
+            committed: Committed::default(),
             stopped: None,
         }
     }
 
-    /// Why the run was stopped by its sink, if it was.
-    pub fn stopped(&self) -> Option<&Stop> {
-        self.stopped.as_ref()
-    }
-
     /// The last position committed (where a new run of the job resumes).
     pub fn last_position(&self) -> Option<&str> {
-        self.last_position.as_deref()
+        self.committed.position.as_deref()
     }
 
     fn start_writer(&self) -> Writer {
-        let (chunks, mut rx) = tokio::sync::mpsc::channel::<Chunk>(IN_FLIGHT);
-        let (db, job, worker) = (self.db.clone(), self.job, self.worker.clone());
+        let (messages, mut rx) = tokio::sync::mpsc::channel::<Message>(IN_FLIGHT);
+        let (db, job, worker, ambient) = (
+            self.db.clone(),
+            self.job,
+            self.worker.clone(),
+            self.ambient.clone(),
+        );
         let task = tokio::spawn(async move {
-            let store_error = |e: crate::db::StoreError| Stop::Store(e.to_string());
-            let db_error = |e: sea_orm::DbErr| Stop::Store(e.to_string());
-            let mut inserted = 0;
-            while let Some(chunk) = rx.recv().await {
-                let txn = db.begin_write().await.map_err(db_error)?;
-                let new = signals::insert(&txn, &chunk.signals)
-                    .await
-                    .map_err(store_error)?;
-                let held =
-                    store::commit_progress(&txn, job, &worker, chunk.position.as_deref(), new)
-                        .await
-                        .map_err(store_error)?;
-                if !held {
-                    let _ = txn.rollback().await;
-                    return Err(Stop::LeaseLost);
+            let mut committed = Committed::default();
+            let mut open: Option<Open> = None;
+            let mut position: Option<String> = None;
+            let result: Result<(), Stop> = async {
+                loop {
+                    // With a transaction open: the next message, but no later
+                    // than its deadline; with nothing waiting, commit now.
+                    let message = match &open {
+                        None => rx.recv().await,
+                        Some(o) => match rx.try_recv() {
+                            Ok(m) => Some(m),
+                            Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => None,
+                            Err(tokio::sync::mpsc::error::TryRecvError::Empty) => {
+                                let deadline = o.since
+                                    + chrono::Duration::milliseconds(COMMIT_AFTER_MS as i64);
+                                let left = (deadline - ambient.now())
+                                    .to_std()
+                                    .unwrap_or(Duration::ZERO);
+                                // Idle: commit rather than hold the lock while
+                                // the run waits; but let a burst of pages share
+                                // one commit.
+                                let wait = left.min(Duration::from_millis(5));
+                                tokio::select! {
+                                    m = rx.recv() => m,
+                                    () = ambient.sleep(wait) => {
+                                        let o = open.take().expect("open");
+                                        commit(&job, &worker, o, position.take(), &mut committed).await?;
+                                        continue;
+                                    }
+                                }
+                            }
+                        },
+                    };
+                    let Some(message) = message else {
+                        if let Some(o) = open.take() {
+                            commit(&job, &worker, o, position.take(), &mut committed).await?;
+                        } else if position.is_some() {
+                            let o = begin(&db, &ambient).await?;
+                            commit(&job, &worker, o, position.take(), &mut committed).await?;
+                        }
+                        return Ok(());
+                    };
+                    if open.is_none() {
+                        open = Some(begin(&db, &ambient).await?);
+                    }
+                    let o = open.as_mut().expect("opened above");
+                    match message {
+                        Message::Batch(batch) => {
+                            o.signals += signals::insert(&o.txn, &batch).await.map_err(store)?;
+                        }
+                        Message::Position(p) => position = Some(p),
+                    }
+                    if ambient.now() - o.since
+                        >= chrono::Duration::milliseconds(COMMIT_AFTER_MS as i64)
+                    {
+                        let o = open.take().expect("open");
+                        commit(&job, &worker, o, position.take(), &mut committed).await?;
+                    }
                 }
-                txn.commit().await.map_err(db_error)?;
-                inserted += new;
             }
-            Ok(inserted)
+            .await;
+            (committed, result)
         });
-        Writer { chunks, task }
+        Writer { messages, task }
     }
 
-    /// Hands what is buffered (and the position it reaches) to the writer.
-    async fn commit(&mut self, position: Option<String>) -> Result<(), String> {
-        let chunk = Chunk {
-            signals: std::mem::take(&mut self.buffer),
-            position: position.clone(),
-        };
+    async fn send(&mut self, message: Message) -> Result<(), String> {
         if self.writer.is_none() {
             self.writer = Some(self.start_writer());
         }
         let writer = self.writer.as_ref().expect("started above");
-        if writer.chunks.send(chunk).await.is_err() {
+        if writer.messages.send(message).await.is_err() {
             // The writer stopped: it says why.
             let stop = self
                 .drain()
@@ -160,28 +196,34 @@ impl CommitSink {
                 .unwrap_or(Stop::Store("the signal writer stopped".into()));
             return Err(self.stop_with(stop));
         }
-        if position.is_some() {
-            self.last_position = position;
-        }
-        self.pages = 0;
-        self.since = self.ambient.now();
         Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), String> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.buffer);
+        self.send(Message::Batch(batch)).await
     }
 
     /// Waits until everything handed to the writer is committed.
     async fn drain(&mut self) -> Result<(), Stop> {
-        let Some(Writer { chunks, task }) = self.writer.take() else {
+        let Some(Writer { messages, task }) = self.writer.take() else {
             return Ok(());
         };
-        drop(chunks);
-        match task.await {
-            Ok(Ok(inserted)) => {
-                self.committed += inserted;
-                Ok(())
-            }
-            Ok(Err(stop)) => Err(stop),
-            Err(e) => Err(Stop::Store(format!("the signal writer failed: {e}"))),
+        drop(messages);
+        let (committed, result) = task.await.unwrap_or_else(|e| {
+            (
+                Committed::default(),
+                Err(Stop::Store(format!("the signal writer failed: {e}"))),
+            )
+        });
+        self.committed.signals += committed.signals;
+        if committed.position.is_some() {
+            self.committed.position = committed.position;
         }
+        result
     }
 
     fn stop_with(&mut self, stop: Stop) -> String {
@@ -190,59 +232,97 @@ impl CommitSink {
             Stop::Shutdown => "stopped by a shutdown".to_owned(),
             Stop::Store(e) => e.clone(),
         };
-        self.stopped = Some(stop);
+        self.stopped.get_or_insert(stop);
         message
     }
 
-    /// The run completed: waits for the commits under way and hands back what
-    /// is left for the job's final transaction.
-    pub async fn finish(mut self) -> Result<Rest, Stop> {
+    /// The run completed: waits until everything is committed; the Signals
+    /// its commits stored as new.
+    pub async fn finish(mut self) -> Result<u64, Stop> {
+        if let Err(e) = self.flush().await {
+            return Err(self.stopped.clone().unwrap_or(Stop::Store(e)));
+        }
         self.drain().await?;
-        Ok(Rest {
-            signals: std::mem::take(&mut self.buffer),
-            committed: self.committed,
-        })
+        Ok(self.committed.signals)
     }
 
-    /// The run failed: what was committed stays (the job resumes from it);
-    /// the rest is dropped. Returns the Signals the commits stored.
-    pub async fn abandon(mut self) -> (u64, Option<Stop>) {
+    /// The run failed: what was committed stays (the job resumes from it).
+    /// Returns the Signals the commits stored, why the sink stopped the run
+    /// (if it did), and the last position committed.
+    pub async fn abandon(mut self) -> (u64, Option<Stop>, Option<String>) {
         self.buffer.clear();
-        if let Err(stop) = self.drain().await
-            && self.stopped.is_none()
-        {
-            self.stopped = Some(stop);
+        if let Err(stop) = self.drain().await {
+            self.stopped.get_or_insert(stop);
         }
-        (self.committed, self.stopped)
+        (
+            self.committed.signals,
+            self.stopped,
+            self.committed.position,
+        )
     }
+}
+
+fn store(e: StoreError) -> Stop {
+    Stop::Store(e.to_string())
+}
+
+async fn begin(db: &Db, ambient: &Ambient) -> Result<Open, Stop> {
+    Ok(Open {
+        txn: db
+            .begin_write()
+            .await
+            .map_err(|e| Stop::Store(e.to_string()))?,
+        since: ambient.now(),
+        signals: 0,
+    })
+}
+
+/// Commits the Signals of `open` with `position` (when there is one), if
+/// `worker` still holds the job's lease.
+async fn commit(
+    job: &Uuid,
+    worker: &str,
+    open: Open,
+    position: Option<String>,
+    committed: &mut Committed,
+) -> Result<(), Stop> {
+    let held = store::commit_progress(&open.txn, *job, worker, position.as_deref(), open.signals)
+        .await
+        .map_err(store)?;
+    if !held {
+        let _ = open.txn.rollback().await;
+        return Err(Stop::LeaseLost);
+    }
+    open.txn
+        .commit()
+        .await
+        .map_err(|e| Stop::Store(e.to_string()))?;
+    committed.signals += open.signals;
+    if position.is_some() {
+        committed.position = position;
+    }
+    Ok(())
 }
 
 #[async_trait::async_trait]
 impl SignalSink for CommitSink {
     async fn write(&mut self, signals: Vec<Signal>) -> Result<(), String> {
         self.buffer.extend(signals);
-        if self.buffer.len() >= MAX_BUFFER {
-            self.commit(None).await?;
+        if self.buffer.len() >= BATCH {
+            self.flush().await?;
         }
         Ok(())
     }
 
     async fn progress(&mut self, position: Value) -> Result<(), String> {
-        self.pages += 1;
-        let text = position.to_string();
+        self.flush().await?;
+        self.send(Message::Position(position.to_string())).await?;
         if self.stop.as_ref().is_some_and(|s| *s.borrow()) {
             // Commit where the run is, then stop.
-            self.commit(Some(text)).await?;
             if let Err(stop) = self.drain().await {
                 return Err(self.stop_with(stop));
             }
             return Err(self.stop_with(Stop::Shutdown));
-        }
-        let due = self.pages >= COMMIT_PAGES
-            || self.buffer.len() >= COMMIT_SIGNALS
-            || self.ambient.now() - self.since >= chrono::Duration::seconds(COMMIT_SECONDS);
-        if due {
-            self.commit(Some(text)).await?;
         }
         Ok(())
     }

@@ -1,7 +1,7 @@
 //! Faults: a 500 then 200 succeeds on retry; persistent 500s fail the job with
 //! the error, checkpoint unchanged, failures counted; 429 with Retry-After
 //! reschedules without spending an attempt; a malformed page fails the job and
-//! writes nothing.
+//! leaves the checkpoint where it was.
 
 use std::time::Duration;
 
@@ -170,8 +170,10 @@ crate::on_both! {
         assert_eq!(report.state, JobState::Failed, "malformed data is not retried: {report:?}");
         let error = report.error.unwrap();
         assert!(error.starts_with(&format!("page 2 of {}/items is not valid JSON", s.server.uri())), "{error}");
+        // Runs commit as they go (DESIGN §11): page 1's Signals are stored
+        // (a retry would dedupe them), but the checkpoint does not move.
         let (stored, _) = signals::list(&s.node.services.db, s.tenant, &Default::default(), 100, None).await.unwrap();
-        assert!(stored.is_empty(), "page 1's signals were not kept");
+        assert!(stored.len() <= crate::sync::fake::PAGE_SIZE, "only page 1's signals: {}", stored.len());
         assert!(cursors::load(&s.node.services.db, s.tenant, s.conn).await.unwrap().is_empty());
     }
 }

@@ -16,7 +16,7 @@ use poblysh_connectors::domain::TenantId;
 use poblysh_connectors::sync::executor::{Executor, ExecutorSettings, MAX_RECLAIMS};
 use poblysh_connectors::sync::queue::QueueSettings;
 use poblysh_connectors::sync::scheduler;
-use poblysh_connectors::sync::sink::COMMIT_PAGES;
+use poblysh_connectors::sync::sink::COMMIT_AFTER_MS;
 use sea_orm::EntityTrait;
 use serde_json::json;
 use uuid::Uuid;
@@ -147,7 +147,9 @@ async fn crash_after(node: &Node, served: &AtomicUsize, pages: usize, worker: &s
 crate::on_both! {
     async fn a_backfill_killed_three_times_resumes_from_its_commits(backend) {
         let total_pages = 300;
-        let s = setup(backend, (total_pages * PAGE_SIZE) as u64, Duration::ZERO).await;
+        // 10 ms a page: a commit covers at most COMMIT_AFTER_MS of pages.
+        let s = setup(backend, (total_pages * PAGE_SIZE) as u64, Duration::from_millis(10)).await;
+        let window = COMMIT_AFTER_MS as usize / 10 + 1;
         for (i, at) in [60, 140, 220].into_iter().enumerate() {
             crash_after(&s.node, &s.pages, at, &format!("killed-{i}")).await;
             // The lease must expire before another worker may reclaim.
@@ -168,7 +170,7 @@ crate::on_both! {
         // Each crash re-fetched at most the pages since its last commit (and
         // the one in flight).
         let served = s.pages.load(Ordering::SeqCst);
-        assert!(served <= total_pages + 3 * (COMMIT_PAGES as usize + 2), "served {served} pages for {total_pages}");
+        assert!(served <= total_pages + 3 * (window + 2), "served {served} pages for {total_pages}");
         assert!(served as f64 <= total_pages as f64 * 1.2, "served {served} pages for {total_pages}");
         // Crashes spent no attempt; they were counted as reclaims.
         let job = the_job(&s.node).await;
