@@ -66,9 +66,11 @@ impl Db {
             }
             options.max_connections(4).map_sqlx_sqlite_opts(|o| {
                 o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
-                    // 8 MiB of page cache per connection (default 2 MiB): a
-                    // long sync transaction spills less to the WAL.
-                    .pragma("cache_size", "-8192")
+                    // 2 MiB of page cache per connection (SQLite's default):
+                    // sync runs commit in short transactions, on whichever
+                    // pooled connection is free, so a larger cache per
+                    // connection only costs memory.
+                    .pragma("cache_size", "-2048")
                     .busy_timeout(Duration::from_secs(10))
             });
         } else {
