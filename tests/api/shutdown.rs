@@ -10,23 +10,10 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::json;
 use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+use wiremock::{Mock, MockServer};
 
 use crate::api::harness::{Backend, Server, send};
-use crate::sync::fake::{Delta, Fake, PAGE_SIZE, Paging, descriptor};
-
-#[derive(Clone)]
-struct Slow {
-    fake: Fake,
-    pages: Arc<AtomicUsize>,
-}
-
-impl Respond for Slow {
-    fn respond(&self, req: &Request) -> ResponseTemplate {
-        self.pages.fetch_add(1, Ordering::SeqCst);
-        self.fake.respond(req).set_delay(Duration::from_millis(100))
-    }
-}
+use crate::sync::fake::{Counted, Delta, Fake, PAGE_SIZE, Paging, descriptor};
 
 const ENV: &[(&str, &str)] = &[
     ("POBLYSH_ALLOW_PRIVATE_NETWORKS", "true"),
@@ -43,9 +30,10 @@ async fn run(backend: Backend) {
     let pages = Arc::new(AtomicUsize::new(0));
     Mock::given(method("GET"))
         .and(path("/items"))
-        .respond_with(Slow {
+        .respond_with(Counted {
             fake,
             pages: Arc::clone(&pages),
+            delay: Duration::from_millis(100),
         })
         .mount(&mock)
         .await;

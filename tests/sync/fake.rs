@@ -222,3 +222,18 @@ healthCheck: {{endpoint: "{{{{baseUrl}}}}/health", method: GET, expectStatus: 20
 "#
     )
 }
+
+/// The fake API, counting the pages it serves, each after `delay`.
+#[derive(Clone)]
+pub struct Counted {
+    pub fake: Fake,
+    pub pages: Arc<std::sync::atomic::AtomicUsize>,
+    pub delay: std::time::Duration,
+}
+
+impl Respond for Counted {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        self.pages.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.fake.respond(req).set_delay(self.delay)
+    }
+}

@@ -21,25 +21,10 @@ use sea_orm::EntityTrait;
 use serde_json::json;
 use uuid::Uuid;
 use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+use wiremock::{Mock, MockServer};
 
-use crate::sync::fake::{Delta, Fake, PAGE_SIZE, Paging, descriptor};
+use crate::sync::fake::{Counted, Delta, Fake, PAGE_SIZE, Paging, descriptor};
 use crate::sync::harness::{Backend, Node};
-
-/// The fake API, counting the pages it serves, each after `delay`.
-#[derive(Clone)]
-struct Counted {
-    fake: Fake,
-    pages: Arc<AtomicUsize>,
-    delay: Duration,
-}
-
-impl Respond for Counted {
-    fn respond(&self, req: &Request) -> ResponseTemplate {
-        self.pages.fetch_add(1, Ordering::SeqCst);
-        self.fake.respond(req).set_delay(self.delay)
-    }
-}
 
 struct Setup {
     node: Node,
