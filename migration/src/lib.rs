@@ -10,6 +10,7 @@ mod m20261122_000003_oauth_state_connection;
 mod m20261122_000004_delivery_per_connection;
 mod m20261201_000005_connection_renewal;
 mod m20261201_000006_job_progress;
+mod m20261201_000007_signal_indexes;
 
 /// All migrations, in order.
 pub struct Migrator;
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000004_delivery_per_connection::Migration),
             Box::new(m20261201_000005_connection_renewal::Migration),
             Box::new(m20261201_000006_job_progress::Migration),
+            Box::new(m20261201_000007_signal_indexes::Migration),
         ]
     }
 }

@@ -10,6 +10,7 @@ mod faults;
 mod native;
 mod native_slot;
 mod oauth;
+mod plans;
 mod queue;
 mod resume;
 mod store;

@@ -4,7 +4,8 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
-use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select};
+use sea_orm::sea_query::Expr;
+use sea_orm::{EntityTrait, ExprTrait, QueryFilter, QueryOrder, QuerySelect, Select};
 use uuid::Uuid;
 
 /// The position after a row ordered by `(time desc, id desc)`.
@@ -42,7 +43,10 @@ impl Cursor {
 }
 
 /// Orders `query` newest first by `(time, id)`, starts after `cursor`, and asks
-/// for one row more than `limit` (to know whether a next page exists).
+/// for one row more than `limit` (to know whether a next page exists). The
+/// cursor is a row-value comparison, `(time, id) < (?, ?)`: both SQLite and
+/// PostgreSQL walk a composite index range for it (the equivalent `time < ?
+/// OR (time = ? AND id < ?)` only narrows by the index's leading columns).
 pub fn page_query<E: EntityTrait>(
     query: Select<E>,
     time: E::Column,
@@ -53,9 +57,8 @@ pub fn page_query<E: EntityTrait>(
     let query = match cursor {
         None => query,
         Some(c) => query.filter(
-            Condition::any()
-                .add(time.lt(c.time))
-                .add(Condition::all().add(time.eq(c.time)).add(id.lt(c.id))),
+            Expr::tuple([Expr::col(time), Expr::col(id)])
+                .lt(Expr::tuple([Expr::val(c.time), Expr::val(c.id)])),
         ),
     };
     query.order_by_desc(time).order_by_desc(id).limit(limit + 1)

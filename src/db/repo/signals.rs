@@ -259,6 +259,25 @@ pub async fn list(
     limit: u64,
     cursor: Option<Cursor>,
 ) -> Result<(Vec<Signal>, Option<Cursor>), StoreError> {
+    let rows = page_select(tenant, filter, limit, cursor)
+        .all(db.conn())
+        .await?;
+    let (rows, next) = super::cursor::split_page(rows, limit, |r| Cursor {
+        time: r.occurred_at,
+        id: r.id,
+    });
+    Ok((rows.into_iter().map(Signal::from).collect(), next))
+}
+
+/// The query of one page of the tenant's signals: every filter combination
+/// walks an index range in `(occurred_at, id)` order (see the signal indexes'
+/// migration; the query-plan tests hold it).
+pub fn page_select(
+    tenant: TenantId,
+    filter: &SignalFilter,
+    limit: u64,
+    cursor: Option<Cursor>,
+) -> sea_orm::Select<Entity> {
     let mut query = Entity::find().filter(Column::TenantId.eq(*tenant.as_uuid()));
     if let Some(p) = &filter.provider {
         query = query.filter(Column::Provider.eq(p.as_str()));
@@ -275,12 +294,5 @@ pub async fn list(
     if let Some(t) = filter.occurred_before {
         query = query.filter(Column::OccurredAt.lt(stored_time(t)));
     }
-    let rows = super::cursor::page_query(query, Column::OccurredAt, Column::Id, cursor, limit)
-        .all(db.conn())
-        .await?;
-    let (rows, next) = super::cursor::split_page(rows, limit, |r| Cursor {
-        time: r.occurred_at,
-        id: r.id,
-    });
-    Ok((rows.into_iter().map(Signal::from).collect(), next))
+    super::cursor::page_query(query, Column::OccurredAt, Column::Id, cursor, limit)
 }
