@@ -44,7 +44,11 @@ pub enum StoreError {
 pub struct Db {
     conn: DatabaseConnection,
     ambient: Ambient,
+    wakeups: std::sync::Arc<tokio::sync::Notify>,
 }
+
+/// The PostgreSQL channel an enqueue is announced on.
+const JOBS_CHANNEL: &str = "poblysh_jobs";
 
 impl Db {
     /// Connects to `url` (`sqlite://…` or `postgres://…`); for SQLite, creates
@@ -80,6 +84,7 @@ impl Db {
         Ok(Db {
             conn,
             ambient: Ambient::system(),
+            wakeups: std::sync::Arc::default(),
         })
     }
 
@@ -93,6 +98,47 @@ impl Db {
     /// The node's clock and randomness.
     pub fn ambient(&self) -> &Ambient {
         &self.ambient
+    }
+
+    /// Wakes the idle workers of this node, and (PostgreSQL) of every node
+    /// listening: a job was enqueued and committed. Best effort: the workers'
+    /// poll interval is the safety net.
+    pub async fn wake_workers(&self) {
+        self.wakeups.notify_waiters();
+        if self.backend() == DbBackend::Postgres {
+            use sea_orm::ConnectionTrait;
+            if let Err(e) = self
+                .conn
+                .execute_unprepared(&format!("NOTIFY {JOBS_CHANNEL}"))
+                .await
+            {
+                tracing::debug!(error = %e, "cannot announce a job");
+            }
+        }
+    }
+
+    /// What idle workers wait on (see [`Db::wake_workers`]).
+    pub fn wakeups(&self) -> std::sync::Arc<tokio::sync::Notify> {
+        std::sync::Arc::clone(&self.wakeups)
+    }
+
+    /// On PostgreSQL, relays other nodes' job announcements to this node's
+    /// workers until `shutdown` turns true (reconnecting after a failure).
+    /// Nothing to do on SQLite, where every worker shares this process.
+    pub async fn relay_job_announcements(&self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        if self.backend() != DbBackend::Postgres {
+            return;
+        }
+        let pool = self.conn.get_postgres_connection_pool().clone();
+        while !*shutdown.borrow() {
+            tokio::select! {
+                e = relay(&pool, &self.wakeups) => {
+                    tracing::warn!(error = %e, "job announcements interrupted; reconnecting");
+                    let _ = tokio::time::timeout(Duration::from_secs(1), shutdown.changed()).await;
+                }
+                _ = shutdown.changed() => {}
+            }
+        }
     }
 
     /// Now, as stored (microseconds).
@@ -133,6 +179,26 @@ impl Db {
     /// Whether the database answers.
     pub async fn ping(&self) -> bool {
         self.conn.ping().await.is_ok()
+    }
+}
+
+/// Relays `JOBS_CHANNEL` notifications to `wakeups` until the listener fails.
+async fn relay(
+    pool: &sea_orm::sqlx::PgPool,
+    wakeups: &tokio::sync::Notify,
+) -> sea_orm::sqlx::Error {
+    let mut listener = match sea_orm::sqlx::postgres::PgListener::connect_with(pool).await {
+        Ok(l) => l,
+        Err(e) => return e,
+    };
+    if let Err(e) = listener.listen(JOBS_CHANNEL).await {
+        return e;
+    }
+    loop {
+        match listener.recv().await {
+            Ok(_) => wakeups.notify_waiters(),
+            Err(e) => return e,
+        }
     }
 }
 

@@ -213,6 +213,9 @@ async fn write(
         jobs::enqueue_keyed(&txn, job, &key, now, now).await?;
     }
     txn.commit().await?;
+    if !follow_up.is_empty() {
+        db.wake_workers().await;
+    }
     if recent_jobs.len() > 100_000 {
         recent_jobs.retain(|_, w| *w == window);
     }

@@ -297,6 +297,7 @@ impl Executor {
             }
             Outcome::Stopped => {
                 store::release_stopped(db, job.id, worker, now).await?;
+                db.wake_workers().await;
                 report(
                     JobState::Queued,
                     0,
@@ -535,14 +536,26 @@ impl Executor {
     /// Runs `concurrency` worker loops until `shutdown` turns true.
     pub async fn run_workers(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         let mut handles = Vec::new();
+        // Other nodes' enqueues wake this node's idle workers too.
+        let db = self.services.db.clone();
+        handles.push(tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move { db.relay_job_announcements(shutdown).await }
+        }));
         for _ in 0..self.settings.concurrency.max(1) {
             let executor = Arc::clone(&self);
             let mut shutdown = shutdown.clone();
+            let wakeups = executor.services.db.wakeups();
             handles.push(tokio::spawn(async move {
                 loop {
                     if *shutdown.borrow() {
                         break;
                     }
+                    // Listening before looking: an enqueue committed while
+                    // this worker finds the queue empty still wakes it.
+                    let woken = wakeups.notified();
+                    tokio::pin!(woken);
+                    woken.as_mut().enable();
                     let idle = match executor.try_execute_next_until(Some(&shutdown)).await {
                         Ok(Some(_)) => false,
                         Ok(None) => true,
@@ -553,6 +566,7 @@ impl Executor {
                     };
                     if idle {
                         tokio::select! {
+                            () = &mut woken => {}
                             _ = executor.services.ambient.sleep(executor.settings.idle) => {}
                             _ = shutdown.changed() => {}
                         }

@@ -76,6 +76,7 @@ pub async fn delete(
             };
             jobs::enqueue_keyed(&txn, job, &format!("delete:{connection}"), now, now).await?;
             txn.commit().await?;
+            db.wake_workers().await;
             Ok(true)
         }
         None => connections::delete(db, tenant, connection).await,

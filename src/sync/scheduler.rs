@@ -87,6 +87,7 @@ pub async fn tick(services: &Services, now: DateTime<Utc>) -> Result<usize, Stor
     }
     if enqueued > 0 {
         tracing::debug!(enqueued, "scheduled jobs");
+        db.wake_workers().await;
     }
     Ok(enqueued)
 }
@@ -106,14 +107,18 @@ pub async fn enqueue_backfill(
         job_type: JobType::Full,
         trigger: Trigger::Schedule,
     };
-    jobs::enqueue_keyed(
+    let new = jobs::enqueue_keyed(
         services.db.conn(),
         job,
         &format!("backfill:{connection}"),
         now,
         now,
     )
-    .await
+    .await?;
+    if new {
+        services.db.wake_workers().await;
+    }
+    Ok(new)
 }
 
 /// Ticks every `every` until `shutdown` turns true.

@@ -14,3 +14,4 @@ mod plans;
 mod queue;
 mod resume;
 mod store;
+mod wakeups;

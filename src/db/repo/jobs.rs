@@ -131,6 +131,7 @@ pub async fn enqueue(
         job_type.as_str()
     );
     let model = row(id, &job, key, now, now).insert(db.conn()).await?;
+    db.wake_workers().await;
     Job::try_from(model)
 }
 
