@@ -141,6 +141,23 @@ impl Db {
         }
     }
 
+    /// On SQLite, folds the write-ahead log back into the database and
+    /// truncates it (after a large write, so the `-wal` file does not stay the
+    /// size of what was written). Best effort: readers may keep part of it.
+    pub async fn checkpoint_wal(&self) {
+        if self.backend() != DbBackend::Sqlite {
+            return;
+        }
+        use sea_orm::ConnectionTrait;
+        if let Err(e) = self
+            .conn
+            .execute_unprepared("PRAGMA wal_checkpoint(TRUNCATE)")
+            .await
+        {
+            tracing::debug!(error = %e, "WAL checkpoint failed");
+        }
+    }
+
     /// Now, as stored (microseconds).
     pub fn now(&self) -> DateTime<Utc> {
         stored_time(self.ambient.now())

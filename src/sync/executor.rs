@@ -25,6 +25,10 @@ use crate::db::repo::queue as store;
 use crate::domain::Scrubber;
 use crate::services::Services;
 
+/// Signals stored by one run after which SQLite's write-ahead log is
+/// checkpointed and truncated.
+pub const CHECKPOINT_WAL_AFTER: u64 = 10_000;
+
 /// Reclaims (its worker stopped without finishing it) after which a job is
 /// quarantined: failed for good instead of crashing worker after worker.
 pub const MAX_RECLAIMS: i32 = 3;
@@ -527,6 +531,9 @@ impl Executor {
                 return Ok(Outcome::LeaseLost);
             }
             txn.commit().await?;
+            if committed >= CHECKPOINT_WAL_AFTER {
+                db.checkpoint_wal().await;
+            }
             return Ok(Outcome::Succeeded {
                 signals: job.signals_emitted.max(0) as u64 + committed,
             });

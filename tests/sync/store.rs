@@ -64,3 +64,48 @@ crate::on_both! {
         assert_eq!(signals::insert(db.conn(), &theirs).await.unwrap(), 3);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_large_backfill_leaves_no_large_wal_behind() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer};
+    let (url, dir) = crate::sync::harness::database(crate::sync::harness::Backend::Sqlite).await;
+    let dir = dir.unwrap();
+    let node = crate::sync::harness::Node::on(&url, true, &[]).await;
+    let server = MockServer::start().await;
+    let fake = crate::sync::fake::Fake::default();
+    let items = poblysh_connectors::sync::executor::CHECKPOINT_WAL_AFTER + 500;
+    for id in 1..=items {
+        fake.add(id, id as i64);
+    }
+    Mock::given(method("GET"))
+        .and(path("/items"))
+        .respond_with(fake)
+        .mount(&server)
+        .await;
+    let yaml = crate::sync::fake::descriptor(
+        "fake",
+        &server.uri(),
+        crate::sync::fake::Delta::Cursor,
+        crate::sync::fake::Paging::Cursor,
+    )
+    .replace("pageSize: 3", "pageSize: 500");
+    node.register(&yaml);
+    let tenant = TenantId::from_uuid(Uuid::now_v7());
+    let conn = node
+        .connection(tenant, "fake", &[("token", "t")], json!({}))
+        .await;
+    poblysh_connectors::sync::scheduler::enqueue_backfill(&node.services, tenant, conn, "fake")
+        .await
+        .unwrap();
+    let report = node
+        .executor("w")
+        .try_execute_next()
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(report.signals, items, "{report:?}");
+    let wal = dir.path().join("sync.db-wal");
+    let size = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    assert!(size < 1 << 16, "the WAL is {size} bytes after the backfill");
+}
