@@ -98,6 +98,9 @@ fn normalise(out: &PayloadMapped) -> Value {
     })
 }
 
+/// Page fixtures whose descriptor parses pages through a narrower projection.
+static PROJECTED_PAGES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 fn run(provider: &str, input: &Path) -> Result<Value, String> {
     let descriptor = load_file(&root().join(format!("descriptors/{provider}.yaml")))
         .map_err(|d| format!("descriptors/{provider}.yaml is invalid: {d:#?}"))?;
@@ -130,15 +133,45 @@ fn run(provider: &str, input: &Path) -> Result<Value, String> {
     };
     let out = map_payload(&descriptor, input, &ctx).map_err(|e| e.to_string())?;
     let full = normalise(&out);
-    // The gateway parses webhook bodies through the descriptor's projection:
-    // it must map to exactly the same Signals as the full document.
-    if out.kind == PayloadKind::Webhook
-        && let Some(webhook) = &descriptor.webhook
-    {
-        let projected = webhook
-            .projection
-            .parse(&bytes)
-            .map_err(|e| e.to_string())?;
+    // The gateway parses webhook bodies, and a run its pages, through the
+    // descriptor's projection: it must map to exactly the same Signals as the
+    // full document (and, for a page, leave the same next page and delta).
+    let projection = match out.kind {
+        PayloadKind::Webhook => descriptor.webhook.as_ref().map(|w| &w.projection),
+        PayloadKind::Page => descriptor.polling.as_ref().map(|p| &p.projection),
+    };
+    if let Some(projection) = projection {
+        if !projection.is_all() && out.kind == PayloadKind::Page {
+            PROJECTED_PAGES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        let projected = projection.parse(&bytes).map_err(|e| e.to_string())?;
+        if let Some(polling) = descriptor
+            .polling
+            .as_ref()
+            .filter(|_| out.kind == PayloadKind::Page)
+        {
+            let read = |doc: &Value| -> Vec<Option<Value>> {
+                let pagination = polling.pagination.as_ref();
+                let mut paths = vec![
+                    pagination.and_then(|p| p.next_path.as_ref()),
+                    pagination.and_then(|p| p.total_path.as_ref()),
+                    pagination.and_then(|p| p.has_more_path.as_ref()),
+                ];
+                use poblysh_connectors::descriptor::compile::CompiledDelta;
+                if let CompiledDelta::Cursor { cursor_path: p, .. }
+                | CompiledDelta::DeltaToken { token_path: p, .. } = &polling.delta
+                {
+                    paths.push(Some(p));
+                }
+                paths
+                    .into_iter()
+                    .map(|p| p.and_then(|p| p.first(doc)).cloned())
+                    .collect()
+            };
+            if read(&projected) != read(&body) {
+                return Err("the projection changes the pagination or delta values".into());
+            }
+        }
         let again = map_payload(
             &descriptor,
             PayloadInput {
@@ -196,6 +229,12 @@ fn every_fixture_maps_to_its_expected_signals() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    // Jira, Linear and Zoho Cliq read a few fields of each polled item.
+    let projected = PROJECTED_PAGES.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        projected >= 3,
+        "only {projected} page fixtures were projected"
+    );
 }
 
 #[test]

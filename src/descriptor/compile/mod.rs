@@ -155,6 +155,12 @@ pub fn compile(descriptor: &ConnectorDescriptor) -> Result<CompiledDescriptor, V
         );
     }
 
+    let polling = polling.map(|mut p| {
+        if let Some(mapping) = &mapping {
+            p.projection = std::sync::Arc::new(polling::projection(&p, mapping));
+        }
+        p
+    });
     let webhook = webhook.map(|mut w| {
         w.projection = std::sync::Arc::new(webhook::projection(&w, mapping.as_ref()));
         w

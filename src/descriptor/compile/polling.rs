@@ -3,8 +3,12 @@
 
 use std::collections::BTreeSet;
 
+use std::sync::Arc;
+
 use super::context::{Ctx, Scope, is_header_name};
+use super::mapping::CompiledMapping;
 use super::path::CompiledPath;
+use super::projection::Projection;
 use super::template::{TemplateId, TemplateKind};
 use crate::descriptor::diagnostic::{Code, Pointer};
 use crate::descriptor::ingestion::{
@@ -53,6 +57,9 @@ pub struct CompiledPolling {
     pub initial_checkpoint: Option<String>,
     /// Days back for the first sync.
     pub backfill_days: Option<u32>,
+    /// What of a page body is parsed: every path the run reads from it
+    /// (mapping, pagination, delta); set once the mapping is compiled.
+    pub projection: Arc<Projection>,
 }
 
 /// The compiled delta strategy.
@@ -286,8 +293,36 @@ pub(super) fn compile(ctx: &mut Ctx<'_>, p: &PollingSpec, at: &Pointer) -> Optio
             .min(MAX_RESPONSE_BYTES),
         initial_checkpoint: p.initial_checkpoint.clone(),
         backfill_days: p.backfill_days,
+        projection: Arc::new(Projection::all()),
     };
     ok.then_some(polling)
+}
+
+/// Everything a run reads from a page body: the mapping's items and fields,
+/// the pagination's next/total/has-more paths and the delta's token, cursor
+/// or per-item id.
+pub(super) fn projection(p: &CompiledPolling, mapping: &CompiledMapping) -> Projection {
+    let mut projection = Projection::default();
+    projection.add_mapping(mapping);
+    if let Some(pg) = &p.pagination {
+        for path in [&pg.next_path, &pg.total_path, &pg.has_more_path]
+            .into_iter()
+            .flatten()
+        {
+            projection.add_path(path);
+        }
+    }
+    match &p.delta {
+        CompiledDelta::Cursor {
+            cursor_path: path, ..
+        }
+        | CompiledDelta::DeltaToken {
+            token_path: path, ..
+        } => projection.add_path(path),
+        CompiledDelta::SinceId { id_path, .. } => projection.add_item_path(mapping, id_path),
+        CompiledDelta::TimestampFilter { .. } => {}
+    }
+    projection
 }
 
 /// A JSON body must be valid JSON once rendered.

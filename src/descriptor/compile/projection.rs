@@ -1,6 +1,7 @@
-//! Projections: the parts of a webhook body a descriptor reads (event type,
-//! delivery id, routing, handshakes, signed timestamp, every mapping path and
-//! template field), built at load time. Parsing a body through its projection
+//! Projections: the parts of a webhook body or a polled page a descriptor
+//! reads (event type, delivery id, routing, handshakes, signed timestamp,
+//! pagination and delta paths, every mapping path and template field), built
+//! at load time. Parsing a body through its projection
 //! materializes only those parts and skips the rest (still checking that the
 //! whole body is JSON), so a 28 KB GitHub delivery of which the mapping reads
 //! a dozen fields costs a scan, not a tree of a thousand allocations. The
@@ -107,6 +108,14 @@ impl Projection {
             self.add_at(&items, path);
         }
         self.add_template(&items, &mapping.summary);
+    }
+
+    /// Adds a path evaluated on each item `mapping` selects.
+    pub fn add_item_path(&mut self, mapping: &CompiledMapping, path: &CompiledPath) {
+        match mapping.items.descent() {
+            Some(items) => self.add_at(&items, path),
+            None => self.root = Node::All,
+        }
     }
 
     fn add_at(&mut self, prefix: &[Descent], path: &CompiledPath) {

@@ -21,7 +21,9 @@ use url::Url;
 use super::auth::{self, AuthError, Credentials};
 use super::http::{HttpClient, HttpError, HttpRequest, RetryPolicy};
 use super::mapping::{MapContext, map_page};
-use crate::descriptor::compile::{CompiledDescriptor, CompiledPartitions, CompiledPolling};
+use crate::descriptor::compile::{
+    CompiledDescriptor, CompiledPartitions, CompiledPolling, Projection,
+};
 use crate::domain::{ConnectionId, Signal, TenantId};
 use delta::{Progress, initial_checkpoint, sent_checkpoint};
 use pagination::{Next, next_page};
@@ -271,7 +273,9 @@ async fn partitions(
             let mut request = HttpRequest::new(Method::GET, parse_url(&url)?);
             request.max_response_bytes = polling.max_response_bytes as usize;
             auth::apply(&ctx.descriptor.auth, ctx.credentials, &mut request)?;
-            let body = fetch_json(ctx, polling, &request, 0).await?.1;
+            let body = fetch_json(ctx, polling, &request, 0, &Projection::all())
+                .await?
+                .1;
             let selected = items_path.select(&body);
             let items: Vec<&Value> = match selected.as_slice() {
                 [Value::Array(items)] => items.iter().collect(),
@@ -299,12 +303,15 @@ fn parse_url(url: &str) -> Result<Url, PollError> {
     })
 }
 
-/// Sends with throttling and retries; returns the response headers and JSON body.
+/// Sends with throttling and retries; returns the response headers and the
+/// JSON body, parsed through `projection` (a page materializes only what the
+/// run reads of it).
 async fn fetch_json(
     ctx: &PollContext<'_>,
     polling: &CompiledPolling,
     request: &HttpRequest,
     page: u32,
+    projection: &Projection,
 ) -> Result<(http::HeaderMap, Value), PollError> {
     let retry = RetryPolicy {
         statuses: polling.retry.statuses.clone(),
@@ -320,7 +327,7 @@ async fn fetch_json(
         )
         .await;
     let response = ctx.http.send(request, &retry).await?;
-    let body: Value = serde_json::from_slice(&response.body).map_err(|e| {
+    let body = projection.parse(&response.body).map_err(|e| {
         PollError::InvalidResponse(format!(
             "page {} of {} is not valid JSON: {e}",
             page + 1,
@@ -364,14 +371,11 @@ async fn poll_partition(
         sent.as_deref(),
         next.as_ref(),
     )?;
-    let mut fetched = fetch_json(ctx, polling, &request, page).await?;
+    let projection = polling.projection.as_ref();
+    let mut fetched = fetch_json(ctx, polling, &request, page, projection).await?;
     loop {
         let (headers, body) = fetched;
-        let mapped = map_page(descriptor, &body, &map_ctx);
-        position.skipped += mapped.skipped.len() as u64;
         let item_count = count_items(descriptor, &body);
-        progress.observe(&polling.delta, descriptor, &body, &mapped.signals);
-        position.signals += mapped.signals.len() as u64;
         page += 1;
         position.pages += 1;
 
@@ -379,7 +383,6 @@ async fn poll_partition(
             None => None,
             Some(p) => next_page(p, &body, &headers, &request.url, &next, item_count)?,
         };
-        drop(body);
         let next_request = match &next {
             None => None,
             Some(_) if page >= polling.max_pages => {
@@ -405,15 +408,27 @@ async fn poll_partition(
                 )?)
             }
         };
-        let write = sink.write(mapped.signals);
-        let Some(next_request) = next_request else {
-            write.await.map_err(PollError::Sink)?;
+        // This page is mapped and written while the next one is fetched (the
+        // request goes out first).
+        let fetch_next = async {
+            match &next_request {
+                Some(r) => Some(fetch_json(ctx, polling, r, page, projection).await),
+                None => None,
+            }
+        };
+        let map_and_write = async {
+            let mapped = map_page(descriptor, &body, &map_ctx);
+            position.skipped += mapped.skipped.len() as u64;
+            progress.observe(&polling.delta, descriptor, &body, &mapped.signals);
+            position.signals += mapped.signals.len() as u64;
+            sink.write(mapped.signals).await
+        };
+        let (next_fetched, written) = tokio::join!(fetch_next, map_and_write);
+        drop(body);
+        written.map_err(PollError::Sink)?;
+        let (Some(next_request), Some(next_fetched)) = (next_request, next_fetched) else {
             break;
         };
-        // The next page is fetched while this one is written.
-        let (written, next_fetched) =
-            tokio::join!(write, fetch_json(ctx, polling, &next_request, page));
-        written.map_err(PollError::Sink)?;
         // This page is written; a resumed run starts at the next one (unless
         // the provider put a credential into it: that is never stored, and a
         // resumed run redoes the partition).
