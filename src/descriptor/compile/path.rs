@@ -97,7 +97,9 @@ pub(crate) enum Descent {
     Keys(Vec<String>),
     /// Into array elements (indexes): the same projection applies to each.
     Elements,
-    /// Into every member or element (wildcards): everything below is needed.
+    /// Into every element of an array or member of an object (`[*]`).
+    Wildcard,
+    /// Into what only the query engine can walk: everything below is needed.
     Everything,
 }
 
@@ -174,6 +176,8 @@ impl CompiledPath {
                             .collect();
                         if sels.iter().all(|s| matches!(s, Sel::Index(_))) {
                             Descent::Elements
+                        } else if sels.iter().all(|s| matches!(s, Sel::Wildcard)) {
+                            Descent::Wildcard
                         } else if keys.len() == sels.len() {
                             Descent::Keys(keys)
                         } else {

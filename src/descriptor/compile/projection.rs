@@ -18,28 +18,66 @@ use super::path::{CompiledPath, Descent};
 use super::template::ItemTemplate;
 
 /// What of a document is needed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 enum Node {
     /// The whole value.
     All,
-    /// Only these members of an object (applied to each element of an array;
-    /// scalars are kept).
-    Keys(BTreeMap<String, Node>),
+    /// Parts of the value: scalars are kept; an object keeps the `members`
+    /// named (each through its node) and, under a wildcard, every other
+    /// member through `every`; an array keeps each element through
+    /// `elements` (an empty projection when no path indexes into it).
+    #[default]
+    None,
+    /// See `None`, with something below it.
+    Parts(Box<Parts>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+struct Parts {
+    members: BTreeMap<String, Node>,
+    every: Node,
+    elements: Node,
 }
 
 impl Node {
+    fn parts(&mut self) -> Option<&mut Parts> {
+        match self {
+            Node::All => None,
+            Node::None => {
+                *self = Node::Parts(Box::default());
+                self.parts()
+            }
+            Node::Parts(p) => Some(p),
+        }
+    }
+
     fn add(&mut self, descent: &[Descent]) {
-        let Node::Keys(members) = self else {
+        let Some((step, rest)) = descent.split_first() else {
+            *self = Node::All;
             return;
         };
-        match descent.split_first() {
-            None | Some((Descent::Everything, _)) => *self = Node::All,
-            Some((Descent::Elements, rest)) => self.add(rest),
-            Some((Descent::Keys(keys), rest)) => {
+        let Some(parts) = self.parts() else {
+            return;
+        };
+        match step {
+            Descent::Everything => *self = Node::All,
+            Descent::Elements => parts.elements.add(rest),
+            // `[*]`: every element of an array, every member of an object
+            // (those already named, and those named later, start from it).
+            Descent::Wildcard => {
+                parts.elements.add(rest);
+                parts.every.add(rest);
+                for member in parts.members.values_mut() {
+                    member.add(rest);
+                }
+            }
+            Descent::Keys(keys) => {
                 for key in keys {
-                    members
+                    let every = &parts.every;
+                    parts
+                        .members
                         .entry(key.clone())
-                        .or_insert_with(|| Node::Keys(BTreeMap::new()))
+                        .or_insert_with(|| every.clone())
                         .add(rest);
                 }
             }
@@ -55,9 +93,7 @@ pub struct Projection {
 
 impl Default for Projection {
     fn default() -> Self {
-        Projection {
-            root: Node::Keys(BTreeMap::new()),
-        }
+        Projection { root: Node::None }
     }
 }
 
@@ -80,40 +116,46 @@ impl Projection {
     /// Adds everything a mapping reads: its items path, and every path and
     /// template field it evaluates on each item.
     pub fn add_mapping(&mut self, mapping: &CompiledMapping) {
-        let Some(items) = mapping.items.descent() else {
+        let Some(prefixes) = item_prefixes(mapping) else {
             self.root = Node::All;
             return;
         };
-        let paths = [
-            Some(&mapping.id),
-            mapping.external_id.as_ref(),
-            Some(&mapping.timestamp),
-            mapping.participants.as_ref(),
-            mapping.tags.as_ref(),
-            mapping.related.as_ref(),
-            mapping.url.as_ref(),
-        ];
-        for path in paths.into_iter().flatten() {
-            self.add_at(&items, path);
+        for items in &prefixes {
+            let paths = [
+                Some(&mapping.id),
+                mapping.external_id.as_ref(),
+                Some(&mapping.timestamp),
+                mapping.participants.as_ref(),
+                mapping.tags.as_ref(),
+                mapping.related.as_ref(),
+                mapping.url.as_ref(),
+            ];
+            for path in paths.into_iter().flatten() {
+                self.add_at(items, path);
+            }
+            let conditions = mapping
+                .filter
+                .iter()
+                .chain(mapping.rules.iter().flat_map(|r| r.conditions.iter()))
+                .chain(mapping.priority.iter().map(|(c, _)| c));
+            for condition in conditions {
+                self.add_at(items, &condition.path);
+            }
+            for (_, path) in &mapping.raw_fields {
+                self.add_at(items, path);
+            }
+            self.add_template(items, &mapping.summary);
         }
-        let conditions = mapping
-            .filter
-            .iter()
-            .chain(mapping.rules.iter().flat_map(|r| r.conditions.iter()))
-            .chain(mapping.priority.iter().map(|(c, _)| c));
-        for condition in conditions {
-            self.add_at(&items, &condition.path);
-        }
-        for (_, path) in &mapping.raw_fields {
-            self.add_at(&items, path);
-        }
-        self.add_template(&items, &mapping.summary);
     }
 
     /// Adds a path evaluated on each item `mapping` selects.
     pub fn add_item_path(&mut self, mapping: &CompiledMapping, path: &CompiledPath) {
-        match mapping.items.descent() {
-            Some(items) => self.add_at(&items, path),
+        match item_prefixes(mapping) {
+            Some(prefixes) => {
+                for items in &prefixes {
+                    self.add_at(items, path);
+                }
+            }
             None => self.root = Node::All,
         }
     }
@@ -160,6 +202,14 @@ impl Projection {
     }
 }
 
+/// Where a mapping's items are: what its items path selects, and, when that
+/// is one array, its elements (the mapper takes those as the items).
+fn item_prefixes(mapping: &CompiledMapping) -> Option<[Vec<Descent>; 2]> {
+    let items = mapping.items.descent()?;
+    let elements = [items.as_slice(), &[Descent::Elements]].concat();
+    Some([items, elements])
+}
+
 /// Why a body is not JSON.
 #[derive(Debug, thiserror::Error)]
 pub enum ParseError {
@@ -179,7 +229,7 @@ impl<'de> DeserializeSeed<'de> for Seed<'_> {
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
         match self.0 {
             Node::All => serde::Deserialize::deserialize(deserializer),
-            Node::Keys(_) => deserializer.deserialize_any(Projected(self.0)),
+            _ => deserializer.deserialize_any(Projected(self.0)),
         }
     }
 }
@@ -251,20 +301,27 @@ impl<'de> Visitor<'de> for Projected<'_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let elements = match self.0 {
+            Node::Parts(parts) => &parts.elements,
+            _ => &Node::None,
+        };
         let mut items = Vec::new();
-        while let Some(item) = seq.next_element_seed(Seed(self.0))? {
+        while let Some(item) = seq.next_element_seed(Seed(elements))? {
             items.push(item);
         }
         Ok(Value::Array(items))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let Node::Keys(members) = self.0 else {
-            unreachable!("`All` is deserialized as a whole value");
-        };
         let mut out = Map::new();
+        let Node::Parts(parts) = self.0 else {
+            // Nothing below is read: the members are only checked.
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            return Ok(Value::Object(out));
+        };
+        let every = (parts.every != Node::None).then_some(&parts.every);
         while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-            match members.get(key.as_ref()) {
+            match parts.members.get(key.as_ref()).or(every) {
                 Some(node) => {
                     let value = map.next_value_seed(Seed(node))?;
                     out.insert(key.into_owned(), value);
@@ -310,13 +367,12 @@ mod tests {
             got,
             json!({
                 "action": "opened",
-                "pull_request": {"id": 1, "labels": [{"name": "bug", "id": 9}]},
+                "pull_request": {"id": 1, "labels": [{"name": "bug"}]},
                 "repository": {},
                 "sender": {"login": "s"}
             })
         );
-        // The wildcard needs everything under `labels`; every projected path
-        // selects what it selects in the whole document.
+        // Every projected path selects what it selects in the whole document.
         for path in [
             "$.action",
             "$.pull_request.labels[*].name",
@@ -326,6 +382,107 @@ mod tests {
             let path = CompiledPath::parse(path).unwrap();
             assert_eq!(path.select(&got), path.select(&doc), "{}", path.source());
         }
+    }
+
+    fn small_json() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            (0i64..9).prop_map(|n| json!(n)),
+            "[a-c]{0,2}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 40, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::btree_map("[a-c]", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn walkable_path() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let segment = prop_oneof![
+            Just(".a"),
+            Just(".b"),
+            Just(".c"),
+            Just("[*]"),
+            Just("[0]"),
+            Just("[1]"),
+            Just("['a','c']"),
+        ];
+        proptest::collection::vec(segment, 0..4).prop_map(|s| format!("${}", s.concat()))
+    }
+
+    proptest::proptest! {
+        /// Whatever the document and the walkable paths, each path selects
+        /// the same values in the projected document as in the whole one.
+        #[test]
+        fn every_path_selects_the_same_in_the_projection(
+            doc in small_json(),
+            paths in proptest::collection::vec(walkable_path(), 1..5),
+        ) {
+            let compiled: Vec<CompiledPath> =
+                paths.iter().map(|p| CompiledPath::parse(p).unwrap()).collect();
+            let mut p = Projection::default();
+            for path in &compiled {
+                p.add_path(path);
+            }
+            let got = p.parse(doc.to_string().as_bytes()).unwrap();
+            for path in &compiled {
+                proptest::prop_assert_eq!(path.select(&got), path.select(&doc), "{}", path.source());
+            }
+        }
+    }
+
+    #[test]
+    fn wildcards_project_every_element_and_member() {
+        let doc = json!({
+            "items": [
+                {"id": 1, "body": "long", "user": {"login": "a", "bio": "x"}, "labels": [{"name": "bug", "color": "red"}]},
+                {"id": 2, "body": "long", "user": null, "labels": []},
+                7
+            ],
+            "by_key": {"a": {"id": 3, "skip": 1}, "b": {"id": 4}, "c": {"other": true}},
+            "first": [{"id": 5, "n": 1}, {"id": 6}],
+            "next": "c2"
+        });
+        let paths = [
+            "$.items[*].id",
+            "$.items[*].user.login",
+            "$.items[*].labels[*].name",
+            "$.by_key[*].id",
+            "$.by_key.c.other",
+            "$.first[0].id",
+            "$.next",
+        ];
+        let p = projection(&paths);
+        assert!(!p.is_all());
+        let got = p.parse(doc.to_string().as_bytes()).unwrap();
+        assert_eq!(
+            got,
+            json!({
+                "items": [
+                    {"id": 1, "user": {"login": "a"}, "labels": [{"name": "bug"}]},
+                    {"id": 2, "user": null, "labels": []},
+                    7
+                ],
+                "by_key": {"a": {"id": 3}, "b": {"id": 4}, "c": {"other": true}},
+                "first": [{"id": 5}, {"id": 6}],
+                "next": "c2"
+            })
+        );
+        for path in paths {
+            let path = CompiledPath::parse(path).unwrap();
+            assert_eq!(path.select(&got), path.select(&doc), "{}", path.source());
+        }
+        // A member named before a wildcard over its object gets the wildcard's parts too.
+        let p = projection(&["$.m.a.x", "$.m[*].y"]);
+        let got = p
+            .parse(br#"{"m": {"a": {"x": 1, "y": 2, "z": 3}, "b": {"y": 4, "z": 5}}}"#)
+            .unwrap();
+        assert_eq!(got, json!({"m": {"a": {"x": 1, "y": 2}, "b": {"y": 4}}}));
     }
 
     #[test]
@@ -348,9 +505,10 @@ mod tests {
             p.parse(br#"{"a": 1, "b": 01}"#).is_err(),
             "bad number in a skipped value"
         );
+        // `$.a` selects nothing in an array.
         assert_eq!(
             p.parse(br#"[{"a": 1, "b": 2}, 3]"#).unwrap(),
-            json!([{"a": 1}, 3])
+            json!([{}, 3])
         );
         assert_eq!(
             p.parse(br#"{"a\u0062": 1, "a": {"x": [1.5, null, true]}}"#)
