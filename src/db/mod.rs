@@ -43,6 +43,10 @@ pub enum StoreError {
 #[derive(Debug, Clone)]
 pub struct Db {
     conn: DatabaseConnection,
+    /// The API's list reads: on a SQLite file, a pool of its own (read-only
+    /// connections), so a read never waits for a slot behind the writers;
+    /// otherwise the same pool as `conn`.
+    reads: DatabaseConnection,
     ambient: Ambient,
     wakeups: std::sync::Arc<tokio::sync::Notify>,
 }
@@ -68,20 +72,25 @@ impl Db {
                     reason: e.to_string(),
                 })?;
             }
-            options.max_connections(4).map_sqlx_sqlite_opts(|o| {
-                o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
-                    // 2 MiB of page cache per connection (SQLite's default):
-                    // sync runs commit in short transactions, on whichever
-                    // pooled connection is free, so a larger cache per
-                    // connection only costs memory.
-                    .pragma("cache_size", "-2048")
-                    .busy_timeout(Duration::from_secs(10))
+            // The write pool first: it creates the file and turns on WAL.
+            let conn = Database::connect(sqlite_options(url, WRITE_POOL, false)).await?;
+            let reads = Database::connect(sqlite_options(url, READ_POOL, true)).await?;
+            return Ok(Db {
+                conn,
+                reads,
+                ambient: Ambient::system(),
+                wakeups: std::sync::Arc::default(),
             });
+        }
+        if url.starts_with("sqlite:") {
+            // In memory: one database per connection, so one pool.
+            options = sqlite_options(url, WRITE_POOL, false);
         } else {
             options.max_connections(16);
         }
         let conn = Database::connect(options).await?;
         Ok(Db {
+            reads: conn.clone(),
             conn,
             ambient: Ambient::system(),
             wakeups: std::sync::Arc::default(),
@@ -174,6 +183,11 @@ impl Db {
         &self.conn
     }
 
+    /// The connection for the API's list reads (see the `reads` field).
+    pub fn reads(&self) -> &DatabaseConnection {
+        &self.reads
+    }
+
     /// Which database this is.
     pub fn backend(&self) -> DbBackend {
         self.conn.get_database_backend()
@@ -197,6 +211,38 @@ impl Db {
     pub async fn ping(&self) -> bool {
         self.conn.ping().await.is_ok()
     }
+}
+
+/// Connections of a SQLite file's write pool (writes take turns on SQLite's
+/// one write lock; reads outside transactions share it).
+pub const WRITE_POOL: u32 = 4;
+/// Connections of a SQLite file's read pool (the API's list reads).
+pub const READ_POOL: u32 = 4;
+/// How long a SQLite statement waits for the write lock before failing.
+pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The options of a SQLite pool: WAL, 2 MiB of page cache per connection
+/// (SQLite's default: sync runs commit in short transactions, on whichever
+/// pooled connection is free, so a larger cache per connection only costs
+/// memory), the busy timeout; `query_only` for the read pool.
+fn sqlite_options(url: &str, size: u32, query_only: bool) -> ConnectOptions {
+    let mut options = ConnectOptions::new(url.to_owned());
+    options
+        .sqlx_logging(false)
+        .acquire_timeout(Duration::from_secs(10))
+        .max_connections(size)
+        .map_sqlx_sqlite_opts(move |o| {
+            let o = o
+                .journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                .pragma("cache_size", "-2048")
+                .busy_timeout(SQLITE_BUSY_TIMEOUT);
+            if query_only {
+                o.pragma("query_only", "ON")
+            } else {
+                o
+            }
+        });
+    options
 }
 
 /// Relays `JOBS_CHANNEL` notifications to `wakeups` until the listener fails.

@@ -109,3 +109,48 @@ async fn a_large_backfill_leaves_no_large_wal_behind() {
     let size = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
     assert!(size < 1 << 16, "the WAL is {size} bytes after the backfill");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_reads_do_not_wait_behind_busy_writers_on_sqlite() {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    let (url, _dir) = crate::sync::harness::database(crate::sync::harness::Backend::Sqlite).await;
+    let db = poblysh_connectors::db::Db::connect(&url).await.unwrap();
+    db.migrate().await.unwrap();
+    let tenant = TenantId::from_uuid(Uuid::now_v7());
+    let conn = ConnectionId::from_uuid(Uuid::now_v7());
+    let batch: Vec<Signal> = (0..3).map(|i| signal(tenant, conn, i, false)).collect();
+    signals::insert(db.conn(), &batch).await.unwrap();
+    // Every connection of the write pool taken, one of them holding the write lock.
+    let mut held = Vec::new();
+    for i in 0..poblysh_connectors::db::WRITE_POOL {
+        let txn = if i == 0 {
+            db.begin_write().await.unwrap()
+        } else {
+            db.conn().begin().await.unwrap()
+        };
+        txn.execute_unprepared("SELECT 1").await.unwrap();
+        held.push(txn);
+    }
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        signals::list(&db, tenant, &SignalFilter::default(), 10, None),
+    )
+    .await
+    .expect("a list read waited for a write-pool slot");
+    assert_eq!(read.unwrap().0.len(), 3);
+    let jobs = tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        poblysh_connectors::db::repo::jobs::list(&db, tenant, &Default::default(), 10, None),
+    )
+    .await
+    .expect("a jobs read waited for a write-pool slot");
+    assert!(jobs.unwrap().0.is_empty());
+    // The read pool cannot write.
+    let refused = db
+        .reads()
+        .execute_unprepared("DELETE FROM signals")
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("readonly"), "{refused}");
+    drop(held);
+}

@@ -216,7 +216,7 @@ pub async fn list(db: &Db, tenant: TenantId) -> Result<Vec<Connection>, StoreErr
         .filter(Column::Status.ne(DELETING))
         .order_by_desc(Column::CreatedAt)
         .order_by_desc(Column::Id)
-        .all(db.conn())
+        .all(db.reads())
         .await?;
     Ok(rows.into_iter().map(Connection::from).collect())
 }

@@ -244,7 +244,7 @@ pub async fn list(
         query = query.filter(Column::State.eq(s.as_str()));
     }
     let rows = super::cursor::page_query(query, Column::CreatedAt, Column::Id, cursor, limit)
-        .all(db.conn())
+        .all(db.reads())
         .await?;
     let (rows, next) = super::cursor::split_page(rows, limit, |r| Cursor {
         time: r.created_at,
@@ -261,7 +261,7 @@ pub async fn list(
 pub async fn get(db: &Db, tenant: TenantId, id: Uuid) -> Result<Option<Job>, StoreError> {
     Entity::find_by_id(id)
         .filter(Column::TenantId.eq(*tenant.as_uuid()))
-        .one(db.conn())
+        .one(db.reads())
         .await?
         .map(Job::try_from)
         .transpose()

@@ -260,7 +260,7 @@ pub async fn list(
     cursor: Option<Cursor>,
 ) -> Result<(Vec<Signal>, Option<Cursor>), StoreError> {
     let rows = page_select(tenant, filter, limit, cursor)
-        .all(db.conn())
+        .all(db.reads())
         .await?;
     let (rows, next) = super::cursor::split_page(rows, limit, |r| Cursor {
         time: r.occurred_at,
