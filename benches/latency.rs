@@ -1,0 +1,295 @@
+//! Latency from a request to its effect, through the real server
+//! (`serve --role all`, release build, its own process), on SQLite and on
+//! PostgreSQL (fsync and synchronous commit on):
+//!
+//! * **backfill start**: `POST /connections` for 100 new connections, one
+//!   after another, each for a connector whose API answers at once (a local
+//!   mock); for each, the job's `started_at` minus the instant just before
+//!   the POST was sent;
+//! * **webhook visibility**: 200 signed GitHub `issues` deliveries (the real
+//!   octokit sample, each a new Signal); for each, the time from the 2xx to
+//!   the first `GET /signals` that returns its Signal (polled back to back).
+//!
+//! Reports p50/p99/max of each. Run: `cargo bench --bench latency`
+//! (`POBLYSH_BENCH_BACKEND=sqlite|postgres`, both by default).
+
+#![expect(
+    clippy::disallowed_methods,
+    reason = "benchmarks time real work on the real clock"
+)]
+
+#[path = "../tests/pg.rs"]
+#[allow(dead_code)]
+mod pg;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use clap::Parser;
+use hmac::{Hmac, KeyInit, Mac};
+use poblysh_connectors::cli::Cli;
+use serde_json::{Value, json};
+
+/// The binary's allocator, so the figures are the service's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+const OPERATOR: &str = "bench-operator-token-0123456789";
+const SECRET: &str = "It's a Secret to Everybody";
+const CONNECTIONS: usize = 100;
+const WEBHOOKS: usize = 200;
+/// The sample's `issue.updated_at`, replaced per delivery.
+const SAMPLE_TIME: &str = "2019-05-15T15:20:18Z";
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("--serve") => serve(),
+        _ => orchestrate(),
+    }
+}
+
+/// The server process: the service's own `serve`, every role.
+fn serve() {
+    let cli = Cli::parse_from([
+        "poblysh-connectors",
+        "serve",
+        "--role",
+        "all",
+        "--bind",
+        "127.0.0.1:0",
+        "--descriptors",
+        "descriptors",
+    ]);
+    let _ = poblysh_connectors::cli::run(cli);
+}
+
+/// A provider API that answers every page at once, with nothing new.
+async fn mock() -> String {
+    let app = axum::Router::new()
+        .route(
+            "/items",
+            axum::routing::get(|| async { axum::Json(json!({"items": [], "next": null})) }),
+        )
+        .route("/health", axum::routing::get(|| async { "ok" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+fn descriptor(base_url: &str) -> String {
+    format!(
+        r#"id: latency_mock
+name: Latency mock
+description: Answers at once with nothing new.
+category: custom
+icon: generic
+kind: generic
+version: 1.0.0
+baseUrl: {base_url}
+signals: [item_updated]
+auth:
+  method: pat
+  config:
+    delivery: bearer
+    paramName: Authorization
+    credentialKey: token
+    credentialFields: [{{key: token, label: Token, type: password, required: true}}]
+ingestion:
+  mode: polling
+  endpoint: "{{{{baseUrl}}}}/items"
+  method: GET
+  delta: {{type: timestamp_filter, queryParam: since, format: iso8601}}
+  pagination: {{type: cursor, nextPath: $.next, nextParam: after, pageSize: 100}}
+fieldMapping:
+  itemsPath: $.items[*]
+  idPath: $.id
+  timestampPath: $.updated_at
+  summaryTemplate: "{{{{title}}}}"
+  defaultType: item_updated
+healthCheck: {{endpoint: "{{{{baseUrl}}}}/health", method: GET, expectStatus: 200, timeoutMs: 5000}}
+"#
+    )
+}
+
+fn orchestrate() {
+    let backends: Vec<String> = match std::env::var("POBLYSH_BENCH_BACKEND") {
+        Ok(b) => vec![b],
+        Err(_) => vec!["sqlite".into(), "postgres".into()],
+    };
+    poblysh_connectors::engine::http::install_crypto_provider();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for backend in backends {
+        let _dir;
+        let url = if backend == "sqlite" {
+            let dir = tempfile::tempdir().unwrap();
+            let url = format!("sqlite://{}/latency.db?mode=rwc", dir.path().display());
+            _dir = Some(dir);
+            url
+        } else {
+            _dir = None;
+            pg::durable();
+            pg::fresh_database()
+        };
+        let mut server = Command::new(std::env::current_exe().unwrap())
+            .arg("--serve")
+            .env("DATABASE_URL", &url)
+            .env("POBLYSH_CRYPTO_KEY", KEY)
+            .env("POBLYSH_OPERATOR_TOKEN", OPERATOR)
+            .env("POBLYSH_ALLOW_PRIVATE_NETWORKS", "true")
+            .env("POBLYSH_WEBHOOK_RATE_LIMIT", "0")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let base = listening(&mut server);
+        let report = runtime.block_on(measure(&backend, &base));
+        let _ = server.kill();
+        let _ = server.wait();
+        println!("{}", serde_json::to_string_pretty(&report).unwrap());
+    }
+}
+
+async fn measure(backend: &str, base: &str) -> Value {
+    let client = reqwest::Client::builder().http1_only().build().unwrap();
+    let mock_url = mock().await;
+    let put = client
+        .put(format!("{base}/providers/latency_mock"))
+        .bearer_auth(OPERATOR)
+        .header("content-type", "application/yaml")
+        .body(descriptor(&mock_url))
+        .send()
+        .await
+        .unwrap();
+    assert!(put.status().is_success(), "{}", put.text().await.unwrap());
+
+    // Backfill start after POST /connections.
+    let mut starts = Vec::new();
+    for _ in 0..CONNECTIONS {
+        let tenant = uuid::Uuid::now_v7().to_string();
+        let sent = Utc::now();
+        let created: Value = ok(client
+            .post(format!("{base}/connections"))
+            .bearer_auth(OPERATOR)
+            .header("x-tenant-id", &tenant)
+            .json(&json!({"provider": "latency_mock", "credentials": {"token": "t"}})))
+        .await;
+        let id = created["id"].as_str().unwrap().to_owned();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let started = loop {
+            let jobs: Value = ok(client
+                .get(format!("{base}/jobs?connection_id={id}"))
+                .bearer_auth(OPERATOR)
+                .header("x-tenant-id", &tenant))
+            .await;
+            let started = jobs["jobs"].as_array().unwrap().iter().find_map(|j| {
+                (j["job_type"] == "full")
+                    .then(|| j["started_at"].as_str())
+                    .flatten()
+                    .map(|t| t.parse::<DateTime<Utc>>().unwrap())
+            });
+            if let Some(t) = started {
+                break t;
+            }
+            assert!(Instant::now() < deadline, "the backfill of {id} never started");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        };
+        starts.push((started - sent).num_microseconds().unwrap().max(0) as u32);
+    }
+
+    // A webhook's Signal visible after the 2xx.
+    let tenant = uuid::Uuid::now_v7().to_string();
+    let _: Value = ok(client
+        .post(format!("{base}/connections"))
+        .bearer_auth(OPERATOR)
+        .header("x-tenant-id", &tenant)
+        .json(&json!({
+            "provider": "github",
+            "credentials": {"token": "github_pat_bench", "webhookSecret": SECRET},
+            "config": {"repos": ["Codertocat/Hello-World"]},
+        })))
+    .await;
+    let sample = std::fs::read_to_string("fixtures/github/webhook.issues.opened.json").unwrap();
+    assert!(sample.contains(SAMPLE_TIME));
+    let mut visible = Vec::new();
+    for n in 0..WEBHOOKS {
+        let updated = DateTime::from_timestamp(1_577_836_800 + n as i64 * 60, 0).unwrap();
+        let body = sample.replace(
+            SAMPLE_TIME,
+            &updated.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        );
+        let response = client
+            .post(format!("{base}/webhooks/github/{tenant}"))
+            .header("content-type", "application/json")
+            .header("x-github-event", "issues")
+            .header("x-github-delivery", format!("latency-{n}"))
+            .header("x-hub-signature-256", sign(body.as_bytes()))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "{}", response.status());
+        let acked = Instant::now();
+        let deadline = acked + Duration::from_secs(10);
+        loop {
+            let page: Value = ok(client
+                .get(format!("{base}/signals?provider=github&limit=1"))
+                .bearer_auth(OPERATOR)
+                .header("x-tenant-id", &tenant))
+            .await;
+            let newest = page["signals"][0]["occurred_at"]
+                .as_str()
+                .map(|t| t.parse::<DateTime<Utc>>().unwrap());
+            if newest == Some(updated) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "webhook {n} never became visible");
+        }
+        visible.push(acked.elapsed().as_micros() as u32);
+    }
+    json!({
+        "backend": backend,
+        "backfill_start_after_post_ms": quantiles(starts),
+        "webhook_signal_visible_after_2xx_ms": quantiles(visible),
+    })
+}
+
+async fn ok(request: reqwest::RequestBuilder) -> Value {
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    assert!(status.is_success(), "{status}: {text}");
+    serde_json::from_str(&text).unwrap()
+}
+
+fn sign(body: &[u8]) -> String {
+    let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+fn quantiles(mut us: Vec<u32>) -> Value {
+    us.sort_unstable();
+    let at = |p: f64| f64::from(us[((us.len() - 1) as f64 * p).round() as usize]) / 1000.0;
+    json!({"n": us.len(), "p50": at(0.5), "p99": at(0.99), "max": at(1.0)})
+}
+
+fn listening(server: &mut Child) -> String {
+    let stdout = server.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    loop {
+        let line = lines.next().expect("the server exited").unwrap();
+        if let Some(url) = line.strip_prefix("listening on ") {
+            std::thread::spawn(move || for _ in lines {});
+            return url.trim().to_owned();
+        }
+    }
+}
