@@ -104,12 +104,14 @@ ingestion:
   endpoint: "{{{{baseUrl}}}}/items"
   method: GET
   delta: {{type: timestamp_filter, queryParam: since, format: iso8601}}
+  rateLimitRpm: 100000
   pagination: {{type: cursor, nextPath: $.next, nextParam: after, pageSize: 100}}
 fieldMapping:
   itemsPath: $.items[*]
   idPath: $.id
   timestampPath: $.updated_at
   summaryTemplate: "{{{{title}}}}"
+  signalTypeRules: []
   defaultType: item_updated
 healthCheck: {{endpoint: "{{{{baseUrl}}}}/health", method: GET, expectStatus: 200, timeoutMs: 5000}}
 "#
