@@ -201,7 +201,10 @@ async fn measure(backend: &str, base: &str) -> Value {
             if let Some(t) = started {
                 break t;
             }
-            assert!(Instant::now() < deadline, "the backfill of {id} never started");
+            assert!(
+                Instant::now() < deadline,
+                "the backfill of {id} never started"
+            );
             tokio::time::sleep(Duration::from_millis(2)).await;
         };
         starts.push((started - sent).num_microseconds().unwrap().max(0) as u32);
@@ -253,7 +256,10 @@ async fn measure(backend: &str, base: &str) -> Value {
             if newest == Some(updated) {
                 break;
             }
-            assert!(Instant::now() < deadline, "webhook {n} never became visible");
+            assert!(
+                Instant::now() < deadline,
+                "webhook {n} never became visible"
+            );
         }
         visible.push(acked.elapsed().as_micros() as u32);
     }

@@ -52,8 +52,14 @@ const CLIENTS: usize = 16;
 const LIMIT: u64 = 50;
 const PROVIDERS: [(&str, [&str; 3]); 3] = [
     ("github", ["pr_merged", "issue_updated", "issue_closed"]),
-    ("jira", ["issue_created", "issue_updated", "issue_transitioned"]),
-    ("slack", ["message_posted", "reaction_added", "thread_replied"]),
+    (
+        "jira",
+        ["issue_created", "issue_updated", "issue_transitioned"],
+    ),
+    (
+        "slack",
+        ["message_posted", "reaction_added", "thread_replied"],
+    ),
 ];
 /// Rows per fill transaction.
 const FILL_TXN: usize = 10_000;
@@ -202,7 +208,10 @@ async fn measure(backend: &str, url: &str, total: usize, tenants: usize, seconds
     let samples = Arc::new(fill(&db, total, tenants).await);
     let fill_s = started.elapsed().as_secs_f64();
     if backend == "postgres" {
-        db.conn().execute_unprepared("ANALYZE signals").await.unwrap();
+        db.conn()
+            .execute_unprepared("ANALYZE signals")
+            .await
+            .unwrap();
     }
     eprintln!(
         "{backend}: {total} signals in {fill_s:.0} s; {} samples",
@@ -276,7 +285,12 @@ async fn secondary_indexes(db: &Db) -> Vec<(String, String)> {
         .await
         .unwrap()
         .into_iter()
-        .map(|r| (r.try_get("", "name").unwrap(), r.try_get("", "def").unwrap()))
+        .map(|r| {
+            (
+                r.try_get("", "name").unwrap(),
+                r.try_get("", "def").unwrap(),
+            )
+        })
         .collect()
 }
 

@@ -11,6 +11,7 @@ mod m20261122_000004_delivery_per_connection;
 mod m20261201_000005_connection_renewal;
 mod m20261201_000006_job_progress;
 mod m20261201_000007_signal_indexes;
+mod m20261201_000008_signal_dedupe_by_time;
 
 /// All migrations, in order.
 pub struct Migrator;
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000005_connection_renewal::Migration),
             Box::new(m20261201_000006_job_progress::Migration),
             Box::new(m20261201_000007_signal_indexes::Migration),
+            Box::new(m20261201_000008_signal_dedupe_by_time::Migration),
         ]
     }
 }

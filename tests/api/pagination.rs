@@ -115,6 +115,33 @@ on_both_backends! {
         assert_eq!(count(&body), 10);
         let (_, body) = send(get("/signals?occurred_after=2024-05-01T09:00:00Z&occurred_before=2024-05-01T20:00:00%2B00:00")).await;
         assert_eq!(count(&body), 10, "strictly between 09:00 and 20:00: {body}");
+        // Paged within the range: the cursor and `occurred_before` together.
+        let hours = |body: &Value| -> Vec<i64> {
+            body["signals"].as_array().unwrap().iter()
+                .map(|s| (s["occurred_at"].as_str().unwrap().parse::<DateTime<Utc>>().unwrap() - base).num_hours())
+                .collect()
+        };
+        let mut seen = Vec::new();
+        let mut cursor = String::new();
+        for _ in 0..10 {
+            let (_, body) = send(get(&format!("/signals?occurred_after=2024-05-01T09:00:00Z&occurred_before=2024-05-01T20:00:00Z&limit=3{cursor}"))).await;
+            seen.extend(hours(&body));
+            match body["next_cursor"].as_str() {
+                Some(c) => cursor = format!("&cursor={c}"),
+                None => break,
+            }
+        }
+        assert_eq!(seen, (10..20).rev().collect::<Vec<_>>());
+        // A cursor newer than `occurred_before`: the bound decides.
+        let (_, body) = send(get("/signals?limit=2")).await;
+        let newer = body["next_cursor"].as_str().unwrap().to_owned();
+        let (_, body) = send(get(&format!("/signals?cursor={newer}&occurred_before=2024-05-01T20:00:00Z&limit=100"))).await;
+        assert_eq!(hours(&body), (0..20).rev().collect::<Vec<_>>());
+        // A cursor older than it: the cursor decides.
+        let (_, body) = send(get("/signals?limit=30")).await;
+        let older = body["next_cursor"].as_str().unwrap().to_owned();
+        let (_, body) = send(get(&format!("/signals?cursor={older}&occurred_before=2024-05-01T20:00:00Z&limit=100"))).await;
+        assert_eq!(hours(&body), (0..10).rev().collect::<Vec<_>>());
         let (_, body) = send(get("/signals?limit=1&include_payload=true")).await;
         assert_eq!(body["signals"][0]["payload"], json!({"raw": {"i": 39}}));
         assert_eq!(body["signals"][0]["summary"], "Signal 39 — ünïcödé");

@@ -74,7 +74,7 @@ fn push_row(values: &mut Vec<sea_orm::Value>, s: &Signal) {
     ]);
 }
 
-/// `INSERT … VALUES (…), … ON CONFLICT (tenant_id, dedupe_key) DO NOTHING` for
+/// `INSERT … VALUES (…), … ON CONFLICT (tenant_id, occurred_at, dedupe_key) DO NOTHING` for
 /// `rows` rows (SQLite).
 fn insert_sql(rows: usize) -> String {
     let mut sql = String::with_capacity(160 + rows * 16 * 5);
@@ -88,7 +88,7 @@ fn insert_sql(rows: usize) -> String {
         }
         sql.push(')');
     }
-    sql.push_str(" ON CONFLICT (tenant_id, dedupe_key) DO NOTHING");
+    sql.push_str(" ON CONFLICT (tenant_id, occurred_at, dedupe_key) DO NOTHING");
     sql
 }
 
@@ -140,7 +140,7 @@ const INSERT_UNNEST: &str = "INSERT INTO signals (id, tenant_id, connection_id, 
      $13::jsonb[], $14::text[], $15::jsonb[], $16::text[]) \
      AS t(id, tenant_id, connection_id, provider, kind, occurred_at, received_at, external_id, \
      summary, priority, participants, tags, related, url, payload, dedupe_key) \
-     ON CONFLICT (tenant_id, dedupe_key) DO NOTHING";
+     ON CONFLICT (tenant_id, occurred_at, dedupe_key) DO NOTHING";
 
 /// The `INSERT_UNNEST` parameters of a batch.
 fn unnest_values<S: Borrow<Signal>>(chunk: &[S]) -> Vec<sea_orm::Value> {
@@ -181,7 +181,8 @@ fn unnest_values<S: Borrow<Signal>>(chunk: &[S]) -> Vec<sea_orm::Value> {
     ]
 }
 
-/// Stores signals; one already stored (same tenant and dedupe key) is skipped.
+/// Stores signals; one already stored (same tenant and dedupe key; the key
+/// includes the occurrence time, which leads the unique index) is skipped.
 /// Returns how many were new. Pass a transaction to store them with other writes.
 ///
 /// Hand-written statements rather than `insert_many`: this is the sync path's
@@ -291,8 +292,17 @@ pub fn page_select(
     if let Some(t) = filter.occurred_after {
         query = query.filter(Column::OccurredAt.gt(stored_time(t)));
     }
-    if let Some(t) = filter.occurred_before {
-        query = query.filter(Column::OccurredAt.lt(stored_time(t)));
+    // One upper bound, the tighter of the cursor and `occurred_before` (the
+    // other is implied): given both, SQLite may range over the time bounds and
+    // filter the keyset row by row.
+    let before = filter.occurred_before.map(stored_time);
+    let (before, cursor) = match (before, cursor) {
+        (Some(b), Some(c)) if c.time < b => (None, Some(c)),
+        (Some(b), Some(_)) => (Some(b), None),
+        other => other,
+    };
+    if let Some(t) = before {
+        query = query.filter(Column::OccurredAt.lt(t));
     }
     super::cursor::page_query(query, Column::OccurredAt, Column::Id, cursor, limit)
 }
