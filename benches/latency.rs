@@ -21,22 +21,19 @@
 #[path = "../tests/pg.rs"]
 #[allow(dead_code)]
 mod pg;
+#[path = "support/server.rs"]
+mod server;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use clap::Parser;
 use hmac::{Hmac, KeyInit, Mac};
-use poblysh_connectors::cli::Cli;
 use serde_json::{Value, json};
 
 /// The binary's allocator, so the figures are the service's.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 const OPERATOR: &str = "bench-operator-token-0123456789";
 const SECRET: &str = "It's a Secret to Everybody";
 const CONNECTIONS: usize = 100;
@@ -45,26 +42,9 @@ const WEBHOOKS: usize = 200;
 const SAMPLE_TIME: &str = "2019-05-15T15:20:18Z";
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    match args.get(1).map(String::as_str) {
-        Some("--serve") => serve(),
-        _ => orchestrate(),
+    if !server::serve_if_asked() {
+        orchestrate();
     }
-}
-
-/// The server process: the service's own `serve`, every role.
-fn serve() {
-    let cli = Cli::parse_from([
-        "poblysh-connectors",
-        "serve",
-        "--role",
-        "all",
-        "--bind",
-        "127.0.0.1:0",
-        "--descriptors",
-        "descriptors",
-    ]);
-    let _ = poblysh_connectors::cli::run(cli);
 }
 
 /// A provider API that answers every page at once, with nothing new.
@@ -140,19 +120,15 @@ fn orchestrate() {
             pg::durable();
             pg::fresh_database()
         };
-        let mut server = Command::new(std::env::current_exe().unwrap())
-            .arg("--serve")
-            .env("DATABASE_URL", &url)
-            .env("POBLYSH_CRYPTO_KEY", KEY)
-            .env("POBLYSH_OPERATOR_TOKEN", OPERATOR)
-            .env("POBLYSH_ALLOW_PRIVATE_NETWORKS", "true")
-            .env("POBLYSH_WEBHOOK_RATE_LIMIT", "0")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let base = listening(&mut server);
+        let (mut server, base) = server::start(
+            &url,
+            "all",
+            OPERATOR,
+            &[
+                ("POBLYSH_ALLOW_PRIVATE_NETWORKS", "true"),
+                ("POBLYSH_WEBHOOK_RATE_LIMIT", "0"),
+            ],
+        );
         let report = runtime.block_on(measure(&backend, &base));
         let _ = server.kill();
         let _ = server.wait();
@@ -288,16 +264,4 @@ fn quantiles(mut us: Vec<u32>) -> Value {
     us.sort_unstable();
     let at = |p: f64| f64::from(us[((us.len() - 1) as f64 * p).round() as usize]) / 1000.0;
     json!({"n": us.len(), "p50": at(0.5), "p99": at(0.99), "max": at(1.0)})
-}
-
-fn listening(server: &mut Child) -> String {
-    let stdout = server.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    loop {
-        let line = lines.next().expect("the server exited").unwrap();
-        if let Some(url) = line.strip_prefix("listening on ") {
-            std::thread::spawn(move || for _ in lines {});
-            return url.trim().to_owned();
-        }
-    }
 }

@@ -24,16 +24,14 @@
 #[path = "../tests/pg.rs"]
 #[allow(dead_code)]
 mod pg;
+#[path = "support/server.rs"]
+mod server;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use clap::Parser;
-use poblysh_connectors::cli::Cli;
 use poblysh_connectors::db::Db;
 use poblysh_connectors::db::repo::cursor::Cursor;
 use poblysh_connectors::db::repo::signals::{self, SignalFilter};
@@ -46,7 +44,6 @@ use uuid::Uuid;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 const OPERATOR: &str = "bench-operator-token-0123456789abcdef";
 const CLIENTS: usize = 16;
 const LIMIT: u64 = 50;
@@ -64,34 +61,10 @@ const PROVIDERS: [(&str, [&str; 3]); 3] = [
 /// Rows per fill transaction.
 const FILL_TXN: usize = 10_000;
 
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    match args.get(1).map(String::as_str) {
-        Some("--serve") => serve(),
-        _ => orchestrate(),
+    if !server::serve_if_asked() {
+        orchestrate();
     }
-}
-
-/// The server process: the service's own `serve`, API role.
-fn serve() {
-    let cli = Cli::parse_from([
-        "poblysh-connectors",
-        "serve",
-        "--role",
-        "api",
-        "--bind",
-        "127.0.0.1:0",
-        "--descriptors",
-        "descriptors",
-    ]);
-    let _ = poblysh_connectors::cli::run(cli);
 }
 
 /// A stored Signal a page starts after, with what a filter can match of it.
@@ -170,9 +143,9 @@ impl Sample {
 }
 
 fn orchestrate() {
-    let total = env_or("POBLYSH_BENCH_SIGNALS", 5_000_000) as usize;
-    let tenants = env_or("POBLYSH_BENCH_TENANTS", 100) as usize;
-    let seconds = env_or("POBLYSH_BENCH_SECONDS", 5);
+    let total = server::env_or("POBLYSH_BENCH_SIGNALS", 5_000_000) as usize;
+    let tenants = server::env_or("POBLYSH_BENCH_TENANTS", 100) as usize;
+    let seconds = server::env_or("POBLYSH_BENCH_SECONDS", 5);
     let backends: Vec<String> = match std::env::var("POBLYSH_BENCH_BACKEND") {
         Ok(b) => vec![b],
         Err(_) => vec!["sqlite".into(), "postgres".into()],
@@ -217,17 +190,7 @@ async fn measure(backend: &str, url: &str, total: usize, tenants: usize, seconds
         "{backend}: {total} signals in {fill_s:.0} s; {} samples",
         samples.len()
     );
-    let mut server = Command::new(std::env::current_exe().unwrap())
-        .arg("--serve")
-        .env("DATABASE_URL", url)
-        .env("POBLYSH_CRYPTO_KEY", KEY)
-        .env("POBLYSH_OPERATOR_TOKEN", OPERATOR)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let base = listening(&mut server);
+    let (mut server, base) = server::start(url, "api", OPERATOR, &[]);
     let client = reqwest::Client::builder()
         .http1_only()
         .pool_max_idle_per_host(CLIENTS)
@@ -575,17 +538,4 @@ fn summary_table(reports: &[Value]) -> String {
         }
     }
     out
-}
-
-fn listening(server: &mut Child) -> String {
-    let stdout = server.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    loop {
-        let line = lines.next().expect("the server exited").unwrap();
-        if let Some(url) = line.strip_prefix("listening on ") {
-            // Keep draining stdout so the server never blocks on it.
-            std::thread::spawn(move || for _ in lines {});
-            return url.trim().to_owned();
-        }
-    }
 }

@@ -20,16 +20,14 @@
 #[path = "../tests/pg.rs"]
 #[allow(dead_code)]
 mod pg;
+#[path = "support/server.rs"]
+mod server;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use clap::Parser;
 use hmac::{Hmac, KeyInit, Mac};
-use poblysh_connectors::cli::Cli;
 use poblysh_connectors::db::Db;
 use sea_orm::{ConnectionTrait, Statement};
 use serde_json::{Value, json};
@@ -38,47 +36,22 @@ use serde_json::{Value, json};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 const OPERATOR: &str = "bench-operator-token-0123456789";
 const SECRET: &str = "It's a Secret to Everybody";
 const TENANT: &str = "0190f5a2-0000-7000-8000-00000000b3c4";
 /// The sample's `pull_request.updated_at`, replaced per delivery.
 const SAMPLE_TIME: &str = "2019-05-15T15:20:33Z";
 
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    match args.get(1).map(String::as_str) {
-        Some("--serve") => serve(),
-        _ => orchestrate(),
+    if !server::serve_if_asked() {
+        orchestrate();
     }
-}
-
-/// The server process: the service's own `serve`, API role.
-fn serve() {
-    let cli = Cli::parse_from([
-        "poblysh-connectors",
-        "serve",
-        "--role",
-        "api",
-        "--bind",
-        "127.0.0.1:0",
-        "--descriptors",
-        "descriptors",
-    ]);
-    let _ = poblysh_connectors::cli::run(cli);
 }
 
 fn orchestrate() {
     let backend = std::env::var("POBLYSH_BENCH_BACKEND").unwrap_or_else(|_| "postgres".into());
-    let seconds = env_or("POBLYSH_BENCH_SECONDS", 10);
-    let connections = env_or("POBLYSH_BENCH_CONNECTIONS", 64) as usize;
+    let seconds = server::env_or("POBLYSH_BENCH_SECONDS", 10);
+    let connections = server::env_or("POBLYSH_BENCH_CONNECTIONS", 64) as usize;
     let _dir;
     let database_url = if backend == "sqlite" {
         let dir = tempfile::tempdir().unwrap();
@@ -95,18 +68,12 @@ fn orchestrate() {
         }
         pg::fresh_database()
     };
-    let mut server = Command::new(std::env::current_exe().unwrap())
-        .arg("--serve")
-        .env("DATABASE_URL", &database_url)
-        .env("POBLYSH_CRYPTO_KEY", KEY)
-        .env("POBLYSH_OPERATOR_TOKEN", OPERATOR)
-        .env("POBLYSH_WEBHOOK_RATE_LIMIT", "0")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let base = listening(&mut server);
+    let (mut server, base) = server::start(
+        &database_url,
+        "api",
+        OPERATOR,
+        &[("POBLYSH_WEBHOOK_RATE_LIMIT", "0")],
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -128,8 +95,8 @@ fn orchestrate() {
         presign(&parts, 10_000 * (seconds + 2));
         let health_url = format!("{base}/healthz");
 
-        // Warm-up (not measured), then the baseline, then the webhooks.
-        run_load(
+        // Warm-up (not measured, but stored), then the baseline, then the webhooks.
+        let warmup = run_load(
             &client,
             &webhook_url,
             Some(&parts),
@@ -157,7 +124,7 @@ fn orchestrate() {
         let db = Db::connect(&database_url).await.unwrap();
         let deliveries = count(&db, "SELECT COUNT(*) AS n FROM webhook_deliveries").await;
         let signals = count(&db, "SELECT COUNT(*) AS n FROM signals").await;
-        let acknowledged = webhooks.ok + WARMUP_OK.load(Ordering::Relaxed);
+        let acknowledged = webhooks.ok + warmup.ok;
         json!({
             "backend": backend,
             "connections": connections,
@@ -169,7 +136,7 @@ fn orchestrate() {
             "deliveries_stored": deliveries,
             "signals_stored": signals,
             "no_loss": deliveries == acknowledged && signals == acknowledged,
-            "server_peak_rss_kib": peak_rss(server.id()),
+            "server_peak_rss_kib": server::peak_rss(server.id()),
         })
     });
     let _ = server.kill();
@@ -177,23 +144,8 @@ fn orchestrate() {
     println!("{}", serde_json::to_string_pretty(&report).unwrap());
 }
 
-/// 2xx webhooks answered during the warm-up (stored too, so counted in the check).
-static WARMUP_OK: AtomicU64 = AtomicU64::new(0);
 /// Unique per delivery: its id and its `updated_at`.
 static NEXT: AtomicU64 = AtomicU64::new(0);
-
-fn listening(server: &mut Child) -> String {
-    let stdout = server.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    loop {
-        let line = lines.next().expect("the server exited").unwrap();
-        if let Some(url) = line.strip_prefix("listening on ") {
-            // Keep draining stdout so the server never blocks on it.
-            std::thread::spawn(move || for _ in lines {});
-            return url.trim().to_owned();
-        }
-    }
-}
 
 async fn setup(client: &reqwest::Client, base: &str) {
     let response = client
@@ -355,9 +307,6 @@ async fn run_load(
     }
     load.elapsed = started.elapsed();
     load.latencies_us.sort_unstable();
-    if webhook.is_some() && duration == Duration::from_secs(2) {
-        WARMUP_OK.fetch_add(load.ok, Ordering::Relaxed);
-    }
     load
 }
 
@@ -369,13 +318,4 @@ async fn count(db: &Db, sql: &str) -> u64 {
         .unwrap()
         .unwrap();
     row.try_get::<i64>("", "n").unwrap() as u64
-}
-
-fn peak_rss(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
 }

@@ -1,0 +1,87 @@
+//! What the server benches share: the service's own `serve` as a child
+//! process of the bench binary (`<bench> --serve <role>`), started on a
+//! database URL with the bench's key and operator token, and its address.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use clap::Parser;
+use poblysh_connectors::cli::Cli;
+
+/// A throwaway benchmark encryption key ("0123456789abcdef" twice, base64).
+pub const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+
+/// An environment variable as a number, or `default`.
+#[allow(dead_code)]
+pub fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// When the bench binary was started as `--serve <role>`, runs the service's
+/// `serve` with that role on a free port and returns true (then exit).
+pub fn serve_if_asked() -> bool {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) != Some("--serve") {
+        return false;
+    }
+    let role = args.get(2).map_or("api", String::as_str);
+    let cli = Cli::parse_from([
+        "poblysh-connectors",
+        "serve",
+        "--role",
+        role,
+        "--bind",
+        "127.0.0.1:0",
+        "--descriptors",
+        "descriptors",
+    ]);
+    let _ = poblysh_connectors::cli::run(cli);
+    true
+}
+
+/// Starts the server (`role`) on `database_url` with `operator` as its token
+/// and `env` on top; returns it and its base URL once it listens (the caller
+/// kills and waits for it).
+#[allow(clippy::zombie_processes, reason = "the caller kills and waits for it")]
+pub fn start(
+    database_url: &str,
+    role: &str,
+    operator: &str,
+    env: &[(&str, &str)],
+) -> (Child, String) {
+    let mut server = Command::new(std::env::current_exe().unwrap())
+        .args(["--serve", role])
+        .env("DATABASE_URL", database_url)
+        .env("POBLYSH_CRYPTO_KEY", KEY)
+        .env("POBLYSH_OPERATOR_TOKEN", operator)
+        .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = server.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    loop {
+        let line = lines.next().expect("the server exited").unwrap();
+        if let Some(url) = line.strip_prefix("listening on ") {
+            // Keep draining stdout so the server never blocks on it.
+            std::thread::spawn(move || for _ in lines {});
+            return (server, url.trim().to_owned());
+        }
+    }
+}
+
+/// The peak resident set of a process, in KiB (`VmHWM`).
+#[allow(dead_code)]
+pub fn peak_rss(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
