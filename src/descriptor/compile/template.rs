@@ -61,6 +61,87 @@ pub struct ItemTemplate {
     /// The field paths read, split into segments; `None` when the template reads
     /// the whole item (`{{this}}`, `../`).
     fields: Option<Vec<Vec<String>>>,
+    /// For a template of text and plain field names only (`{{title}} (by
+    /// @{{user.login}})`): its pieces, rendered without the template engine
+    /// when every field is a scalar or missing (the engine's output, exactly).
+    plain: Option<Vec<Piece>>,
+}
+
+/// A piece of a plain item template.
+#[derive(Debug, Clone, PartialEq)]
+enum Piece {
+    Text(String),
+    Field(Vec<String>),
+}
+
+/// The pieces of a template that is only text and plain field references
+/// (names of letters, digits, `_` and `-`, joined by `.`), or `None`.
+fn plain_pieces(source: &str) -> Option<Vec<Piece>> {
+    // Whitespace control and escapes change the text around mustaches.
+    if source.contains('~') || source.contains('\\') {
+        return None;
+    }
+    let template = Template::compile(source).ok()?;
+    let plain_name = |segment: &str| {
+        segment
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && segment
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            && segment != "this"
+    };
+    let mut pieces = Vec::new();
+    for element in &template.elements {
+        match element {
+            TemplateElement::RawString(text) => pieces.push(Piece::Text(text.clone())),
+            TemplateElement::Comment(_) => {}
+            TemplateElement::Expression(ht) | TemplateElement::HtmlExpression(ht)
+                if ht.params.is_empty() && ht.hash.is_empty() && ht.template.is_none() =>
+            {
+                let Parameter::Path(handlebars::Path::Relative((_, raw))) = &ht.name else {
+                    return None;
+                };
+                let segments: Vec<String> = raw.split('.').map(str::to_owned).collect();
+                if !segments.iter().all(|s| plain_name(s)) {
+                    return None;
+                }
+                pieces.push(Piece::Field(segments));
+            }
+            _ => return None,
+        }
+    }
+    Some(pieces)
+}
+
+/// Renders plain pieces over `item`; `None` when a field is an array or an
+/// object (or is reached through an array): the engine renders those.
+fn render_plain(pieces: &[Piece], item: &Value) -> Option<String> {
+    let mut out = String::new();
+    for piece in pieces {
+        match piece {
+            Piece::Text(text) => out.push_str(text),
+            Piece::Field(segments) => {
+                let mut value = Some(item);
+                for segment in segments {
+                    value = match value {
+                        Some(Value::Object(map)) => map.get(segment),
+                        Some(Value::Array(_)) => return None,
+                        _ => None,
+                    };
+                }
+                match value {
+                    None | Some(Value::Null) => {}
+                    Some(Value::String(s)) => out.push_str(s),
+                    Some(Value::Bool(b)) => out.push_str(if *b { "true" } else { "false" }),
+                    Some(Value::Number(n)) => out.push_str(&n.to_string()),
+                    Some(Value::Array(_) | Value::Object(_)) => return None,
+                }
+            }
+        }
+    }
+    Some(out)
 }
 
 /// A handle to a compiled template.
@@ -224,12 +305,23 @@ impl Templates {
                 .map(|v| v.split('.').map(str::to_owned).collect())
                 .collect()
         });
-        Ok(ItemTemplate { id, fields })
+        Ok(ItemTemplate {
+            id,
+            fields,
+            plain: plain_pieces(source),
+        })
     }
 
     /// Renders an item template. A field the item lacks renders empty; a template
     /// that fails to render (a helper given the wrong type) yields an empty string.
     pub fn render_item(&self, template: &ItemTemplate, item: &Value) -> String {
+        if let Some(out) = template
+            .plain
+            .as_deref()
+            .and_then(|pieces| render_plain(pieces, item))
+        {
+            return out;
+        }
         let context = match (&template.fields, item) {
             (Some(fields), Value::Object(_)) => {
                 let mut reduced = Map::new();
@@ -501,6 +593,84 @@ fn normalize(raw: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn items() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| serde_json::json!(n)),
+            (-1e6f64..1e6).prop_map(|f| serde_json::json!(f)),
+            "[a-z é{}@]{0,6}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
+                proptest::collection::btree_map(
+                    prop_oneof![
+                        Just("title"),
+                        Just("user"),
+                        Just("login"),
+                        Just("n"),
+                        Just("user-name")
+                    ],
+                    inner,
+                    0..4,
+                )
+                .prop_map(|m| Value::Object(
+                    m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+                )),
+            ]
+        })
+    }
+
+    const PLAIN: [&str; 6] = [
+        "{{title}} (by @{{user.login}})",
+        "#{{n}}: {{title}}{{missing.deep}}",
+        "{{! a comment }}{{title}}",
+        "a{{{title}}}b",
+        "{{user-name}} and {{user.login.n}}",
+        "no fields at all",
+    ];
+
+    #[test]
+    fn only_text_and_plain_names_take_the_plain_path() {
+        for source in PLAIN {
+            assert!(plain_pieces(source).is_some(), "{source}");
+        }
+        for source in [
+            "{{#if title}}x{{/if}}",
+            "{{json title}}",
+            "{{this}}",
+            "{{labels.0}}",
+            "{{labels.[0]}}",
+            "{{~title}}",
+            "{{@index}}",
+            "{{../title}}",
+            "{{default title \"x\"}}",
+            "\\{{title}}",
+        ] {
+            assert!(plain_pieces(source).is_none(), "{source}");
+        }
+    }
+
+    proptest::proptest! {
+        /// The plain path renders exactly what the template engine renders.
+        #[test]
+        fn the_plain_path_renders_what_the_engine_renders(item in items()) {
+            let mut t = Templates::default();
+            for source in PLAIN {
+                let template = t.add_item(source).unwrap();
+                proptest::prop_assert!(template.plain.is_some());
+                let engine = ItemTemplate { plain: None, ..template.clone() };
+                proptest::prop_assert_eq!(
+                    t.render_item(&template, &item),
+                    t.render_item(&engine, &item),
+                    "{} over {}", source, item
+                );
+            }
+        }
+    }
     use serde_json::json;
 
     #[test]
