@@ -164,7 +164,7 @@ impl CommitSink {
                     let o = open.as_mut().expect("opened above");
                     match message {
                         Message::Batch(batch) => {
-                            o.signals += signals::insert(&o.txn, &batch).await.map_err(store)?;
+                            o.signals += signals::insert_owned(&o.txn, batch).await.map_err(store)?;
                         }
                         Message::Position(p) => position = Some(p),
                     }

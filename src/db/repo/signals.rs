@@ -51,26 +51,28 @@ const COLUMNS: [&str; 16] = [
     "dedupe_key",
 ];
 
-/// One row's values, in `COLUMNS` order (the types the entity would bind).
-fn push_row(values: &mut Vec<sea_orm::Value>, s: &Signal) {
-    let list = |v: &[String]| Value::Array(v.iter().cloned().map(Value::String).collect());
+/// One row's values, in `COLUMNS` order (the types the entity would bind),
+/// moved out of the Signal.
+fn push_row(values: &mut Vec<sea_orm::Value>, s: Signal) {
+    let dedupe_key = s.dedupe_key();
+    let list = |v: Vec<String>| Value::Array(v.into_iter().map(Value::String).collect());
     values.extend([
         s.id.into(),
         (*s.tenant_id.as_uuid()).into(),
         (*s.connection_id.as_uuid()).into(),
-        s.provider.clone().into(),
-        s.kind.clone().into(),
+        s.provider.into(),
+        s.kind.into(),
         stored_time(s.occurred_at).into(),
         stored_time(s.received_at).into(),
-        s.external_id.clone().into(),
-        s.summary.clone().into(),
+        s.external_id.into(),
+        s.summary.into(),
         s.priority.map(|p| p.as_str().to_owned()).into(),
-        list(&s.participants).into(),
-        list(&s.tags).into(),
-        list(&s.related).into(),
-        s.url.clone().into(),
-        s.payload.clone().into(),
-        s.dedupe_key().into(),
+        list(s.participants).into(),
+        list(s.tags).into(),
+        list(s.related).into(),
+        s.url.into(),
+        s.payload.into(),
+        dedupe_key.into(),
     ]);
 }
 
@@ -142,43 +144,82 @@ const INSERT_UNNEST: &str = "INSERT INTO signals (id, tenant_id, connection_id, 
      summary, priority, participants, tags, related, url, payload, dedupe_key) \
      ON CONFLICT (tenant_id, occurred_at, dedupe_key) DO NOTHING";
 
-/// The `INSERT_UNNEST` parameters of a batch.
-fn unnest_values<S: Borrow<Signal>>(chunk: &[S]) -> Vec<sea_orm::Value> {
-    fn column<T, S: Borrow<Signal>>(chunk: &[S], f: impl Fn(&Signal) -> T) -> sea_orm::Value
-    where
-        T: Into<sea_orm::Value>
-            + sea_orm::sea_query::value::postgres_array::NotU8
-            + sea_orm::sea_query::ValueType,
-    {
-        chunk
-            .iter()
-            .map(|s| f(s.borrow()))
-            .collect::<Vec<T>>()
-            .into()
-    }
-    let list = |v: &[String]| Value::Array(v.iter().cloned().map(Value::String).collect());
-    vec![
-        column(chunk, |s| s.id),
-        column(chunk, |s| *s.tenant_id.as_uuid()),
-        column(chunk, |s| *s.connection_id.as_uuid()),
-        column(chunk, |s| s.provider.clone()),
-        column(chunk, |s| s.kind.clone()),
-        column(chunk, |s| stored_time(s.occurred_at)),
-        column(chunk, |s| stored_time(s.received_at)),
-        column(chunk, |s| s.external_id.clone()),
-        column(chunk, |s| s.summary.clone()),
-        column(chunk, |s| {
+/// The `INSERT_UNNEST` parameters of a batch, moved out of its Signals.
+fn unnest_values(chunk: impl ExactSizeIterator<Item = Signal>) -> Vec<sea_orm::Value> {
+    let n = chunk.len();
+    let mut ids = Vec::with_capacity(n);
+    let mut tenants = Vec::with_capacity(n);
+    let mut connections = Vec::with_capacity(n);
+    let (mut providers, mut kinds) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut occurred, mut received) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut external, mut summaries) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let mut priorities = Vec::with_capacity(n);
+    let (mut participants, mut tags) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut related, mut urls) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut payloads, mut keys) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let list = |v: Vec<String>| Value::Array(v.into_iter().map(Value::String).collect());
+    for s in chunk {
+        keys.push(s.dedupe_key());
+        ids.push(s.id);
+        tenants.push(*s.tenant_id.as_uuid());
+        connections.push(*s.connection_id.as_uuid());
+        providers.push(s.provider);
+        kinds.push(s.kind);
+        occurred.push(stored_time(s.occurred_at));
+        received.push(stored_time(s.received_at));
+        external.push(s.external_id);
+        summaries.push(s.summary);
+        priorities.push(
             s.priority
                 .map(|p| p.as_str().to_owned())
-                .unwrap_or_default()
-        }),
-        column(chunk, |s| list(&s.participants)),
-        column(chunk, |s| list(&s.tags)),
-        column(chunk, |s| list(&s.related)),
-        column(chunk, |s| s.url.clone().unwrap_or_default()),
-        column(chunk, |s| s.payload.clone()),
-        column(chunk, Signal::dedupe_key),
+                .unwrap_or_default(),
+        );
+        participants.push(list(s.participants));
+        tags.push(list(s.tags));
+        related.push(list(s.related));
+        urls.push(s.url.unwrap_or_default());
+        payloads.push(s.payload);
+    }
+    vec![
+        ids.into(),
+        tenants.into(),
+        connections.into(),
+        providers.into(),
+        kinds.into(),
+        occurred.into(),
+        received.into(),
+        external.into(),
+        summaries.into(),
+        priorities.into(),
+        participants.into(),
+        tags.into(),
+        related.into(),
+        urls.into(),
+        payloads.into(),
+        keys.into(),
     ]
+}
+
+/// The statement storing `chunk` (at most `BATCH` Signals).
+fn insert_statement(
+    backend: DbBackend,
+    chunk: impl ExactSizeIterator<Item = Signal>,
+    returning: bool,
+) -> Statement {
+    let tail = if returning { " RETURNING id" } else { "" };
+    if backend == DbBackend::Postgres {
+        return Statement::from_sql_and_values(
+            backend,
+            format!("{INSERT_UNNEST}{tail}"),
+            unnest_values(chunk),
+        );
+    }
+    let rows = chunk.len();
+    let mut values = Vec::with_capacity(rows * COLUMNS.len());
+    for s in chunk {
+        push_row(&mut values, s);
+    }
+    Statement::from_sql_and_values(backend, format!("{}{tail}", insert_sql(rows)), values)
 }
 
 /// Stores signals; one already stored (same tenant and dedupe key; the key
@@ -195,23 +236,30 @@ where
 {
     let backend = conn.get_database_backend();
     let mut inserted = 0;
-    if backend == DbBackend::Postgres {
-        for chunk in signals.chunks(BATCH) {
-            let statement =
-                Statement::from_sql_and_values(backend, INSERT_UNNEST, unnest_values(chunk));
-            inserted += conn.execute_raw(statement).await?.rows_affected();
-        }
-        return Ok(inserted);
-    }
     for chunk in signals.chunks(BATCH) {
-        let mut values = Vec::with_capacity(chunk.len() * COLUMNS.len());
-        for s in chunk {
-            push_row(&mut values, s.borrow());
-        }
-        let statement = Statement::from_sql_and_values(backend, insert_sql(chunk.len()), values);
+        let chunk = chunk.iter().map(|s| s.borrow().clone());
+        let statement = insert_statement(backend, chunk, false);
         inserted += conn.execute_raw(statement).await?.rows_affected();
     }
     Ok(inserted)
+}
+
+/// As [`insert`], taking the Signals (their fields move into the statement).
+pub async fn insert_owned<C>(conn: &C, signals: Vec<Signal>) -> Result<u64, StoreError>
+where
+    C: ConnectionTrait,
+{
+    let backend = conn.get_database_backend();
+    let mut inserted = 0;
+    let mut rest = signals.into_iter();
+    loop {
+        let chunk: Vec<Signal> = rest.by_ref().take(BATCH).collect();
+        if chunk.is_empty() {
+            return Ok(inserted);
+        }
+        let statement = insert_statement(backend, chunk.into_iter(), false);
+        inserted += conn.execute_raw(statement).await?.rows_affected();
+    }
 }
 
 /// As [`insert`], returning the ids of the Signals that were new (the others
@@ -227,23 +275,8 @@ where
     let backend = conn.get_database_backend();
     let mut new = std::collections::HashSet::new();
     for chunk in signals.chunks(BATCH) {
-        let statement = if backend == DbBackend::Postgres {
-            Statement::from_sql_and_values(
-                backend,
-                format!("{INSERT_UNNEST} RETURNING id"),
-                unnest_values(chunk),
-            )
-        } else {
-            let mut values = Vec::with_capacity(chunk.len() * COLUMNS.len());
-            for s in chunk {
-                push_row(&mut values, s.borrow());
-            }
-            Statement::from_sql_and_values(
-                backend,
-                format!("{} RETURNING id", insert_sql(chunk.len())),
-                values,
-            )
-        };
+        let chunk = chunk.iter().map(|s| s.borrow().clone());
+        let statement = insert_statement(backend, chunk, true);
         for row in conn.query_all_raw(statement).await? {
             new.insert(row.try_get::<Uuid>("", "id")?);
         }
