@@ -43,7 +43,7 @@ pub enum StoreError {
 #[derive(Debug, Clone)]
 pub struct Db {
     conn: DatabaseConnection,
-    /// The API's list reads: on a SQLite file, a pool of its own (read-only
+    /// The API's list reads: on a SQLite file, a pool of its own (`query_only`
     /// connections), so a read never waits for a slot behind the writers;
     /// otherwise the same pool as `conn`.
     reads: DatabaseConnection,
