@@ -58,43 +58,38 @@ impl Db {
     /// Connects to `url` (`sqlite://…` or `postgres://…`); for SQLite, creates
     /// the file's directory.
     pub async fn connect(url: &str) -> Result<Db, StoreError> {
-        let mut options = ConnectOptions::new(url.to_owned());
-        options
-            .sqlx_logging(false)
-            .acquire_timeout(Duration::from_secs(10));
-        if let Some(path) = sqlite_file(url) {
-            if let Some(dir) = Path::new(&path)
-                .parent()
-                .filter(|d| !d.as_os_str().is_empty())
-            {
-                std::fs::create_dir_all(dir).map_err(|e| StoreError::Io {
-                    path: dir.display().to_string(),
-                    reason: e.to_string(),
-                })?;
-            }
-            // The write pool first: it creates the file and turns on WAL.
-            let conn = Database::connect(sqlite_options(url, WRITE_POOL, false)).await?;
-            let reads = Database::connect(sqlite_options(url, READ_POOL, true)).await?;
-            return Ok(Db {
-                conn,
-                reads,
-                ambient: Ambient::system(),
-                wakeups: std::sync::Arc::default(),
-            });
+        let Some(path) = sqlite_file(url) else {
+            let options = if url.starts_with("sqlite:") {
+                // In memory: one database per connection, so one pool.
+                sqlite_options(url, WRITE_POOL, false)
+            } else {
+                pool_options(url, 16)
+            };
+            let conn = Database::connect(options).await?;
+            return Ok(Db::from_pools(conn.clone(), conn));
+        };
+        if let Some(dir) = Path::new(&path)
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Io {
+                path: dir.display().to_string(),
+                reason: e.to_string(),
+            })?;
         }
-        if url.starts_with("sqlite:") {
-            // In memory: one database per connection, so one pool.
-            options = sqlite_options(url, WRITE_POOL, false);
-        } else {
-            options.max_connections(16);
-        }
-        let conn = Database::connect(options).await?;
-        Ok(Db {
-            reads: conn.clone(),
+        // The write pool first: it creates the file and turns on WAL.
+        let conn = Database::connect(sqlite_options(url, WRITE_POOL, false)).await?;
+        let reads = Database::connect(sqlite_options(url, READ_POOL, true)).await?;
+        Ok(Db::from_pools(conn, reads))
+    }
+
+    fn from_pools(conn: DatabaseConnection, reads: DatabaseConnection) -> Db {
+        Db {
             conn,
+            reads,
             ambient: Ambient::system(),
             wakeups: std::sync::Arc::default(),
-        })
+        }
     }
 
     /// The same database under another clock and randomness (tests, the app builder).
@@ -221,27 +216,33 @@ pub const READ_POOL: u32 = 4;
 /// How long a SQLite statement waits for the write lock before failing.
 pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A pool of `size` connections that waits up to 10 s for a free one.
+fn pool_options(url: &str, size: u32) -> ConnectOptions {
+    let mut options = ConnectOptions::new(url.to_owned());
+    options
+        .sqlx_logging(false)
+        .acquire_timeout(Duration::from_secs(10))
+        .max_connections(size);
+    options
+}
+
 /// The options of a SQLite pool: WAL, 2 MiB of page cache per connection
 /// (SQLite's default: sync runs commit in short transactions, on whichever
 /// pooled connection is free, so a larger cache per connection only costs
 /// memory), the busy timeout; `query_only` for the read pool.
 fn sqlite_options(url: &str, size: u32, query_only: bool) -> ConnectOptions {
-    let mut options = ConnectOptions::new(url.to_owned());
-    options
-        .sqlx_logging(false)
-        .acquire_timeout(Duration::from_secs(10))
-        .max_connections(size)
-        .map_sqlx_sqlite_opts(move |o| {
-            let o = o
-                .journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
-                .pragma("cache_size", "-2048")
-                .busy_timeout(SQLITE_BUSY_TIMEOUT);
-            if query_only {
-                o.pragma("query_only", "ON")
-            } else {
-                o
-            }
-        });
+    let mut options = pool_options(url, size);
+    options.map_sqlx_sqlite_opts(move |o| {
+        let o = o
+            .journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+            .pragma("cache_size", "-2048")
+            .busy_timeout(SQLITE_BUSY_TIMEOUT);
+        if query_only {
+            o.pragma("query_only", "ON")
+        } else {
+            o
+        }
+    });
     options
 }
 

@@ -194,11 +194,14 @@ async fn write(
     let inserted = signals::insert_returning(&txn, &to_insert).await?;
     let outcomes: Vec<Stored> = delivered
         .into_iter()
-        .map(|(new, ids)| match new {
-            true => Stored::New {
-                signals: ids.iter().filter(|id| inserted.contains(id)).count(),
-            },
-            false => Stored::Duplicate,
+        .map(|(new, ids)| {
+            if new {
+                Stored::New {
+                    signals: ids.iter().filter(|id| inserted.contains(id)).count(),
+                }
+            } else {
+                Stored::Duplicate
+            }
         })
         .collect();
     for (connection, (tenant, provider)) in &follow_up {

@@ -139,6 +139,18 @@ fn token_failure(e: TokenError) -> Outcome {
     }
 }
 
+/// What a run its sink stopped comes to.
+fn stopped_by(stop: Stop) -> Outcome {
+    match stop {
+        Stop::Shutdown => Outcome::Stopped,
+        Stop::LeaseLost => Outcome::LeaseLost,
+        Stop::Store(e) => Outcome::Failed {
+            error: format!("cannot store signals: {e}"),
+            retryable: true,
+        },
+    }
+}
+
 /// Aborts the heartbeat when the job's future ends or is dropped (a crash or an
 /// aborted task).
 struct Heartbeat(tokio::task::JoinHandle<()>);
@@ -481,16 +493,8 @@ impl Executor {
                     if position.is_some() {
                         resume = position;
                     }
-                    match stopped {
-                        Some(Stop::Shutdown) => return Ok(Outcome::Stopped),
-                        Some(Stop::LeaseLost) => return Ok(Outcome::LeaseLost),
-                        Some(Stop::Store(e)) => {
-                            return Ok(Outcome::Failed {
-                                error: format!("cannot store signals: {e}"),
-                                retryable: true,
-                            });
-                        }
-                        None => {}
+                    if let Some(stop) = stopped {
+                        return Ok(stopped_by(stop));
                     }
                     match e {
                         ConnectorError::Unauthorized(_) if oauth && !refreshed => {
@@ -504,14 +508,7 @@ impl Executor {
             };
             match sink.finish().await {
                 Ok(stored) => committed += stored,
-                Err(Stop::LeaseLost) => return Ok(Outcome::LeaseLost),
-                Err(Stop::Shutdown) => return Ok(Outcome::Stopped),
-                Err(Stop::Store(e)) => {
-                    return Ok(Outcome::Failed {
-                        error: format!("cannot store signals: {e}"),
-                        retryable: true,
-                    });
-                }
+                Err(stop) => return Ok(stopped_by(stop)),
             }
             // The checkpoint and the job's success, in one short transaction.
             let finished = services.ambient.now();

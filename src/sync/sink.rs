@@ -79,6 +79,13 @@ struct Open {
     signals: u64,
 }
 
+impl Open {
+    /// When it must be committed.
+    fn deadline(&self) -> DateTime<Utc> {
+        self.since + chrono::Duration::milliseconds(COMMIT_AFTER_MS as i64)
+    }
+}
+
 impl CommitSink {
     /// A sink committing for `job` while `worker` holds its lease; a run
     /// stops at its next page boundary once `stop` turns true.
@@ -129,9 +136,7 @@ impl CommitSink {
                             Ok(m) => Some(m),
                             Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => None,
                             Err(tokio::sync::mpsc::error::TryRecvError::Empty) => {
-                                let deadline = o.since
-                                    + chrono::Duration::milliseconds(COMMIT_AFTER_MS as i64);
-                                let left = (deadline - ambient.now())
+                                let left = (o.deadline() - ambient.now())
                                     .to_std()
                                     .unwrap_or(Duration::ZERO);
                                 // Idle: commit rather than hold the lock while
@@ -168,9 +173,7 @@ impl CommitSink {
                         }
                         Message::Position(p) => position = Some(p),
                     }
-                    if ambient.now() - o.since
-                        >= chrono::Duration::milliseconds(COMMIT_AFTER_MS as i64)
-                    {
+                    if ambient.now() >= o.deadline() {
                         let o = open.take().expect("open");
                         commit(&job, &worker, o, position.take(), &mut committed).await?;
                     }

@@ -234,12 +234,10 @@ where
     C: ConnectionTrait,
     S: Borrow<Signal>,
 {
-    let backend = conn.get_database_backend();
     let mut inserted = 0;
     for chunk in signals.chunks(BATCH) {
-        let chunk = chunk.iter().map(|s| s.borrow().clone());
-        let statement = insert_statement(backend, chunk, false);
-        inserted += conn.execute_raw(statement).await?.rows_affected();
+        let chunk = chunk.iter().map(|s| s.borrow().clone()).collect();
+        inserted += insert_owned(conn, chunk).await?;
     }
     Ok(inserted)
 }

@@ -76,12 +76,11 @@ enum Piece {
 
 /// The pieces of a template that is only text and plain field references
 /// (names of letters, digits, `_` and `-`, joined by `.`), or `None`.
-fn plain_pieces(source: &str) -> Option<Vec<Piece>> {
+fn plain_pieces(source: &str, template: &Template) -> Option<Vec<Piece>> {
     // Whitespace control and escapes change the text around mustaches.
     if source.contains('~') || source.contains('\\') {
         return None;
     }
-    let template = Template::compile(source).ok()?;
     let plain_name = |segment: &str| {
         segment
             .chars()
@@ -279,8 +278,17 @@ impl Templates {
         kind: TemplateKind,
         source: &str,
     ) -> Result<(TemplateId, Referenced), TemplateError> {
-        check_nesting(source)?;
-        let template = Template::compile(source).map_err(|e| describe_syntax_error(&e))?;
+        let template = compile(source)?;
+        self.register(kind, template)
+    }
+
+    /// Registers a compiled template; its handle and what it reads from the
+    /// root context.
+    fn register(
+        &mut self,
+        kind: TemplateKind,
+        template: Template,
+    ) -> Result<(TemplateId, Referenced), TemplateError> {
         let mut refs = Referenced::default();
         collect(&template.elements, false, &mut refs)?;
         let id = TemplateId {
@@ -298,18 +306,16 @@ impl Templates {
 
     /// Compiles a template over an item's fields (helpers are checked; fields are not).
     pub fn add_item(&mut self, source: &str) -> Result<ItemTemplate, TemplateError> {
-        let (id, refs) = self.add(TemplateKind::Text, source)?;
+        let template = compile(source)?;
+        let plain = plain_pieces(source, &template);
+        let (id, refs) = self.register(TemplateKind::Text, template)?;
         let fields = (!refs.whole).then(|| {
             refs.vars
                 .iter()
                 .map(|v| v.split('.').map(str::to_owned).collect())
                 .collect()
         });
-        Ok(ItemTemplate {
-            id,
-            fields,
-            plain: plain_pieces(source),
-        })
+        Ok(ItemTemplate { id, fields, plain })
     }
 
     /// Renders an item template. A field the item lacks renders empty; a template
@@ -352,6 +358,12 @@ impl Templates {
                 .map_err(|e| TemplateError(one_line(&e.to_string()))),
         }
     }
+}
+
+/// Parses a template whose nesting is within bounds.
+fn compile(source: &str) -> Result<Template, TemplateError> {
+    check_nesting(source)?;
+    Template::compile(source).map_err(|e| describe_syntax_error(&e))
 }
 
 /// Refuses a template nesting blocks or subexpressions deeper than
@@ -593,14 +605,15 @@ fn normalize(raw: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn items() -> impl proptest::strategy::Strategy<Value = Value> {
         use proptest::prelude::*;
         let leaf = prop_oneof![
             Just(Value::Null),
             any::<bool>().prop_map(Value::Bool),
-            any::<i64>().prop_map(|n| serde_json::json!(n)),
-            (-1e6f64..1e6).prop_map(|f| serde_json::json!(f)),
+            any::<i64>().prop_map(|n| json!(n)),
+            (-1e6f64..1e6).prop_map(|f| json!(f)),
             "[a-z é{}@]{0,6}".prop_map(Value::String),
         ];
         leaf.prop_recursive(3, 24, 4, |inner| {
@@ -635,8 +648,9 @@ mod tests {
 
     #[test]
     fn only_text_and_plain_names_take_the_plain_path() {
+        let plain = |source: &str| plain_pieces(source, &Template::compile(source).unwrap());
         for source in PLAIN {
-            assert!(plain_pieces(source).is_some(), "{source}");
+            assert!(plain(source).is_some(), "{source}");
         }
         for source in [
             "{{#if title}}x{{/if}}",
@@ -650,7 +664,7 @@ mod tests {
             "{{default title \"x\"}}",
             "\\{{title}}",
         ] {
-            assert!(plain_pieces(source).is_none(), "{source}");
+            assert!(plain(source).is_none(), "{source}");
         }
     }
 
@@ -671,7 +685,6 @@ mod tests {
             }
         }
     }
-    use serde_json::json;
 
     #[test]
     fn format_time_formats_shifts_and_refuses_non_times() {
