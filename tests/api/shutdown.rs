@@ -3,17 +3,15 @@
 //! restarted node resumes the job from that commit: every record once, few
 //! pages fetched twice.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::json;
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer};
+use wiremock::MockServer;
 
 use crate::api::harness::{Backend, Server, send};
-use crate::sync::fake::{Counted, Delta, Fake, PAGE_SIZE, Paging, descriptor};
+use crate::sync::fake::{Counted, Delta, PAGE_SIZE, Paging, descriptor};
 
 const ENV: &[(&str, &str)] = &[
     ("POBLYSH_ALLOW_PRIVATE_NETWORKS", "true"),
@@ -23,20 +21,12 @@ const ENV: &[(&str, &str)] = &[
 async fn run(backend: Backend) {
     let total_pages = 60;
     let mock = MockServer::start().await;
-    let fake = Fake::default();
-    for id in 1..=(total_pages * PAGE_SIZE) as u64 {
-        fake.add(id, id as i64);
-    }
-    let pages = Arc::new(AtomicUsize::new(0));
-    Mock::given(method("GET"))
-        .and(path("/items"))
-        .respond_with(Counted {
-            fake,
-            pages: Arc::clone(&pages),
-            delay: Duration::from_millis(100),
-        })
-        .mount(&mock)
-        .await;
+    let pages = Counted::mount(
+        &mock,
+        (total_pages * PAGE_SIZE) as u64,
+        Duration::from_millis(100),
+    )
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let database_url = match backend {
         Backend::Sqlite => format!("sqlite://{}/test.db?mode=rwc", dir.path().display()),

@@ -231,6 +231,32 @@ pub struct Counted {
     pub delay: std::time::Duration,
 }
 
+impl Counted {
+    /// Serves items 1..=`items` (item `n` updated at second `n`) on `GET
+    /// /items` of `server`, each page after `delay`; returns the page count.
+    pub async fn mount(
+        server: &wiremock::MockServer,
+        items: u64,
+        delay: std::time::Duration,
+    ) -> Arc<std::sync::atomic::AtomicUsize> {
+        let fake = Fake::default();
+        for id in 1..=items {
+            fake.add(id, id as i64);
+        }
+        let pages = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        wiremock::Mock::given(wiremock::matchers::method("GET"))
+            .and(wiremock::matchers::path("/items"))
+            .respond_with(Counted {
+                fake,
+                pages: Arc::clone(&pages),
+                delay,
+            })
+            .mount(server)
+            .await;
+        pages
+    }
+}
+
 impl Respond for Counted {
     fn respond(&self, req: &Request) -> ResponseTemplate {
         self.pages.fetch_add(1, std::sync::atomic::Ordering::SeqCst);

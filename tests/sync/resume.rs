@@ -20,10 +20,9 @@ use poblysh_connectors::sync::sink::COMMIT_AFTER_MS;
 use sea_orm::EntityTrait;
 use serde_json::json;
 use uuid::Uuid;
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer};
+use wiremock::MockServer;
 
-use crate::sync::fake::{Counted, Delta, Fake, PAGE_SIZE, Paging, descriptor};
+use crate::sync::fake::{Counted, Delta, PAGE_SIZE, Paging, descriptor};
 use crate::sync::harness::{Backend, Node};
 
 struct Setup {
@@ -39,20 +38,7 @@ async fn setup(backend: Backend, items: u64, delay: Duration) -> Setup {
     // No webhook rate limit: the long-sync test posts one every round.
     let node = Node::new(backend, true, &[("POBLYSH_WEBHOOK_RATE_LIMIT", "0")]).await;
     let server = MockServer::start().await;
-    let fake = Fake::default();
-    for id in 1..=items {
-        fake.add(id, id as i64);
-    }
-    let pages = Arc::new(AtomicUsize::new(0));
-    Mock::given(method("GET"))
-        .and(path("/items"))
-        .respond_with(Counted {
-            fake,
-            pages: Arc::clone(&pages),
-            delay,
-        })
-        .mount(&server)
-        .await;
+    let pages = Counted::mount(&server, items, delay).await;
     let yaml = descriptor("fake", &server.uri(), Delta::Cursor, Paging::Cursor).replace(
         "  retry: {initialBackoffMs: 5}",
         "  retry: {initialBackoffMs: 5}\n  maxPages: 100000",

@@ -67,22 +67,13 @@ crate::on_both! {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_large_backfill_leaves_no_large_wal_behind() {
-    use wiremock::matchers::{method, path};
-    use wiremock::{Mock, MockServer};
+    use wiremock::MockServer;
     let (url, dir) = crate::sync::harness::database(crate::sync::harness::Backend::Sqlite).await;
     let dir = dir.unwrap();
     let node = crate::sync::harness::Node::on(&url, true, &[]).await;
     let server = MockServer::start().await;
-    let fake = crate::sync::fake::Fake::default();
     let items = poblysh_connectors::sync::executor::CHECKPOINT_WAL_AFTER + 500;
-    for id in 1..=items {
-        fake.add(id, id as i64);
-    }
-    Mock::given(method("GET"))
-        .and(path("/items"))
-        .respond_with(fake)
-        .mount(&server)
-        .await;
+    crate::sync::fake::Counted::mount(&server, items, std::time::Duration::ZERO).await;
     let yaml = crate::sync::fake::descriptor(
         "fake",
         &server.uri(),
