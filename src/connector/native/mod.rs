@@ -8,6 +8,8 @@
 
 use std::sync::Arc;
 
+pub mod google;
+
 use super::Connector;
 use crate::config::Config;
 use crate::descriptor::compile::CompiledDescriptor;
