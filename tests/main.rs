@@ -21,6 +21,7 @@ mod hostile_props;
 mod load_formats;
 mod map_cli;
 mod mapping;
+mod native_golden;
 mod schema;
 mod serve;
 mod sync;

@@ -289,7 +289,7 @@ fn map_item(
 /// Removes NUL characters from every text of a Signal: PostgreSQL refuses them
 /// in text and JSON (one such value would fail a whole batch of writes), and a
 /// NUL in a title or a field is never meaningful.
-fn without_nul(mut s: Signal) -> Signal {
+pub fn without_nul(mut s: Signal) -> Signal {
     fn text(t: &mut String) {
         if t.contains('\0') {
             t.retain(|c| c != '\0');

@@ -1,0 +1,128 @@
+//! Golden fixtures of the native connectors: every file under
+//! `fixtures/native/<id>/` mapped by the connector's own code and compared
+//! with its `<case>.expected.json` (see `fixtures/README.md`). Re-bless with
+//! `POBLYSH_BLESS=1 cargo test --test main native_golden::` and review the diff.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use poblysh_connectors::connector::native::google::gmail::{
+    GmailMapping, GmailMessage, message_signals, parse_push,
+};
+use poblysh_connectors::domain::{ConnectionId, TenantId};
+use poblysh_connectors::engine::mapping::MapContext;
+use serde_json::{Value, json};
+
+fn dir(id: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/native")
+        .join(id)
+}
+
+fn inputs(id: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir(id))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            name.ends_with(".json")
+                && !name.ends_with(".case.json")
+                && !name.ends_with(".expected.json")
+        })
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no fixtures for {id}");
+    files
+}
+
+fn sibling(input: &Path, suffix: &str) -> PathBuf {
+    let name = input.file_name().unwrap().to_string_lossy();
+    input.with_file_name(format!("{}{suffix}", name.trim_end_matches(".json")))
+}
+
+fn compare(input: &Path, got: Value) {
+    let expected = sibling(input, ".expected.json");
+    if std::env::var_os("POBLYSH_BLESS").is_some_and(|v| v != "0") {
+        std::fs::write(
+            &expected,
+            serde_json::to_string_pretty(&got).unwrap() + "\n",
+        )
+        .unwrap();
+        return;
+    }
+    let want: Value = serde_json::from_str(
+        &std::fs::read_to_string(&expected)
+            .unwrap_or_else(|_| panic!("{} has no expected file", input.display())),
+    )
+    .unwrap();
+    assert_eq!(got, want, "{}", input.display());
+}
+
+fn received() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-12-01T12:00:00Z")
+        .unwrap()
+        .to_utc()
+}
+
+#[test]
+fn gmail_fixtures_map_as_blessed() {
+    let ctx = MapContext {
+        tenant_id: TenantId::from_uuid(uuid::Uuid::from_u128(1)),
+        connection_id: ConnectionId::from_uuid(uuid::Uuid::from_u128(2)),
+        received_at: received(),
+    };
+    for input in inputs("gmail") {
+        let body = std::fs::read(&input).unwrap();
+        let name = input.file_name().unwrap().to_string_lossy().into_owned();
+        let got = if name.ends_with(".push.json") {
+            let push = parse_push(&body).unwrap_or_else(|e| panic!("{name}: {e}"));
+            json!({
+                "emailAddress": push.email_address,
+                "historyId": push.history_id,
+                "messageId": push.message_id,
+            })
+        } else {
+            let case: Value =
+                serde_json::from_slice(&std::fs::read(sibling(&input, ".case.json")).unwrap())
+                    .unwrap();
+            let mapping = GmailMapping {
+                account: case["account"].as_str().unwrap().to_owned(),
+                press_domains: serde_json::from_value(case["pressDomains"].clone()).unwrap(),
+            };
+            let message: GmailMessage = serde_json::from_slice(&body).unwrap();
+            let signals: Vec<Value> = message_signals(&message, &mapping, &ctx)
+                .into_iter()
+                .map(|s| {
+                    assert_eq!(s.id.get_version_num(), 7);
+                    let mut v = serde_json::to_value(&s).unwrap();
+                    v["id"] = json!("<uuid v7>");
+                    v
+                })
+                .collect();
+            json!({ "signals": signals })
+        };
+        compare(&input, got);
+    }
+}
+
+#[test]
+fn native_fixture_files_are_accounted_for() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/native");
+    for dir in std::fs::read_dir(&root).unwrap() {
+        let id = dir.unwrap().file_name().to_string_lossy().into_owned();
+        let payloads = inputs(&id);
+        for f in std::fs::read_dir(self::dir(&id)).unwrap() {
+            let f = f.unwrap().path();
+            let name = f.file_name().unwrap().to_string_lossy().into_owned();
+            for suffix in [".case.json", ".expected.json"] {
+                if let Some(stem) = name.strip_suffix(suffix) {
+                    assert!(
+                        payloads.contains(&f.with_file_name(format!("{stem}.json"))),
+                        "{} has no payload {stem}.json",
+                        f.display()
+                    );
+                }
+            }
+        }
+    }
+}
