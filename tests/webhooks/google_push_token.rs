@@ -10,7 +10,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use poblysh_connectors::connector::native::google::oidc::{
-    GoogleKeys, PushAuthError, PushPolicy, PushVerifier, REFETCH_AFTER,
+    GoogleKeys, PushAuthError, PushPolicy, PushVerifier, REFETCH_AFTER, RETRY_FAILED_AFTER,
 };
 use poblysh_connectors::domain::{Ambient, ManualClock, SeededRandom};
 use poblysh_connectors::engine::http::{HttpClient, NetworkPolicy, install_crypto_provider};
@@ -320,12 +320,36 @@ async fn keys_are_refetched_when_their_max_age_passes_and_kept_when_google_is_do
         .verify(Some(&bearer(&token(s.clock_now()))))
         .await
         .unwrap();
+    assert_eq!(s.verifier.keys().fetches(), 3, "the failed refresh");
     let other = sign(KEY_B, "test-key-b", &claims(s.clock_now()));
     let got = s.verifier.verify(Some(&bearer(&other))).await.unwrap_err();
-    assert!(
-        got.is_unavailable() || got == PushAuthError::UnknownKey,
-        "{got:?}"
+    assert!(got.is_unavailable(), "{got:?}");
+    // No push waits for another fetch until the failure is a few seconds old.
+    for _ in 0..10 {
+        s.verifier
+            .verify(Some(&bearer(&token(s.clock_now()))))
+            .await
+            .unwrap();
+        assert!(
+            s.verifier
+                .verify(Some(&bearer(&other)))
+                .await
+                .unwrap_err()
+                .is_unavailable()
+        );
+    }
+    assert_eq!(
+        s.verifier.keys().fetches(),
+        3,
+        "no fetch during the back-off"
     );
+    s.clock
+        .advance(chrono::Duration::from_std(RETRY_FAILED_AFTER).unwrap());
+    s.verifier
+        .verify(Some(&bearer(&token(s.clock_now()))))
+        .await
+        .unwrap();
+    assert_eq!(s.verifier.keys().fetches(), 4, "tried again after it");
 }
 
 #[tokio::test]

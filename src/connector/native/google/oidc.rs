@@ -38,6 +38,9 @@ const MAX_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 /// An unknown `kid` refetches the JWKS at most this often (a token with a
 /// made-up `kid` must not make the node fetch on every request).
 pub const REFETCH_AFTER: Duration = Duration::from_secs(60);
+/// After a failed JWKS fetch, none is tried for this long (an outage must
+/// not make every push wait for a fetch).
+pub const RETRY_FAILED_AFTER: Duration = Duration::from_secs(5);
 /// Time allowed for one JWKS fetch.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -124,6 +127,8 @@ struct Cache {
     fresh_until: Option<DateTime<Utc>>,
     /// When an unknown `kid` last made it refetch.
     refetched_at: Option<DateTime<Utc>>,
+    /// When the last fetch failed (cleared by one that succeeds).
+    failed_at: Option<DateTime<Utc>>,
 }
 
 impl std::fmt::Debug for Cache {
@@ -152,26 +157,48 @@ impl GoogleKeys {
     }
 
     /// The key `kid`: from the cache while it is fresh; a stale cache or an
-    /// unknown `kid` fetches (the latter at most every [`REFETCH_AFTER`]).
+    /// unknown `kid` fetches (the latter at most every [`REFETCH_AFTER`]);
+    /// after a failed fetch none is tried for [`RETRY_FAILED_AFTER`].
     async fn key(&self, kid: &str) -> Result<Arc<DecodingKey>, PushAuthError> {
         let now = self.http.ambient().now();
+        let after = |d: Duration| chrono::Duration::from_std(d).unwrap_or_default();
         let mut cache = self.cache.lock().await;
-        if cache.fresh_until.is_none_or(|until| now >= until) {
-            match self.fetch(now).await {
-                Ok((keys, until)) => (cache.keys, cache.fresh_until) = (keys, Some(until)),
+        let known = cache.keys.contains_key(kid);
+        let stale = cache.fresh_until.is_none_or(|until| now >= until);
+        let refetch = !known
+            && cache
+                .refetched_at
+                .is_none_or(|at| now - at >= after(REFETCH_AFTER));
+        if stale || refetch {
+            if cache
+                .failed_at
+                .is_some_and(|at| now - at < after(RETRY_FAILED_AFTER))
+            {
                 // Google's keys outlive their max-age: a known one still
                 // verifies while the endpoint is down, an unknown one cannot.
-                Err(e) if !cache.keys.contains_key(kid) => return Err(e),
-                Err(e) => tracing::warn!(error = %e, "keeping Google's cached signing keys"),
+                if !known {
+                    return Err(PushAuthError::Keys(
+                        "the last fetch failed moments ago".into(),
+                    ));
+                }
+            } else {
+                if !stale {
+                    cache.refetched_at = Some(now);
+                }
+                match self.fetch(now).await {
+                    Ok((keys, until)) => {
+                        (cache.keys, cache.fresh_until, cache.failed_at) =
+                            (keys, Some(until), None);
+                    }
+                    Err(e) => {
+                        cache.failed_at = Some(now);
+                        if !known {
+                            return Err(e);
+                        }
+                        tracing::warn!(error = %e, "keeping Google's cached signing keys");
+                    }
+                }
             }
-        } else if !cache.keys.contains_key(kid)
-            && cache.refetched_at.is_none_or(|at| {
-                now - at >= chrono::Duration::from_std(REFETCH_AFTER).unwrap_or_default()
-            })
-        {
-            cache.refetched_at = Some(now);
-            let (keys, until) = self.fetch(now).await?;
-            (cache.keys, cache.fresh_until) = (keys, Some(until));
         }
         cache
             .keys
