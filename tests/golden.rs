@@ -36,8 +36,26 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn bless() -> bool {
+/// Whether `POBLYSH_BLESS` asks to rewrite the expected files.
+pub fn bless() -> bool {
     std::env::var_os("POBLYSH_BLESS").is_some_and(|v| v != "0")
+}
+
+/// The payload files of one fixture directory (not its case or expected
+/// files), sorted.
+pub fn payloads(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            name.ends_with(".json")
+                && !name.ends_with(".case.json")
+                && !name.ends_with(".expected.json")
+        })
+        .collect();
+    files.sort();
+    files
 }
 
 /// Every payload file of the fixture tree, with its provider.
@@ -51,23 +69,30 @@ fn cases() -> Vec<(String, PathBuf)> {
     providers.sort();
     for dir in providers {
         let provider = dir.file_name().unwrap().to_string_lossy().into_owned();
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| {
-                let name = p.file_name().unwrap().to_string_lossy();
-                name.ends_with(".json")
-                    && !name.ends_with(".case.json")
-                    && !name.ends_with(".expected.json")
-            })
-            .collect();
-        files.sort();
-        out.extend(files.into_iter().map(|f| (provider.clone(), f)));
+        out.extend(payloads(&dir).into_iter().map(|f| (provider.clone(), f)));
     }
     out
 }
 
-fn sibling(input: &Path, suffix: &str) -> PathBuf {
+/// Asserts that every case and expected file in `dir` belongs to one of `inputs`.
+pub fn assert_accounted_for(dir: &Path, inputs: &BTreeSet<PathBuf>) {
+    for f in std::fs::read_dir(dir).unwrap() {
+        let f = f.unwrap().path();
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        for suffix in [".case.json", ".expected.json"] {
+            if let Some(stem) = name.strip_suffix(suffix) {
+                assert!(
+                    inputs.contains(&f.with_file_name(format!("{stem}.json"))),
+                    "{} has no payload {stem}.json",
+                    f.display()
+                );
+            }
+        }
+    }
+}
+
+/// The file beside payload `input` with `suffix` in place of `.json`.
+pub fn sibling(input: &Path, suffix: &str) -> PathBuf {
     let name = input.file_name().unwrap().to_string_lossy();
     input.with_file_name(format!("{}{suffix}", name.trim_end_matches(".json")))
 }
@@ -310,18 +335,6 @@ fn fixture_files_are_accounted_for() {
             "fixtures/{} has no descriptor",
             dir.display()
         );
-        for f in std::fs::read_dir(&dir).unwrap() {
-            let f = f.unwrap().path();
-            let name = f.file_name().unwrap().to_string_lossy().into_owned();
-            for suffix in [".case.json", ".expected.json"] {
-                if let Some(stem) = name.strip_suffix(suffix) {
-                    assert!(
-                        inputs.contains(&f.with_file_name(format!("{stem}.json"))),
-                        "{} has no payload {stem}.json",
-                        f.display()
-                    );
-                }
-            }
-        }
+        assert_accounted_for(&dir, &inputs);
     }
 }

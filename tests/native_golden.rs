@@ -3,6 +3,7 @@
 //! with its `<case>.expected.json` (see `fixtures/README.md`). Re-bless with
 //! `POBLYSH_BLESS=1 cargo test --test main native_golden::` and review the diff.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -13,6 +14,8 @@ use poblysh_connectors::domain::{ConnectionId, TenantId};
 use poblysh_connectors::engine::mapping::MapContext;
 use serde_json::{Value, json};
 
+use crate::golden::{assert_accounted_for, bless, payloads, sibling};
+
 fn dir(id: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("fixtures/native")
@@ -20,29 +23,14 @@ fn dir(id: &str) -> PathBuf {
 }
 
 fn inputs(id: &str) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir(id))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            let name = p.file_name().unwrap().to_string_lossy();
-            name.ends_with(".json")
-                && !name.ends_with(".case.json")
-                && !name.ends_with(".expected.json")
-        })
-        .collect();
-    files.sort();
+    let files = payloads(&dir(id));
     assert!(!files.is_empty(), "no fixtures for {id}");
     files
 }
 
-fn sibling(input: &Path, suffix: &str) -> PathBuf {
-    let name = input.file_name().unwrap().to_string_lossy();
-    input.with_file_name(format!("{}{suffix}", name.trim_end_matches(".json")))
-}
-
 fn compare(input: &Path, got: Value) {
     let expected = sibling(input, ".expected.json");
-    if std::env::var_os("POBLYSH_BLESS").is_some_and(|v| v != "0") {
+    if bless() {
         std::fs::write(
             &expected,
             serde_json::to_string_pretty(&got).unwrap() + "\n",
@@ -110,19 +98,7 @@ fn native_fixture_files_are_accounted_for() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/native");
     for dir in std::fs::read_dir(&root).unwrap() {
         let id = dir.unwrap().file_name().to_string_lossy().into_owned();
-        let payloads = inputs(&id);
-        for f in std::fs::read_dir(self::dir(&id)).unwrap() {
-            let f = f.unwrap().path();
-            let name = f.file_name().unwrap().to_string_lossy().into_owned();
-            for suffix in [".case.json", ".expected.json"] {
-                if let Some(stem) = name.strip_suffix(suffix) {
-                    assert!(
-                        payloads.contains(&f.with_file_name(format!("{stem}.json"))),
-                        "{} has no payload {stem}.json",
-                        f.display()
-                    );
-                }
-            }
-        }
+        let payloads: BTreeSet<PathBuf> = inputs(&id).into_iter().collect();
+        assert_accounted_for(&self::dir(&id), &payloads);
     }
 }
