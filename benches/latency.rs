@@ -27,15 +27,8 @@ mod server;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
 
-/// The binary's allocator, so the figures are the service's.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-const OPERATOR: &str = "bench-operator-token-0123456789";
-const SECRET: &str = "It's a Secret to Everybody";
 const CONNECTIONS: usize = 100;
 const WEBHOOKS: usize = 200;
 /// The sample's `issue.updated_at`, replaced per delivery.
@@ -123,7 +116,6 @@ fn orchestrate() {
         let (mut server, base) = server::start(
             &url,
             "all",
-            OPERATOR,
             &[
                 ("POBLYSH_ALLOW_PRIVATE_NETWORKS", "true"),
                 ("POBLYSH_WEBHOOK_RATE_LIMIT", "0"),
@@ -141,7 +133,7 @@ async fn measure(backend: &str, base: &str) -> Value {
     let mock_url = mock().await;
     let put = client
         .put(format!("{base}/providers/latency_mock"))
-        .bearer_auth(OPERATOR)
+        .bearer_auth(server::OPERATOR)
         .header("content-type", "application/yaml")
         .body(descriptor(&mock_url))
         .send()
@@ -156,7 +148,7 @@ async fn measure(backend: &str, base: &str) -> Value {
         let sent = Utc::now();
         let created: Value = ok(client
             .post(format!("{base}/connections"))
-            .bearer_auth(OPERATOR)
+            .bearer_auth(server::OPERATOR)
             .header("x-tenant-id", &tenant)
             .json(&json!({"provider": "latency_mock", "credentials": {"token": "t"}})))
         .await;
@@ -165,7 +157,7 @@ async fn measure(backend: &str, base: &str) -> Value {
         let started = loop {
             let jobs: Value = ok(client
                 .get(format!("{base}/jobs?connection_id={id}"))
-                .bearer_auth(OPERATOR)
+                .bearer_auth(server::OPERATOR)
                 .header("x-tenant-id", &tenant))
             .await;
             let started = jobs["jobs"].as_array().unwrap().iter().find_map(|j| {
@@ -190,11 +182,11 @@ async fn measure(backend: &str, base: &str) -> Value {
     let tenant = uuid::Uuid::now_v7().to_string();
     let _: Value = ok(client
         .post(format!("{base}/connections"))
-        .bearer_auth(OPERATOR)
+        .bearer_auth(server::OPERATOR)
         .header("x-tenant-id", &tenant)
         .json(&json!({
             "provider": "github",
-            "credentials": {"token": "github_pat_bench", "webhookSecret": SECRET},
+            "credentials": {"token": "github_pat_bench", "webhookSecret": server::GITHUB_SECRET},
             "config": {"repos": ["Codertocat/Hello-World"]},
         })))
     .await;
@@ -212,7 +204,10 @@ async fn measure(backend: &str, base: &str) -> Value {
             .header("content-type", "application/json")
             .header("x-github-event", "issues")
             .header("x-github-delivery", format!("latency-{n}"))
-            .header("x-hub-signature-256", sign(body.as_bytes()))
+            .header(
+                "x-hub-signature-256",
+                server::github_signature(body.as_bytes()),
+            )
             .body(body)
             .send()
             .await
@@ -223,7 +218,7 @@ async fn measure(backend: &str, base: &str) -> Value {
         loop {
             let page: Value = ok(client
                 .get(format!("{base}/signals?provider=github&limit=1"))
-                .bearer_auth(OPERATOR)
+                .bearer_auth(server::OPERATOR)
                 .header("x-tenant-id", &tenant))
             .await;
             let newest = page["signals"][0]["occurred_at"]
@@ -254,14 +249,8 @@ async fn ok(request: reqwest::RequestBuilder) -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
-fn sign(body: &[u8]) -> String {
-    let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(SECRET.as_bytes()).unwrap();
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-}
-
 fn quantiles(mut us: Vec<u32>) -> Value {
     us.sort_unstable();
-    let at = |p: f64| f64::from(us[((us.len() - 1) as f64 * p).round() as usize]) / 1000.0;
+    let at = |p: f64| server::quantile_ms(&us, p).expect("latencies were measured");
     json!({"n": us.len(), "p50": at(0.5), "p99": at(0.99), "max": at(1.0)})
 }

@@ -40,11 +40,6 @@ use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-/// The binary's allocator, so the figures are the service's.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-const OPERATOR: &str = "bench-operator-token-0123456789abcdef";
 const CLIENTS: usize = 16;
 const LIMIT: u64 = 50;
 const PROVIDERS: [(&str, [&str; 3]); 3] = [
@@ -190,7 +185,7 @@ async fn measure(backend: &str, url: &str, total: usize, tenants: usize, seconds
         "{backend}: {total} signals in {fill_s:.0} s; {} samples",
         samples.len()
     );
-    let (mut server, base) = server::start(url, "api", OPERATOR, &[]);
+    let (mut server, base) = server::start(url, "api", &[]);
     let client = reqwest::Client::builder()
         .http1_only()
         .pool_max_idle_per_host(CLIENTS)
@@ -372,11 +367,7 @@ impl Load {
 
     /// The `p` quantile, in milliseconds.
     fn percentile(&self, p: f64) -> f64 {
-        if self.latencies_us.is_empty() {
-            return f64::NAN;
-        }
-        let i = ((self.latencies_us.len() as f64 * p) as usize).min(self.latencies_us.len() - 1);
-        f64::from(self.latencies_us[i]) / 1000.0
+        server::quantile_ms(&self.latencies_us, p).unwrap_or(f64::NAN)
     }
 
     fn summary(&self) -> Value {
@@ -441,7 +432,7 @@ async fn http_load(
         async move {
             let response = client
                 .get(format!("{base}/signals?{}", sample.query(which)))
-                .bearer_auth(OPERATOR)
+                .bearer_auth(server::OPERATOR)
                 .header("x-tenant-id", sample.tenant.to_string())
                 .send()
                 .await

@@ -27,17 +27,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use hmac::{Hmac, KeyInit, Mac};
 use poblysh_connectors::db::Db;
 use sea_orm::{ConnectionTrait, Statement};
 use serde_json::{Value, json};
 
-/// The binary's allocator, so the figures are the service's.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-const OPERATOR: &str = "bench-operator-token-0123456789";
-const SECRET: &str = "It's a Secret to Everybody";
 const TENANT: &str = "0190f5a2-0000-7000-8000-00000000b3c4";
 /// The sample's `pull_request.updated_at`, replaced per delivery.
 const SAMPLE_TIME: &str = "2019-05-15T15:20:33Z";
@@ -68,12 +61,8 @@ fn orchestrate() {
         }
         pg::fresh_database()
     };
-    let (mut server, base) = server::start(
-        &database_url,
-        "api",
-        OPERATOR,
-        &[("POBLYSH_WEBHOOK_RATE_LIMIT", "0")],
-    );
+    let (mut server, base) =
+        server::start(&database_url, "api", &[("POBLYSH_WEBHOOK_RATE_LIMIT", "0")]);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -150,11 +139,11 @@ static NEXT: AtomicU64 = AtomicU64::new(0);
 async fn setup(client: &reqwest::Client, base: &str) {
     let response = client
         .post(format!("{base}/connections"))
-        .bearer_auth(OPERATOR)
+        .bearer_auth(server::OPERATOR)
         .header("x-tenant-id", TENANT)
         .json(&json!({
             "provider": "github",
-            "credentials": {"token": "github_pat_bench", "webhookSecret": SECRET},
+            "credentials": {"token": "github_pat_bench", "webhookSecret": server::GITHUB_SECRET},
             "config": {"repos": ["Codertocat/Hello-World"]},
         }))
         .send()
@@ -176,11 +165,7 @@ impl Load {
     }
 
     fn percentile(&self, p: f64) -> f64 {
-        if self.latencies_us.is_empty() {
-            return 0.0;
-        }
-        let i = ((self.latencies_us.len() - 1) as f64 * p).round() as usize;
-        f64::from(self.latencies_us[i]) / 1000.0
+        server::quantile_ms(&self.latencies_us, p).unwrap_or(0.0)
     }
 
     fn summary(&self) -> Value {
@@ -203,12 +188,6 @@ fn body_of(parts: &[String], n: u64) -> Vec<u8> {
     parts.join(&time).into_bytes()
 }
 
-fn sign(body: &[u8]) -> String {
-    let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(SECRET.as_bytes()).unwrap();
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-}
-
 /// Signatures computed before the run (like a load tool's prepared requests),
 /// so the generator spends its share of the two cores on sending, not hashing.
 static PRESIGNED: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
@@ -221,7 +200,7 @@ fn presign(parts: &Arc<Vec<String>>, count: u64) {
             std::thread::spawn(move || {
                 (0..count)
                     .filter(|n| n % threads == t)
-                    .map(|n| (n, sign(&body_of(&parts, n))))
+                    .map(|n| (n, server::github_signature(&body_of(&parts, n))))
                     .collect::<Vec<_>>()
             })
         })
@@ -240,7 +219,7 @@ fn signed(parts: &[String]) -> (String, String, Vec<u8>) {
     let body = body_of(parts, n);
     let signature = match PRESIGNED.get().and_then(|p| p.get(n as usize)) {
         Some(s) => s.clone(),
-        None => sign(&body),
+        None => server::github_signature(&body),
     };
     (format!("bench-{n}"), signature, body)
 }

@@ -1,6 +1,7 @@
 //! What the server benches share: the service's own `serve` as a child
 //! process of the bench binary (`<bench> --serve <role>`), started on a
-//! database URL with the bench's key and operator token, and its address.
+//! database URL with the bench's key and operator token, and its address;
+//! the service's allocator; GitHub's webhook signature; latency quantiles.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -10,6 +11,34 @@ use poblysh_connectors::cli::Cli;
 
 /// A throwaway benchmark encryption key ("0123456789abcdef" twice, base64).
 pub const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+/// The operator token the server is started with.
+pub const OPERATOR: &str = "bench-operator-token-0123456789";
+/// The secret of GitHub's documented signature example, used as the bench
+/// connections' webhook secret.
+#[allow(dead_code)]
+pub const GITHUB_SECRET: &str = "It's a Secret to Everybody";
+
+/// The binary's allocator, so the figures are the service's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// GitHub's `X-Hub-Signature-256` of `body` under [`GITHUB_SECRET`].
+#[allow(dead_code)]
+pub fn github_signature(body: &[u8]) -> String {
+    use hmac::{Hmac, KeyInit, Mac};
+    let mut mac =
+        <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(GITHUB_SECRET.as_bytes()).unwrap();
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// The `p` quantile (nearest rank) of latencies in microseconds, sorted
+/// ascending, in milliseconds; `None` when there are none.
+#[allow(dead_code)]
+pub fn quantile_ms(sorted_us: &[u32], p: f64) -> Option<f64> {
+    let last = sorted_us.len().checked_sub(1)?;
+    Some(f64::from(sorted_us[(last as f64 * p).round() as usize]) / 1000.0)
+}
 
 /// An environment variable as a number, or `default`.
 #[allow(dead_code)]
@@ -42,21 +71,16 @@ pub fn serve_if_asked() -> bool {
     true
 }
 
-/// Starts the server (`role`) on `database_url` with `operator` as its token
-/// and `env` on top; returns it and its base URL once it listens (the caller
+/// Starts the server (`role`) on `database_url` with [`OPERATOR`] as its
+/// token and `env` on top; returns it and its base URL once it listens (the caller
 /// kills and waits for it).
 #[allow(clippy::zombie_processes, reason = "the caller kills and waits for it")]
-pub fn start(
-    database_url: &str,
-    role: &str,
-    operator: &str,
-    env: &[(&str, &str)],
-) -> (Child, String) {
+pub fn start(database_url: &str, role: &str, env: &[(&str, &str)]) -> (Child, String) {
     let mut server = Command::new(std::env::current_exe().unwrap())
         .args(["--serve", role])
         .env("DATABASE_URL", database_url)
         .env("POBLYSH_CRYPTO_KEY", KEY)
-        .env("POBLYSH_OPERATOR_TOKEN", operator)
+        .env("POBLYSH_OPERATOR_TOKEN", OPERATOR)
         .env("RUST_LOG", "warn")
         .envs(env.iter().copied())
         .stdout(Stdio::piped())
