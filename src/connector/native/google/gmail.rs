@@ -185,10 +185,11 @@ pub fn message_signals(
     }
     let press = participants.iter().any(|a| {
         let domain = a.rsplit('@').next().unwrap_or_default();
-        mapping
-            .press_domains
-            .iter()
-            .any(|d| domain == d || domain.ends_with(&format!(".{d}")))
+        mapping.press_domains.iter().any(|d| {
+            domain
+                .strip_suffix(d.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.ends_with('.'))
+        })
     });
     let mut tags: Vec<String> = message
         .label_ids
@@ -294,6 +295,38 @@ mod tests {
         assert_eq!(addresses("undisclosed-recipients:;"), Vec::<String>::new());
         assert_eq!(addresses(""), Vec::<String>::new());
         assert_eq!(addresses("<a@b.c>"), ["a@b.c"]);
+    }
+
+    #[test]
+    fn press_domains_match_the_domain_and_its_subdomains_only() {
+        let message = |from: &str| -> GmailMessage {
+            serde_json::from_value(json!({
+                "id": "m2", "threadId": "m1", "labelIds": ["INBOX"], "internalDate": "1777483004000",
+                "payload": {"headers": [{"name": "From", "value": from}, {"name": "Subject", "value": "Hi"}]}
+            }))
+            .unwrap()
+        };
+        let mapping = GmailMapping {
+            account: "me@example.org".into(),
+            press_domains: vec!["example.com".into()],
+        };
+        let ctx = MapContext {
+            tenant_id: crate::domain::TenantId::from_uuid(Uuid::from_u128(1)),
+            connection_id: crate::domain::ConnectionId::from_uuid(Uuid::from_u128(2)),
+            received_at: DateTime::from_timestamp(0, 0).unwrap(),
+        };
+        for (from, press) in [
+            ("Ed <ed@example.com>", true),
+            ("ed@news.example.com", true),
+            ("ed@badexample.com", false),
+            ("ed@example.com.evil.net", false),
+        ] {
+            let signals = message_signals(&message(from), &mapping, &ctx);
+            assert_eq!(signals.len(), 1, "not the first of its thread");
+            let s = &signals[0];
+            assert_eq!(s.tags.contains(&"press".to_owned()), press, "{from}");
+            assert_eq!(s.priority == Some(Priority::High), press, "{from}");
+        }
     }
 
     fn push(data: &str, id: &str) -> Vec<u8> {

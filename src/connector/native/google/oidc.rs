@@ -161,18 +161,17 @@ impl GoogleKeys {
     /// after a failed fetch none is tried for [`RETRY_FAILED_AFTER`].
     async fn key(&self, kid: &str) -> Result<Arc<DecodingKey>, PushAuthError> {
         let now = self.http.ambient().now();
-        let after = |d: Duration| chrono::Duration::from_std(d).unwrap_or_default();
         let mut cache = self.cache.lock().await;
         let known = cache.keys.contains_key(kid);
         let stale = cache.fresh_until.is_none_or(|until| now >= until);
         let refetch = !known
             && cache
                 .refetched_at
-                .is_none_or(|at| now - at >= after(REFETCH_AFTER));
+                .is_none_or(|at| now - at >= span(REFETCH_AFTER));
         if stale || refetch {
             if cache
                 .failed_at
-                .is_some_and(|at| now - at < after(RETRY_FAILED_AFTER))
+                .is_some_and(|at| now - at < span(RETRY_FAILED_AFTER))
             {
                 // Google's keys outlive their max-age: a known one still
                 // verifies while the endpoint is down, an unknown one cannot.
@@ -241,10 +240,7 @@ impl GoogleKeys {
             return Err(PushAuthError::Keys("the JWKS holds no RS256 key".into()));
         }
         let max_age = max_age(response.headers.get(http::header::CACHE_CONTROL));
-        Ok((
-            keys,
-            now + chrono::Duration::from_std(max_age).unwrap_or_default(),
-        ))
+        Ok((keys, now + span(max_age)))
     }
 }
 
@@ -268,6 +264,11 @@ fn rs256_key(jwk: &Jwk) -> Option<(String, Arc<DecodingKey>)> {
     }
     let key = DecodingKey::from_rsa_components(&rsa.n, &rsa.e).ok()?;
     Some((kid, Arc::new(key)))
+}
+
+/// A duration on the clock's scale (every one here is well within range).
+fn span(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
 
 /// How long a JWKS response may be cached: its `max-age`, bounded.
