@@ -54,6 +54,72 @@ pub struct Config {
     /// Provider app secrets: `POBLYSH_<PROVIDER>_CLIENT_ID`, `_CLIENT_SECRET`,
     /// `_WEBHOOK_SECRET`, by variable name.
     pub provider_secrets: BTreeMap<String, String>,
+    /// Google's endpoints and push settings (the native Google connectors).
+    pub google: GoogleConfig,
+}
+
+/// Where the Google connectors call Google, and who may push to them. Every
+/// URL is configurable so tests (and proxies) can stand in for Google.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GoogleConfig {
+    /// `POBLYSH_GOOGLE_AUTHORIZE_URL`: the OAuth consent page.
+    pub authorize_url: String,
+    /// `POBLYSH_GOOGLE_TOKEN_URL`: the OAuth token endpoint.
+    pub token_url: String,
+    /// `POBLYSH_GOOGLE_GMAIL_URL`: the Gmail API's base URL.
+    pub gmail_url: String,
+    /// `POBLYSH_GOOGLE_API_URL`: `www.googleapis.com` (Drive, Calendar).
+    pub api_url: String,
+    /// `POBLYSH_GOOGLE_JWKS_URL`: the keys Google signs push tokens with.
+    pub jwks_url: String,
+    /// `POBLYSH_GOOGLE_PUSH_AUDIENCE`: the audience the Pub/Sub push
+    /// subscription puts in its OIDC token. Unset: every Gmail push is refused.
+    pub push_audience: Option<String>,
+    /// `POBLYSH_GOOGLE_PUSH_SERVICE_ACCOUNT`: the service account the push
+    /// subscription authenticates as. Unset: every Gmail push is refused.
+    pub push_service_account: Option<String>,
+    /// `POBLYSH_GMAIL_PUBSUB_TOPIC`: the topic `users.watch` publishes to
+    /// (`projects/<project>/topics/<topic>`), unless a connection names its own.
+    pub gmail_topic: Option<String>,
+}
+
+impl GoogleConfig {
+    /// The settings from the environment (`get` reads a non-empty variable).
+    fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let url = |var: &'static str, default: &str| -> Result<String, ConfigError> {
+            let value = get(var).unwrap_or_else(|| default.to_owned());
+            let value = value.trim().trim_end_matches('/').to_owned();
+            match url::Url::parse(&value) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {
+                    Ok(value)
+                }
+                _ => Err(ConfigError {
+                    var,
+                    reason: "expected an absolute http(s) URL".into(),
+                }),
+            }
+        };
+        let text = |var: &str| get(var).map(|v| v.trim().to_owned());
+        Ok(GoogleConfig {
+            authorize_url: url(
+                "POBLYSH_GOOGLE_AUTHORIZE_URL",
+                "https://accounts.google.com/o/oauth2/v2/auth",
+            )?,
+            token_url: url(
+                "POBLYSH_GOOGLE_TOKEN_URL",
+                "https://oauth2.googleapis.com/token",
+            )?,
+            gmail_url: url("POBLYSH_GOOGLE_GMAIL_URL", "https://gmail.googleapis.com")?,
+            api_url: url("POBLYSH_GOOGLE_API_URL", "https://www.googleapis.com")?,
+            jwks_url: url(
+                "POBLYSH_GOOGLE_JWKS_URL",
+                "https://www.googleapis.com/oauth2/v3/certs",
+            )?,
+            push_audience: text("POBLYSH_GOOGLE_PUSH_AUDIENCE"),
+            push_service_account: text("POBLYSH_GOOGLE_PUSH_SERVICE_ACCOUNT"),
+            gmail_topic: text("POBLYSH_GMAIL_PUBSUB_TOPIC"),
+        })
+    }
 }
 
 /// Suffixes of the provider app-secret variables.
@@ -76,6 +142,14 @@ impl Config {
             .map(String::as_str)
             .filter(|v| !v.is_empty())
     }
+
+    /// A provider's app-level secret, else that of the app it shares
+    /// (`POBLYSH_GOOGLE_CLIENT_ID` for the three Google connectors): the
+    /// provider's own variable wins.
+    pub fn app_secret(&self, provider: &str, shared_app: Option<&str>, name: &str) -> Option<&str> {
+        self.provider_secret(provider, name)
+            .or_else(|| self.provider_secret(shared_app?, name))
+    }
 }
 
 impl std::fmt::Debug for Config {
@@ -96,6 +170,7 @@ impl std::fmt::Debug for Config {
                 "provider_secrets",
                 &self.provider_secrets.keys().collect::<Vec<_>>(),
             )
+            .field("google", &self.google)
             .finish_non_exhaustive()
     }
 }
@@ -211,6 +286,7 @@ impl Config {
             webhook_rate_limit,
             shutdown_seconds,
             provider_secrets,
+            google: GoogleConfig::from_lookup(non_empty)?,
         })
     }
 
@@ -333,6 +409,39 @@ mod tests {
                 .allow_private_networks
         );
         assert!(config(&[("POBLYSH_ALLOW_PRIVATE_NETWORKS", "maybe")]).is_err());
+    }
+
+    #[test]
+    fn a_shared_app_backs_the_providers_own_variables() {
+        let c = config(&[
+            ("POBLYSH_GOOGLE_CLIENT_ID", "shared-id"),
+            ("POBLYSH_GMAIL_CLIENT_ID", "gmail-id"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.app_secret("gmail", Some("google"), "CLIENT_ID"),
+            Some("gmail-id")
+        );
+        assert_eq!(
+            c.app_secret("google_drive", Some("google"), "CLIENT_ID"),
+            Some("shared-id")
+        );
+        assert_eq!(c.app_secret("google_drive", None, "CLIENT_ID"), None);
+    }
+
+    #[test]
+    fn google_urls_default_to_google_and_must_be_urls() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.google.gmail_url, "https://gmail.googleapis.com");
+        assert_eq!(c.google.push_audience, None);
+        let c = config(&[("POBLYSH_GOOGLE_GMAIL_URL", "http://127.0.0.1:9/ ")]).unwrap();
+        assert_eq!(c.google.gmail_url, "http://127.0.0.1:9");
+        assert_eq!(
+            config(&[("POBLYSH_GOOGLE_JWKS_URL", "certs.json")])
+                .unwrap_err()
+                .var,
+            "POBLYSH_GOOGLE_JWKS_URL"
+        );
     }
 
     #[test]

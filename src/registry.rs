@@ -275,6 +275,7 @@ mod tests {
                     secret_field: None,
                     routing: Some(crate::connector::RoutingTarget::MetadataKey("team".into())),
                     json_body: true,
+                    change_ping: false,
                 },
             }) as Arc<dyn Connector>
         });

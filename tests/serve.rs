@@ -90,7 +90,7 @@ fn runs_with_no_configuration() {
     let (status, body) = get(&server.addr, "/readyz", None);
     assert_eq!(
         (status, body["providers"].as_u64()),
-        (200, Some(8)),
+        (200, Some(9)),
         "{body}"
     );
     let (status, body) = get(&server.addr, "/providers", None);
@@ -105,6 +105,7 @@ fn runs_with_no_configuration() {
         ids,
         [
             "github",
+            "gmail",
             "jira",
             "linear",
             "pagerduty",

@@ -148,7 +148,9 @@ impl From<GatewayError> for ApiError {
                 message: e.to_string(),
                 retry_after,
             },
-            GatewayError::Unavailable => ApiError::Unavailable(e.to_string()),
+            GatewayError::Unavailable | GatewayError::VerifierUnavailable(_) => {
+                ApiError::Unavailable(e.to_string())
+            }
             GatewayError::Internal(m) => ApiError::Internal(m),
         }
     }

@@ -13,6 +13,10 @@ use crate::descriptor::model::{
 pub struct OAuthOptions {
     /// Whether the authorization uses PKCE (S256).
     pub pkce: bool,
+    /// The app whose client id and secret it falls back to when the provider
+    /// has none of its own (`google`: `POBLYSH_GOOGLE_CLIENT_ID` serves Gmail,
+    /// Drive and Calendar unless `POBLYSH_GMAIL_CLIENT_ID` is set).
+    pub shared_app: Option<&'static str>,
 }
 
 /// How often a polling connector syncs each connection.

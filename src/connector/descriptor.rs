@@ -60,7 +60,10 @@ impl DescriptorConnector {
         let d = &compiled.descriptor;
         let capabilities = Capabilities {
             oauth: match &compiled.auth {
-                CompiledAuth::OAuth2 { config, .. } => Some(OAuthOptions { pkce: config.pkce }),
+                CompiledAuth::OAuth2 { config, .. } => Some(OAuthOptions {
+                    pkce: config.pkce,
+                    shared_app: None,
+                }),
                 _ => None,
             },
             polling: compiled.polling.as_ref().map(|p| PollSchedule {
@@ -79,6 +82,7 @@ impl DescriptorConnector {
                 },
                 routing: w.routing.as_ref().map(|r| r.target.clone()),
                 json_body: true,
+                change_ping: false,
             },
         });
         DescriptorConnector {

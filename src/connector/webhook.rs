@@ -30,6 +30,11 @@ pub struct WebhookProfile {
     pub routing: Option<RoutingTarget>,
     /// Whether a delivery's body must be JSON (a change ping may have none).
     pub json_body: bool,
+    /// Whether a delivery only says that something changed (Gmail's Pub/Sub
+    /// push, a Drive or Calendar channel ping): each handled one asks for an
+    /// incremental sync at once (coalesced with one already queued), instead
+    /// of the once-a-minute backstop after deliveries that carry their Signals.
+    pub change_ping: bool,
 }
 
 /// A connector's webhook half.

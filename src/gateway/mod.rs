@@ -29,7 +29,7 @@ use crate::registry::Entry;
 use crate::services::Services;
 use limiter::Limiter;
 use targets::Targets;
-use writer::{Delivery, Part, Stored, Writer};
+use writer::{Delivery, FollowUp, Part, Stored, Writer};
 
 /// Settings of the gateway.
 #[derive(Debug, Clone)]
@@ -84,7 +84,10 @@ pub enum GatewayError {
     MethodNotAllowed(String),
     /// Verification failed.
     #[error("webhook not verified: {0}")]
-    Rejected(#[from] VerifyError),
+    Rejected(VerifyError),
+    /// Verification cannot be done now; the provider should retry.
+    #[error("webhook not verified now: {0}; retry later")]
+    VerifierUnavailable(String),
     /// The body is not what the descriptor reads (not JSON, no event type).
     #[error("{0}")]
     BadBody(String),
@@ -97,6 +100,15 @@ pub enum GatewayError {
     /// Anything else (logged; answered generically).
     #[error("{0}")]
     Internal(String),
+}
+
+impl From<VerifyError> for GatewayError {
+    fn from(e: VerifyError) -> Self {
+        match e {
+            VerifyError::Unavailable(reason) => GatewayError::VerifierUnavailable(reason),
+            e => GatewayError::Rejected(e),
+        }
+    }
 }
 
 impl From<StoreError> for GatewayError {
@@ -157,6 +169,7 @@ impl Gateway {
             Err(GatewayError::Rejected(_)) => "rejected",
             Err(GatewayError::BadBody(_)) => "bad_body",
             Err(GatewayError::RateLimited(_)) => "rate_limited",
+            Err(GatewayError::VerifierUnavailable(_)) => "verifier_unavailable",
             Err(GatewayError::Unavailable | GatewayError::Internal(_)) => "error",
         };
         // Only known providers become label values: a path segment is not.
@@ -362,7 +375,14 @@ impl Gateway {
             (None, false) => serde_json::Value::Null,
             (None, true) => return Err(GatewayError::BadBody("the body is not JSON".into())),
         };
-        let follows = connector.capabilities().polling.is_some();
+        let follow_up = match (
+            connector.capabilities().polling.is_some(),
+            receiver.profile().change_ping,
+        ) {
+            (false, _) => FollowUp::None,
+            (true, false) => FollowUp::Backstop,
+            (true, true) => FollowUp::Now,
+        };
         let mut parts = Vec::with_capacity(routed.len());
         let mut event = String::new();
         let mut handled = false;
@@ -392,7 +412,7 @@ impl Gateway {
                 tenant: target.connection.tenant_id,
                 connection: target.connection.id,
                 signals: mapped.mapped.signals,
-                follow_up: handled && follows,
+                follow_up: if handled { follow_up } else { FollowUp::None },
             });
         }
         let stored = self

@@ -46,8 +46,21 @@ pub struct Part {
     pub connection: ConnectionId,
     /// Its Signals.
     pub signals: Vec<Signal>,
-    /// Whether it gets a follow-up incremental sync.
-    pub follow_up: bool,
+    /// Whether it gets a follow-up incremental sync, and how soon.
+    pub follow_up: FollowUp,
+}
+
+/// The incremental sync a delivery asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FollowUp {
+    /// None.
+    None,
+    /// A backstop for Signals the delivery itself carried: at most one per
+    /// connection per minute.
+    Backstop,
+    /// The delivery only said that something changed (a change ping): a sync
+    /// now, unless one is already queued for the connection and will see it.
+    Now,
 }
 
 /// What became of a delivery.
@@ -177,6 +190,7 @@ async fn write(
     let window = now.timestamp().div_euclid(JOB_WINDOW_SECONDS);
     let mut to_insert: Vec<&Signal> = Vec::new();
     let mut follow_up: HashMap<ConnectionId, (TenantId, &str)> = HashMap::new();
+    let mut now_syncs: HashMap<ConnectionId, (TenantId, &str)> = HashMap::new();
     // Per delivery: whether any part was new, and the ids of its Signals.
     let mut delivered: Vec<(bool, Vec<uuid::Uuid>)> = Vec::with_capacity(deliveries.len());
     for (d, fresh) in deliveries.iter().zip(&fresh) {
@@ -184,8 +198,14 @@ async fn write(
         for (p, _) in d.parts.iter().zip(fresh).filter(|(_, new)| **new) {
             ids.extend(p.signals.iter().map(|s| s.id));
             to_insert.extend(&p.signals);
-            if p.follow_up && recent_jobs.get(&p.connection) != Some(&window) {
-                follow_up.insert(p.connection, (p.tenant, d.provider.as_str()));
+            match p.follow_up {
+                FollowUp::Backstop if recent_jobs.get(&p.connection) != Some(&window) => {
+                    follow_up.insert(p.connection, (p.tenant, d.provider.as_str()));
+                }
+                FollowUp::Now => {
+                    now_syncs.insert(p.connection, (p.tenant, d.provider.as_str()));
+                }
+                FollowUp::Backstop | FollowUp::None => {}
             }
         }
         delivered.push((fresh.iter().any(|new| *new) || d.parts.is_empty(), ids));
@@ -215,8 +235,19 @@ async fn write(
         let key = format!("webhook:{connection}:{window}");
         jobs::enqueue_keyed(&txn, job, &key, now, now).await?;
     }
+    let mut woken = !follow_up.is_empty();
+    for (connection, (tenant, provider)) in &now_syncs {
+        let job = NewJob {
+            tenant: *tenant,
+            connection: *connection,
+            provider,
+            job_type: JobType::Incremental,
+            trigger: Trigger::Webhook,
+        };
+        woken |= jobs::enqueue_coalesced(&txn, job, now).await?.1;
+    }
     txn.commit().await?;
-    if !follow_up.is_empty() {
+    if woken {
         db.wake_workers().await;
     }
     if recent_jobs.len() > 100_000 {

@@ -102,8 +102,13 @@ impl Opened {
             scrubber.add(token.expose_secret());
         }
         let provider = &self.stored.connection.provider;
+        let shared = self
+            .connector
+            .capabilities()
+            .oauth
+            .and_then(|o| o.shared_app);
         for name in ["CLIENT_SECRET", "WEBHOOK_SECRET"] {
-            if let Some(secret) = services.config.provider_secret(provider, name) {
+            if let Some(secret) = services.config.app_secret(provider, shared, name) {
                 scrubber.add(secret);
             }
         }

@@ -52,35 +52,49 @@ fn fresh(stored: &StoredConnection, now: DateTime<Utc>) -> bool {
     stored.token_fresh(now, Duration::seconds(REFRESH_AHEAD))
 }
 
-/// The app credentials for a provider: the connection's `clientId`/`clientSecret`
-/// credential fields, else `POBLYSH_<PROVIDER>_CLIENT_ID` / `_CLIENT_SECRET`.
+/// The app credentials for a connector: the connection's `clientId` /
+/// `clientSecret` credential fields, else `POBLYSH_<PROVIDER>_CLIENT_ID` /
+/// `_CLIENT_SECRET`, else those of the app the connector shares
+/// (`OAuthOptions::shared_app`).
 pub fn client_credentials(
     services: &Services,
-    provider: &str,
+    connector: &dyn Connector,
     fields: &std::collections::BTreeMap<String, SecretString>,
 ) -> Option<ClientCredentials> {
+    let provider = connector.id();
+    let shared = connector.capabilities().oauth.and_then(|o| o.shared_app);
     let field = |k: &str| {
         fields
             .get(k)
             .map(|v| v.expose_secret().to_owned())
             .filter(|v| !v.is_empty())
     };
-    let id = field("clientId").or_else(|| {
+    let app = |name: &str| {
         services
             .config
-            .provider_secret(provider, "CLIENT_ID")
+            .app_secret(provider, shared, name)
             .map(str::to_owned)
-    })?;
-    let secret = field("clientSecret").or_else(|| {
-        services
-            .config
-            .provider_secret(provider, "CLIENT_SECRET")
-            .map(str::to_owned)
-    })?;
+    };
+    let id = field("clientId").or_else(|| app("CLIENT_ID"))?;
+    let secret = field("clientSecret").or_else(|| app("CLIENT_SECRET"))?;
     Some(ClientCredentials {
         client_id: id,
         client_secret: SecretString::from(secret),
     })
+}
+
+/// The variables that configure a connector's OAuth client, for the error
+/// saying they are missing.
+pub fn client_variables(connector: &dyn Connector) -> (String, String) {
+    let app = connector
+        .capabilities()
+        .oauth
+        .and_then(|o| o.shared_app)
+        .unwrap_or_else(|| connector.id());
+    (
+        crate::config::provider_var(app, "CLIENT_ID"),
+        crate::config::provider_var(app, "CLIENT_SECRET"),
+    )
 }
 
 /// A usable access token for `stored`: the stored one while fresh (unless
@@ -126,11 +140,9 @@ pub async fn access_token(
         return Err(TokenError::NeedsReauth(message));
     };
     let fields = current.open_credentials(keys)?;
-    let client = client_credentials(services, provider, &fields).ok_or_else(|| {
-        TokenError::NoClient(
-            crate::config::provider_var(provider, "CLIENT_ID"),
-            crate::config::provider_var(provider, "CLIENT_SECRET"),
-        )
+    let client = client_credentials(services, connector, &fields).ok_or_else(|| {
+        let (id, secret) = client_variables(connector);
+        TokenError::NoClient(id, secret)
     })?;
     let ctx = TokenContext {
         http: &services.http,

@@ -7,6 +7,7 @@ pub mod harness;
 mod auth;
 mod deltas;
 mod faults;
+mod gmail;
 mod native;
 mod native_slot;
 mod oauth;

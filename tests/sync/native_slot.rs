@@ -132,6 +132,7 @@ impl FakeWatch {
                     secret_field: Some("channel_token".into()),
                     routing: Some(RoutingTarget::MetadataKey("channel_id".into())),
                     json_body: true,
+                    change_ping: false,
                 },
             },
             descriptor,

@@ -18,12 +18,12 @@ use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-const KEY_A: &str = include_str!("../keys/test-rsa-a.pem");
-const KEY_B: &str = include_str!("../keys/test-rsa-b.pem");
-const JWK_A: &str = include_str!("../keys/test-rsa-a.jwk.json");
-const JWK_B: &str = include_str!("../keys/test-rsa-b.jwk.json");
-const AUDIENCE: &str = "https://connectors.example.com/webhooks/gmail";
-const ACCOUNT: &str = "gmail-push@example-project.iam.gserviceaccount.com";
+pub(crate) const KEY_A: &str = include_str!("../keys/test-rsa-a.pem");
+pub(crate) const KEY_B: &str = include_str!("../keys/test-rsa-b.pem");
+pub(crate) const JWK_A: &str = include_str!("../keys/test-rsa-a.jwk.json");
+pub(crate) const JWK_B: &str = include_str!("../keys/test-rsa-b.jwk.json");
+pub(crate) const AUDIENCE: &str = "https://connectors.example.com/webhooks/gmail";
+pub(crate) const ACCOUNT: &str = "gmail-push@example-project.iam.gserviceaccount.com";
 
 fn t0() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2026-12-01T12:00:00Z")
@@ -32,7 +32,7 @@ fn t0() -> DateTime<Utc> {
 }
 
 /// The docs example's claims, for our audience and account, issued at `now`.
-fn claims(now: DateTime<Utc>) -> Value {
+pub(crate) fn claims(now: DateTime<Utc>) -> Value {
     json!({
         "aud": AUDIENCE,
         "azp": "113774264463038321964",
@@ -45,7 +45,7 @@ fn claims(now: DateTime<Utc>) -> Value {
     })
 }
 
-fn sign(pem: &str, kid: &str, claims: &Value) -> String {
+pub(crate) fn sign(pem: &str, kid: &str, claims: &Value) -> String {
     let mut header = Header::new(Algorithm::RS256);
     header.kid = Some(kid.to_owned());
     let key = EncodingKey::from_rsa_pem(pem.as_bytes()).expect("test key");
@@ -56,7 +56,7 @@ fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
 
-fn jwks(keys: &[&str]) -> Value {
+pub(crate) fn jwks(keys: &[&str]) -> Value {
     let keys: Vec<Value> = keys
         .iter()
         .map(|k| serde_json::from_str(k).unwrap())
@@ -112,7 +112,7 @@ async fn serve_keys(server: &MockServer, keys: &[&str], cache_control: &str) {
         .await;
 }
 
-const GOOGLE_CACHE: &str = "public, max-age=19204, must-revalidate, no-transform";
+pub(crate) const GOOGLE_CACHE: &str = "public, max-age=19204, must-revalidate, no-transform";
 
 #[tokio::test]
 async fn a_token_google_would_sign_verifies_and_the_keys_are_fetched_once_for_100_pushes() {

@@ -3,7 +3,7 @@
 //! provider samples posted over the router, replays, limits and handshakes.
 
 mod deliveries;
-mod google_push_token;
+pub(crate) mod google_push_token;
 mod isolation;
 mod limits;
 pub mod support;

@@ -15,7 +15,7 @@ use crate::api::AppState;
 use crate::api::error::{ApiError, ApiResult, Problem};
 use crate::api::extract::{Operator, QueryParams, Tenant};
 use crate::api::fields;
-use crate::connector::{AuthorizeRequest, ConnectorError, TokenContext};
+use crate::connector::{AuthorizeRequest, Connector, ConnectorError, TokenContext};
 use crate::db::repo::connections::{self, NewConnection};
 use crate::db::repo::oauth_states::{self, NewState};
 use crate::engine::oauth::{self, ClientCredentials, OAuthError};
@@ -82,13 +82,13 @@ fn oauth_entry(state: &AppState, provider: &str) -> ApiResult<Entry> {
     Ok(entry)
 }
 
-/// The app's OAuth client for `provider`, from the environment.
-fn oauth_client(state: &AppState, provider: &str) -> ApiResult<ClientCredentials> {
-    tokens::client_credentials(&state.0.services, provider, &Default::default()).ok_or_else(|| {
+/// The app's OAuth client for a connector, from the environment.
+fn oauth_client(state: &AppState, connector: &dyn Connector) -> ApiResult<ClientCredentials> {
+    tokens::client_credentials(&state.0.services, connector, &Default::default()).ok_or_else(|| {
+        let (id, secret) = tokens::client_variables(connector);
         ApiError::Conflict(format!(
-            "the OAuth client of `{provider}` is not configured: set {} and {}",
-            crate::config::provider_var(provider, "CLIENT_ID"),
-            crate::config::provider_var(provider, "CLIENT_SECRET")
+            "the OAuth client of `{}` is not configured: set {id} and {secret}",
+            connector.id()
         ))
     })
 }
@@ -133,7 +133,7 @@ pub async fn start(
             details: Some(serde_json::json!({ "errors": errors })),
         },
     )?;
-    let client = oauth_client(&state, &provider)?;
+    let client = oauth_client(&state, connector)?;
     let redirect_uri = match (&request.redirect_uri, &state.0.config.public_url) {
         (Some(uri), _) => uri.clone(),
         (None, Some(public)) => format!(
@@ -235,7 +235,7 @@ pub async fn callback(
         .await?
         .map_err(|e| ApiError::invalid_field("state", e))?;
     let connector = entry.connector.as_ref();
-    let client = oauth_client(&state, &provider)?;
+    let client = oauth_client(&state, connector)?;
     let verifier = consumed
         .verifier
         .as_ref()

@@ -68,10 +68,9 @@ impl Native {
     }
 }
 
-/// Every native connector this build ships. (None yet: the Google connectors
-/// are the first to come.)
+/// Every native connector this build ships.
 pub fn all() -> Vec<Native> {
-    Vec::new()
+    vec![google::gmail_connector::native()]
 }
 
 /// The ids of `natives`.

@@ -105,17 +105,6 @@ pub async fn enqueue(
     job_type: JobType,
     trigger: Trigger,
 ) -> Result<Job, StoreError> {
-    let queued = Entity::find()
-        .filter(Column::TenantId.eq(*tenant.as_uuid()))
-        .filter(Column::ConnectionId.eq(*connection.as_uuid()))
-        .filter(Column::JobType.eq(job_type.as_str()))
-        .filter(Column::State.eq(JobState::Queued.as_str()))
-        .one(db.conn())
-        .await?;
-    if let Some(existing) = queued {
-        return Job::try_from(existing);
-    }
-    let id = Uuid::now_v7();
     let job = NewJob {
         tenant,
         connection,
@@ -123,16 +112,40 @@ pub async fn enqueue(
         job_type,
         trigger,
     };
-    let now = db.now();
+    let (model, new) = enqueue_coalesced(db.conn(), job, db.now()).await?;
+    if new {
+        db.wake_workers().await;
+    }
+    Job::try_from(model)
+}
+
+/// Enqueues `job`, due now, unless a job of its type is already queued (not
+/// yet started) for its connection: then that one, which will see whatever
+/// the new one would have. True when it is new. Works inside a transaction
+/// (the caller wakes the workers after committing).
+pub async fn enqueue_coalesced<C: ConnectionTrait>(
+    conn: &C,
+    job: NewJob<'_>,
+    now: DateTime<Utc>,
+) -> Result<(Model, bool), StoreError> {
+    let queued = Entity::find()
+        .filter(Column::TenantId.eq(*job.tenant.as_uuid()))
+        .filter(Column::ConnectionId.eq(*job.connection.as_uuid()))
+        .filter(Column::JobType.eq(job.job_type.as_str()))
+        .filter(Column::State.eq(JobState::Queued.as_str()))
+        .one(conn)
+        .await?;
+    if let Some(existing) = queued {
+        return Ok((existing, false));
+    }
+    let id = Uuid::now_v7();
     let key = format!(
         "{}:{}:{}:{id}",
-        trigger.as_str(),
-        connection,
-        job_type.as_str()
+        job.trigger.as_str(),
+        job.connection,
+        job.job_type.as_str()
     );
-    let model = row(id, &job, key, now, now).insert(db.conn()).await?;
-    db.wake_workers().await;
-    Job::try_from(model)
+    Ok((row(id, &job, key, now, now).insert(conn).await?, true))
 }
 
 /// A job to enqueue.

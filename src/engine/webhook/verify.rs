@@ -61,6 +61,13 @@ pub enum VerifyError {
     /// The JWT is malformed, not HS256, badly signed or expired.
     #[error("invalid JWT: {0}")]
     Jwt(&'static str),
+    /// A bearer token (a provider-signed OIDC token) is refused.
+    #[error("{0}")]
+    Bearer(String),
+    /// Nothing can be verified now (the keys to verify with cannot be
+    /// fetched): the sender should retry (503), nothing is stored.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// Verifies `request` per `verification`, with `secret` (the connection's, or
