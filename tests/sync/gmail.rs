@@ -282,7 +282,10 @@ async fn setup(backend: Backend) -> Setup {
                 .collect();
             let who = match form["grant_type"].as_str() {
                 "authorization_code" => form["code"].strip_prefix("code-"),
-                "refresh_token" => form["refresh_token"].strip_prefix("refresh-"),
+                // Google revoked the grant of `revoked`.
+                "refresh_token" => form["refresh_token"]
+                    .strip_prefix("refresh-")
+                    .filter(|w| *w != "revoked"),
                 _ => None,
             };
             let Some(who) = who else {
@@ -705,6 +708,38 @@ crate::on_both! {
         assert_eq!(drain(&s.node).await, ran(&["teardown"]));
         assert_eq!(calls(&s.server.received_requests().await.unwrap(), "/stop"), 1);
         assert!(connections::row(&s.node.services.db, ann, id).await.unwrap().is_none());
+    }
+}
+
+crate::on_both! {
+    async fn an_expired_token_is_refreshed_with_the_shared_client_and_a_revoked_grant_needs_reauth(backend) {
+        let s = setup(backend).await;
+        s.gmail.mailbox("tok-ann", "ann@example.com");
+        s.gmail.mailbox("tok-revoked", "rex@example.com");
+        let tenant = TenantId::from_uuid(Uuid::now_v7());
+        let (ann, _) = connect(&s, tenant, "ann", json!({})).await;
+        let (rex, _) = connect(&s, tenant, "revoked", json!({})).await;
+        drain(&s.node).await;
+        // An hour on, both access tokens have expired: syncs refresh them first.
+        s.clock.advance(Duration::hours(1));
+        for id in [ann, rex] {
+            let (status, body) = s.node.api("POST", "/sync/gmail", Some(tenant), Some(json!({"connection_id": id.to_string()}))).await;
+            assert!(status < 300, "{body}");
+        }
+        let jobs = drain(&s.node).await;
+        assert!(jobs.contains(&("incremental".to_owned(), JobState::Succeeded)), "{jobs:?}");
+        assert!(jobs.contains(&("incremental".to_owned(), JobState::Failed)), "{jobs:?}");
+        let requests = s.server.received_requests().await.unwrap();
+        let refreshes: Vec<BTreeMap<String, String>> = requests.iter().filter(|r| r.url.path() == "/token")
+            .map(|r| url::form_urlencoded::parse(&r.body).into_owned().collect())
+            .filter(|f: &BTreeMap<String, String>| f["grant_type"] == "refresh_token").collect();
+        assert_eq!(refreshes.len(), 2, "{refreshes:?}");
+        assert!(refreshes.iter().all(|f| f["client_id"] == CLIENT_ID && f["client_secret"] == CLIENT_SECRET));
+        let (_, shown) = s.node.api("GET", &format!("/connections/{ann}"), Some(tenant), None).await;
+        assert_eq!(shown["status"], "active", "{shown}");
+        let (_, shown) = s.node.api("GET", &format!("/connections/{rex}"), Some(tenant), None).await;
+        assert_eq!(shown["status"], "needs_reauth", "{shown}");
+        assert!(!shown.to_string().contains(CLIENT_SECRET) && !shown.to_string().contains("refresh-revoked"), "{shown}");
     }
 }
 
