@@ -8,7 +8,13 @@
 //!   the POST was sent;
 //! * **webhook visibility**: 200 signed GitHub `issues` deliveries (the real
 //!   octokit sample, each a new Signal); for each, the time from the 2xx to
-//!   the first `GET /signals` that returns its Signal (polled back to back).
+//!   the first `GET /signals` that returns its Signal (polled back to back);
+//! * **Gmail push to Signal**: a Gmail connection (connected through the
+//!   OAuth flow against a fake Google, `support/google.rs`), then 100
+//!   messages, each announced by a Pub/Sub push signed like Google's; for
+//!   each, the time from sending the push to the first `GET /signals` that
+//!   returns the message (the push is verified, a sync is queued, the worker
+//!   reads the history and the message, the Signal is stored).
 //!
 //! Reports p50/p99/max of each. Run: `cargo bench --bench latency`
 //! (`POBLYSH_BENCH_BACKEND=sqlite|postgres`, both by default).
@@ -21,6 +27,8 @@
 #[path = "../tests/pg.rs"]
 #[allow(dead_code)]
 mod pg;
+#[path = "support/google.rs"]
+mod google;
 #[path = "support/server.rs"]
 mod server;
 
@@ -31,6 +39,7 @@ use serde_json::{Value, json};
 
 const CONNECTIONS: usize = 100;
 const WEBHOOKS: usize = 200;
+const PUSHES: usize = 100;
 /// The sample's `issue.updated_at`, replaced per delivery.
 const SAMPLE_TIME: &str = "2019-05-15T15:20:18Z";
 
@@ -113,15 +122,16 @@ fn orchestrate() {
             pg::durable();
             pg::fresh_database()
         };
-        let (mut server, base) = server::start(
-            &url,
-            "all",
-            &[
-                ("POBLYSH_ALLOW_PRIVATE_NETWORKS", "true"),
-                ("POBLYSH_WEBHOOK_RATE_LIMIT", "0"),
-            ],
-        );
-        let report = runtime.block_on(measure(&backend, &base));
+        let mailbox = google::Mailbox::default();
+        let google_url = runtime.block_on(google::serve(mailbox.clone()));
+        let mut env = google::env(&google_url);
+        env.push(("POBLYSH_ALLOW_PRIVATE_NETWORKS".into(), "true".into()));
+        env.push(("POBLYSH_WEBHOOK_RATE_LIMIT".into(), "0".into()));
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let (mut server, base) = server::start(&url, "all", &env);
+        let mut report = runtime.block_on(measure(&backend, &base));
+        report["gmail_push_to_signal_visible_ms"] =
+            runtime.block_on(gmail_pushes(&base, &mailbox));
         let _ = server.kill();
         let _ = server.wait();
         println!("{}", serde_json::to_string_pretty(&report).unwrap());
@@ -239,6 +249,66 @@ async fn measure(backend: &str, base: &str) -> Value {
         "backfill_start_after_post_ms": quantiles(starts),
         "webhook_signal_visible_after_2xx_ms": quantiles(visible),
     })
+}
+
+/// Connects Gmail, then times each of [`PUSHES`] pushes to its Signal.
+async fn gmail_pushes(base: &str, mailbox: &google::Mailbox) -> Value {
+    let client = reqwest::Client::builder().http1_only().build().unwrap();
+    let tenant = uuid::Uuid::now_v7().to_string();
+    let started: Value = ok(client
+        .post(format!("{base}/connect/gmail"))
+        .bearer_auth(server::OPERATOR)
+        .header("x-tenant-id", &tenant))
+    .await;
+    let state = started["state"].as_str().unwrap();
+    let _: Value = ok(client.get(format!("{base}/connect/gmail/callback?code=bench&state={state}"))).await;
+    // The watch (which routes pushes to the mailbox) and the backfill first.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let jobs: Value = ok(client
+            .get(format!("{base}/jobs?state=succeeded"))
+            .bearer_auth(server::OPERATOR)
+            .header("x-tenant-id", &tenant))
+        .await;
+        if jobs["jobs"].as_array().unwrap().len() == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the Gmail setup never finished: {jobs}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let authorization = google::authorization();
+    let mut visible = Vec::new();
+    for n in 0..PUSHES {
+        let at = DateTime::from_timestamp(1_764_000_000 + n as i64 * 60, 0).unwrap();
+        let history = mailbox.arrive(&format!("19dd{n:012x}"), at);
+        let sent = Instant::now();
+        let response = client
+            .post(format!("{base}/webhooks/gmail"))
+            .header("content-type", "application/json")
+            .header("authorization", &authorization)
+            .body(google::push_body(history, &format!("bench-{n}")))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "{}", response.status());
+        let deadline = sent + Duration::from_secs(10);
+        loop {
+            let page: Value = ok(client
+                .get(format!("{base}/signals?kind=email_received&limit=1"))
+                .bearer_auth(server::OPERATOR)
+                .header("x-tenant-id", &tenant))
+            .await;
+            let newest = page["signals"][0]["occurred_at"]
+                .as_str()
+                .map(|t| t.parse::<DateTime<Utc>>().unwrap());
+            if newest == Some(at) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "push {n} never became a Signal");
+        }
+        visible.push(sent.elapsed().as_micros() as u32);
+    }
+    quantiles(visible)
 }
 
 async fn ok(request: reqwest::RequestBuilder) -> Value {
