@@ -24,11 +24,11 @@
     reason = "benchmarks time real work on the real clock"
 )]
 
+#[path = "support/google.rs"]
+mod google;
 #[path = "../tests/pg.rs"]
 #[allow(dead_code)]
 mod pg;
-#[path = "support/google.rs"]
-mod google;
 #[path = "support/server.rs"]
 mod server;
 
@@ -130,8 +130,7 @@ fn orchestrate() {
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let (mut server, base) = server::start(&url, "all", &env);
         let mut report = runtime.block_on(measure(&backend, &base));
-        report["gmail_push_to_signal_visible_ms"] =
-            runtime.block_on(gmail_pushes(&base, &mailbox));
+        report["gmail_push_to_signal_visible_ms"] = runtime.block_on(gmail_pushes(&base, &mailbox));
         let _ = server.kill();
         let _ = server.wait();
         println!("{}", serde_json::to_string_pretty(&report).unwrap());
@@ -261,7 +260,10 @@ async fn gmail_pushes(base: &str, mailbox: &google::Mailbox) -> Value {
         .header("x-tenant-id", &tenant))
     .await;
     let state = started["state"].as_str().unwrap();
-    let _: Value = ok(client.get(format!("{base}/connect/gmail/callback?code=bench&state={state}"))).await;
+    let _: Value = ok(client.get(format!(
+        "{base}/connect/gmail/callback?code=bench&state={state}"
+    )))
+    .await;
     // The watch (which routes pushes to the mailbox) and the backfill first.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -273,7 +275,10 @@ async fn gmail_pushes(base: &str, mailbox: &google::Mailbox) -> Value {
         if jobs["jobs"].as_array().unwrap().len() == 2 {
             break;
         }
-        assert!(Instant::now() < deadline, "the Gmail setup never finished: {jobs}");
+        assert!(
+            Instant::now() < deadline,
+            "the Gmail setup never finished: {jobs}"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let authorization = google::authorization();

@@ -90,7 +90,7 @@ fn runs_with_no_configuration() {
     let (status, body) = get(&server.addr, "/readyz", None);
     assert_eq!(
         (status, body["providers"].as_u64()),
-        (200, Some(9)),
+        (200, Some(11)),
         "{body}"
     );
     let (status, body) = get(&server.addr, "/providers", None);
@@ -106,6 +106,8 @@ fn runs_with_no_configuration() {
         [
             "github",
             "gmail",
+            "google_calendar",
+            "google_drive",
             "jira",
             "linear",
             "pagerduty",

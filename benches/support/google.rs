@@ -20,9 +20,12 @@ const KEY: &str = include_str!("../../tests/keys/test-rsa-a.pem");
 const JWK: &str = include_str!("../../tests/keys/test-rsa-a.jwk.json");
 const FIRST_HISTORY: u64 = 86170;
 
-/// The mailbox: messages (id, arrival, history id) in arrival order.
+/// A message: its id, arrival and history id.
+type Message = (String, DateTime<Utc>, u64);
+
+/// The mailbox: its messages in arrival order.
 #[derive(Clone, Default)]
-pub struct Mailbox(Arc<Mutex<Vec<(String, DateTime<Utc>, u64)>>>);
+pub struct Mailbox(Arc<Mutex<Vec<Message>>>);
 
 impl Mailbox {
     /// A message arrives; returns the mailbox's new history id.
@@ -135,8 +138,14 @@ pub fn env(url: &str) -> Vec<(String, String)> {
         ("POBLYSH_GOOGLE_JWKS_URL", format!("{url}/oauth2/v3/certs")),
         ("POBLYSH_GOOGLE_PUSH_AUDIENCE", AUDIENCE.to_owned()),
         ("POBLYSH_GOOGLE_PUSH_SERVICE_ACCOUNT", ACCOUNT.to_owned()),
-        ("POBLYSH_GMAIL_PUBSUB_TOPIC", "projects/bench/topics/gmail".to_owned()),
-        ("POBLYSH_PUBLIC_URL", "https://connectors.example.com".to_owned()),
+        (
+            "POBLYSH_GMAIL_PUBSUB_TOPIC",
+            "projects/bench/topics/gmail".to_owned(),
+        ),
+        (
+            "POBLYSH_PUBLIC_URL",
+            "https://connectors.example.com".to_owned(),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
@@ -151,7 +160,10 @@ pub fn authorization() -> String {
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
     header.kid = Some("test-key-a".into());
     let key = jsonwebtoken::EncodingKey::from_rsa_pem(KEY.as_bytes()).unwrap();
-    format!("Bearer {}", jsonwebtoken::encode(&header, &claims, &key).unwrap())
+    format!(
+        "Bearer {}",
+        jsonwebtoken::encode(&header, &claims, &key).unwrap()
+    )
 }
 
 /// A Pub/Sub push body for the mailbox at `history`.

@@ -17,30 +17,25 @@ use poblysh_connectors::connector::native::google::gmail_connector::SCOPES;
 use poblysh_connectors::db::repo::connections;
 use poblysh_connectors::db::repo::jobs::JobState;
 use poblysh_connectors::descriptor::load::Loader;
-use poblysh_connectors::domain::{
-    Ambient, Clock, ConnectionId, ManualClock, SeededRandom, TenantId,
-};
+use poblysh_connectors::domain::{Clock, ConnectionId, ManualClock, TenantId};
 use poblysh_connectors::sync::scheduler;
 use serde_json::{Value, json};
 use uuid::Uuid;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
+use crate::sync::google::{
+    self, CLIENT_ID, CLIENT_SECRET, connection, drain, query, ran, signals, t0,
+};
 use crate::sync::harness::{Backend, Node};
 use crate::webhooks::google_push_token::{
     ACCOUNT, AUDIENCE, JWK_A, KEY_A, KEY_B, claims, jwks, sign,
 };
 
 const TOPIC: &str = "projects/poblysh-test/topics/gmail";
-const CLIENT_ID: &str = "google-client-id";
-const CLIENT_SECRET: &str = "google-client-secret";
 /// The history id every fake mailbox starts at (the recorded history page's
 /// `startHistoryId`).
 const FIRST_HISTORY: u64 = 86170;
-
-fn t0() -> DateTime<Utc> {
-    "2026-12-01T09:00:00Z".parse().unwrap()
-}
 
 /// One message of a fake mailbox.
 #[derive(Debug, Clone)]
@@ -150,13 +145,6 @@ impl Gmail {
     }
 }
 
-fn query(req: &Request, name: &str) -> Option<String> {
-    req.url
-        .query_pairs()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
-}
-
 /// Pages of two, the offset as the page token.
 fn page<T: Clone>(items: &[T], req: &Request) -> (Vec<T>, Option<String>) {
     let from: usize = query(req, "pageToken").map_or(0, |t| t.parse().unwrap());
@@ -251,8 +239,18 @@ struct Setup {
 }
 
 async fn setup(backend: Backend) -> Setup {
-    let server = MockServer::start().await;
-    let clock = ManualClock::new(t0());
+    let env = [
+        ("POBLYSH_GOOGLE_PUSH_AUDIENCE", AUDIENCE),
+        ("POBLYSH_GOOGLE_PUSH_SERVICE_ACCOUNT", ACCOUNT),
+        ("POBLYSH_GMAIL_PUBSUB_TOPIC", TOPIC),
+        // 100 pushes in a minute for one mailbox below.
+        ("POBLYSH_WEBHOOK_RATE_LIMIT", "1000"),
+    ];
+    let google::Google {
+        node,
+        clock,
+        server,
+    } = google::start(backend, "gmail", &env).await;
     let gmail = Gmail {
         clock: Some(clock.clone()),
         ..Gmail::default()
@@ -273,93 +271,12 @@ async fn setup(backend: Backend) -> Setup {
         )
         .mount(&server)
         .await;
-    // The token endpoint: `code-<x>` and `refresh-<x>` → `tok-<x>`.
-    Mock::given(method("POST"))
-        .and(path("/token"))
-        .respond_with(|req: &Request| {
-            let form: BTreeMap<String, String> = url::form_urlencoded::parse(&req.body)
-                .into_owned()
-                .collect();
-            let who = match form["grant_type"].as_str() {
-                "authorization_code" => form["code"].strip_prefix("code-"),
-                // Google revoked the grant of `revoked`.
-                "refresh_token" => form["refresh_token"]
-                    .strip_prefix("refresh-")
-                    .filter(|w| *w != "revoked"),
-                _ => None,
-            };
-            let Some(who) = who else {
-                return ResponseTemplate::new(400).set_body_json(json!({"error": "invalid_grant"}));
-            };
-            ResponseTemplate::new(200).set_body_json(json!({
-                "access_token": format!("tok-{who}"),
-                "expires_in": 3599,
-                "refresh_token": format!("refresh-{who}"),
-                "scope": SCOPES[0],
-                "token_type": "Bearer"
-            }))
-        })
-        .mount(&server)
-        .await;
-    let ambient = Ambient {
-        clock: Arc::new(clock.clone()),
-        random: Arc::new(SeededRandom::new(11)),
-    };
-    let uri = server.uri();
-    let urls = [
-        format!("{uri}/auth"),
-        format!("{uri}/token"),
-        uri.clone(),
-        format!("{uri}/oauth2/v3/certs"),
-    ];
-    let env = [
-        ("POBLYSH_GOOGLE_CLIENT_ID", CLIENT_ID),
-        ("POBLYSH_GOOGLE_CLIENT_SECRET", CLIENT_SECRET),
-        ("POBLYSH_GOOGLE_AUTHORIZE_URL", urls[0].as_str()),
-        ("POBLYSH_GOOGLE_TOKEN_URL", urls[1].as_str()),
-        ("POBLYSH_GOOGLE_GMAIL_URL", urls[2].as_str()),
-        ("POBLYSH_GOOGLE_JWKS_URL", urls[3].as_str()),
-        ("POBLYSH_GOOGLE_PUSH_AUDIENCE", AUDIENCE),
-        ("POBLYSH_GOOGLE_PUSH_SERVICE_ACCOUNT", ACCOUNT),
-        ("POBLYSH_GMAIL_PUBSUB_TOPIC", TOPIC),
-        ("POBLYSH_PUBLIC_URL", "https://connectors.example.com"),
-        // 100 pushes in a minute for one mailbox below.
-        ("POBLYSH_WEBHOOK_RATE_LIMIT", "1000"),
-    ];
-    let compiled = Loader::with_natives(&["gmail"])
-        .load_file(std::path::Path::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/descriptors/gmail.yaml"
-        )))
-        .unwrap_or_else(|d| panic!("{d:#?}"));
-    let node = Node::with(backend, &env, |b| {
-        b.ambient(ambient).builtins(vec![compiled])
-    })
-    .await;
     Setup {
         node,
         clock,
         server,
         gmail,
     }
-}
-
-/// Runs every due job; (job type, state) of each, in order.
-async fn drain(node: &Node) -> Vec<(String, JobState)> {
-    let executor = node.executor("w");
-    let mut ran = Vec::new();
-    while let Some(report) = executor.try_execute_next().await.unwrap() {
-        ran.push((report.job_type.as_str().to_owned(), report.state));
-        assert!(ran.len() < 50, "the queue does not drain: {ran:?}");
-    }
-    ran
-}
-
-fn ran(types: &[&str]) -> Vec<(String, JobState)> {
-    types
-        .iter()
-        .map(|t| ((*t).to_owned(), JobState::Succeeded))
-        .collect()
 }
 
 /// Connects `who`'s mailbox for `tenant` through the OAuth flow; returns the
@@ -370,54 +287,7 @@ async fn connect(
     who: &str,
     config: Value,
 ) -> (ConnectionId, BTreeMap<String, String>) {
-    let (status, started) = s
-        .node
-        .api(
-            "POST",
-            "/connect/gmail",
-            Some(tenant),
-            Some(json!({"config": config})),
-        )
-        .await;
-    assert_eq!(status, 200, "{started}");
-    let url = url::Url::parse(started["authorize_url"].as_str().unwrap()).unwrap();
-    let consent: BTreeMap<String, String> = url.query_pairs().into_owned().collect();
-    let callback = format!(
-        "/connect/gmail/callback?code=code-{who}&state={}",
-        consent["state"]
-    );
-    let (status, created) = s.node.public("GET", &callback).await;
-    assert_eq!(status, 201, "{created}");
-    let id = ConnectionId::from_uuid(created["id"].as_str().unwrap().parse().unwrap());
-    (id, consent)
-}
-
-async fn connection(node: &Node, tenant: TenantId, id: ConnectionId) -> connections::Connection {
-    connections::get(&node.services.db, tenant, id)
-        .await
-        .unwrap()
-        .unwrap()
-}
-
-/// The tenant's Signals as (kind, external id), sorted.
-async fn signals(node: &Node, tenant: TenantId) -> Vec<(String, String)> {
-    let (status, body) = node
-        .api("GET", "/signals?limit=100", Some(tenant), None)
-        .await;
-    assert_eq!(status, 200, "{body}");
-    let mut out: Vec<(String, String)> = body["signals"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            (
-                s["kind"].as_str().unwrap().to_owned(),
-                s["external_id"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
-    out.sort();
-    out
+    google::connect(&s.node, "gmail", tenant, who, config).await
 }
 
 /// A Pub/Sub push body as Google's docs show it, for `mailbox` at `history`.

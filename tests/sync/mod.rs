@@ -8,6 +8,8 @@ mod auth;
 mod deltas;
 mod faults;
 mod gmail;
+mod google;
+mod google_watch;
 mod native;
 mod native_slot;
 mod oauth;

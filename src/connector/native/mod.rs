@@ -70,7 +70,11 @@ impl Native {
 
 /// Every native connector this build ships.
 pub fn all() -> Vec<Native> {
-    vec![google::gmail_connector::native()]
+    vec![
+        google::gmail_connector::native(),
+        google::drive::native(),
+        google::calendar::native(),
+    ]
 }
 
 /// The ids of `natives`.

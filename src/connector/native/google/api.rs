@@ -11,6 +11,7 @@ use serde_json::Value;
 use url::Url;
 
 use crate::connector::{ConnectionContext, ConnectorError};
+use crate::engine::health::HealthResult;
 use crate::engine::http::{HttpClient, HttpRequest, RetryPolicy};
 
 /// Largest response read from Google (a page of history, changes or events).
@@ -123,6 +124,29 @@ impl<'a> Api<'a> {
             .await
             .map_err(ConnectorError::from)?;
         Ok(response.body)
+    }
+}
+
+/// A health check's result from a call's outcome and when it started.
+pub fn health(
+    started: chrono::DateTime<chrono::Utc>,
+    ended: chrono::DateTime<chrono::Utc>,
+    result: Result<(), ConnectorError>,
+) -> HealthResult {
+    let latency_ms = (ended - started).num_milliseconds().max(0) as u64;
+    match result {
+        Ok(()) => HealthResult {
+            healthy: true,
+            status: Some(200),
+            latency_ms,
+            error: None,
+        },
+        Err(e) => HealthResult {
+            healthy: false,
+            status: status(&e),
+            latency_ms,
+            error: Some(e.to_string()),
+        },
     }
 }
 

@@ -25,6 +25,7 @@ use super::api::{self, Api};
 use super::app::{self, GoogleApp};
 use super::gmail::{self, GmailMapping, GmailMessage};
 use super::oidc::{GoogleKeys, PushPolicy, PushVerifier};
+use super::values::{backfill_days, list, number, path_segment, text};
 use crate::config::GoogleConfig;
 use crate::connector::native::{Native, NativeInput};
 use crate::connector::{
@@ -56,10 +57,6 @@ pub const RENEW_EVERY: chrono::TimeDelta = chrono::TimeDelta::days(1);
 pub const RENEW_AHEAD: chrono::TimeDelta = chrono::TimeDelta::days(2);
 /// Messages fetched at once.
 pub const FETCH_CONCURRENCY: usize = 8;
-/// Days a first sync or a full resync reaches back without `backfillDays`.
-pub const DEFAULT_BACKFILL_DAYS: u32 = 30;
-/// The most `backfillDays` may say.
-const MAX_BACKFILL_DAYS: u32 = 3650;
 /// Page size of `history.list` and `messages.list` (Gmail's maximum is 500).
 const PAGE_SIZE: &str = "500";
 /// The headers a message is fetched with.
@@ -357,67 +354,6 @@ fn checkpoint(history_id: String) -> Checkpoints {
     [(String::new(), Some(history_id))].into()
 }
 
-/// A message id as a path segment (Gmail's are hex; anything else is escaped).
-fn path_segment(id: &str) -> String {
-    percent_encoding::utf8_percent_encode(id, percent_encoding::NON_ALPHANUMERIC).to_string()
-}
-
-/// A uint64/int64 Gmail sends as a string or (in docs) a number.
-fn number(v: &Value) -> Option<i64> {
-    match v {
-        Value::Number(n) => n.as_i64(),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
-}
-
-/// A non-empty text config value.
-fn text(config: &Value, key: &str) -> Option<String> {
-    config
-        .get(key)
-        .and_then(Value::as_str)
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-}
-
-/// A list config value (a list, or one comma-separated text).
-fn list(config: &Value, key: &str) -> Vec<String> {
-    let items: Vec<String> = match config.get(key) {
-        Some(Value::Array(items)) => items
-            .iter()
-            .filter_map(Value::as_str)
-            .map(str::to_owned)
-            .collect(),
-        Some(Value::String(s)) => s.split(',').map(str::to_owned).collect(),
-        _ => Vec::new(),
-    };
-    items
-        .into_iter()
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
-        .collect()
-}
-
-/// `backfillDays`: a whole number of days, 1 to 3650.
-fn backfill_days(config: &Value) -> Result<u32, ConnectorError> {
-    let days = match config.get("backfillDays") {
-        None | Some(Value::Null) => return Ok(DEFAULT_BACKFILL_DAYS),
-        Some(Value::Number(n)) => n.as_u64(),
-        Some(Value::String(s)) if s.trim().is_empty() => return Ok(DEFAULT_BACKFILL_DAYS),
-        Some(Value::String(s)) => s.trim().parse().ok(),
-        Some(_) => None,
-    };
-    days.and_then(|d| u32::try_from(d).ok())
-        .filter(|d| (1..=MAX_BACKFILL_DAYS).contains(d))
-        .ok_or_else(|| ConnectorError::Other {
-            message: format!(
-                "`backfillDays` must be a whole number of days from 1 to {MAX_BACKFILL_DAYS}"
-            ),
-            retryable: false,
-        })
-}
-
 /// The connection's mapping settings.
 fn mapping(ctx: &ConnectionContext<'_>) -> GmailMapping {
     GmailMapping {
@@ -559,23 +495,7 @@ impl Connector for Gmail {
             Ok(api) => self.profile(&api).await.map(|_| ()),
             Err(e) => Err(e),
         };
-        let latency_ms = (ctx.http.ambient().now() - started)
-            .num_milliseconds()
-            .max(0) as u64;
-        match result {
-            Ok(()) => HealthResult {
-                healthy: true,
-                status: Some(200),
-                latency_ms,
-                error: None,
-            },
-            Err(e) => HealthResult {
-                healthy: false,
-                status: api::status(&e),
-                latency_ms,
-                error: Some(e.to_string()),
-            },
-        }
+        api::health(started, ctx.http.ambient().now(), result)
     }
 
     async fn hook(
@@ -646,32 +566,5 @@ impl WebhookReceiver for PushReceiver {
             handled: true,
             mapped: Mapped::default(),
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn config_values_are_read_leniently_and_bounded() {
-        let config = json!({"pressDomains": ["@Press.Example", " wire.example "], "labelIds": "INBOX, IMPORTANT", "backfillDays": "7"});
-        assert_eq!(
-            list(&config, "pressDomains"),
-            ["@Press.Example", "wire.example"]
-        );
-        assert_eq!(list(&config, "labelIds"), ["INBOX", "IMPORTANT"]);
-        assert_eq!(backfill_days(&config).unwrap(), 7);
-        assert_eq!(backfill_days(&json!({})).unwrap(), DEFAULT_BACKFILL_DAYS);
-        for bad in [json!(0), json!("x"), json!(-3), json!(4000), json!(true)] {
-            assert!(
-                backfill_days(&json!({"backfillDays": bad})).is_err(),
-                "{bad}"
-            );
-        }
-        assert_eq!(number(&json!("1431990098200")), Some(1_431_990_098_200));
-        assert_eq!(number(&json!(1234567890)), Some(1_234_567_890));
-        assert_eq!(path_segment("19dda3e3a25601ee"), "19dda3e3a25601ee");
-        assert_eq!(path_segment("../x"), "%2E%2E%2Fx");
     }
 }

@@ -1,10 +1,17 @@
 //! Google's native connectors and what they share: the OAuth app (`app`),
-//! calls to Google's APIs (`api`), the verification of Google-signed push
-//! tokens (`oidc`), and Gmail (`gmail`: its shapes and mapping;
-//! `gmail_connector`: the connector).
+//! calls to Google's APIs (`api`), config and answer values (`values`), the
+//! verification of Google-signed push tokens (`oidc`), watch channels
+//! (`channel`, and `watched`: a connector fed by them). Gmail (`gmail`: its
+//! shapes and mapping; `gmail_connector`), Drive (`drive`) and Calendar
+//! (`calendar`).
 
 pub mod api;
 pub mod app;
+pub mod calendar;
+pub mod channel;
+pub mod drive;
 pub mod gmail;
 pub mod gmail_connector;
 pub mod oidc;
+pub mod values;
+pub mod watched;

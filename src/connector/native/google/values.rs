@@ -1,0 +1,117 @@
+//! Reading the values Google connectors take from a connection's config and
+//! from Google's answers: text, lists, `backfillDays`, 64-bit numbers sent as
+//! strings, ids as path segments.
+
+use serde_json::Value;
+
+use crate::connector::ConnectorError;
+
+/// Days a first sync or a full resync reaches back without `backfillDays`.
+pub const DEFAULT_BACKFILL_DAYS: u32 = 30;
+/// The most `backfillDays` may say.
+const MAX_BACKFILL_DAYS: u32 = 3650;
+
+/// What a path segment escapes: all but RFC 3986's unreserved characters.
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// An id (a message id, a calendar's address) as one path segment: escaped,
+/// and never a dot segment (`.` or `..` would climb the path).
+pub fn path_segment(id: &str) -> String {
+    if id.bytes().all(|b| b == b'.') {
+        return id.replace('.', "%2E");
+    }
+    percent_encoding::utf8_percent_encode(id, SEGMENT).to_string()
+}
+
+/// A uint64/int64 Gmail sends as a string or (in docs) a number.
+pub fn number(v: &Value) -> Option<i64> {
+    match v {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// A non-empty text config value.
+pub fn text(config: &Value, key: &str) -> Option<String> {
+    config
+        .get(key)
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+/// A list config value (a list, or one comma-separated text).
+pub fn list(config: &Value, key: &str) -> Vec<String> {
+    let items: Vec<String> = match config.get(key) {
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+        Some(Value::String(s)) => s.split(',').map(str::to_owned).collect(),
+        _ => Vec::new(),
+    };
+    items
+        .into_iter()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// `backfillDays`: a whole number of days, 1 to 3650.
+pub fn backfill_days(config: &Value) -> Result<u32, ConnectorError> {
+    let days = match config.get("backfillDays") {
+        None | Some(Value::Null) => return Ok(DEFAULT_BACKFILL_DAYS),
+        Some(Value::Number(n)) => n.as_u64(),
+        Some(Value::String(s)) if s.trim().is_empty() => return Ok(DEFAULT_BACKFILL_DAYS),
+        Some(Value::String(s)) => s.trim().parse().ok(),
+        Some(_) => None,
+    };
+    days.and_then(|d| u32::try_from(d).ok())
+        .filter(|d| (1..=MAX_BACKFILL_DAYS).contains(d))
+        .ok_or_else(|| ConnectorError::Other {
+            message: format!(
+                "`backfillDays` must be a whole number of days from 1 to {MAX_BACKFILL_DAYS}"
+            ),
+            retryable: false,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn config_values_are_read_leniently_and_bounded() {
+        let config = json!({"pressDomains": ["@Press.Example", " wire.example "], "labelIds": "INBOX, IMPORTANT", "backfillDays": "7"});
+        assert_eq!(
+            list(&config, "pressDomains"),
+            ["@Press.Example", "wire.example"]
+        );
+        assert_eq!(list(&config, "labelIds"), ["INBOX", "IMPORTANT"]);
+        assert_eq!(text(&json!({"topic": "  "}), "topic"), None);
+        assert_eq!(backfill_days(&config).unwrap(), 7);
+        assert_eq!(backfill_days(&json!({})).unwrap(), DEFAULT_BACKFILL_DAYS);
+        for bad in [json!(0), json!("x"), json!(-3), json!(4000), json!(true)] {
+            assert!(
+                backfill_days(&json!({"backfillDays": bad})).is_err(),
+                "{bad}"
+            );
+        }
+        assert_eq!(number(&json!("1431990098200")), Some(1_431_990_098_200));
+        assert_eq!(number(&json!(1234567890)), Some(1_234_567_890));
+        assert_eq!(path_segment("19dda3e3a25601ee"), "19dda3e3a25601ee");
+        assert_eq!(path_segment("../x"), "..%2Fx");
+        assert_eq!(path_segment(".."), "%2E%2E");
+        assert_eq!(path_segment("."), "%2E");
+        assert_eq!(path_segment("me@example.com"), "me%40example.com");
+    }
+}
