@@ -7,9 +7,12 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
+use poblysh_connectors::connector::native::google::calendar::{Event, EventPage, event_signal};
+use poblysh_connectors::connector::native::google::drive::{ChangePage, change_signal};
 use poblysh_connectors::connector::native::google::gmail::{
     GmailMapping, GmailMessage, message_signals, parse_push,
 };
+use poblysh_connectors::domain::Signal;
 use poblysh_connectors::domain::{ConnectionId, TenantId};
 use poblysh_connectors::engine::mapping::MapContext;
 use serde_json::{Value, json};
@@ -52,13 +55,58 @@ fn received() -> DateTime<Utc> {
         .to_utc()
 }
 
-#[test]
-fn gmail_fixtures_map_as_blessed() {
-    let ctx = MapContext {
+fn ctx() -> MapContext {
+    MapContext {
         tenant_id: TenantId::from_uuid(uuid::Uuid::from_u128(1)),
         connection_id: ConnectionId::from_uuid(uuid::Uuid::from_u128(2)),
         received_at: received(),
-    };
+    }
+}
+
+/// Signals as JSON, their (random v7) ids masked.
+fn shown(signals: impl IntoIterator<Item = Signal>) -> Value {
+    let signals: Vec<Value> = signals
+        .into_iter()
+        .map(|s| {
+            assert_eq!(s.id.get_version_num(), 7);
+            let mut v = serde_json::to_value(&s).unwrap();
+            v["id"] = json!("<uuid v7>");
+            v
+        })
+        .collect();
+    json!({ "signals": signals })
+}
+
+#[test]
+fn google_drive_fixtures_map_as_blessed() {
+    for input in inputs("google_drive") {
+        let page: ChangePage = serde_json::from_slice(&std::fs::read(&input).unwrap()).unwrap();
+        let got = shown(page.changes.iter().filter_map(|c| change_signal(c, &ctx())));
+        compare(&input, got);
+    }
+}
+
+#[test]
+fn google_calendar_fixtures_map_as_blessed() {
+    for input in inputs("google_calendar") {
+        let body: Value = serde_json::from_slice(&std::fs::read(&input).unwrap()).unwrap();
+        let events: Vec<Event> = if body.get("kind") == Some(&json!("calendar#events")) {
+            serde_json::from_value::<EventPage>(body).unwrap().items
+        } else {
+            vec![serde_json::from_value(body).unwrap()]
+        };
+        let got = shown(
+            events
+                .iter()
+                .filter_map(|e| event_signal(e, "primary", &ctx())),
+        );
+        compare(&input, got);
+    }
+}
+
+#[test]
+fn gmail_fixtures_map_as_blessed() {
+    let ctx = ctx();
     for input in inputs("gmail") {
         let body = std::fs::read(&input).unwrap();
         let name = input.file_name().unwrap().to_string_lossy().into_owned();
@@ -78,16 +126,7 @@ fn gmail_fixtures_map_as_blessed() {
                 press_domains: serde_json::from_value(case["pressDomains"].clone()).unwrap(),
             };
             let message: GmailMessage = serde_json::from_slice(&body).unwrap();
-            let signals: Vec<Value> = message_signals(&message, &mapping, &ctx)
-                .into_iter()
-                .map(|s| {
-                    assert_eq!(s.id.get_version_num(), 7);
-                    let mut v = serde_json::to_value(&s).unwrap();
-                    v["id"] = json!("<uuid v7>");
-                    v
-                })
-                .collect();
-            json!({ "signals": signals })
+            shown(message_signals(&message, &mapping, &ctx))
         };
         compare(&input, got);
     }
