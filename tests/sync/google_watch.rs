@@ -374,6 +374,13 @@ crate::on_both! {
         let (id, _) = google::connect(&s.node, "google_drive", tenant, "ann", json!({})).await;
         drain(&s.node).await;
         let first = s.fake.channels().opened[0].clone();
+        let secret = || async {
+            let fields = poblysh_connectors::db::repo::connections::credentials(&s.node.services.db, &s.node.services.keys, tenant, id)
+                .await.unwrap().unwrap();
+            secrecy::ExposeSecret::expose_secret(&fields["channelSecret"]).to_owned()
+        };
+        let before = secret().await;
+        assert_eq!(poblysh_connectors::connector::native::google::channel::channel_token(&before, &first.1), first.2);
         let due = t0() + Duration::hours(126);
         s.clock.set(due - Duration::seconds(1));
         scheduler::tick(&s.node.services, s.clock.now()).await.unwrap();
@@ -389,7 +396,9 @@ crate::on_both! {
         let c = connection(&s.node, tenant, id).await;
         assert_eq!(c.metadata["channels"], json!([second.1]));
         assert_eq!(c.renew_at, Some(due + Duration::hours(126)));
-        // Both tokens come from the connection's one secret: the new channel's verifies.
+        // Both tokens come from the connection's one secret, kept across the
+        // renewal (so the old channel's pings verified until it stopped).
+        assert_eq!(secret().await, before);
         let (status, _) = ping(&s.node, "google_drive", &second.1, Some(&second.2), "change", 1).await;
         assert_eq!(status, 200);
         // The stopped channel's pings route nowhere any more.
