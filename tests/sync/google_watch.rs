@@ -438,6 +438,14 @@ crate::on_both! {
         s.fake.event("team@example.com", "t1", "confirmed", t, t);
         s.fake.event("team@example.com", "t2", "tentative", t - day, t + Duration::minutes(1));
         let (_, team_channel, token, _) = ch.opened[1].clone();
+        // `sync` and forged pings ask for nothing.
+        let (status, _) = ping(&s.node, "google_calendar", &team_channel, Some(&token), "sync", 1).await;
+        assert_eq!(status, 200);
+        let (status, _) = ping(&s.node, "google_calendar", &team_channel, Some("398348u3tu83ut8uu38"), "exists", 9).await;
+        assert_eq!(status, 401);
+        let (status, _) = ping(&s.node, "google_calendar", &ch.opened[0].1, Some(&token), "exists", 9).await;
+        assert_eq!(status, 401, "one channel's token does not open another");
+        assert!(drain(&s.node).await.is_empty());
         let (status, _) = ping(&s.node, "google_calendar", &team_channel, Some(&token), "exists", 10).await;
         assert_eq!(status, 200);
         assert_eq!(drain(&s.node).await, ran(&["incremental"]));
