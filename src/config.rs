@@ -143,12 +143,16 @@ impl Config {
             .filter(|v| !v.is_empty())
     }
 
-    /// A provider's app-level secret, else that of the app it shares
-    /// (`POBLYSH_GOOGLE_CLIENT_ID` for the three Google connectors): the
-    /// provider's own variable wins.
+    /// A provider's app-level secret, from its own app when
+    /// `POBLYSH_<PROVIDER>_CLIENT_ID` is set, else from the app it shares
+    /// (`POBLYSH_GOOGLE_*` for the three Google connectors): a client id and
+    /// secret always come from the same app, never one from each.
     pub fn app_secret(&self, provider: &str, shared_app: Option<&str>, name: &str) -> Option<&str> {
-        self.provider_secret(provider, name)
-            .or_else(|| self.provider_secret(shared_app?, name))
+        let app = match shared_app {
+            Some(shared) if self.provider_secret(provider, "CLIENT_ID").is_none() => shared,
+            _ => provider,
+        };
+        self.provider_secret(app, name)
     }
 }
 
@@ -427,6 +431,18 @@ mod tests {
             Some("shared-id")
         );
         assert_eq!(c.app_secret("google_drive", None, "CLIENT_ID"), None);
+        // Gmail's own id never pairs with the shared secret.
+        let c = config(&[
+            ("POBLYSH_GOOGLE_CLIENT_ID", "shared-id"),
+            ("POBLYSH_GOOGLE_CLIENT_SECRET", "shared-secret"),
+            ("POBLYSH_GMAIL_CLIENT_ID", "gmail-id"),
+        ])
+        .unwrap();
+        assert_eq!(c.app_secret("gmail", Some("google"), "CLIENT_SECRET"), None);
+        assert_eq!(
+            c.app_secret("google_drive", Some("google"), "CLIENT_SECRET"),
+            Some("shared-secret")
+        );
     }
 
     #[test]

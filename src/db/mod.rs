@@ -169,6 +169,18 @@ impl Db {
 
     /// Applies every pending migration.
     pub async fn migrate(&self) -> Result<(), StoreError> {
+        if self.backend() == DbBackend::Sqlite {
+            // On one connection, in one transaction: run statement by statement
+            // across the pool, a migration leaves other connections with a
+            // schema they loaded half-way, and SQLite checks an upsert's
+            // conflict target against that stale schema without reloading it
+            // ("ON CONFLICT clause does not match any … UNIQUE constraint").
+            use sea_orm::TransactionTrait;
+            let txn = self.conn.begin().await?;
+            Migrator::up(&txn, None).await?;
+            txn.commit().await?;
+            return Ok(());
+        }
         Migrator::up(&self.conn, None).await?;
         Ok(())
     }

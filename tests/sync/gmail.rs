@@ -343,6 +343,8 @@ crate::on_both! {
         s.gmail.arrive("tok-ann", "19dda5888dc95981", Some("19dda3e3a25601ee"), "ann@example.com", vec!["SENT"], t0() - Duration::days(1));
         s.gmail.arrive("tok-ann", "19dda58453313b1c", None, "Bob <bob@example.org>", vec!["INBOX", "UNREAD"], t0() - Duration::hours(1));
         s.gmail.arrive("tok-ann", "19dd000000000001", None, "old@example.org", vec!["INBOX"], t0() - Duration::days(40));
+        // A draft is not mail.
+        s.gmail.arrive("tok-ann", "19dd0000000000d1", None, "ann@example.com", vec!["DRAFT"], t0() - Duration::hours(2));
         let tenant = TenantId::from_uuid(Uuid::now_v7());
 
         let (_, provider) = s.node.public("GET", "/providers/gmail").await;
@@ -385,7 +387,7 @@ crate::on_both! {
         // The checkpoint is the history id taken before the listing.
         let (_, jobs) = s.node.api("GET", "/jobs?limit=10", Some(tenant), None).await;
         let full = jobs["jobs"].as_array().unwrap().iter().find(|j| j["job_type"] == "full").unwrap();
-        assert!(full["cursor_after"].as_str().unwrap().contains(&(FIRST_HISTORY + 28).to_string()), "{full}");
+        assert!(full["cursor_after"].as_str().unwrap().contains(&(FIRST_HISTORY + 35).to_string()), "{full}");
 
         // The connection test asks Gmail for the profile.
         let (_, tested) = s.node.api("POST", &format!("/connections/{id}/test"), Some(tenant), None).await;
@@ -411,6 +413,26 @@ crate::on_both! {
         let token = good_token(&s);
         let (status, answer) = push(&s.node, Some(&bearer(&token)), push_body("ann@example.com", FIRST_HISTORY + 21, "2070443601311540")).await;
         assert_eq!((status, answer["status"].as_str()), (200, Some("accepted")), "{answer}");
+        // A push while that sync is running (its history read may be past)
+        // queues another; one while it is only queued would join it.
+        {
+            use poblysh_connectors::db::entities::sync_job;
+            use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+            let db = s.node.services.db.conn();
+            sync_job::Entity::update_many()
+                .col_expr(sync_job::Column::State, Expr::value("running"))
+                .filter(sync_job::Column::State.eq("queued"))
+                .exec(db).await.unwrap();
+            let (status, _) = push(&s.node, Some(&bearer(&token)), push_body("ann@example.com", FIRST_HISTORY + 21, "2070443601311541")).await;
+            assert_eq!(status, 200);
+            let states = |rows: Vec<sync_job::Model>| rows.into_iter().map(|j| j.state).collect::<Vec<_>>();
+            let rows = sync_job::Entity::find().filter(sync_job::Column::JobType.eq("incremental")).all(db).await.unwrap();
+            let mut got = states(rows);
+            got.sort();
+            assert_eq!(got, ["queued", "running"]);
+            // The "running" one never ran: out of the way, the queued one reads the history.
+            sync_job::Entity::delete_many().filter(sync_job::Column::State.eq("running")).exec(db).await.unwrap();
+        }
         assert_eq!(drain(&s.node).await, ran(&["incremental"]));
         let got = signals(&s.node, ann).await;
         assert_eq!(got.iter().filter(|(k, _)| k == "email_received").count(), 3, "{got:?}");

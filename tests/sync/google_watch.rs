@@ -89,7 +89,8 @@ impl Fake {
         }));
     }
 
-    /// An event, shaped as the recorded `events.list` items.
+    /// An event, shaped as the recorded `events.list` items, that ends an
+    /// hour after its last update.
     fn event(
         &self,
         calendar: &str,
@@ -98,13 +99,32 @@ impl Fake {
         created: DateTime<Utc>,
         updated: DateTime<Utc>,
     ) {
+        self.event_ending(
+            calendar,
+            id,
+            status,
+            created,
+            updated,
+            updated + Duration::hours(1),
+        );
+    }
+
+    fn event_ending(
+        &self,
+        calendar: &str,
+        id: &str,
+        status: &str,
+        created: DateTime<Utc>,
+        updated: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) {
         self.events.lock().unwrap().entry(calendar.to_owned()).or_default().push(json!({
             "kind": "calendar#event", "etag": "\"3546602776806302\"", "id": id, "status": status,
             "htmlLink": format!("https://www.google.com/calendar/event?eid={id}"),
             "created": created.to_rfc3339(), "updated": updated.to_rfc3339(), "summary": format!("Event {id}"),
             "creator": {"email": "api@nango.dev", "self": true}, "organizer": {"email": "api@nango.dev", "self": true},
             "start": {"dateTime": "2026-03-13T07:00:00-03:00", "timeZone": "UTC"},
-            "end": {"dateTime": "2026-03-13T08:00:00-03:00", "timeZone": "UTC"},
+            "end": {"dateTime": end.to_rfc3339(), "timeZone": "UTC"},
             "attendees": [{"email": "Guest@Example.org", "responseStatus": "accepted"}],
             "iCalUID": format!("{id}@google.com"), "sequence": 0, "eventType": "default"
         }));
@@ -204,37 +224,35 @@ impl Respond for Fake {
                     .get(&calendar)
                     .cloned()
                     .unwrap_or_default();
-                // A sync token `s<n>` is the number of events seen; the
-                // window from `timeMin` takes the events updated since.
-                let start = match (query(req, "syncToken"), query(req, "timeMin")) {
+                // A sync token `s<n>` is the number of events seen; without
+                // one, `timeMin` bounds the events' end time, as Calendar's does.
+                let listed: Vec<Value> = match (query(req, "syncToken"), query(req, "timeMin")) {
                     (Some(_), _) if *self.tokens_gone.lock().unwrap() => {
                         return ResponseTemplate::new(410).set_body_json(json!({"error": {"errors": [{"domain": "calendar", "reason": "fullSyncRequired",
                             "message": "Sync token is no longer valid, a full sync is required.", "locationType": "parameter", "location": "syncToken"}],
                             "code": 410, "message": "Sync token is no longer valid, a full sync is required."}}));
                     }
-                    (Some(t), _) => t.trim_start_matches('s').parse().unwrap(),
+                    (Some(t), _) => {
+                        events[t.trim_start_matches('s').parse::<usize>().unwrap()..].to_vec()
+                    }
                     (None, Some(min)) => {
                         let min: DateTime<Utc> = min.parse().unwrap();
-                        events
-                            .iter()
-                            .position(|e| {
-                                e["updated"]
-                                    .as_str()
-                                    .unwrap()
-                                    .parse::<DateTime<Utc>>()
-                                    .unwrap()
-                                    >= min
-                            })
-                            .unwrap_or(events.len())
+                        let end = |e: &Value| {
+                            e["end"]["dateTime"]
+                                .as_str()
+                                .unwrap()
+                                .parse::<DateTime<Utc>>()
+                                .unwrap()
+                        };
+                        events.iter().filter(|e| end(e) > min).cloned().collect()
                     }
                     (None, None) => panic!("events.list without syncToken or timeMin"),
                 };
-                let from =
-                    start + query(req, "pageToken").map_or(0, |t| t.parse::<usize>().unwrap());
-                let (items, next) = window(&events, from);
+                let from = query(req, "pageToken").map_or(0, |t| t.parse::<usize>().unwrap());
+                let (items, next) = window(&listed, from);
                 let mut page = json!({"kind": "calendar#events", "summary": calendar, "timeZone": "America/Sao_Paulo", "items": items});
                 match next {
-                    Some(n) => page["nextPageToken"] = json!((n - start).to_string()),
+                    Some(n) => page["nextPageToken"] = json!(n.to_string()),
                     None => page["nextSyncToken"] = json!(format!("s{}", events.len())),
                 }
                 ResponseTemplate::new(200).set_body_json(page)
@@ -368,6 +386,27 @@ crate::on_both! {
 }
 
 crate::on_both! {
+    async fn a_drive_change_between_the_watch_and_the_first_sync_is_not_lost(backend) {
+        let s = setup(backend, "google_drive").await;
+        let tenant = TenantId::from_uuid(Uuid::now_v7());
+        google::connect(&s.node, "google_drive", tenant, "ann", json!({})).await;
+        let executor = s.node.executor("w");
+        let setup = executor.try_execute_next().await.unwrap().unwrap();
+        assert_eq!(setup.job_type.as_str(), "setup");
+        let t = t0() - Duration::minutes(1);
+        s.fake.file_change("1z", "Between", t, t, false);
+        // A full sync asked for later reads on from the stored token too.
+        assert_eq!(drain(&s.node).await, ran(&["full"]));
+        assert_eq!(kinds(&signals(&s.node, tenant).await), ["file_created:1z"]);
+        let (_, body) = s.node.api("POST", "/sync/google_drive", Some(tenant), Some(json!({"mode": "full"}))).await;
+        assert!(body["jobs"].is_array(), "{body}");
+        s.fake.file_change("2z", "After", t, t, false);
+        assert_eq!(drain(&s.node).await, ran(&["full"]));
+        assert_eq!(kinds(&signals(&s.node, tenant).await), ["file_created:1z", "file_created:2z"]);
+    }
+}
+
+crate::on_both! {
     async fn drive_channels_are_renewed_without_a_gap_and_stopped_on_delete(backend) {
         let s = setup(backend, "google_drive").await;
         let tenant = TenantId::from_uuid(Uuid::now_v7());
@@ -420,6 +459,9 @@ crate::on_both! {
         let day = Duration::days(1);
         // Before the connection: one event in the 7-day window, one older.
         s.fake.event("primary", "old0000000000000000000000", "confirmed", t0() - day * 20, t0() - day * 10);
+        // A meeting set up long ago that is still to come: read (it ends after
+        // the window opens), but not news.
+        s.fake.event_ending("primary", "future00000000000000000000", "confirmed", t0() - day * 60, t0() - day * 60, t0() + day * 30);
         s.fake.event("primary", "ej8u9dfl8a44kfl7rif62oplhc", "confirmed", t0() - day * 2, t0() - day * 2);
         let (id, consent) = google::connect(&s.node, "google_calendar", tenant, "ann",
             json!({"calendars": ["primary", "team@example.com"], "backfillDays": "7"})).await;

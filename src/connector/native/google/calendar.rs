@@ -15,13 +15,14 @@ use uuid::Uuid;
 
 use super::api::{self, Api};
 use super::channel::Opened;
-use super::values::{backfill_days, list, path_segment};
+use super::paging::{MAX_PAGES, Pager, Turn};
+use super::values::{backfill_days, lenient, list, path_segment};
 use super::watched::{Source, Watched};
 use crate::connector::native::Native;
 use crate::connector::{ConnectionContext, ConnectorError, SyncMode};
 use crate::domain::{Checkpoints, Signal};
 use crate::engine::mapping::{MapContext, without_nul};
-use crate::engine::poll::{PollError, PollOutcome, SignalSink};
+use crate::engine::poll::{PollOutcome, SignalSink};
 
 /// The provider id.
 pub const PROVIDER: &str = "google_calendar";
@@ -58,7 +59,7 @@ pub struct Calendar {
 #[serde(rename_all = "camelCase")]
 pub struct EventPage {
     /// The events.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     pub items: Vec<Event>,
     /// The next page.
     #[serde(default)]
@@ -172,8 +173,11 @@ impl Calendar {
         Ok(url)
     }
 
-    /// One calendar's events since `token` (or, with `None`, since
-    /// `backfillDays`), into `sink`; its next sync token.
+    /// One calendar's events since `token`, into `sink`; its next sync
+    /// token. Without a token, every event that ends after the start of the
+    /// `backfillDays` window is read (`timeMin` bounds the end time) and those
+    /// updated in the window become Signals: a meeting set up months ago is
+    /// not news.
     async fn calendar(
         &self,
         ctx: &ConnectionContext<'_>,
@@ -192,16 +196,18 @@ impl Calendar {
             Some(_) => None,
             None => {
                 let days = backfill_days(ctx.config)?;
-                Some((ctx.now - TimeDelta::days(i64::from(days))).to_rfc3339())
+                Some(ctx.now - TimeDelta::days(i64::from(days)))
             }
         };
+        let time_min = since.map(|s| s.to_rfc3339());
         let path = format!("calendars/{}/events", path_segment(calendar));
+        let mut pager = Pager::new(<Self as Source>::NAME);
         let mut page_token: Option<String> = None;
         loop {
             let mut query = vec![("singleEvents", "true"), ("maxResults", "250")];
-            match (token, &since) {
+            match (token, &time_min) {
                 (Some(t), _) => query.push(("syncToken", t)),
-                (None, Some(since)) => query.push(("timeMin", since)),
+                (None, Some(min)) => query.push(("timeMin", min)),
                 (None, None) => {}
             }
             if let Some(p) = &page_token {
@@ -211,20 +217,23 @@ impl Calendar {
             let signals: Vec<Signal> = page
                 .items
                 .iter()
+                .filter(|e| since.is_none_or(|s| e.updated.is_some_and(|u| u >= s)))
                 .filter_map(|e| event_signal(e, calendar, &map_ctx))
                 .collect();
-            outcome.signals += signals.len() as u64;
-            outcome.pages += 1;
-            sink.write(signals)
-                .await
-                .map_err(|e| ConnectorError::from(PollError::Sink(e)))?;
+            pager.write(sink, outcome, signals).await?;
             match (page.next_page_token, page.next_sync_token) {
-                (Some(next), _) if !next.is_empty() => {
-                    page_token = Some(next);
-                    sink.progress(json!({}))
-                        .await
-                        .map_err(|e| ConnectorError::from(PollError::Sink(e)))?;
-                }
+                (Some(next), _) if !next.is_empty() => match pager.next(sink, next).await? {
+                    Turn::Next(next) => page_token = Some(next),
+                    // A page token is no sync token: the run cannot end here.
+                    Turn::Bound(_) => {
+                        return Err(ConnectorError::Other {
+                            message: format!(
+                                "Google Calendar: `{calendar}` has more than {MAX_PAGES} pages of events to read"
+                            ),
+                            retryable: false,
+                        });
+                    }
+                },
                 (_, Some(next)) => return Ok(next),
                 (_, None) => {
                     return Err(ConnectorError::Other {
@@ -246,8 +255,9 @@ impl Source for Calendar {
     const EVENT: &'static str = "calendar.events";
 
     fn resources(&self, config: &Value) -> Vec<String> {
+        let mut seen = std::collections::HashSet::new();
         let mut calendars = list(config, "calendars");
-        calendars.dedup();
+        calendars.retain(|c| seen.insert(c.clone()));
         calendars.truncate(MAX_CALENDARS);
         if calendars.is_empty() {
             calendars.push("primary".into());

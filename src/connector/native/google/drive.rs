@@ -7,18 +7,20 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use url::Url;
 use uuid::Uuid;
 
 use super::api::Api;
 use super::channel::Opened;
+use super::paging::{Pager, Turn};
+use super::values::lenient;
 use super::watched::{Source, Watched};
 use crate::connector::native::Native;
 use crate::connector::{ConnectionContext, ConnectorError, SyncMode};
 use crate::domain::{Checkpoints, Signal};
 use crate::engine::mapping::{MapContext, without_nul};
-use crate::engine::poll::{PollError, PollOutcome, SignalSink};
+use crate::engine::poll::{PollOutcome, SignalSink};
 
 /// The provider id.
 pub const PROVIDER: &str = "google_drive";
@@ -34,6 +36,13 @@ const CREATED_WITHIN: TimeDelta = TimeDelta::seconds(2);
 const MAX_PARTICIPANTS: usize = 64;
 /// Longest summary kept, in characters.
 const MAX_SUMMARY_CHARS: usize = 500;
+
+/// Metadata: the page token taken when the first channel opened.
+pub const START_TOKEN: &str = "startPageToken";
+
+fn checkpoint(token: String) -> Checkpoints {
+    [(String::new(), Some(token))].into()
+}
 
 /// The native slot's entry.
 pub fn native() -> Native {
@@ -78,7 +87,7 @@ impl Drive {
 #[serde(rename_all = "camelCase")]
 pub struct ChangePage {
     /// The changes.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     pub changes: Vec<Change>,
     /// The next page.
     #[serde(default)]
@@ -243,19 +252,39 @@ impl Source for Drive {
         self.url("channels/stop", &[])
     }
 
+    async fn prepare(
+        &self,
+        api: &Api<'_>,
+        metadata: &Value,
+    ) -> Result<Map<String, Value>, ConnectorError> {
+        // Where the connection's history starts: taken with its first
+        // channel, so nothing between the watch and the first sync is missed.
+        let mut out = Map::new();
+        if metadata.get(START_TOKEN).and_then(Value::as_str).is_none() {
+            out.insert(START_TOKEN.into(), json!(self.start_token(api).await?));
+        }
+        Ok(out)
+    }
+
     async fn sync(
         &self,
         ctx: &ConnectionContext<'_>,
         api: &Api<'_>,
-        mode: SyncMode,
+        _mode: SyncMode,
         checkpoints: &Checkpoints,
         sink: &mut dyn SignalSink,
     ) -> Result<PollOutcome, ConnectorError> {
+        // Drive keeps no history before the connection: a full sync reads
+        // from where the last one ended, as an incremental one does.
         let mut outcome = PollOutcome::default();
-        let stored = checkpoints.get("").cloned().flatten();
-        let (SyncMode::Incremental, Some(mut token)) = (mode, stored) else {
-            // Drive's history starts now: the changes from here on.
-            outcome.checkpoints = [(String::new(), Some(self.start_token(api).await?))].into();
+        let stored = checkpoints.get("").cloned().flatten().or_else(|| {
+            ctx.metadata
+                .get(START_TOKEN)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        });
+        let Some(mut token) = stored else {
+            outcome.checkpoints = checkpoint(self.start_token(api).await?);
             return Ok(outcome);
         };
         let map_ctx = MapContext {
@@ -263,6 +292,7 @@ impl Source for Drive {
             connection_id: ctx.connection_id,
             received_at: ctx.now,
         };
+        let mut pager = Pager::new(Self::NAME);
         loop {
             let url = self.url(
                 "changes",
@@ -281,20 +311,19 @@ impl Source for Drive {
                 .iter()
                 .filter_map(|c| change_signal(c, &map_ctx))
                 .collect();
-            outcome.signals += signals.len() as u64;
-            outcome.pages += 1;
-            sink.write(signals)
-                .await
-                .map_err(|e| ConnectorError::from(PollError::Sink(e)))?;
+            pager.write(sink, &mut outcome, signals).await?;
             match (page.next_page_token, page.new_start_page_token) {
-                (Some(next), _) if !next.is_empty() => {
-                    token = next;
-                    sink.progress(json!({}))
-                        .await
-                        .map_err(|e| ConnectorError::from(PollError::Sink(e)))?;
-                }
+                (Some(next), _) if !next.is_empty() => match pager.next(sink, next).await? {
+                    Turn::Next(next) => token = next,
+                    // A page token is a position: the next run goes on from it.
+                    Turn::Bound(next) => {
+                        outcome.checkpoints = checkpoint(next);
+                        outcome.truncated = true;
+                        return Ok(outcome);
+                    }
+                },
                 (_, Some(start)) => {
-                    outcome.checkpoints = [(String::new(), Some(start))].into();
+                    outcome.checkpoints = checkpoint(start);
                     return Ok(outcome);
                 }
                 (_, None) => {

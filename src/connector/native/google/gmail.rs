@@ -102,9 +102,10 @@ pub struct GmailMessage {
     /// Labels.
     #[serde(default)]
     pub label_ids: Vec<String>,
-    /// Receipt time, milliseconds since the epoch (a string on the wire).
+    /// Receipt time, milliseconds since the epoch (a string on the wire;
+    /// a number is read too).
     #[serde(default)]
-    pub internal_date: Option<String>,
+    pub internal_date: Option<Value>,
     /// The mailbox's history id when it was last changed.
     #[serde(default)]
     pub history_id: Option<String>,
@@ -143,8 +144,8 @@ impl GmailMessage {
     /// When the message arrived: `internalDate`, else the `Date` header.
     fn occurred_at(&self) -> Option<DateTime<Utc>> {
         self.internal_date
-            .as_deref()
-            .and_then(|ms| ms.parse::<i64>().ok())
+            .as_ref()
+            .and_then(super::values::number)
             .and_then(DateTime::from_timestamp_millis)
             .or_else(|| {
                 let date = self.header("Date")?;
@@ -166,12 +167,24 @@ pub struct GmailMapping {
     pub press_domains: Vec<String>,
 }
 
-/// The Signals of one message (none when it has no usable time).
+/// Labels of messages that are not mail received or sent: unsent drafts
+/// (each saved version a new message), spam, and Chat messages.
+pub const SKIPPED_LABELS: [&str; 3] = ["DRAFT", "SPAM", "CHAT"];
+
+/// The Signals of one message (none for drafts, spam and chats, or without a
+/// usable time).
 pub fn message_signals(
     message: &GmailMessage,
     mapping: &GmailMapping,
     ctx: &MapContext,
 ) -> Vec<Signal> {
+    if message
+        .label_ids
+        .iter()
+        .any(|l| SKIPPED_LABELS.contains(&l.as_str()))
+    {
+        return Vec::new();
+    }
     let Some(occurred_at) = message.occurred_at() else {
         return Vec::new();
     };
@@ -295,6 +308,31 @@ mod tests {
         assert_eq!(addresses("undisclosed-recipients:;"), Vec::<String>::new());
         assert_eq!(addresses(""), Vec::<String>::new());
         assert_eq!(addresses("<a@b.c>"), ["a@b.c"]);
+    }
+
+    #[test]
+    fn drafts_spam_and_chats_are_not_mail_and_a_numeric_date_is_read() {
+        let ctx = MapContext {
+            tenant_id: crate::domain::TenantId::from_uuid(Uuid::from_u128(1)),
+            connection_id: crate::domain::ConnectionId::from_uuid(Uuid::from_u128(2)),
+            received_at: DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
+        };
+        let message = |labels: Value, date: Value| -> GmailMessage {
+            serde_json::from_value(json!({
+                "id": "m1", "threadId": "m1", "labelIds": labels, "internalDate": date,
+                "payload": {"headers": [{"name": "From", "value": "a@b.c"}]}
+            }))
+            .unwrap()
+        };
+        let mapping = GmailMapping::default();
+        for label in SKIPPED_LABELS {
+            let m = message(json!([label, "INBOX"]), json!("1777483004000"));
+            assert!(message_signals(&m, &mapping, &ctx).is_empty(), "{label}");
+        }
+        let m = message(json!(["INBOX"]), json!(1_777_483_004_000_i64));
+        let signals = message_signals(&m, &mapping, &ctx);
+        assert_eq!(signals.len(), 2);
+        assert_eq!(signals[0].occurred_at.timestamp_millis(), 1_777_483_004_000);
     }
 
     #[test]

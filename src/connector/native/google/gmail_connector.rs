@@ -25,7 +25,8 @@ use super::api::{self, Api};
 use super::app::{self, GoogleApp};
 use super::gmail::{self, GmailMapping, GmailMessage};
 use super::oidc::{GoogleKeys, PushPolicy, PushVerifier};
-use super::values::{backfill_days, list, number, path_segment, text};
+use super::paging::{Pager, Turn};
+use super::values::{backfill_days, lenient, list, number, path_segment, text};
 use crate::config::GoogleConfig;
 use crate::connector::native::{Native, NativeInput};
 use crate::connector::{
@@ -36,7 +37,7 @@ use crate::connector::{
 use crate::domain::{Checkpoints, TokenSet};
 use crate::engine::health::HealthResult;
 use crate::engine::mapping::{MapContext, Mapped, WebhookInput, WebhookMapped};
-use crate::engine::poll::{PollError, PollOutcome, SignalSink};
+use crate::engine::poll::{PollOutcome, SignalSink};
 use crate::engine::webhook::WebhookRequest;
 use crate::engine::webhook::verify::VerifyError;
 
@@ -61,6 +62,8 @@ pub const FETCH_CONCURRENCY: usize = 8;
 const PAGE_SIZE: &str = "500";
 /// The headers a message is fetched with.
 const HEADERS: [&str; 6] = ["From", "To", "Cc", "Subject", "Date", "Message-Id"];
+/// The API's name in errors.
+const API: &str = "Gmail";
 /// The catalogue's name for what the connector receives.
 const PUSH_EVENT: &str = "gmail.push";
 
@@ -162,7 +165,7 @@ impl Gmail {
     /// `users.watch`; the outcome routes pushes to the mailbox and renews the
     /// watch daily, or two days before it expires if that is sooner.
     async fn watch(&self, ctx: &ConnectionContext<'_>) -> Result<HookOutcome, ConnectorError> {
-        let api = Api::new(ctx, "Gmail")?;
+        let api = Api::new(ctx, API)?;
         let profile = self.profile(&api).await?;
         let topic = text(ctx.config, "topic")
             .or_else(|| self.google.gmail_topic.clone())
@@ -211,15 +214,19 @@ impl Gmail {
             .iter()
             .map(|id| self.url(&format!("messages/{}", path_segment(id)), &query))
             .collect::<Result<Vec<_>, _>>()?;
-        let fetched: Vec<Result<GmailMessage, ConnectorError>> = futures_util::stream::iter(urls)
-            .map(|url| api.get::<GmailMessage>(url))
+        let fetched: Vec<Result<Value, ConnectorError>> = futures_util::stream::iter(urls)
+            .map(|url| api.get::<Value>(url))
             .buffered(FETCH_CONCURRENCY)
             .collect()
             .await;
         let mut messages = Vec::with_capacity(fetched.len());
         for m in fetched {
-            match m {
-                Ok(m) => messages.push(m),
+            match m.map(serde_json::from_value::<GmailMessage>) {
+                Ok(Ok(m)) => messages.push(m),
+                // One message Gmail answers oddly must not stall the mailbox.
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "Gmail message of an unexpected shape skipped")
+                }
                 Err(e) if api::is_status(&e, 404) => {}
                 Err(e) => return Err(e),
             }
@@ -234,7 +241,9 @@ impl Gmail {
         mapping: &GmailMapping,
         messages: &[GmailMessage],
         sink: &mut dyn SignalSink,
-    ) -> Result<u64, ConnectorError> {
+        pager: &mut Pager,
+        outcome: &mut PollOutcome,
+    ) -> Result<(), ConnectorError> {
         let map_ctx = MapContext {
             tenant_id: ctx.tenant_id,
             connection_id: ctx.connection_id,
@@ -244,15 +253,12 @@ impl Gmail {
             .iter()
             .flat_map(|m| gmail::message_signals(m, mapping, &map_ctx))
             .collect();
-        let n = signals.len() as u64;
-        sink.write(signals)
-            .await
-            .map_err(|e| ConnectorError::from(PollError::Sink(e)))?;
-        Ok(n)
+        pager.write(sink, outcome, signals).await
     }
 
     /// Everything since `start` through `history.list`; `Err` 404 when Gmail
-    /// no longer has that history.
+    /// no longer has that history. A read stopped at the page bound ends at
+    /// its last record, for the next run to go on from.
     async fn history(
         &self,
         ctx: &ConnectionContext<'_>,
@@ -262,6 +268,7 @@ impl Gmail {
         sink: &mut dyn SignalSink,
     ) -> Result<PollOutcome, ConnectorError> {
         let mut outcome = PollOutcome::default();
+        let mut pager = Pager::new(API);
         let mut seen = HashSet::new();
         let mut page_token: Option<String> = None;
         let mut latest = start.to_owned();
@@ -283,19 +290,24 @@ impl Gmail {
                 .filter(|id| seen.insert(id.clone()))
                 .collect();
             let messages = self.messages(api, ids).await?;
-            outcome.signals += self.write(ctx, mapping, &messages, sink).await?;
-            outcome.pages += 1;
-            if let Some(h) = page.history_id.as_ref().and_then(number) {
-                latest = h.to_string();
-            }
-            match page.next_page_token.filter(|t| !t.is_empty()) {
-                Some(next) => {
-                    page_token = Some(next);
-                    sink.progress(json!({}))
-                        .await
-                        .map_err(|e| ConnectorError::from(PollError::Sink(e)))?;
+            self.write(ctx, mapping, &messages, sink, &mut pager, &mut outcome)
+                .await?;
+            let last_record = page.history.last().and_then(|h| number(&h.id));
+            let Some(next) = page.next_page_token.filter(|t| !t.is_empty()) else {
+                if let Some(h) = page.history_id.as_ref().and_then(number) {
+                    latest = h.to_string();
                 }
-                None => break,
+                break;
+            };
+            if let Some(r) = last_record {
+                latest = r.to_string();
+            }
+            match pager.next(sink, next).await? {
+                Turn::Next(next) => page_token = Some(next),
+                Turn::Bound(_) => {
+                    outcome.truncated = true;
+                    break;
+                }
             }
         }
         outcome.checkpoints = checkpoint(latest);
@@ -324,6 +336,7 @@ impl Gmail {
         let since = ctx.now - chrono::TimeDelta::days(i64::from(days));
         let search = format!("after:{}", since.timestamp());
         let mut outcome = PollOutcome::default();
+        let mut pager = Pager::new(API);
         let mut page_token: Option<String> = None;
         loop {
             let mut query = vec![("q", search.as_str()), ("maxResults", PAGE_SIZE)];
@@ -333,15 +346,15 @@ impl Gmail {
             let page: MessagePage = api.get(self.url("messages", &query)?).await?;
             let ids = page.messages.into_iter().map(|m| m.id).collect();
             let messages = self.messages(api, ids).await?;
-            outcome.signals += self.write(ctx, mapping, &messages, sink).await?;
-            outcome.pages += 1;
+            self.write(ctx, mapping, &messages, sink, &mut pager, &mut outcome)
+                .await?;
+            // Newest first: a backfill stopped at the page bound leaves out
+            // only the oldest mail of the window.
             match page.next_page_token.filter(|t| !t.is_empty()) {
-                Some(next) => {
-                    page_token = Some(next);
-                    sink.progress(json!({}))
-                        .await
-                        .map_err(|e| ConnectorError::from(PollError::Sink(e)))?;
-                }
+                Some(next) => match pager.next(sink, next).await? {
+                    Turn::Next(next) => page_token = Some(next),
+                    Turn::Bound(_) => break,
+                },
                 None => break,
             }
         }
@@ -387,7 +400,7 @@ struct Watch {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct HistoryPage {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     history: Vec<HistoryRecord>,
     #[serde(default)]
     next_page_token: Option<String>,
@@ -399,6 +412,8 @@ struct HistoryPage {
 #[serde(rename_all = "camelCase")]
 struct HistoryRecord {
     #[serde(default)]
+    id: Value,
+    #[serde(default, deserialize_with = "lenient")]
     messages_added: Vec<Added>,
 }
 
@@ -415,7 +430,7 @@ struct MessageRef {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct MessagePage {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     messages: Vec<MessageRef>,
     #[serde(default)]
     next_page_token: Option<String>,
@@ -466,7 +481,7 @@ impl Connector for Gmail {
         checkpoints: &Checkpoints,
         sink: &mut dyn SignalSink,
     ) -> Result<PollOutcome, ConnectorError> {
-        let api = Api::new(ctx, "Gmail")?;
+        let api = Api::new(ctx, API)?;
         let mut mapping = mapping(ctx);
         let start = checkpoints.get("").cloned().flatten();
         if let (SyncMode::Incremental, Some(start)) = (mode, start) {
@@ -491,7 +506,7 @@ impl Connector for Gmail {
 
     async fn health_check(&self, ctx: &ConnectionContext<'_>) -> HealthResult {
         let started = ctx.http.ambient().now();
-        let result = match Api::new(ctx, "Gmail") {
+        let result = match Api::new(ctx, API) {
             Ok(api) => self.profile(&api).await.map(|_| ()),
             Err(e) => Err(e),
         };
@@ -508,7 +523,7 @@ impl Connector for Gmail {
             // are the same call.
             Hook::Setup | Hook::Renew => self.watch(ctx).await,
             Hook::Teardown => {
-                let api = Api::new(ctx, "Gmail")?;
+                let api = Api::new(ctx, API)?;
                 api.post_empty(self.url("stop", &[])?, &json!({})).await?;
                 let mut outcome = HookOutcome::default();
                 outcome.metadata.insert(MAILBOX.into(), Value::Null);

@@ -1,5 +1,5 @@
 //! Google's native connectors and what they share: the OAuth app (`app`),
-//! calls to Google's APIs (`api`), config and answer values (`values`), the
+//! calls to Google's APIs (`api`) and reading their pages (`paging`), config and answer values (`values`), the
 //! verification of Google-signed push tokens (`oidc`), watch channels
 //! (`channel`, and `watched`: a connector fed by them). Gmail (`gmail`: its
 //! shapes and mapping; `gmail_connector`), Drive (`drive`) and Calendar
@@ -13,5 +13,6 @@ pub mod drive;
 pub mod gmail;
 pub mod gmail_connector;
 pub mod oidc;
+pub mod paging;
 pub mod values;
 pub mod watched;

@@ -1,7 +1,8 @@
 //! Verifies the OIDC token Google signs for a Cloud Pub/Sub push request
 //! (`Authorization: Bearer <JWT>`), fail closed: RS256 only, the key by `kid`
 //! from Google's JWKS (cached as its `Cache-Control` says, refetched at most
-//! once a minute for an unknown `kid`, one fetch at a time), `iss` Google's,
+//! once a minute for an unknown `kid`, one fetch at a time, never waited for
+//! by a push whose key is cached and fresh), `iss` Google's,
 //! `aud` the configured audience, `email` the configured push service account
 //! with `email_verified: true`, and `exp`/`iat` within a small skew of the
 //! node's clock. Anything else is refused.
@@ -114,7 +115,10 @@ impl PushAuthError {
 pub struct GoogleKeys {
     url: Url,
     http: HttpClient,
-    cache: tokio::sync::Mutex<Cache>,
+    cache: std::sync::RwLock<Cache>,
+    /// Held while a fetch is decided and made: one at a time. A push whose
+    /// key is cached and fresh never waits for it.
+    fetching: tokio::sync::Mutex<()>,
     fetches: AtomicU64,
 }
 
@@ -146,7 +150,8 @@ impl GoogleKeys {
         GoogleKeys {
             url,
             http,
-            cache: tokio::sync::Mutex::new(Cache::default()),
+            cache: std::sync::RwLock::new(Cache::default()),
+            fetching: tokio::sync::Mutex::new(()),
             fetches: AtomicU64::new(0),
         }
     }
@@ -160,50 +165,71 @@ impl GoogleKeys {
     /// unknown `kid` fetches (the latter at most every [`REFETCH_AFTER`]);
     /// after a failed fetch none is tried for [`RETRY_FAILED_AFTER`].
     async fn key(&self, kid: &str) -> Result<Arc<DecodingKey>, PushAuthError> {
-        let now = self.http.ambient().now();
-        let mut cache = self.cache.lock().await;
-        let known = cache.keys.contains_key(kid);
-        let stale = cache.fresh_until.is_none_or(|until| now >= until);
-        let refetch = !known
-            && cache
-                .refetched_at
-                .is_none_or(|at| now - at >= span(REFETCH_AFTER));
-        if stale || refetch {
-            if cache
-                .failed_at
-                .is_some_and(|at| now - at < span(RETRY_FAILED_AFTER))
+        let fresh =
+            |cache: &Cache, now: DateTime<Utc>| cache.fresh_until.is_some_and(|until| now < until);
+        {
+            let cache = self.read();
+            if fresh(&cache, self.http.ambient().now())
+                && let Some(key) = cache.keys.get(kid)
             {
-                // Google's keys outlive their max-age: a known one still
-                // verifies while the endpoint is down, an unknown one cannot.
-                if !known {
-                    return Err(PushAuthError::Keys(
-                        "the last fetch failed moments ago".into(),
-                    ));
+                return Ok(Arc::clone(key));
+            }
+        }
+        let _fetching = self.fetching.lock().await;
+        let now = self.http.ambient().now();
+        let (known, fetch) = {
+            let mut cache = self.write();
+            let known = cache.keys.contains_key(kid);
+            let stale = !fresh(&cache, now);
+            let refetch = !known
+                && cache
+                    .refetched_at
+                    .is_none_or(|at| now - at >= span(REFETCH_AFTER));
+            let failed_lately = cache
+                .failed_at
+                .is_some_and(|at| now - at < span(RETRY_FAILED_AFTER));
+            let fetch = (stale || refetch) && !failed_lately;
+            if fetch && !stale {
+                cache.refetched_at = Some(now);
+            }
+            // Google's keys outlive their max-age: a known one still
+            // verifies while the endpoint is down, an unknown one cannot.
+            if (stale || refetch) && failed_lately && !known {
+                return Err(PushAuthError::Keys(
+                    "the last fetch failed moments ago".into(),
+                ));
+            }
+            (known, fetch)
+        };
+        if fetch {
+            let fetched = self.fetch(now).await;
+            let mut cache = self.write();
+            match fetched {
+                Ok((keys, until)) => {
+                    (cache.keys, cache.fresh_until, cache.failed_at) = (keys, Some(until), None);
                 }
-            } else {
-                if !stale {
-                    cache.refetched_at = Some(now);
-                }
-                match self.fetch(now).await {
-                    Ok((keys, until)) => {
-                        (cache.keys, cache.fresh_until, cache.failed_at) =
-                            (keys, Some(until), None);
+                Err(e) => {
+                    cache.failed_at = Some(now);
+                    if !known {
+                        return Err(e);
                     }
-                    Err(e) => {
-                        cache.failed_at = Some(now);
-                        if !known {
-                            return Err(e);
-                        }
-                        tracing::warn!(error = %e, "keeping Google's cached signing keys");
-                    }
+                    tracing::warn!(error = %e, "keeping Google's cached signing keys");
                 }
             }
         }
-        cache
+        self.read()
             .keys
             .get(kid)
             .cloned()
             .ok_or(PushAuthError::UnknownKey)
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Cache> {
+        self.cache.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Cache> {
+        self.cache.write().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The keys of the JWKS, and until when they are fresh.

@@ -2,6 +2,8 @@
 //! from Google's answers: text, lists, `backfillDays`, 64-bit numbers sent as
 //! strings, ids as path segments.
 
+use serde::Deserialize;
+use serde::de::{DeserializeOwned, Deserializer};
 use serde_json::Value;
 
 use crate::connector::ConnectorError;
@@ -25,6 +27,27 @@ pub fn path_segment(id: &str) -> String {
         return id.replace('.', "%2E");
     }
     percent_encoding::utf8_percent_encode(id, SEGMENT).to_string()
+}
+
+/// A list read item by item: an item of an unexpected shape is left out
+/// (and logged) instead of failing the page, so one odd change, event or
+/// message cannot stall a connection for good.
+pub fn lenient<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: DeserializeOwned,
+{
+    let items = Option::<Vec<Value>>::deserialize(deserializer)?.unwrap_or_default();
+    Ok(items
+        .into_iter()
+        .filter_map(|item| match serde_json::from_value(item) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::warn!(error = %e, "an item of an unexpected shape was skipped");
+                None
+            }
+        })
+        .collect())
 }
 
 /// A uint64/int64 Gmail sends as a string or (in docs) a number.
@@ -88,6 +111,26 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn a_list_leaves_out_the_items_it_cannot_read() {
+        #[derive(Deserialize)]
+        struct Page {
+            #[serde(default, deserialize_with = "lenient")]
+            items: Vec<Item>,
+        }
+        #[derive(Deserialize)]
+        struct Item {
+            id: String,
+        }
+        let page: Page =
+            serde_json::from_value(json!({"items": [{"id": "a"}, {"id": 7}, {}, {"id": "b"}]}))
+                .unwrap();
+        let ids: Vec<String> = page.items.into_iter().map(|i| i.id).collect();
+        assert_eq!(ids, ["a", "b"]);
+        let page: Page = serde_json::from_value(json!({"items": null})).unwrap();
+        assert!(page.items.is_empty());
+    }
 
     #[test]
     fn config_values_are_read_leniently_and_bounded() {

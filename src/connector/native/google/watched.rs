@@ -13,7 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use url::Url;
 
 use super::api::{self, Api};
@@ -72,6 +72,15 @@ pub trait Source: Send + Sync + Debug + 'static {
 
     /// A cheap authenticated read for the health check.
     async fn ping(&self, api: &Api<'_>) -> Result<(), ConnectorError>;
+
+    /// Metadata to set before the channels open (`metadata`: the current).
+    async fn prepare(
+        &self,
+        _api: &Api<'_>,
+        _metadata: &Value,
+    ) -> Result<Map<String, Value>, ConnectorError> {
+        Ok(Map::new())
+    }
 }
 
 /// The connector of a [`Source`].
@@ -122,7 +131,10 @@ impl<S: Source> Watched<S> {
     async fn renew(&self, ctx: &ConnectionContext<'_>) -> Result<HookOutcome, ConnectorError> {
         let api = Api::new(ctx, S::NAME)?;
         let address = channel::address(self.public_url.as_deref(), self.id())?;
-        let mut outcome = HookOutcome::default();
+        let mut outcome = HookOutcome {
+            metadata: self.source.prepare(&api, ctx.metadata).await?,
+            ..HookOutcome::default()
+        };
         let secret = channel::secret(ctx, &mut outcome);
         let mut opened: Vec<Watch> = Vec::new();
         for resource in self.source.resources(ctx.config) {
@@ -133,24 +145,27 @@ impl<S: Source> Watched<S> {
                 Ok(o) => opened.push(o.watch(id, &resource, ctx.now)),
                 Err(e) => {
                     // Nothing half-done stays open: the retry opens them all again.
-                    self.stop_all(&api, &opened).await;
+                    let _ = self.stop_all(&api, &opened).await;
                     return Err(e);
                 }
             }
         }
         // The old channels stop only now that the new ones are open. One that
         // cannot be stopped runs out on its own; its pings route nowhere.
-        self.stop_all(&api, &channel::watches(ctx.metadata)).await;
+        let _ = self.stop_all(&api, &channel::watches(ctx.metadata)).await;
         Ok(channel::opened_outcome(outcome, &opened, ctx.now))
     }
 
-    /// Stops `watches`, logging what fails.
-    async fn stop_all(&self, api: &Api<'_>, watches: &[Watch]) {
+    /// Stops every one of `watches`, logging what fails; the last failure.
+    async fn stop_all(&self, api: &Api<'_>, watches: &[Watch]) -> Result<(), ConnectorError> {
+        let mut failed = Ok(());
         for w in watches {
             if let Err(e) = self.stop(api, w).await {
                 tracing::warn!(provider = self.id(), channel = w.id, error = %e, "cannot stop a watch channel");
+                failed = Err(e);
             }
         }
+        failed
     }
 
     async fn stop(&self, api: &Api<'_>, w: &Watch) -> Result<(), ConnectorError> {
@@ -224,10 +239,10 @@ impl<S: Source> Connector for Watched<S> {
         match hook {
             Hook::Setup | Hook::Renew => self.renew(ctx).await,
             Hook::Teardown => {
+                // Every channel is tried; if one fails the job is retried
+                // (those stopped already answer 404 then: done).
                 let api = Api::new(ctx, S::NAME)?;
-                for w in channel::watches(ctx.metadata) {
-                    self.stop(&api, &w).await?;
-                }
+                self.stop_all(&api, &channel::watches(ctx.metadata)).await?;
                 Ok(channel::closed_outcome())
             }
         }
