@@ -367,6 +367,9 @@ crate::on_both! {
         assert_eq!(drain(&s.node).await, ran(&["setup", "full"]));
         let c = connection(&s.node, tenant, id).await;
         assert_eq!(c.metadata["emailAddress"], "ann@example.com");
+        assert_eq!(c.metadata["watchHistoryId"], (FIRST_HISTORY + 35).to_string());
+        let expires: DateTime<Utc> = c.metadata["watchExpiration"].as_str().unwrap().parse().unwrap();
+        assert_eq!(expires, t0() + Duration::days(7));
         assert_eq!(c.renew_at, Some(t0() + Duration::days(1)), "renewed daily");
         let requests = s.server.received_requests().await.unwrap();
         let watch = requests.iter().find(|r| r.url.path().ends_with("/watch")).unwrap();

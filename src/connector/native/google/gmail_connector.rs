@@ -48,6 +48,8 @@ use crate::engine::webhook::verify::VerifyError;
 pub const SCOPES: [&str; 1] = ["https://www.googleapis.com/auth/gmail.readonly"];
 /// Metadata key holding the mailbox (pushes are routed by it).
 pub const MAILBOX: &str = "emailAddress";
+/// Metadata key holding the mailbox's history id when the watch was made.
+pub const WATCH_HISTORY: &str = "watchHistoryId";
 /// Metadata key holding when the current watch expires.
 pub const WATCH_EXPIRES: &str = "watchExpiration";
 /// How often the poll fallback runs.
@@ -194,6 +196,9 @@ impl Gmail {
             json!(profile.email_address.trim().to_ascii_lowercase()),
         );
         metadata.insert(WATCH_EXPIRES.into(), json!(expires.to_rfc3339()));
+        if let Some(h) = number(&watch.history_id) {
+            metadata.insert(WATCH_HISTORY.into(), json!(h.to_string()));
+        }
         Ok(HookOutcome {
             metadata,
             secrets: Default::default(),
@@ -393,6 +398,8 @@ struct Profile {
 
 #[derive(Debug, Deserialize)]
 struct Watch {
+    #[serde(default, rename = "historyId")]
+    history_id: Value,
     #[serde(default)]
     expiration: Value,
 }
@@ -528,6 +535,7 @@ impl Connector for Gmail {
                 let mut outcome = HookOutcome::default();
                 outcome.metadata.insert(MAILBOX.into(), Value::Null);
                 outcome.metadata.insert(WATCH_EXPIRES.into(), Value::Null);
+                outcome.metadata.insert(WATCH_HISTORY.into(), Value::Null);
                 Ok(outcome)
             }
         }
