@@ -141,6 +141,17 @@ async fn run(db: Db, mut rx: mpsc::Receiver<(Delivery, Reply)>) {
     }
 }
 
+/// The incremental sync a delivery asks for.
+fn webhook_sync(tenant: TenantId, connection: ConnectionId, provider: &str) -> NewJob<'_> {
+    NewJob {
+        tenant,
+        connection,
+        provider,
+        job_type: JobType::Incremental,
+        trigger: Trigger::Webhook,
+    }
+}
+
 /// Stores `deliveries` in one transaction; nothing of it when it fails.
 async fn write(
     db: &Db,
@@ -225,25 +236,13 @@ async fn write(
         })
         .collect();
     for (connection, (tenant, provider)) in &follow_up {
-        let job = NewJob {
-            tenant: *tenant,
-            connection: *connection,
-            provider,
-            job_type: JobType::Incremental,
-            trigger: Trigger::Webhook,
-        };
         let key = format!("webhook:{connection}:{window}");
+        let job = webhook_sync(*tenant, *connection, provider);
         jobs::enqueue_keyed(&txn, job, &key, now, now).await?;
     }
     let mut woken = !follow_up.is_empty();
     for (connection, (tenant, provider)) in &now_syncs {
-        let job = NewJob {
-            tenant: *tenant,
-            connection: *connection,
-            provider,
-            job_type: JobType::Incremental,
-            trigger: Trigger::Webhook,
-        };
+        let job = webhook_sync(*tenant, *connection, provider);
         woken |= jobs::enqueue_coalesced(&txn, job, now).await?.1;
     }
     txn.commit().await?;

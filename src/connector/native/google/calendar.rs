@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::api::{self, Api};
 use super::channel::Opened;
 use super::paging::{MAX_PAGES, Pager, Turn};
-use super::values::{backfill_days, lenient, list, path_segment};
+use super::values::{backfill_days, lenient, list, participants, path_segment, summary};
 use super::watched::{Source, Watched};
 use crate::connector::native::Native;
 use crate::connector::{ConnectionContext, ConnectorError, SyncMode};
@@ -32,10 +32,6 @@ pub const SCOPES: [&str; 1] = ["https://www.googleapis.com/auth/calendar.readonl
 pub const MAX_CALENDARS: usize = 20;
 /// An event updated this close to its creation was just created.
 const CREATED_WITHIN: TimeDelta = TimeDelta::seconds(2);
-/// Participants kept per event at most.
-const MAX_PARTICIPANTS: usize = 64;
-/// Longest summary kept, in characters.
-const MAX_SUMMARY_CHARS: usize = 500;
 /// The channel lifetime asked of Calendar, in seconds (`params.ttl`).
 const TTL_SECONDS: &str = "604800";
 
@@ -121,20 +117,9 @@ pub fn event_signal(event: &Event, calendar: &str, ctx: &MapContext) -> Option<S
         (_, Some(u)) => ("event_updated", u),
         (_, None) => return None,
     };
-    let mut participants = Vec::new();
     let people = event.organizer.iter().chain(&event.attendees);
-    for address in people.filter_map(|p| p.email.as_deref()) {
-        let address = address.trim().to_ascii_lowercase();
-        if participants.len() < MAX_PARTICIPANTS && !participants.contains(&address) {
-            participants.push(address);
-        }
-    }
-    let title = event.summary.as_deref().map(str::trim).unwrap_or_default();
-    let summary = if title.is_empty() {
-        "(no title)".to_owned()
-    } else {
-        title.chars().take(MAX_SUMMARY_CHARS).collect()
-    };
+    let participants = participants(people.filter_map(|p| p.email.as_deref()));
+    let summary = summary(event.summary.as_deref(), || "(no title)".into());
     Some(without_nul(Signal {
         id: Uuid::now_v7(),
         tenant_id: ctx.tenant_id,

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::api::Api;
 use super::channel::Opened;
 use super::paging::{Pager, Turn};
-use super::values::lenient;
+use super::values::{lenient, participants, summary};
 use super::watched::{Source, Watched};
 use crate::connector::native::Native;
 use crate::connector::{ConnectionContext, ConnectorError, SyncMode};
@@ -32,10 +32,6 @@ pub const FIELDS: &str = "nextPageToken,newStartPageToken,changes(changeType,rem
     owners(emailAddress),lastModifyingUser(emailAddress)))";
 /// A file whose last change is this close to its creation was just created.
 const CREATED_WITHIN: TimeDelta = TimeDelta::seconds(2);
-/// Participants kept per file at most.
-const MAX_PARTICIPANTS: usize = 64;
-/// Longest summary kept, in characters.
-const MAX_SUMMARY_CHARS: usize = 500;
 
 /// Metadata: the page token taken when the first channel opened.
 pub const START_TOKEN: &str = "startPageToken";
@@ -176,22 +172,11 @@ pub fn change_signal(change: &Change, ctx: &MapContext) -> Option<Signal> {
             (_, None) => ("file_edited", change.time?),
         },
     };
-    let mut participants = Vec::new();
-    if let Some(f) = file {
-        let people = f.last_modifying_user.iter().chain(&f.owners);
-        for address in people.filter_map(|u| u.email_address.as_deref()) {
-            let address = address.trim().to_ascii_lowercase();
-            if participants.len() < MAX_PARTICIPANTS && !participants.contains(&address) {
-                participants.push(address);
-            }
-        }
-    }
-    let name = file.map(|f| f.name.trim()).unwrap_or_default();
-    let summary = if name.is_empty() {
-        format!("File {id}")
-    } else {
-        name.chars().take(MAX_SUMMARY_CHARS).collect()
-    };
+    let people = file
+        .into_iter()
+        .flat_map(|f| f.last_modifying_user.iter().chain(&f.owners));
+    let participants = participants(people.filter_map(|u| u.email_address.as_deref()));
+    let summary = summary(file.map(|f| f.name.as_str()), || format!("File {id}"));
     Some(without_nul(Signal {
         id: Uuid::now_v7(),
         tenant_id: ctx.tenant_id,

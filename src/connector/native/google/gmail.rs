@@ -13,20 +13,17 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use super::values::{participants, summary};
 use crate::domain::{Priority, Signal};
 use crate::engine::mapping::{MapContext, without_nul};
 
 /// The provider id.
 pub const PROVIDER: &str = "gmail";
-/// Addresses kept per message at most (a header can list thousands).
-const MAX_PARTICIPANTS: usize = 64;
 /// What a mailbox address escapes in the message URL's query.
 const ACCOUNT_IN_QUERY: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'-')
     .remove(b'_');
-/// Longest summary kept, in characters.
-const MAX_SUMMARY_CHARS: usize = 500;
 
 /// Why a push body was refused (the push answers 400: Pub/Sub would repeat it as is).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -188,14 +185,12 @@ pub fn message_signals(
     let Some(occurred_at) = message.occurred_at() else {
         return Vec::new();
     };
-    let mut participants = Vec::new();
-    for name in ["From", "To", "Cc"] {
-        for address in message.header(name).map(addresses).unwrap_or_default() {
-            if participants.len() < MAX_PARTICIPANTS && !participants.contains(&address) {
-                participants.push(address);
-            }
-        }
-    }
+    let listed: Vec<String> = ["From", "To", "Cc"]
+        .iter()
+        .filter_map(|name| message.header(name))
+        .flat_map(addresses)
+        .collect();
+    let participants = participants(listed.iter().map(String::as_str));
     let press = participants.iter().any(|a| {
         let domain = a.rsplit('@').next().unwrap_or_default();
         mapping.press_domains.iter().any(|d| {
@@ -212,12 +207,7 @@ pub fn message_signals(
     if press {
         tags.push("press".into());
     }
-    let subject = message.header("Subject").map(str::trim).unwrap_or_default();
-    let summary = if subject.is_empty() {
-        "(no subject)".to_owned()
-    } else {
-        subject.chars().take(MAX_SUMMARY_CHARS).collect()
-    };
+    let summary = summary(message.header("Subject"), || "(no subject)".into());
     let sent = message.label_ids.iter().any(|l| l == "SENT");
     let payload = json!({
         "id": message.id,

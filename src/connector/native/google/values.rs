@@ -29,6 +29,37 @@ pub fn path_segment(id: &str) -> String {
     percent_encoding::utf8_percent_encode(id, SEGMENT).to_string()
 }
 
+/// Participants kept per Signal at most (a header or an attendee list can
+/// name thousands).
+pub const MAX_PARTICIPANTS: usize = 64;
+/// Longest summary kept, in characters.
+pub const MAX_SUMMARY_CHARS: usize = 500;
+
+/// Addresses as a Signal's participants: trimmed, lower-cased, each once, at
+/// most [`MAX_PARTICIPANTS`].
+pub fn participants<'a>(addresses: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for address in addresses {
+        if out.len() == MAX_PARTICIPANTS {
+            break;
+        }
+        let address = address.trim().to_ascii_lowercase();
+        if !address.is_empty() && !out.contains(&address) {
+            out.push(address);
+        }
+    }
+    out
+}
+
+/// A Signal's summary: `text` trimmed and cut to [`MAX_SUMMARY_CHARS`], or
+/// `fallback` when there is none.
+pub fn summary(text: Option<&str>, fallback: impl FnOnce() -> String) -> String {
+    match text.map(str::trim).filter(|t| !t.is_empty()) {
+        Some(t) => t.chars().take(MAX_SUMMARY_CHARS).collect(),
+        None => fallback(),
+    }
+}
+
 /// A list read item by item: an item of an unexpected shape is left out
 /// (and logged) instead of failing the page, so one odd change, event or
 /// message cannot stall a connection for good.
@@ -111,6 +142,25 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn participants_are_distinct_lower_case_and_bounded() {
+        assert_eq!(
+            participants([" A@x.com", "a@x.com", "", "b@y.org"]),
+            ["a@x.com", "b@y.org"]
+        );
+        let many: Vec<String> = (0..100).map(|i| format!("p{i}@x.com")).collect();
+        assert_eq!(
+            participants(many.iter().map(String::as_str)).len(),
+            MAX_PARTICIPANTS
+        );
+        assert_eq!(summary(Some("  Hi "), || "none".into()), "Hi");
+        assert_eq!(summary(Some(" "), || "none".into()), "none");
+        assert_eq!(
+            summary(Some(&"é".repeat(600)), String::new).chars().count(),
+            MAX_SUMMARY_CHARS
+        );
+    }
 
     #[test]
     fn a_list_leaves_out_the_items_it_cannot_read() {
