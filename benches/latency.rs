@@ -223,24 +223,7 @@ async fn measure(backend: &str, base: &str) -> Value {
             .unwrap();
         assert!(response.status().is_success(), "{}", response.status());
         let acked = Instant::now();
-        let deadline = acked + Duration::from_secs(10);
-        loop {
-            let page: Value = ok(client
-                .get(format!("{base}/signals?provider=github&limit=1"))
-                .bearer_auth(server::OPERATOR)
-                .header("x-tenant-id", &tenant))
-            .await;
-            let newest = page["signals"][0]["occurred_at"]
-                .as_str()
-                .map(|t| t.parse::<DateTime<Utc>>().unwrap());
-            if newest == Some(updated) {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "webhook {n} never became visible"
-            );
-        }
+        newest_is(&client, base, &tenant, "provider=github", updated, acked).await;
         visible.push(acked.elapsed().as_micros() as u32);
     }
     json!({
@@ -296,24 +279,40 @@ async fn gmail_pushes(base: &str, mailbox: &google::Mailbox) -> Value {
             .await
             .unwrap();
         assert!(response.status().is_success(), "{}", response.status());
-        let deadline = sent + Duration::from_secs(10);
-        loop {
-            let page: Value = ok(client
-                .get(format!("{base}/signals?kind=email_received&limit=1"))
-                .bearer_auth(server::OPERATOR)
-                .header("x-tenant-id", &tenant))
-            .await;
-            let newest = page["signals"][0]["occurred_at"]
-                .as_str()
-                .map(|t| t.parse::<DateTime<Utc>>().unwrap());
-            if newest == Some(at) {
-                break;
-            }
-            assert!(Instant::now() < deadline, "push {n} never became a Signal");
-        }
+        newest_is(&client, base, &tenant, "kind=email_received", at, sent).await;
         visible.push(sent.elapsed().as_micros() as u32);
     }
     quantiles(visible)
+}
+
+/// Polls `GET /signals?{filter}&limit=1` back to back until its newest Signal
+/// occurred at `at` (10 s after `since` at most).
+async fn newest_is(
+    client: &reqwest::Client,
+    base: &str,
+    tenant: &str,
+    filter: &str,
+    at: DateTime<Utc>,
+    since: Instant,
+) {
+    let deadline = since + Duration::from_secs(10);
+    loop {
+        let page: Value = ok(client
+            .get(format!("{base}/signals?{filter}&limit=1"))
+            .bearer_auth(server::OPERATOR)
+            .header("x-tenant-id", tenant))
+        .await;
+        let newest = page["signals"][0]["occurred_at"]
+            .as_str()
+            .map(|t| t.parse::<DateTime<Utc>>().unwrap());
+        if newest == Some(at) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no Signal of {at} ({filter}) became visible"
+        );
+    }
 }
 
 async fn ok(request: reqwest::RequestBuilder) -> Value {
