@@ -90,7 +90,7 @@ fn runs_with_no_configuration() {
     let (status, body) = get(&server.addr, "/readyz", None);
     assert_eq!(
         (status, body["providers"].as_u64()),
-        (200, Some(11)),
+        (200, Some(12)),
         "{body}"
     );
     let (status, body) = get(&server.addr, "/providers", None);
@@ -104,6 +104,7 @@ fn runs_with_no_configuration() {
     assert_eq!(
         ids,
         [
+            "confluence",
             "github",
             "gmail",
             "google_calendar",

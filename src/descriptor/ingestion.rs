@@ -205,16 +205,20 @@ pub enum PaginationType {
     Cursor,
     /// RFC 8288 `Link: <…>; rel="next"` header.
     LinkHeader,
+    /// Extension: the next page's URL in the response body (`nextPath`),
+    /// absolute or relative (Confluence's `_links.next`).
+    NextUrl,
 }
 
 /// How to page through one run's results.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PaginationDescriptor {
-    /// `offset`, `cursor` or `link_header`.
+    /// `offset`, `cursor`, `link_header` or `next_url`.
     #[serde(rename = "type")]
     pub pagination_type: PaginationType,
-    /// JSONPath to the next page token in the response (`cursor`: required).
+    /// JSONPath to the next page token in the response (`cursor`: required), or
+    /// to the next page's URL (`next_url`: required).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_path: Option<String>,
     /// Query parameter for the next page token or offset (`offset`: required; `cursor`:
@@ -241,6 +245,11 @@ pub struct PaginationDescriptor {
     /// Extension (`offset`): first offset or page number (default 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_from: Option<u32>,
+    /// Extension (`next_url`): JSONPath to the URL a relative next link is
+    /// appended to (Confluence's `_links.base`); without it a relative link is
+    /// resolved against the request's URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_base_path: Option<String>,
 }
 
 /// Unit of an offset.

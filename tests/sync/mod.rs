@@ -5,6 +5,7 @@ pub mod fake;
 pub mod harness;
 
 mod auth;
+mod catalogue;
 mod deltas;
 mod faults;
 mod gmail;

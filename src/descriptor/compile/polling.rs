@@ -116,6 +116,8 @@ pub struct CompiledPagination {
     pub offset_by: OffsetUnit,
     /// First offset or page.
     pub start_from: u32,
+    /// `next_url`: what a relative next link is appended to.
+    pub next_base_path: Option<CompiledPath>,
 }
 
 /// The compiled partitions source.
@@ -305,9 +307,14 @@ pub(super) fn projection(p: &CompiledPolling, mapping: &CompiledMapping) -> Proj
     let mut projection = Projection::default();
     projection.add_mapping(mapping);
     if let Some(pg) = &p.pagination {
-        for path in [&pg.next_path, &pg.total_path, &pg.has_more_path]
-            .into_iter()
-            .flatten()
+        for path in [
+            &pg.next_path,
+            &pg.total_path,
+            &pg.has_more_path,
+            &pg.next_base_path,
+        ]
+        .into_iter()
+        .flatten()
         {
             projection.add_path(path);
         }
@@ -469,6 +476,7 @@ fn pagination(
         PaginationType::Offset => "offset",
         PaginationType::Cursor => "cursor",
         PaginationType::LinkHeader => "link_header",
+        PaginationType::NextUrl => "next_url",
     };
     if kind == PaginationType::Cursor && pg.next_path.is_none() {
         ctx.error(
@@ -478,18 +486,35 @@ fn pagination(
         );
         ok = false;
     }
+    if kind == PaginationType::NextUrl && pg.next_path.is_none() {
+        ctx.error(
+            at.key("nextPath"),
+            Code::Invalid,
+            "`next_url` pagination needs `nextPath`, the JSONPath to the next page's URL in the response",
+        );
+        ok = false;
+    }
+    let base = ("nextBasePath", pg.next_base_path.is_some());
     let unused: &[(&str, bool)] = match kind {
-        PaginationType::Offset => &[],
+        PaginationType::Offset => &[base],
         PaginationType::Cursor => &[
             ("totalPath", pg.total_path.is_some()),
             ("offsetBy", pg.offset_by.is_some()),
             ("startFrom", pg.start_from.is_some()),
+            base,
         ],
         PaginationType::LinkHeader => &[
             ("nextPath", pg.next_path.is_some()),
             ("nextParam", pg.next_param.is_some()),
             ("totalPath", pg.total_path.is_some()),
             ("hasMorePath", pg.has_more_path.is_some()),
+            ("offsetBy", pg.offset_by.is_some()),
+            ("startFrom", pg.start_from.is_some()),
+            base,
+        ],
+        PaginationType::NextUrl => &[
+            ("nextParam", pg.next_param.is_some()),
+            ("totalPath", pg.total_path.is_some()),
             ("offsetBy", pg.offset_by.is_some()),
             ("startFrom", pg.start_from.is_some()),
         ],
@@ -504,7 +529,8 @@ fn pagination(
             ok = false;
         }
     }
-    if kind != PaginationType::LinkHeader && pg.next_param.is_none() && !uses_page_token {
+    let link = matches!(kind, PaginationType::LinkHeader | PaginationType::NextUrl);
+    if !link && pg.next_param.is_none() && !uses_page_token {
         ctx.error(
             at.key("nextParam"),
             Code::Invalid,
@@ -533,6 +559,10 @@ fn pagination(
         Some(p) => Some(ctx.singular_path(&at.key("hasMorePath"), p)?),
         None => None,
     };
+    let next_base_path = match &pg.next_base_path {
+        Some(p) => Some(ctx.singular_path(&at.key("nextBasePath"), p)?),
+        None => None,
+    };
     ok.then(|| CompiledPagination {
         kind,
         next_path,
@@ -543,6 +573,7 @@ fn pagination(
         page_size_param: pg.page_size_param.clone(),
         offset_by: pg.offset_by.unwrap_or(OffsetUnit::Items),
         start_from: pg.start_from.unwrap_or(0),
+        next_base_path,
     })
 }
 

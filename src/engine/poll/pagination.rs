@@ -89,8 +89,50 @@ pub(super) fn next_page(
             }
             Some(Next::Offset(next))
         }
-        PaginationType::LinkHeader => next_link(headers, request_url)?.map(Next::Link),
+        PaginationType::LinkHeader => {
+            same_origin(next_link(headers, request_url)?, request_url)?.map(Next::Link)
+        }
+        PaginationType::NextUrl => {
+            let Some(link) = p
+                .next_path
+                .as_ref()
+                .and_then(|n| n.first(body))
+                .and_then(text)
+            else {
+                return Ok(None);
+            };
+            let base = p
+                .next_base_path
+                .as_ref()
+                .and_then(|b| b.first(body))
+                .and_then(text);
+            let url = match base {
+                // `_links.base` + `/rest/api/search?…`: appended, not resolved
+                // (resolving would drop the base's path, `/wiki`).
+                Some(base) if link.starts_with('/') => {
+                    Url::parse(&format!("{}{link}", base.trim_end_matches('/')))
+                }
+                _ => request_url.join(&link),
+            }
+            .map_err(|e| {
+                PollError::InvalidResponse(format!("the next page's URL `{link}` is invalid: {e}"))
+            })?;
+            same_origin(Some(url), request_url)?.map(Next::Link)
+        }
     })
+}
+
+/// A next page on another origin is refused: the request carries the
+/// connection's credentials.
+fn same_origin(next: Option<Url>, request_url: &Url) -> Result<Option<Url>, PollError> {
+    match next {
+        Some(u) if u.origin() != request_url.origin() => Err(PollError::InvalidResponse(format!(
+            "the next page is on another host ({}); the credentials stay with {}",
+            crate::engine::http::display_url(&u),
+            request_url.origin().ascii_serialization()
+        ))),
+        other => Ok(other),
+    }
 }
 
 /// The `rel="next"` target of RFC 8288 `Link` headers, resolved against the
@@ -133,6 +175,99 @@ fn next_link(headers: &http::HeaderMap, base: &Url) -> Result<Option<Url>, PollE
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::descriptor::compile::CompiledPath;
+
+    fn next_url(base_path: Option<&str>) -> CompiledPagination {
+        CompiledPagination {
+            kind: PaginationType::NextUrl,
+            next_path: Some(CompiledPath::parse("$._links.next").unwrap()),
+            next_param: None,
+            total_path: None,
+            has_more_path: None,
+            page_size: 5,
+            page_size_param: Some("limit".into()),
+            offset_by: OffsetUnit::Items,
+            start_from: 0,
+            next_base_path: base_path.map(|p| CompiledPath::parse(p).unwrap()),
+        }
+    }
+
+    fn follow(
+        p: &CompiledPagination,
+        body: serde_json::Value,
+    ) -> Result<Option<String>, PollError> {
+        let request =
+            Url::parse("https://acme.atlassian.net/wiki/rest/api/search?cql=type%3Dpage&limit=5")
+                .unwrap();
+        next_page(p, &body, &http::HeaderMap::new(), &request, &None, 5).map(|n| {
+            n.map(|n| match n {
+                Next::Link(u) => u.to_string(),
+                other => panic!("{other:?}"),
+            })
+        })
+    }
+
+    #[test]
+    fn a_next_url_in_the_body_is_followed_on_the_same_host_only() {
+        // Confluence: relative to `_links.base`, which carries `/wiki`.
+        let body = serde_json::json!({"_links": {
+            "base": "https://acme.atlassian.net/wiki",
+            "next": "/rest/api/search?next=true&cursor=_f_NQ%3D%3D&limit=5&start=5&cql=type%3Dpage"
+        }});
+        assert_eq!(
+            follow(&next_url(Some("$._links.base")), body.clone())
+                .unwrap()
+                .as_deref(),
+            Some(
+                "https://acme.atlassian.net/wiki/rest/api/search?next=true&cursor=_f_NQ%3D%3D&limit=5&start=5&cql=type%3Dpage"
+            )
+        );
+        // Without a base path: resolved against the request.
+        assert_eq!(
+            follow(&next_url(None), body).unwrap().as_deref(),
+            Some(
+                "https://acme.atlassian.net/rest/api/search?next=true&cursor=_f_NQ%3D%3D&limit=5&start=5&cql=type%3Dpage"
+            )
+        );
+        assert_eq!(
+            follow(&next_url(None), serde_json::json!({"_links": {}})).unwrap(),
+            None
+        );
+        // Another host (or scheme) would get the connection's credentials: refused.
+        for next in [
+            "https://evil.example/steal",
+            "http://acme.atlassian.net/wiki/x",
+            "//evil.example/x",
+        ] {
+            let body = serde_json::json!({"_links": {"next": next}});
+            assert!(follow(&next_url(None), body).is_err(), "{next}");
+        }
+        let body = serde_json::json!({"_links": {"base": "https://evil.example", "next": "/x"}});
+        assert!(follow(&next_url(Some("$._links.base")), body).is_err());
+    }
+
+    #[test]
+    fn a_link_header_to_another_host_is_refused() {
+        let mut p = next_url(None);
+        p.kind = PaginationType::LinkHeader;
+        p.next_path = None;
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            http::header::LINK,
+            r#"<https://x.example/a>; rel="next""#.parse().unwrap(),
+        );
+        let request = Url::parse("https://api.github.com/issues").unwrap();
+        assert!(next_page(&p, &serde_json::Value::Null, &h, &request, &None, 1).is_err());
+        h.insert(
+            http::header::LINK,
+            r#"</issues?page=2>; rel="next""#.parse().unwrap(),
+        );
+        assert!(
+            next_page(&p, &serde_json::Value::Null, &h, &request, &None, 1)
+                .unwrap()
+                .is_some()
+        );
+    }
 
     #[test]
     fn link_headers_per_rfc_8288() {
