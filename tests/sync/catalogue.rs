@@ -11,7 +11,7 @@ use uuid::Uuid;
 use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
-use crate::sync::harness::Node;
+use crate::sync::harness::{Node, signals};
 
 fn shipped(id: &str) -> String {
     std::fs::read_to_string(format!(
@@ -19,27 +19,6 @@ fn shipped(id: &str) -> String {
         env!("CARGO_MANIFEST_DIR")
     ))
     .unwrap()
-}
-
-/// The tenant's Signals as (kind, external id), sorted.
-async fn signals(node: &Node, tenant: TenantId) -> Vec<(String, String)> {
-    let (status, body) = node
-        .api("GET", "/signals?limit=100", Some(tenant), None)
-        .await;
-    assert_eq!(status, 200, "{body}");
-    let mut out: Vec<(String, String)> = body["signals"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            (
-                s["kind"].as_str().unwrap().to_owned(),
-                s["external_id"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
-    out.sort();
-    out
 }
 
 /// The date a CQL query reads changes after (`lastmodified > "…"`).

@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
+pub use crate::sync::harness::signals;
 use crate::sync::harness::{Backend, Node};
 
 pub const CLIENT_ID: &str = "google-client-id";
@@ -157,27 +158,6 @@ pub async fn connection(
         .await
         .unwrap()
         .unwrap()
-}
-
-/// The tenant's Signals as (kind, external id), sorted.
-pub async fn signals(node: &Node, tenant: TenantId) -> Vec<(String, String)> {
-    let (status, body) = node
-        .api("GET", "/signals?limit=100", Some(tenant), None)
-        .await;
-    assert_eq!(status, 200, "{body}");
-    let mut out: Vec<(String, String)> = body["signals"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            (
-                s["kind"].as_str().unwrap().to_owned(),
-                s["external_id"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
-    out.sort();
-    out
 }
 
 /// A query parameter of a request.

@@ -236,3 +236,24 @@ macro_rules! on_both {
         }
     };
 }
+
+/// The tenant's Signals as (kind, external id), sorted.
+pub async fn signals(node: &Node, tenant: TenantId) -> Vec<(String, String)> {
+    let (status, body) = node
+        .api("GET", "/signals?limit=100", Some(tenant), None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let mut out: Vec<(String, String)> = body["signals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["kind"].as_str().unwrap().to_owned(),
+                s["external_id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
