@@ -14,6 +14,7 @@ mod google_watch;
 mod native;
 mod native_slot;
 mod oauth;
+mod partitions;
 mod plans;
 mod queue;
 mod resume;
