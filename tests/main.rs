@@ -24,5 +24,6 @@ mod mapping;
 mod native_golden;
 mod schema;
 mod serve;
+mod signals_doc;
 mod sync;
 mod webhooks;
