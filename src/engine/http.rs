@@ -322,6 +322,18 @@ impl HttpClient {
             if attempt.previous().len() >= MAX_REDIRECTS {
                 return attempt.error("too many redirects");
             }
+            // A redirect to another origin would carry the request's own
+            // credential headers (an API key, an app token) there.
+            if attempt
+                .previous()
+                .first()
+                .is_some_and(|first| first.origin() != attempt.url().origin())
+            {
+                let to = display_url(attempt.url());
+                return attempt.error(format!(
+                    "refused to follow a redirect to another host ({to})"
+                ));
+            }
             match check_url(attempt.url(), policy) {
                 Ok(()) => attempt.follow(),
                 Err(e) => attempt.error(e),
@@ -406,7 +418,11 @@ impl HttpClient {
                 } else if e.is_connect() {
                     "cannot connect".into()
                 } else if e.is_redirect() {
-                    "redirect refused".into()
+                    // The policy's own reason (no query, no credentials in it).
+                    match std::error::Error::source(&e) {
+                        Some(why) => format!("redirect refused: {why}"),
+                        None => "redirect refused".into(),
+                    }
                 } else {
                     e.without_url().to_string()
                 },
@@ -620,6 +636,53 @@ mod tests {
             "{e}"
         );
         server.abort();
+    }
+
+    /// A redirect stays on the request's origin (another port is another
+    /// origin); one on the same origin is followed.
+    #[tokio::test]
+    async fn a_redirect_to_another_origin_is_refused() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        async fn serve(answer: impl Fn(u16) -> String + Send + 'static) -> u16 {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            tokio::spawn(async move {
+                while let Ok((mut socket, _)) = listener.accept().await {
+                    let mut buf = [0u8; 2048];
+                    let n = socket.read(&mut buf).await.unwrap_or(0);
+                    let path = String::from_utf8_lossy(&buf[..n])
+                        .split_whitespace()
+                        .nth(1)
+                        .unwrap_or("/")
+                        .to_owned();
+                    let reply = if path == "/here" {
+                        "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_owned()
+                    } else {
+                        answer(port)
+                    };
+                    let _ = socket.write_all(reply.as_bytes()).await;
+                }
+            });
+            port
+        }
+        let other = serve(|_| "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".into()).await;
+        let redirect = |to: String| {
+            format!("HTTP/1.1 302 Found\r\nlocation: {to}\r\ncontent-length: 0\r\n\r\n")
+        };
+        let away = serve(move |_| redirect(format!("http://127.0.0.1:{other}/"))).await;
+        let home = serve(move |port| redirect(format!("http://127.0.0.1:{port}/here"))).await;
+        let client = HttpClient::new(NetworkPolicy {
+            allow_private: true,
+        });
+        let get = |port: u16| {
+            HttpRequest::new(
+                Method::GET,
+                format!("http://127.0.0.1:{port}/start").parse().unwrap(),
+            )
+        };
+        let e = client.send_once(&get(away)).await.unwrap_err();
+        assert!(e.to_string().contains("another host"), "{e}");
+        assert_eq!(client.send_once(&get(home)).await.unwrap().status, 200);
     }
 
     #[test]

@@ -29,7 +29,7 @@ fn cql_after(request: &Request) -> NaiveDateTime {
         .find(|(k, _)| k == "cql")
         .map(|(_, v)| v.into_owned())
         .expect("a cql query");
-    let at = cql.split("lastmodified > \"").nth(1).expect(&cql);
+    let at = cql.split("lastmodified >= \"").nth(1).expect(&cql);
     NaiveDateTime::parse_from_str(&at[..16], "%Y-%m-%d %H:%M").expect(&cql)
 }
 
@@ -100,7 +100,7 @@ crate::on_both! {
         let expected = (started - Duration::days(30) - Duration::hours(14)).naive_utc();
         assert!((backfill_from - expected).num_minutes().abs() <= 2, "{backfill_from} vs {expected}");
         let q = requests[0].url.query_pairs().find(|(k, _)| k == "cql").unwrap().1.into_owned();
-        assert!(q.starts_with("(type = page OR type = comment) AND lastmodified > ") && q.ends_with("ORDER BY lastmodified ASC"), "{q}");
+        assert!(q.starts_with("(type = page OR type = comment) AND lastmodified >= ") && q.ends_with("ORDER BY lastmodified ASC"), "{q}");
 
         // Again: the same items (dedupe), and the query starts from the checkpoint.
         let (status, body) = node.api("POST", "/sync/confluence", Some(tenant), Some(json!({}))).await;
@@ -108,10 +108,39 @@ crate::on_both! {
         let report = executor.try_execute_next().await.unwrap().unwrap();
         assert_eq!((report.state, report.signals), (JobState::Succeeded, 0), "{report:?}");
         assert_eq!(signals(&node, tenant).await, want);
-        // The checkpoint is the newest change read (14:26:50), sent a second
-        // early and 14 hours back, to the minute.
+        // The recorded changes are older than the backfill window, so the
+        // checkpoint stays where the backfill started (never back): the same
+        // date, a second early, to the minute.
         let requests = server.received_requests().await.unwrap();
-        let want_from = NaiveDateTime::parse_from_str("2026-03-19 00:26", "%Y-%m-%d %H:%M").unwrap();
-        assert_eq!(cql_after(&requests[2]), want_from);
+        let incremental_from = cql_after(&requests[2]);
+        assert!((incremental_from - backfill_from).num_minutes().abs() <= 1, "{incremental_from} vs {backfill_from}");
+        // Every first page asks for what tells a new page and a comment's page.
+        for r in [&requests[0], &requests[2]] {
+            let expand = r.url.query_pairs().find(|(k, _)| k == "expand").map(|(_, v)| v.into_owned());
+            assert_eq!(expand.as_deref(), Some("content.version,content.container"));
+        }
+    }
+}
+
+crate::on_both! {
+    async fn confluence_space_keys_are_quoted_in_the_cql(backend) {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path("/wiki/rest/api/search"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"results": [], "_links": {"base": format!("{}/wiki", server.uri())}})))
+            .mount(&server)
+            .await;
+        let node = Node::new(backend, true, &[]).await;
+        node.register(&shipped("confluence"));
+        let tenant = TenantId::from_uuid(Uuid::now_v7());
+        // A personal space key starts with `~`, CQL's contains operator.
+        let config = json!({"baseUrl": server.uri(), "spaceKeys": ["ENG", "~7120207bf4575869864e0eaefca3000196d8d2"]});
+        let conn = node.connection(tenant, "confluence", &[("email", "a@example.com"), ("apiToken", "t")], config).await;
+        assert!(scheduler::enqueue_backfill(&node.services, tenant, conn, "confluence").await.unwrap());
+        let report = node.executor("w").try_execute_next().await.unwrap().unwrap();
+        assert_eq!(report.state, JobState::Succeeded, "{report:?}");
+        let requests = server.received_requests().await.unwrap();
+        let cql = requests[0].url.query_pairs().find(|(k, _)| k == "cql").unwrap().1.into_owned();
+        assert!(cql.contains(r#"AND space in ("ENG","~7120207bf4575869864e0eaefca3000196d8d2") AND"#), "{cql}");
     }
 }

@@ -128,10 +128,19 @@ impl Progress {
         now: DateTime<Utc>,
     ) -> Option<String> {
         match delta {
-            CompiledDelta::TimestampFilter { format, .. } => match self.max_time {
-                Some(t) => Some(format_time(t.min(now), *format)),
-                None => started_from,
-            },
+            // Never back: a run that read only the overlap before its own
+            // checkpoint (a descriptor shifting it back hours, a provider
+            // ignoring the filter) keeps the checkpoint it started from.
+            CompiledDelta::TimestampFilter { format, .. } => {
+                let started = started_from
+                    .as_deref()
+                    .and_then(|cp| parse_checkpoint_time(cp, *format));
+                match (self.max_time, started) {
+                    (Some(t), Some(s)) if t.min(now) <= s => started_from,
+                    (Some(t), _) => Some(format_time(t.min(now), *format)),
+                    (None, _) => started_from,
+                }
+            }
             CompiledDelta::Cursor { .. } | CompiledDelta::DeltaToken { .. } => {
                 self.last_token.or(started_from)
             }
@@ -174,5 +183,47 @@ mod tests {
             "1704067200000"
         );
         assert!(greater_id("100", "99") && !greater_id("99", "100") && greater_id("b", "a"));
+    }
+
+    #[test]
+    fn a_timestamp_checkpoint_never_goes_back() {
+        let delta = CompiledDelta::TimestampFilter {
+            query_param: None,
+            format: TimestampFilterFormat::Iso8601,
+        };
+        let now: DateTime<Utc> = "2026-12-01T12:00:00Z".parse().unwrap();
+        let seen = |at: &str| Progress {
+            max_time: Some(at.parse().unwrap()),
+            ..Progress::default()
+        };
+        let from = Some("2026-12-01T10:00:00Z".to_owned());
+        // Only the overlap before the checkpoint was read: it stays.
+        assert_eq!(
+            seen("2026-12-01T08:00:00Z").checkpoint(&delta, from.clone(), now),
+            from
+        );
+        // Newer items move it on, never past the run's start.
+        assert_eq!(
+            seen("2026-12-01T11:00:00Z")
+                .checkpoint(&delta, from.clone(), now)
+                .as_deref(),
+            Some("2026-12-01T11:00:00Z")
+        );
+        assert_eq!(
+            seen("2027-01-01T00:00:00Z")
+                .checkpoint(&delta, from.clone(), now)
+                .as_deref(),
+            Some("2026-12-01T12:00:00Z")
+        );
+        assert_eq!(
+            Progress::default().checkpoint(&delta, from.clone(), now),
+            from
+        );
+        assert_eq!(
+            seen("2026-12-01T08:00:00Z")
+                .checkpoint(&delta, None, now)
+                .as_deref(),
+            Some("2026-12-01T08:00:00Z")
+        );
     }
 }

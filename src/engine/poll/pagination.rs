@@ -244,6 +244,21 @@ mod tests {
         }
         let body = serde_json::json!({"_links": {"base": "https://evil.example", "next": "/x"}});
         assert!(follow(&next_url(Some("$._links.base")), body).is_err());
+        // The origin is scheme, host and port: another port is another
+        // origin; the default port written out, or the host in capitals, is not.
+        let on = |next: &str| {
+            follow(
+                &next_url(None),
+                serde_json::json!({"_links": {"next": next}}),
+            )
+        };
+        assert!(on("https://acme.atlassian.net:8443/wiki/x").is_err());
+        assert!(
+            on("https://acme.atlassian.net:443/wiki/x")
+                .unwrap()
+                .is_some()
+        );
+        assert!(on("https://ACME.atlassian.net/wiki/x").unwrap().is_some());
     }
 
     #[test]
