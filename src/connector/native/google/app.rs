@@ -69,11 +69,6 @@ impl GoogleApp {
         }
     }
 
-    /// The scopes it asks for.
-    pub fn scopes(&self) -> &[String] {
-        &self.config.scopes
-    }
-
     /// The consent URL for the user.
     pub fn authorize(&self, request: AuthorizeRequest<'_>) -> Result<Url, ConnectorError> {
         let base = self.authorize_url.clone().map_err(ConnectorError::Url)?;

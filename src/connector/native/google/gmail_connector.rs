@@ -138,16 +138,6 @@ impl Gmail {
         }
     }
 
-    /// The catalogue descriptor's scopes must be the ones asked for.
-    pub fn scopes(&self) -> &[String] {
-        self.app.scopes()
-    }
-
-    /// The push verifier (its key fetches, for tests).
-    pub fn verifier(&self) -> Option<&PushVerifier> {
-        self.receiver.verifier.as_ref()
-    }
-
     fn url(&self, path: &str, query: &[(&str, &str)]) -> Result<Url, ConnectorError> {
         let mut url = Url::parse(&format!(
             "{}/gmail/v1/users/me/{path}",
