@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use poblysh_connectors::db::repo::connections;
 use poblysh_connectors::db::repo::jobs::JobState;
 use poblysh_connectors::descriptor::load::Loader;
 use poblysh_connectors::domain::{Ambient, ConnectionId, ManualClock, SeededRandom, TenantId};
@@ -16,8 +15,8 @@ use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
-pub use crate::sync::harness::signals;
 use crate::sync::harness::{Backend, Node};
+pub use crate::sync::harness::{drain, get_connection as connection, signals};
 
 pub const CLIENT_ID: &str = "google-client-id";
 pub const CLIENT_SECRET: &str = "google-client-secret";
@@ -130,34 +129,12 @@ pub async fn connect(
     (id, consent)
 }
 
-/// Runs every due job; (job type, state) of each, in order.
-pub async fn drain(node: &Node) -> Vec<(String, JobState)> {
-    let executor = node.executor("w");
-    let mut ran = Vec::new();
-    while let Some(report) = executor.try_execute_next().await.unwrap() {
-        ran.push((report.job_type.as_str().to_owned(), report.state));
-        assert!(ran.len() < 50, "the queue does not drain: {ran:?}");
-    }
-    ran
-}
-
 /// Jobs of `types` that succeeded, in order.
 pub fn ran(types: &[&str]) -> Vec<(String, JobState)> {
     types
         .iter()
         .map(|t| ((*t).to_owned(), JobState::Succeeded))
         .collect()
-}
-
-pub async fn connection(
-    node: &Node,
-    tenant: TenantId,
-    id: ConnectionId,
-) -> connections::Connection {
-    connections::get(&node.services.db, tenant, id)
-        .await
-        .unwrap()
-        .unwrap()
 }
 
 /// A query parameter of a request.

@@ -257,3 +257,26 @@ pub async fn signals(node: &Node, tenant: TenantId) -> Vec<(String, String)> {
     out.sort();
     out
 }
+
+/// Runs every due job; (job type, state) of each, in order.
+pub async fn drain(node: &Node) -> Vec<(String, poblysh_connectors::db::repo::jobs::JobState)> {
+    let executor = node.executor("w");
+    let mut ran = Vec::new();
+    while let Some(report) = executor.try_execute_next().await.unwrap() {
+        ran.push((report.job_type.as_str().to_owned(), report.state));
+        assert!(ran.len() < 50, "the queue does not drain: {ran:?}");
+    }
+    ran
+}
+
+/// A connection as its tenant's repository reads it (it must exist).
+pub async fn get_connection(
+    node: &Node,
+    tenant: TenantId,
+    id: ConnectionId,
+) -> connections::Connection {
+    connections::get(&node.services.db, tenant, id)
+        .await
+        .unwrap()
+        .unwrap()
+}

@@ -44,7 +44,7 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::sync::fake::Fake;
-use crate::sync::harness::{Backend, Node};
+use crate::sync::harness::{Backend, Node, drain, get_connection as connection};
 
 const ID: &str = "fakewatch";
 /// How often the native polls (its descriptor says an hour).
@@ -468,24 +468,6 @@ async fn channel_calls(server: &MockServer) -> (Vec<String>, Vec<String>) {
         }
     }
     (watched, stopped)
-}
-
-/// Runs every due job; returns (job type, state) of each, in order.
-async fn drain(node: &Node) -> Vec<(String, JobState)> {
-    let executor = node.executor("w");
-    let mut ran = Vec::new();
-    while let Some(report) = executor.try_execute_next().await.unwrap() {
-        ran.push((report.job_type.as_str().to_owned(), report.state));
-        assert!(ran.len() < 50, "the queue does not drain: {ran:?}");
-    }
-    ran
-}
-
-async fn connection(node: &Node, tenant: TenantId, id: ConnectionId) -> connections::Connection {
-    connections::get(&node.services.db, tenant, id)
-        .await
-        .unwrap()
-        .unwrap()
 }
 
 async fn create(node: &Node, tenant: TenantId) -> ConnectionId {
