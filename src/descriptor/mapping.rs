@@ -50,9 +50,58 @@ pub struct FieldMappingDescriptor {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url_path: Option<String>,
     /// Fields kept in the Signal's payload: JSONPaths (`$.user.login`) or plain field names
-    /// (`number`, `user.login`).
+    /// (`number`, `user.login`), each kept under its own text; or, an extension,
+    /// `{name, path}` to keep a JSONPath under a name of its own.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub raw_fields: Vec<String>,
+    pub raw_fields: Vec<RawField>,
+}
+
+/// One field kept in a Signal's payload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum RawField {
+    /// A JSONPath or plain field name, kept under its own text.
+    Path(String),
+    /// Extension: a JSONPath kept under `name`.
+    Named(NamedRawField),
+}
+
+/// Extension: a payload field with a name of its own (`statusFrom` for
+/// `$.changelog.items[?@.fieldId == 'status'].fromString`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NamedRawField {
+    /// Key in the payload's `raw` object.
+    pub name: String,
+    /// JSONPath or plain field name of the value.
+    pub path: String,
+    /// Keep the first match instead of the list of matches of a path with
+    /// wildcards or filters (absent when nothing matches).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub first: bool,
+}
+
+impl RawField {
+    /// The key the value is kept under.
+    pub fn name(&self) -> &str {
+        match self {
+            RawField::Path(path) => path,
+            RawField::Named(named) => &named.name,
+        }
+    }
+
+    /// The path as written.
+    pub fn path(&self) -> &str {
+        match self {
+            RawField::Path(path) => path,
+            RawField::Named(named) => &named.path,
+        }
+    }
+
+    /// Whether only the first match is kept.
+    pub fn first(&self) -> bool {
+        matches!(self, RawField::Named(NamedRawField { first: true, .. }))
+    }
 }
 
 /// Chooses a Signal kind. `when`/`operator`/`value` is the seed's single condition;

@@ -245,8 +245,9 @@ fn map_item(
         .map(|(_, p)| *p);
 
     let mut raw = Map::with_capacity(mapping.raw_fields.len());
-    for (name, path) in &mapping.raw_fields {
-        let value = if path.is_singular() {
+    for field in &mapping.raw_fields {
+        let path = &field.path;
+        let value = if path.is_singular() || field.first {
             path.first(item).cloned()
         } else {
             Some(Value::Array(
@@ -254,7 +255,7 @@ fn map_item(
             ))
         };
         if let Some(value) = value {
-            raw.insert(name.clone(), value);
+            raw.insert(field.name.clone(), value);
         }
     }
     let mut payload = Map::with_capacity(2);

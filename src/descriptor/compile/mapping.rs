@@ -39,8 +39,19 @@ pub struct CompiledMapping {
     pub related: Option<CompiledPath>,
     /// Web URL.
     pub url: Option<CompiledPath>,
-    /// Raw fields kept in the payload: (name as written, path).
-    pub raw_fields: Vec<(String, CompiledPath)>,
+    /// Raw fields kept in the payload.
+    pub raw_fields: Vec<RawFieldPath>,
+}
+
+/// One compiled `rawFields` entry.
+#[derive(Debug, Clone)]
+pub struct RawFieldPath {
+    /// The key in the payload's `raw` object.
+    pub name: String,
+    /// Where its value is read.
+    pub path: CompiledPath,
+    /// Keep the first match only.
+    pub first: bool,
 }
 
 /// A compiled signal-type rule: everything given must hold.
@@ -217,15 +228,27 @@ pub(super) fn compile(
         .as_ref()
         .map(|p| ctx.singular_path(&at.key("urlPath"), p));
 
-    let mut raw_fields = Vec::new();
+    let mut raw_fields: Vec<RawFieldPath> = Vec::new();
     for (i, field) in m.raw_fields.iter().enumerate() {
-        let source = if field.starts_with('$') {
-            field.clone()
+        let written = field.path();
+        let source = if written.starts_with('$') {
+            written.to_owned()
         } else {
-            format!("$.{field}")
+            format!("$.{written}")
         };
-        match ctx.path(&at.key("rawFields").index(i), &source) {
-            Some(p) => raw_fields.push((field.clone(), p)),
+        let here = at.key("rawFields").index(i);
+        if raw_fields.iter().any(|r| r.name == field.name()) {
+            let message = format!("`{}` is kept twice in rawFields", field.name());
+            ctx.error(here, Code::Invalid, message);
+            ok = false;
+            continue;
+        }
+        match ctx.path(&here, &source) {
+            Some(path) => raw_fields.push(RawFieldPath {
+                name: field.name().to_owned(),
+                path,
+                first: field.first(),
+            }),
             None => ok = false,
         }
     }

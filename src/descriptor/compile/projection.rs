@@ -141,8 +141,8 @@ impl Projection {
             for condition in conditions {
                 self.add_at(items, &condition.path);
             }
-            for (_, path) in &mapping.raw_fields {
-                self.add_at(items, path);
+            for field in &mapping.raw_fields {
+                self.add_at(items, &field.path);
             }
             self.add_template(items, &mapping.summary);
         }
