@@ -276,6 +276,7 @@ mod tests {
                     routing: Some(crate::connector::RoutingTarget::MetadataKey("team".into())),
                     json_body: true,
                     change_ping: false,
+                    issued_token: None,
                 },
             }) as Arc<dyn Connector>
         });

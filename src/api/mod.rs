@@ -114,6 +114,7 @@ fn api() -> OpenApiRouter<AppState> {
             connections::delete
         ))
         .routes(routes!(connections::test))
+        .routes(routes!(connections::issue_webhook_token))
         .routes(routes!(oauth::start))
         .routes(routes!(oauth::callback))
         .routes(routes!(jobs::sync))

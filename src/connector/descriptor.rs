@@ -14,7 +14,8 @@ use url::Url;
 
 use super::{
     AuthorizeRequest, Capabilities, Catalogue, ConnectionContext, Connector, ConnectorError,
-    OAuthOptions, PollSchedule, SyncMode, TokenContext, WebhookProfile, WebhookReceiver,
+    IssuedToken, OAuthOptions, PollSchedule, SyncMode, TokenContext, WebhookProfile,
+    WebhookReceiver,
 };
 use crate::descriptor::auth::OAuth2Config;
 use crate::descriptor::compile::{
@@ -83,6 +84,14 @@ impl DescriptorConnector {
                 routing: w.routing.as_ref().map(|r| r.target.clone()),
                 json_body: true,
                 change_ping: false,
+                issued_token: match &w.verification {
+                    CompiledVerification::Token(t) if t.per_connection => Some(IssuedToken {
+                        header: t.header.clone(),
+                        query_param: t.query_param.clone(),
+                        prefix: t.prefix.clone(),
+                    }),
+                    _ => None,
+                },
             },
         });
         DescriptorConnector {

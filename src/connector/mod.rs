@@ -25,7 +25,7 @@ pub use capabilities::{Capabilities, Catalogue, Hooks, OAuthOptions, PollSchedul
 pub use descriptor::DescriptorConnector;
 pub use error::ConnectorError;
 pub use lifecycle::{Hook, HookOutcome};
-pub use webhook::{RoutingTarget, WebhookProfile, WebhookReceiver};
+pub use webhook::{IssuedToken, RoutingTarget, WebhookProfile, WebhookReceiver};
 
 use crate::domain::{Ambient, Checkpoints, ConnectionId, TenantId, TokenSet};
 use crate::engine::auth::Credentials;

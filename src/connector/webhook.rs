@@ -35,6 +35,21 @@ pub struct WebhookProfile {
     /// incremental sync at once (coalesced with one already queued), instead
     /// of the once-a-minute backstop after deliveries that carry their Signals.
     pub change_ping: bool,
+    /// Set when each connection has a token of its own that the service issues
+    /// (`POST /connections/{id}/webhook-token`), stored in `secret_field`: the
+    /// app-level secret then never verifies.
+    pub issued_token: Option<IssuedToken>,
+}
+
+/// Where the sender puts an issued webhook token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuedToken {
+    /// The header carrying it (with `prefix` before the token).
+    pub header: Option<String>,
+    /// Or the query parameter.
+    pub query_param: Option<String>,
+    /// Text before the token in the header.
+    pub prefix: Option<String>,
 }
 
 /// A connector's webhook half.

@@ -83,7 +83,17 @@ pub struct TokenVerification {
     /// `POBLYSH_<PROVIDER>_WEBHOOK_SECRET`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_field: Option<String>,
+    /// Extension: every connection has a token of its own, issued (and
+    /// rotated) by the service with `POST /connections/{id}/webhook-token`;
+    /// the app-level secret never verifies, and a connection without an issued
+    /// token accepts nothing. Takes no `secretField`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub per_connection: bool,
 }
+
+/// The credential key under which an issued (`perConnection`) webhook token is
+/// stored; a descriptor that issues them may not declare it.
+pub const ISSUED_TOKEN_FIELD: &str = "webhookToken";
 
 /// A request answered directly. All conditions given must hold.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -143,6 +143,13 @@ impl Gateway {
         }
     }
 
+    /// Drops this node's cached webhook targets of `provider` for `tenant` (and
+    /// the tenant-less list), so a changed secret counts at once here; other
+    /// nodes see it when their cache expires (`targets_ttl`).
+    pub fn forget_targets(&self, provider: &str, tenant: TenantId) {
+        self.targets.forget(provider, tenant);
+    }
+
     /// Handles one delivery to `provider` (and `tenant`, when the URL names one).
     pub async fn handle(
         &self,
@@ -223,10 +230,12 @@ impl Gateway {
                 profile.secret_field.as_deref(),
             )
             .await?;
+        // Issued tokens are per connection: no app-level secret stands in.
         let app_secret = self
             .services
             .config
             .provider_secret(provider, "WEBHOOK_SECRET")
+            .filter(|_| profile.issued_token.is_none())
             .map(|s| SecretString::from(s.to_owned()));
         let verified = self
             .verify(

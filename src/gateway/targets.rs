@@ -72,6 +72,13 @@ impl Targets {
         Ok(list)
     }
 
+    /// Drops the cached lists of `provider` for `tenant` and for every tenant.
+    pub fn forget(&self, provider: &str, tenant: TenantId) {
+        let mut cache = self.lock();
+        cache.remove(&(provider.to_owned(), Some(tenant)));
+        cache.remove(&(provider.to_owned(), None));
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Cache> {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -23,6 +23,7 @@ const ROUTES: &[(&str, &str, bool, bool)] = &[
     ("patch", "/connections/{id}", true, true),
     ("delete", "/connections/{id}", true, true),
     ("post", "/connections/{id}/test", true, true),
+    ("post", "/connections/{id}/webhook-token", true, true),
     ("post", "/connect/{provider}", true, true),
     ("get", "/connect/{provider}/callback", false, false),
     ("post", "/sync/{provider}", true, true),

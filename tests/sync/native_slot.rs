@@ -133,6 +133,7 @@ impl FakeWatch {
                     routing: Some(RoutingTarget::MetadataKey("channel_id".into())),
                     json_body: true,
                     change_ping: false,
+                    issued_token: None,
                 },
             },
             descriptor,

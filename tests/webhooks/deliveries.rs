@@ -11,7 +11,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Utc;
 use poblysh_connectors::db::repo::connections::{self, NewConnection};
-use poblysh_connectors::domain::TenantId;
+use poblysh_connectors::domain::{ConnectionId, TenantId};
 use poblysh_connectors::engine::oauth::TokenSet;
 use secrecy::SecretString;
 use serde_json::{Map, Value, json};
@@ -72,7 +72,7 @@ const JIRA_SECRET: &str = "jira-shared-secret";
 const PAGERDUTY_SECRET: &str = "lDQHScfUeXUKaQRNF+8XIiDKZ7XX3itBAYzwU0TARw8lJqRnkKl2iB1anSb0Z+IK";
 const SENTRY_SECRET: &str = "sentry-client-secret";
 const TRELLO_SECRET: &str = "trello-app-secret";
-const CLIQ_TOKEN: &str = "cliq-shared-token";
+const CLIQ_TOKEN: &str = "cliq-app-level-token";
 
 fn providers() -> Vec<Provider> {
     vec![
@@ -270,26 +270,6 @@ fn providers() -> Vec<Provider> {
             },
             body: same,
         },
-        Provider {
-            id: "zoho_cliq",
-            signed_by: "x-poblysh-token",
-            cases: &["webhook.message_sent"],
-            routed: false,
-            env: &[("POBLYSH_ZOHO_CLIQ_WEBHOOK_SECRET", CLIQ_TOKEN)],
-            credentials: &[],
-            config: || json!({}),
-            metadata: empty,
-            sign: |_, _, case, _| {
-                vec![
-                    (
-                        "x-poblysh-event",
-                        case_header(case, "X-Poblysh-Event").unwrap(),
-                    ),
-                    ("x-poblysh-token", CLIQ_TOKEN.into()),
-                ]
-            },
-            body: same,
-        },
     ]
 }
 
@@ -331,7 +311,12 @@ async fn connect(node: &Node, p: &Provider, tenant: TenantId, credentials: &[(&s
 }
 
 /// A connection as OAuth creates it: no credentials, provider facts in metadata.
-pub async fn connect_with_metadata(node: &Node, provider: &str, tenant: TenantId, metadata: Value) {
+pub async fn connect_with_metadata(
+    node: &Node,
+    provider: &str,
+    tenant: TenantId,
+    metadata: Value,
+) -> ConnectionId {
     connections::create(
         &node.services.db,
         &node.services.keys,
@@ -350,7 +335,8 @@ pub async fn connect_with_metadata(node: &Node, provider: &str, tenant: TenantId
         },
     )
     .await
-    .unwrap();
+    .unwrap()
+    .id
 }
 
 fn expected_kinds(provider: &str, case: &str) -> Vec<String> {
@@ -434,9 +420,87 @@ macro_rules! provider_tests {
     )*};
 }
 
-provider_tests!(
-    github, slack, linear, jira, pagerduty, sentry, trello, zoho_cliq
-);
+provider_tests!(github, slack, linear, jira, pagerduty, sentry, trello);
+
+crate::on_both! {
+    async fn zoho_cliq_tokens_are_issued_per_connection(backend) {
+        // The app-level variable is set: it must verify nothing.
+        let node = Node::new(
+            backend,
+            true,
+            &[("POBLYSH_ZOHO_CLIQ_WEBHOOK_SECRET", CLIQ_TOKEN), ("POBLYSH_PUBLIC_URL", PUBLIC_URL)],
+        )
+        .await;
+        for id in ["zoho_cliq", "github"] {
+            node.register(&std::fs::read_to_string(format!("descriptors/{id}.yaml")).unwrap());
+        }
+        let (a, b) = (TenantId::from_uuid(Uuid::now_v7()), TenantId::from_uuid(Uuid::now_v7()));
+        let conn_a = connect_with_metadata(&node, "zoho_cliq", a, json!({})).await;
+        let conn_b = connect_with_metadata(&node, "zoho_cliq", b, json!({})).await;
+        let body = fixture("zoho_cliq/webhook.message_sent.json");
+        let event = || ("x-poblysh-event", "message_sent".to_owned());
+        let send = |tenant: TenantId, token: String| {
+            let body = body.clone();
+            let node = &node;
+            async move {
+                let path = format!("/webhooks/zoho_cliq/{tenant}");
+                post(node, "POST", &path, &[event(), ("x-poblysh-token", token)], body).await
+            }
+        };
+
+        // Before a token is issued nothing verifies, the app-level one included.
+        let (status, problem, _) = send(a, CLIQ_TOKEN.into()).await;
+        assert_eq!(status, 401, "{problem}");
+
+        let issue = |conn: ConnectionId, tenant: TenantId| {
+            let node = &node;
+            async move {
+                node.api("POST", &format!("/connections/{conn}/webhook-token"), Some(tenant), None).await
+            }
+        };
+        let (status, issued_a) = issue(conn_a, a).await;
+        assert_eq!(status, 200, "{issued_a}");
+        assert_eq!(issued_a["header"], "X-Poblysh-Token");
+        assert_eq!(issued_a["url"], format!("{PUBLIC_URL}/webhooks/zoho_cliq/{a}"));
+        let token_a = issued_a["token"].as_str().unwrap().to_owned();
+        assert!(token_a.len() >= 40, "{token_a}");
+        let (status, issued_b) = issue(conn_b, b).await;
+        assert_eq!(status, 200);
+        let token_b = issued_b["token"].as_str().unwrap().to_owned();
+        assert_ne!(token_a, token_b);
+        // Another tenant's connection id: not found; a provider without issued tokens: 409.
+        assert_eq!(issue(conn_a, b).await.0, 404);
+        let gh = node.connection(a, "github", &[("token", "t")], json!({"repos": ["octo-org/hello"]})).await;
+        let (status, problem) = issue(gh, a).await;
+        assert_eq!(status, 409, "{problem}");
+
+        // Connection A's token on B's URL: refused, nothing stored for B.
+        let (status, problem, _) = send(b, token_a.clone()).await;
+        assert_eq!(status, 401, "{problem}");
+        assert_eq!(kinds(&node, b).await, Vec::<String>::new());
+        // On A's URL it is A's delivery.
+        let (status, ack, _) = send(a, token_a.clone()).await;
+        assert_eq!(status, 200, "{ack}");
+        assert_eq!(kinds(&node, a).await, expected_kinds("zoho_cliq", "webhook.message_sent"));
+        // B's own token works for B only.
+        assert_eq!(send(a, token_b.clone()).await.0, 401);
+        assert_eq!(send(b, token_b.clone()).await.0, 200);
+
+        // Issuing again rotates: the old token stops verifying at once.
+        let (status, rotated) = issue(conn_a, a).await;
+        assert_eq!(status, 200);
+        let rotated = rotated["token"].as_str().unwrap().to_owned();
+        assert_eq!(send(a, token_a.clone()).await.0, 401);
+        assert_eq!(send(a, rotated.clone()).await.0, 200);
+
+        // The token is never shown again.
+        let (_, shown) = node.api("GET", &format!("/connections/{conn_a}"), Some(a), None).await;
+        let (_, listed) = node.api("GET", "/connections", Some(a), None).await;
+        for text in [shown.to_string(), listed.to_string()] {
+            assert!(!text.contains(&rotated) && !text.contains(&token_a), "{text}");
+        }
+    }
+}
 
 crate::on_both! {
     async fn handshakes_answer_without_signals(backend) {

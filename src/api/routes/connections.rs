@@ -337,6 +337,88 @@ pub struct TestResult {
     pub error: Option<String>,
 }
 
+/// A webhook token issued for one connection: shown once.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IssuedWebhookToken {
+    /// The token. It is not shown again: issue a new one to replace it.
+    pub token: String,
+    /// The header the sender puts it in (after `prefix`), if a header.
+    pub header: Option<String>,
+    /// Text before the token in that header.
+    pub prefix: Option<String>,
+    /// The query parameter carrying it, if a query parameter.
+    pub query_param: Option<String>,
+    /// Where the sender posts: `{POBLYSH_PUBLIC_URL}/webhooks/{provider}/{tenant}`
+    /// (a path only when no public URL is configured).
+    pub url: String,
+}
+
+/// Issue a new webhook token for a connection whose provider verifies
+/// deliveries with per-connection tokens (Zoho Cliq): the token it had stops
+/// verifying (on every node within a second), and the new one is shown once.
+#[utoipa::path(
+    post, path = "/connections/{id}/webhook-token", operation_id = "issueWebhookToken", tag = "connections",
+    params(("id" = Uuid, Path, description = "Connection id"), ("X-Tenant-Id" = Uuid, Header, description = "Tenant")),
+    responses(
+        (status = 200, description = "Issued; the token is shown only in this answer", body = IssuedWebhookToken),
+        (status = 404, description = "No such connection for this tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Its provider takes no issued webhook tokens, or is no longer registered", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn issue_webhook_token(
+    _: Operator,
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    PathId(id): PathId,
+) -> ApiResult<axum::Json<IssuedWebhookToken>> {
+    let services = &state.0.services;
+    let connection_id = ConnectionId::from_uuid(id);
+    let current = connections::get(&services.db, tenant, connection_id)
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    let entry = services.registry.get(&current.provider).ok_or_else(|| {
+        ApiError::Conflict(format!(
+            "provider `{}` is no longer registered",
+            current.provider
+        ))
+    })?;
+    let receiver = entry.connector.webhooks();
+    let (Some(issued), Some(field)) = (
+        receiver.and_then(|r| r.profile().issued_token.clone()),
+        receiver.and_then(|r| r.profile().secret_field.clone()),
+    ) else {
+        return Err(ApiError::Conflict(format!(
+            "provider `{}` takes no issued webhook tokens",
+            current.provider
+        )));
+    };
+    let token = services.ambient.token(32);
+    connections::set_secret(
+        &services.db,
+        &services.keys,
+        tenant,
+        connection_id,
+        &field,
+        secrecy::SecretString::from(token.clone()),
+    )
+    .await?
+    .ok_or_else(|| not_found(id))?;
+    state.0.gateway.forget_targets(&current.provider, tenant);
+    let path = format!("/webhooks/{}/{tenant}", current.provider);
+    let url = match &services.config.public_url {
+        Some(base) => format!("{}{path}", base.trim_end_matches('/')),
+        None => path,
+    };
+    Ok(axum::Json(IssuedWebhookToken {
+        token,
+        header: issued.header,
+        prefix: issued.prefix,
+        query_param: issued.query_param,
+        url,
+    }))
+}
+
 /// Run the connector's health check with this connection's credentials (and
 /// record the result on the connection).
 #[utoipa::path(

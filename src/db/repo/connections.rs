@@ -609,6 +609,27 @@ pub async fn update(
     Ok(Some(active.update(db.conn()).await?.into()))
 }
 
+/// Sets one credential field of the tenant's connection (re-sealed with the
+/// others); `None` when the tenant has no such connection.
+pub async fn set_secret(
+    db: &Db,
+    keys: &KeyRing,
+    tenant: TenantId,
+    id: ConnectionId,
+    field: &str,
+    value: SecretString,
+) -> Result<Option<Connection>, StoreError> {
+    let Some(model) = find_visible(db, tenant, id).await? else {
+        return Ok(None);
+    };
+    let mut fields = open_credentials(keys, tenant, id, model.credentials.as_deref())?;
+    fields.insert(field.to_owned(), value);
+    let mut active: ActiveModel = model.into();
+    active.credentials = Set(seal_credentials(keys, tenant, id, &fields));
+    active.updated_at = Set(db.now());
+    Ok(Some(active.update(db.conn()).await?.into()))
+}
+
 /// Deletes a connection; false when the tenant has no such connection.
 pub async fn delete(db: &Db, tenant: TenantId, id: ConnectionId) -> Result<bool, StoreError> {
     let result = Entity::delete_many()

@@ -86,6 +86,11 @@ impl<'d> Ctx<'d> {
         self.config_fields.get(key).copied()
     }
 
+    /// Whether `key` names a declared credential field.
+    pub fn has_credential(&self, key: &str) -> bool {
+        self.credential_keys.contains(key)
+    }
+
     /// Reports `key` unless it names a declared credential field.
     pub fn require_credential(&mut self, at: Pointer, key: &str) -> bool {
         if self.credential_keys.contains(key) {

@@ -15,7 +15,8 @@ use super::projection::Projection;
 use crate::descriptor::auth::{AuthDescriptor, SignatureAlgorithm, SignatureConfig};
 use crate::descriptor::diagnostic::{Code, Pointer};
 use crate::descriptor::webhook::{
-    HandshakeRule, RoutingDescriptor, TokenVerification, Verification, WebhookSpec,
+    HandshakeRule, ISSUED_TOKEN_FIELD, RoutingDescriptor, TokenVerification, Verification,
+    WebhookSpec,
 };
 
 /// Default replay window when a signed timestamp is configured.
@@ -370,6 +371,7 @@ fn verification(
                 query_param: None,
                 prefix: Some("Bearer ".into()),
                 secret_field: None,
+                per_connection: false,
             });
             let token_at = at.key("token");
             match (&token.header, &token.query_param) {
@@ -394,7 +396,28 @@ fn verification(
                     return None;
                 }
             }
-            if let Some(field) = &token.secret_field
+            let mut token = token;
+            if token.per_connection {
+                if token.secret_field.is_some() {
+                    ctx.error(
+                        token_at.key("secretField"),
+                        Code::Invalid,
+                        "a `perConnection` token is issued by the service, not read from a credential field",
+                    );
+                    return None;
+                }
+                if ctx.has_credential(ISSUED_TOKEN_FIELD) {
+                    ctx.error(
+                        token_at.key("perConnection"),
+                        Code::Invalid,
+                        format!(
+                            "issued tokens are stored as `{ISSUED_TOKEN_FIELD}`: rename the credential field of that name"
+                        ),
+                    );
+                    return None;
+                }
+                token.secret_field = Some(ISSUED_TOKEN_FIELD.into());
+            } else if let Some(field) = &token.secret_field
                 && !ctx.require_credential(token_at.key("secretField"), field)
             {
                 return None;

@@ -81,6 +81,7 @@ pub fn profile() -> WebhookProfile {
         routing: Some(RoutingTarget::MetadataKey(CHANNELS.into())),
         json_body: false,
         change_ping: true,
+        issued_token: None,
     }
 }
 

@@ -131,6 +131,7 @@ impl Gmail {
                     routing: Some(RoutingTarget::MetadataKey(MAILBOX.into())),
                     json_body: true,
                     change_ping: true,
+                    issued_token: None,
                 },
                 verifier,
             },
