@@ -85,6 +85,8 @@ fn providers() -> Vec<Provider> {
                 "webhook.issues.opened",
                 "webhook.issue_comment.created",
                 "webhook.push",
+                "webhook.push.with_commits",
+                "webhook.pull_request_review.submitted",
                 "webhook.release.published",
             ],
             routed: false,
@@ -197,6 +199,8 @@ fn providers() -> Vec<Provider> {
             cases: &[
                 "webhook.v3.incident.priority_updated.signed_raw_body",
                 "webhook.v3.service.updated.docs_example",
+                "webhook.v3.incident.triggered",
+                "webhook.v3.incident.resolved",
             ],
             routed: false,
             env: &[],
