@@ -337,3 +337,83 @@ fn webhook_field_mapping_override_and_event_from_path() {
         WebhookMapError::MissingEventType("`$.type` in the body".into())
     );
 }
+
+fn linear_webhook(body: &Value) -> poblysh_connectors::engine::mapping::WebhookMapped {
+    let d = descriptor(&std::fs::read_to_string("descriptors/linear.yaml").unwrap());
+    map_webhook(
+        &d,
+        WebhookInput {
+            body,
+            headers: &HeaderMap::new(),
+            event: None,
+        },
+        &ctx(),
+    )
+    .unwrap()
+}
+
+/// Linear's `cycle_changed`. No public delivery of an issue moved between
+/// cycles, nor of a `Cycle` entity, exists (`SOURCES.md`), so these are unit
+/// cases: the real `Issue` sample turned into an update by adding
+/// `updatedFrom` (the shape Linear documents for updates), and a `Cycle` body
+/// with the fields of Linear's GraphQL `Cycle` type.
+#[test]
+fn linear_cycle_changes() {
+    let sample: Value = serde_json::from_slice(
+        &std::fs::read("fixtures/linear/webhook.Issue.create.json").unwrap(),
+    )
+    .unwrap();
+    let update = |from: Value| {
+        let mut body = sample.clone();
+        body["action"] = json!("update");
+        body["updatedFrom"] = from;
+        body
+    };
+    let kind = |body: &Value| {
+        let out = linear_webhook(body);
+        assert_eq!(out.mapped.signals.len(), 1, "{:?}", out.mapped.skipped);
+        out.mapped.signals[0].kind.clone()
+    };
+    // Into a cycle from none (`cycleId` was null), and between two cycles.
+    let into = update(json!({"updatedAt": "2024-01-01T00:00:00.000Z", "cycleId": null}));
+    assert_eq!(kind(&into), "cycle_changed");
+    let out = linear_webhook(&into);
+    assert_eq!(
+        out.mapped.signals[0].payload["raw"]["previousCycleId"],
+        Value::Null
+    );
+    let between = update(json!({"updatedAt": "2024-01-01T00:00:00.000Z", "cycleId": "c-1"}));
+    assert_eq!(kind(&between), "cycle_changed");
+    assert_eq!(
+        linear_webhook(&between).mapped.signals[0].payload["raw"]["previousCycleId"],
+        "c-1"
+    );
+    // Any other change is an update, even though `data` has a `cycleId`.
+    let mut retitled = update(json!({"updatedAt": "2024-01-01T00:00:00.000Z", "title": "Old"}));
+    retitled["data"]["cycleId"] = json!("c-2");
+    assert_eq!(kind(&retitled), "issue_updated");
+
+    let cycle = json!({
+        "action": "update",
+        "type": "Cycle",
+        "createdAt": "2024-03-01T09:00:00.000Z",
+        "url": "https://linear.app/acme/team/ENG/cycle/12",
+        "webhookTimestamp": 1_709_283_600_000_i64,
+        "data": {
+            "id": "2f5a2bd5-4f0e-4d54-9a4f-4f0f7b1d2c3e",
+            "number": 12,
+            "name": "Spring",
+            "startsAt": "2024-03-04T00:00:00.000Z",
+            "endsAt": "2024-03-18T00:00:00.000Z",
+            "updatedAt": "2024-03-01T09:00:00.000Z",
+            "teamId": "team-1"
+        }
+    });
+    let out = linear_webhook(&cycle);
+    assert_eq!(kinds(&out.mapped), ["cycle_changed"]);
+    assert_eq!(out.mapped.signals[0].summary, "Cycle 12 (Spring) update");
+    assert_eq!(
+        out.mapped.signals[0].payload["raw"]["data.endsAt"],
+        "2024-03-18T00:00:00.000Z"
+    );
+}
