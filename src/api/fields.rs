@@ -61,6 +61,16 @@ fn is_absolute_http(s: &str) -> bool {
     })
 }
 
+/// Why `value` is not one of a `select` field's options (`None`: it is, or the
+/// field is no `select`).
+fn not_an_option(f: &CredentialField, value: &str) -> Option<String> {
+    if f.field_type != FieldType::Select || f.options.iter().any(|o| o.value == value) {
+        return None;
+    }
+    let values: Vec<&str> = f.options.iter().map(|o| o.value.as_str()).collect();
+    Some(format!("must be one of {}", values.join(", ")))
+}
+
 /// The credentials as secrets, or every problem.
 pub fn credentials(
     fields: &[CredentialField],
@@ -84,6 +94,8 @@ pub fn credentials(
             Some(Value::String(s)) => {
                 if f.field_type == FieldType::Url && !is_absolute_http(s) {
                     errors.push(error(prefix, &f.key, "must be an absolute http(s) URL"));
+                } else if let Some(message) = not_an_option(f, s) {
+                    errors.push(error(prefix, &f.key, message));
                 } else {
                     out.insert(f.key.clone(), SecretString::from(s.clone()));
                 }
@@ -163,6 +175,15 @@ pub fn config(
                     continue;
                 }
             }
+            (FieldType::Select, Some(Value::String(s))) if !s.trim().is_empty() => {
+                match not_an_option(f, s.trim()) {
+                    None => Some(Value::String(s.trim().to_owned())),
+                    Some(message) => {
+                        errors.push(error(prefix, &f.key, message));
+                        continue;
+                    }
+                }
+            }
             (_, Some(Value::String(s))) if s.trim().is_empty() => None,
             (_, Some(Value::String(s))) => Some(Value::String(s.clone())),
             (_, Some(_)) => {
@@ -198,6 +219,7 @@ mod tests {
 
     fn field(key: &str, t: FieldType, required: bool) -> CredentialField {
         CredentialField {
+            options: Vec::new(),
             key: key.into(),
             label: key.into(),
             field_type: t,
@@ -290,5 +312,32 @@ mod tests {
                 ("config.project", "must be a string"),
             ]
         );
+    }
+
+    #[test]
+    fn a_select_takes_only_its_options() {
+        let mut region = field("region", FieldType::Select, false);
+        region.options = ["com", "eu", "com.au"]
+            .iter()
+            .map(|v| crate::descriptor::model::FieldOption {
+                value: (*v).into(),
+                label: None,
+            })
+            .collect();
+        let fields = [region];
+        assert_eq!(
+            config(&fields, &map(json!({"region": " eu "}))).unwrap(),
+            json!({"region": "eu"})
+        );
+        assert_eq!(config(&fields, &map(json!({}))).unwrap(), json!({}));
+        for bad in [json!("evil.example"), json!("EU"), json!(["eu"])] {
+            let errors = config(&fields, &map(json!({"region": bad}))).unwrap_err();
+            assert_eq!(errors[0].field, "config.region");
+        }
+        let errors = config(&fields, &map(json!({"region": "x"}))).unwrap_err();
+        assert_eq!(errors[0].message, "must be one of com, eu, com.au");
+        let errors = credentials(&fields, &map(json!({"region": "x"}))).unwrap_err();
+        assert_eq!(errors[0].message, "must be one of com, eu, com.au");
+        assert!(credentials(&fields, &map(json!({"region": "com"}))).is_ok());
     }
 }

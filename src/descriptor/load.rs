@@ -253,6 +253,7 @@ fn imply_base_url_field(descriptor: &mut ConnectorDescriptor, document: &Value) 
         && uses_base_url(document)
     {
         descriptor.config_fields.push(super::model::CredentialField {
+            options: Vec::new(),
             key: "baseUrl".into(),
             label: "Base URL".into(),
             field_type: super::model::FieldType::Url,

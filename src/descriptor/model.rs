@@ -102,7 +102,8 @@ pub struct CredentialField {
     pub key: String,
     /// Label shown in the connect form.
     pub label: String,
-    /// Input type. `password` values are secrets; `list` (config fields) holds several values.
+    /// Input type. `password` values are secrets; `list` (config fields) holds several values;
+    /// `select` takes one of `options`.
     #[serde(rename = "type")]
     pub field_type: FieldType,
     /// Whether the user must provide a value.
@@ -113,6 +114,22 @@ pub struct CredentialField {
     /// Help text shown under the input.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub help_text: Option<String>,
+    /// Extension: the values a `select` field accepts (and only a `select`
+    /// field has), e.g. a provider's data centres, so a template may build a
+    /// host from the value without letting a tenant name any host.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub options: Vec<FieldOption>,
+}
+
+/// One value a `select` field accepts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FieldOption {
+    /// The value stored and given to templates (`eu`).
+    pub value: String,
+    /// What the form shows (`Europe (zoho.eu)`); the value when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
 }
 
 /// Input type of a credential or config field.
@@ -127,6 +144,8 @@ pub enum FieldType {
     Url,
     /// Extension: a list of strings (a JSON array, or comma-separated text).
     List,
+    /// Extension: one of the field's `options`.
+    Select,
 }
 
 /// How the connection's health is checked.

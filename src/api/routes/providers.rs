@@ -62,7 +62,7 @@ pub struct FieldDto {
     pub key: String,
     /// Label.
     pub label: String,
-    /// `text`, `password`, `url` or `list`.
+    /// `text`, `password`, `url`, `list` or `select`.
     #[serde(rename = "type")]
     #[schema(value_type = String)]
     pub field_type: crate::descriptor::model::FieldType,
@@ -74,6 +74,18 @@ pub struct FieldDto {
     /// Help text.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub help_text: Option<String>,
+    /// The values a `select` field accepts.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub options: Vec<OptionDto>,
+}
+
+/// One value of a `select` field.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OptionDto {
+    /// The value to send.
+    pub value: String,
+    /// What to show.
+    pub label: String,
 }
 
 impl From<&CredentialField> for FieldDto {
@@ -85,6 +97,14 @@ impl From<&CredentialField> for FieldDto {
             required: f.required,
             placeholder: f.placeholder.clone(),
             help_text: f.help_text.clone(),
+            options: f
+                .options
+                .iter()
+                .map(|o| OptionDto {
+                    value: o.value.clone(),
+                    label: o.label.clone().unwrap_or_else(|| o.value.clone()),
+                })
+                .collect(),
         }
     }
 }

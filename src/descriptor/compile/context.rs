@@ -170,6 +170,14 @@ impl<'d> Ctx<'d> {
                     FieldType::Url => json!("https://example.com"),
                     FieldType::List => json!(["sample-a", "sample-b"]),
                     FieldType::Text | FieldType::Password => json!("sample"),
+                    // The first option: a template may build a host from it.
+                    FieldType::Select => self
+                        .descriptor
+                        .config_fields
+                        .iter()
+                        .find(|f| f.key == *k)
+                        .and_then(|f| f.options.first())
+                        .map_or_else(|| json!("sample"), |o| json!(o.value)),
                 };
                 ((*k).to_owned(), v)
             })

@@ -104,6 +104,19 @@ pub fn compile(descriptor: &ConnectorDescriptor) -> Result<CompiledDescriptor, V
             );
         }
     }
+    let credential_fields = descriptor.auth.credential_fields();
+    let forms = [
+        (root.key("configFields"), &descriptor.config_fields[..]),
+        (
+            root.key("auth").key("config").key("credentialFields"),
+            credential_fields,
+        ),
+    ];
+    for (at, fields) in forms {
+        for (i, field) in fields.iter().enumerate() {
+            select_options(&mut ctx, at.index(i), field);
+        }
+    }
     check_signals(&mut ctx, descriptor);
 
     let base_url = descriptor
@@ -199,6 +212,38 @@ fn check_signals(ctx: &mut Ctx<'_>, descriptor: &ConnectorDescriptor) {
                 Code::Invalid,
                 format!("signal kind `{kind}` is listed twice"),
             );
+        }
+    }
+}
+
+/// A `select` field has options, distinct and non-empty; no other field has any.
+fn select_options(ctx: &mut Ctx<'_>, at: Pointer, field: &super::model::CredentialField) {
+    let select = field.field_type == super::model::FieldType::Select;
+    if !select {
+        if !field.options.is_empty() {
+            ctx.error(
+                at.key("options"),
+                Code::Invalid,
+                "only a `select` field has `options`",
+            );
+        }
+        return;
+    }
+    if field.options.is_empty() {
+        ctx.error(
+            at.key("type"),
+            Code::Invalid,
+            "a `select` field needs `options`",
+        );
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, option) in field.options.iter().enumerate() {
+        let here = at.key("options").index(i).key("value");
+        if option.value.trim().is_empty() || option.value.contains('\0') {
+            ctx.error(here, Code::Invalid, "must not be empty");
+        } else if !seen.insert(option.value.as_str()) {
+            let message = format!("`{}` is offered twice", option.value);
+            ctx.error(here, Code::Invalid, message);
         }
     }
 }
