@@ -20,3 +20,4 @@ mod queue;
 mod resume;
 mod store;
 mod wakeups;
+mod zoho_mail;
