@@ -262,6 +262,9 @@ fn zoho_mail_region_maps_to_known_hosts_only() {
         };
         assert_eq!(compiled.base_url(&config).unwrap(), host, "{config}");
     }
+    // A `baseUrl` key the descriptor does not declare changes nothing.
+    let config = json!({"region": "eu", "baseUrl": "https://evil.example"});
+    assert_eq!(compiled.base_url(&config).unwrap(), "https://mail.zoho.eu");
 }
 
 crate::on_both! {
@@ -298,4 +301,42 @@ crate::on_both! {
             assert_eq!(q.get("access_type").map(String::as_str), Some("offline"));
         }
     }
+}
+
+/// Zoho Cliq picks its hosts the same way: from the `region` select only.
+#[test]
+fn zoho_cliq_region_maps_to_known_hosts_only() {
+    let compiled = load_str("zoho_cliq.yaml", &shipped("zoho_cliq"), Format::Yaml).unwrap();
+    for (config, host) in [
+        (json!({}), "https://cliq.zoho.com"),
+        (json!({"region": "eu"}), "https://cliq.zoho.eu"),
+        (json!({"region": "ca"}), "https://cliq.zohocloud.ca"),
+        (
+            json!({"region": "evil.example"}),
+            "https://cliq.unknown-region.invalid",
+        ),
+        (
+            json!({"baseUrl": "https://evil.example"}),
+            "https://cliq.zoho.com",
+        ),
+    ] {
+        assert_eq!(compiled.base_url(&config).unwrap(), host, "{config}");
+    }
+    let region = compiled
+        .descriptor
+        .config_fields
+        .iter()
+        .find(|f| f.key == "region")
+        .unwrap();
+    assert_eq!(
+        region.field_type,
+        poblysh_connectors::descriptor::model::FieldType::Select
+    );
+    assert!(
+        !compiled
+            .descriptor
+            .config_fields
+            .iter()
+            .any(|f| f.key.ends_with("Url"))
+    );
 }

@@ -61,10 +61,19 @@ impl CompiledDescriptor {
         &self.descriptor.id
     }
 
-    /// `{{baseUrl}}` for a connection: its `baseUrl` config field when set, else
-    /// the descriptor's `baseUrl` rendered with its config; without a trailing `/`.
+    /// `{{baseUrl}}` for a connection: its `baseUrl` config field when the
+    /// descriptor declares one and it is set, else the descriptor's `baseUrl`
+    /// rendered with its config; without a trailing `/`. A `baseUrl` key the
+    /// descriptor does not declare is ignored: only a declared field may send
+    /// a connection's credentials to a host of its choosing.
     pub fn base_url(&self, config: &serde_json::Value) -> Result<String, TemplateError> {
-        if let Some(serde_json::Value::String(url)) = config.get("baseUrl")
+        let declared = self
+            .descriptor
+            .config_fields
+            .iter()
+            .any(|f| f.key == "baseUrl");
+        if declared
+            && let Some(serde_json::Value::String(url)) = config.get("baseUrl")
             && !url.is_empty()
         {
             return Ok(url.trim_end_matches('/').to_owned());
