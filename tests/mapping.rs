@@ -417,3 +417,62 @@ fn linear_cycle_changes() {
         "2024-03-18T00:00:00.000Z"
     );
 }
+
+/// Datadog's transitions. The one real rendered delivery is a `[Triggered]`
+/// one (golden fixture); no `[Recovered]` delivery and no polled monitor
+/// event exist in public (`SOURCES.md`), so these take the real delivery and
+/// the real polled event with only the title changed.
+#[test]
+fn datadog_monitor_transitions_from_the_title() {
+    let d = descriptor(&std::fs::read_to_string("descriptors/datadog.yaml").unwrap());
+    let mut delivery: Value = serde_json::from_slice(
+        &std::fs::read("fixtures/datadog/webhook.monitor_alert.test_notification.relay.json")
+            .unwrap(),
+    )
+    .unwrap();
+    let mut headers = HeaderMap::new();
+    headers.insert("x-poblysh-event", "monitor_notification".parse().unwrap());
+    let mut kind_of = |title: &str| {
+        delivery["title"] = json!(title);
+        let out = map_webhook(
+            &d,
+            WebhookInput {
+                body: &delivery,
+                headers: &headers,
+                event: None,
+            },
+            &ctx(),
+        )
+        .unwrap();
+        kinds(&out.mapped)
+            .into_iter()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        kind_of("[Recovered] [TEST] Host Cluster Alert"),
+        ["monitor_resolved"]
+    );
+    assert_eq!(
+        kind_of("[P1] [Triggered on {host:web-1}] CPU"),
+        ["monitor_triggered"]
+    );
+    assert!(
+        kind_of("[Warn] CPU").is_empty(),
+        "a warning is no transition"
+    );
+
+    let mut page: Value = serde_json::from_slice(
+        &std::fs::read("fixtures/datadog/api.v2.events.list.page0.recorded.json").unwrap(),
+    )
+    .unwrap();
+    page["data"][0]["attributes"]["attributes"]["title"] = json!("[Recovered] Disk full");
+    page["data"][1]["attributes"]["attributes"]["title"] = json!("[Triggered] Disk full");
+    let out = map_page(&d, &page, &ctx());
+    assert_eq!(kinds(&out), ["monitor_resolved", "monitor_triggered"]);
+    // The 64-bit numeric event id is kept as the string it is.
+    assert_eq!(
+        out.signals[0].payload["raw"]["eventId"],
+        "6567977849972254562"
+    );
+}

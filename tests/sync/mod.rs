@@ -6,6 +6,7 @@ pub mod harness;
 
 mod auth;
 mod catalogue;
+mod datadog;
 mod deltas;
 mod faults;
 mod gmail;

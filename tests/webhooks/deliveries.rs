@@ -507,6 +507,60 @@ crate::on_both! {
 }
 
 crate::on_both! {
+    async fn datadog_default_template_delivery_with_the_connection_token(backend) {
+        let node = Node::new(backend, true, &[("POBLYSH_PUBLIC_URL", PUBLIC_URL)]).await;
+        node.register(&std::fs::read_to_string("descriptors/datadog.yaml").unwrap());
+        let tenant = TenantId::from_uuid(Uuid::now_v7());
+        let conn = node.connection(tenant, "datadog", &[("apiKey", "k"), ("appKey", "a")], json!({})).await;
+        let body = fixture("datadog/webhook.monitor_alert.test_notification.relay.json");
+        let path = format!("/webhooks/datadog/{tenant}");
+        // The constant event header set in the webhook's custom headers.
+        let event = || ("x-poblysh-event", "monitor_notification".to_owned());
+
+        // No token issued yet: nothing verifies.
+        let (status, problem, _) = post(&node, "POST", &path, &[event(), ("x-poblysh-token", "guess".into())], body.clone()).await;
+        assert_eq!(status, 401, "{problem}");
+        let (status, issued) = node.api("POST", &format!("/connections/{conn}/webhook-token"), Some(tenant), None).await;
+        assert_eq!(status, 200, "{issued}");
+        assert_eq!(issued["header"], "X-Poblysh-Token");
+        let token = issued["token"].as_str().unwrap().to_owned();
+
+        // Without the token header: 401, nothing stored.
+        let (status, _, _) = post(&node, "POST", &path, &[event()], body.clone()).await;
+        assert_eq!(status, 401);
+        assert_eq!(kinds(&node, tenant).await, Vec::<String>::new());
+        // Another tenant's connection, with a token of its own: this tenant's
+        // token on its URL is refused, and nothing is stored there.
+        let other = TenantId::from_uuid(Uuid::now_v7());
+        let other_conn = node.connection(other, "datadog", &[("apiKey", "k2"), ("appKey", "a2")], json!({})).await;
+        let (status, _) = node.api("POST", &format!("/connections/{other_conn}/webhook-token"), Some(other), None).await;
+        assert_eq!(status, 200);
+        let other_path = format!("/webhooks/datadog/{other}");
+        let (status, _, _) = post(&node, "POST", &other_path, &[event(), ("x-poblysh-token", token.clone())], body.clone()).await;
+        assert_eq!(status, 401);
+        // A forged token (one character off): 401.
+        let mut forged = token.clone();
+        forged.replace_range(0..1, if forged.starts_with('a') { "b" } else { "a" });
+        let (status, _, _) = post(&node, "POST", &path, &[event(), ("x-poblysh-token", forged)], body.clone()).await;
+        assert_eq!(status, 401);
+        // The real rendered default-template delivery: `[Triggered] …` → monitor_triggered.
+        let (status, ack, _) = post(&node, "POST", &path, &[event(), ("x-poblysh-token", token.clone())], body.clone()).await;
+        assert_eq!(status, 200, "{ack}");
+        assert_eq!(kinds(&node, tenant).await, expected_kinds("datadog", "webhook.monitor_alert.test_notification.relay"));
+        assert_eq!(kinds(&node, tenant).await, vec!["monitor_triggered".to_owned()]);
+        // Datadog retries 5xx with the same body: the same `$ID`, stored once.
+        let (status, _, _) = post(&node, "POST", &path, &[event(), ("x-poblysh-token", token.clone())], body.clone()).await;
+        assert_eq!(status, 200);
+        assert_eq!(kinds(&node, tenant).await, vec!["monitor_triggered".to_owned()]);
+        // Another event header value: acknowledged and dropped.
+        let (status, _, _) = post(&node, "POST", &path, &[("x-poblysh-event", "other".into()), ("x-poblysh-token", token)], body).await;
+        assert_eq!(status, 200);
+        assert_eq!(kinds(&node, tenant).await, vec!["monitor_triggered".to_owned()]);
+        assert_eq!(kinds(&node, other).await, Vec::<String>::new());
+    }
+}
+
+crate::on_both! {
     async fn handshakes_answer_without_signals(backend) {
         let node = Node::new(
             backend,
