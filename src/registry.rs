@@ -277,6 +277,7 @@ mod tests {
                     json_body: true,
                     change_ping: false,
                     issued_token: None,
+                    hands_over_secret: false,
                 },
             }) as Arc<dyn Connector>
         });

@@ -115,6 +115,10 @@ fn api() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(connections::test))
         .routes(routes!(connections::issue_webhook_token))
+        .routes(routes!(
+            connections::pending_webhook_secret,
+            connections::confirm_webhook_secret
+        ))
         .routes(routes!(oauth::start))
         .routes(routes!(oauth::callback))
         .routes(routes!(jobs::sync))

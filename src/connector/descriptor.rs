@@ -92,6 +92,7 @@ impl DescriptorConnector {
                     }),
                     _ => None,
                 },
+                hands_over_secret: w.handshakes.iter().any(|h| h.capture.is_some()),
             },
         });
         DescriptorConnector {

@@ -39,6 +39,9 @@ pub struct WebhookProfile {
     /// (`POST /connections/{id}/webhook-token`), stored in `secret_field`: the
     /// app-level secret then never verifies.
     pub issued_token: Option<IssuedToken>,
+    /// Whether the provider hands the connection's secret over in a handshake
+    /// (kept pending until the operator confirms it into `secret_field`).
+    pub hands_over_secret: bool,
 }
 
 /// Where the sender puts an issued webhook token.

@@ -131,6 +131,17 @@ pub enum DeltaStrategy {
         query_param: Option<String>,
         /// `iso8601`, `unix` (seconds) or `unix_ms`.
         format: TimestampFilterFormat,
+        /// Extension: the provider lists items newest first (by the mapping's
+        /// `timestampPath`) and may not filter them: paging stops after the first
+        /// page that reaches back past the checkpoint, and the checkpoint may go
+        /// without `queryParam` or template. A run cut short by `maxPages` keeps
+        /// its old checkpoint (what it did not reach is read next run).
+        #[serde(
+            default,
+            rename = "newestFirst",
+            skip_serializing_if = "std::ops::Not::not"
+        )]
+        newest_first: bool,
     },
     /// The provider returns a delta token to send next time (e.g. Microsoft Graph, Drive).
     DeltaToken {

@@ -161,6 +161,9 @@ pub struct HealthCheckDescriptor {
     /// Timeout in milliseconds.
     #[schemars(range(min = 1))]
     pub timeout_ms: u32,
+    /// Extension: fixed request headers (an API version, `Accept`), name → value.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub headers: std::collections::BTreeMap<String, String>,
 }
 
 /// HTTP method of a health check.

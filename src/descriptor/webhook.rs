@@ -91,6 +91,10 @@ pub struct TokenVerification {
     pub per_connection: bool,
 }
 
+/// The credential key under which a captured secret (`captureSecret`) waits
+/// for the operator to confirm it.
+pub const PENDING_SECRET_FIELD: &str = "pendingWebhookSecret";
+
 /// The credential key under which an issued (`perConnection`) webhook token is
 /// stored; a descriptor that issues them may not declare it.
 pub const ISSUED_TOKEN_FIELD: &str = "webhookToken";
@@ -129,6 +133,14 @@ pub struct HandshakeRule {
     /// which carry no payload.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub skip_verification: bool,
+    /// Extension: JSONPath to a secret the provider sends once, unsigned, for the
+    /// operator to confirm (Notion's `verification_token`, which then signs every
+    /// delivery). It is kept sealed as the *pending* webhook secret of the
+    /// tenant's connections to this provider and verifies nothing until the
+    /// operator confirms it (`POST /connections/{id}/webhook-secret`); the rule is
+    /// answered before verification. Needs a tenant URL and a `secretField`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capture_secret: Option<String>,
 }
 
 /// How a tenant-less webhook is routed to a connection: a value from the request is

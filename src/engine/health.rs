@@ -52,6 +52,15 @@ pub async fn check(
         };
         let mut request = HttpRequest::new(method, url);
         request.timeout = Duration::from_millis(u64::from(hc.timeout_ms));
+        for (name, value) in &hc.headers {
+            // Checked when the descriptor was compiled.
+            if let (Ok(name), Ok(value)) = (
+                http::HeaderName::from_bytes(name.as_bytes()),
+                http::HeaderValue::from_str(value),
+            ) {
+                request.headers.insert(name, value);
+            }
+        }
         auth::apply(&descriptor.auth, credentials, &mut request).map_err(|e| e.to_string())?;
         let response = http.send_once(&request).await.map_err(|e| e.to_string())?;
         Ok::<u16, String>(response.status)

@@ -19,7 +19,8 @@ use secrecy::SecretString;
 
 use crate::connector::{Connector, ConnectorError, RoutingTarget, WebhookReceiver};
 use crate::db::StoreError;
-use crate::db::repo::connections::WebhookTarget;
+use crate::db::repo::connections::{self, WebhookTarget};
+use crate::descriptor::webhook::PENDING_SECRET_FIELD;
 use crate::domain::TenantId;
 use crate::engine::mapping::{MapContext, WebhookInput, WebhookMapError};
 use crate::engine::webhook::WebhookRequest;
@@ -210,6 +211,10 @@ impl Gateway {
         let profile = receiver.profile();
         receiver.prepare(&mut request);
         if let Some(reply) = receiver.handshake(&request, false) {
+            if let Some(captured) = &reply.captured {
+                self.keep_pending(provider, tenant, profile, captured)
+                    .await?;
+            }
             return Ok(Reply::Handshake(reply));
         }
         if request.method != http::Method::POST {
@@ -284,6 +289,50 @@ impl Gateway {
         }
         self.deliver(connector, receiver, routed, request, now)
             .await
+    }
+
+    /// Keeps a secret a handshake handed over as the pending webhook secret of
+    /// the tenant's connections to `provider`, for the operator to confirm. It
+    /// verifies nothing until then, so an unsigned handshake cannot make a
+    /// secret of its choosing count.
+    async fn keep_pending(
+        &self,
+        provider: &str,
+        tenant: Option<TenantId>,
+        profile: &crate::connector::WebhookProfile,
+        captured: &crate::engine::webhook::handshake::Captured,
+    ) -> Result<(), GatewayError> {
+        let Some(tenant) = tenant else {
+            return Err(GatewayError::NotFound(format!(
+                "provider `{provider}` hands over its secret on the tenant URL only: use /webhooks/{provider}/{{tenant_id}}"
+            )));
+        };
+        let targets = self
+            .targets
+            .get(
+                &self.services,
+                provider,
+                Some(tenant),
+                profile.secret_field.as_deref(),
+            )
+            .await?;
+        if targets.is_empty() {
+            return Err(GatewayError::NotFound(format!(
+                "tenant has no enabled `{provider}` connection to keep the secret for"
+            )));
+        }
+        for t in targets.iter() {
+            connections::set_credentials(
+                &self.services.db,
+                &self.services.keys,
+                tenant,
+                t.connection.id,
+                &[(PENDING_SECRET_FIELD, Some(captured.0.clone()))],
+            )
+            .await?;
+        }
+        tracing::info!(provider, tenant = %tenant, connections = targets.len(), "webhook secret handed over; pending the operator's confirmation");
+        Ok(())
     }
 
     /// The connections the delivery verifies for. With the tenant in the URL,

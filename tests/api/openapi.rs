@@ -24,6 +24,8 @@ const ROUTES: &[(&str, &str, bool, bool)] = &[
     ("delete", "/connections/{id}", true, true),
     ("post", "/connections/{id}/test", true, true),
     ("post", "/connections/{id}/webhook-token", true, true),
+    ("get", "/connections/{id}/webhook-secret", true, true),
+    ("post", "/connections/{id}/webhook-secret", true, true),
     ("post", "/connect/{provider}", true, true),
     ("get", "/connect/{provider}/callback", false, false),
     ("post", "/sync/{provider}", true, true),

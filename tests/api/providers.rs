@@ -23,7 +23,7 @@ on_both_backends! {
         let (status, list) = send(server.anonymous(Method::GET, "/providers")).await;
         assert_eq!(status, 200);
         let ids: Vec<&str> = list["providers"].as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap()).collect();
-        assert_eq!(ids, ["confluence", "datadog", "github", "gmail", "google_calendar", "google_drive", "jira", "linear", "pagerduty", "sentry", "slack", "trello", "zoho_cliq", "zoho_mail"]);
+        assert_eq!(ids, ["confluence", "datadog", "github", "gmail", "google_calendar", "google_drive", "jira", "linear", "notion", "pagerduty", "sentry", "slack", "trello", "zoho_cliq", "zoho_mail"]);
         assert!(list["providers"].as_array().unwrap().iter().all(|p| p["built_in"] == true));
 
         // Invalid: 422 with the same diagnostics `check` prints.

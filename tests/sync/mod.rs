@@ -14,6 +14,7 @@ mod google;
 mod google_watch;
 mod native;
 mod native_slot;
+mod notion;
 mod oauth;
 mod partitions;
 mod plans;

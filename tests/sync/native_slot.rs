@@ -134,6 +134,7 @@ impl FakeWatch {
                     json_body: true,
                     change_ping: false,
                     issued_token: None,
+                    hands_over_secret: false,
                 },
             },
             descriptor,

@@ -561,6 +561,79 @@ crate::on_both! {
 }
 
 crate::on_both! {
+    async fn notion_hands_over_its_token_which_verifies_only_once_confirmed(backend) {
+        let node = Node::new(backend, true, &[]).await;
+        node.register(&std::fs::read_to_string("descriptors/notion.yaml").unwrap());
+        let (a, b) = (TenantId::from_uuid(Uuid::now_v7()), TenantId::from_uuid(Uuid::now_v7()));
+        let conn_a = node.connection(a, "notion", &[("token", "ntn_a")], json!({})).await;
+        let conn_b = node.connection(b, "notion", &[("token", "ntn_b")], json!({})).await;
+        // The documented vector: Notion's verification request and its token.
+        let vectors: Value = serde_json::from_slice(&fixture("signature-vectors.json")).unwrap();
+        let vector = vectors["vectors"].as_array().unwrap().iter().find(|v| v["provider"] == "notion").unwrap();
+        let token = vector["secret"].as_str().unwrap().to_owned();
+        let verification = vector["payload"].as_str().unwrap().as_bytes().to_vec();
+        let path_a = format!("/webhooks/notion/{a}");
+        let path_b = format!("/webhooks/notion/{b}");
+
+        // The verification request arrives unsigned: answered 200, nothing stored.
+        let (status, answer, _) = post(&node, "POST", &path_a, &[], verification.clone()).await;
+        assert_eq!(status, 200, "{answer}");
+        assert!(!answer.to_string().contains(&token), "the token is never echoed: {answer}");
+        // A delivery signed with it does not verify yet: the token is only pending.
+        let body = fixture("notion/webhook.page.created.docs_example.json");
+        let signed = |secret: &str, body: &[u8]| vec![("x-notion-signature", format!("sha256={}", hmac_sha256_hex(secret, &[body])))];
+        let (status, problem, _) = post(&node, "POST", &path_a, &signed(&token, &body), body.clone()).await;
+        assert_eq!(status, 401, "{problem}");
+
+        // The operator reads it, pastes it into Notion, and confirms it.
+        let secret_path = format!("/connections/{conn_a}/webhook-secret");
+        let (status, pending) = node.api("GET", &secret_path, Some(a), None).await;
+        assert_eq!(status, 200, "{pending}");
+        assert_eq!((pending["pending"].as_str(), pending["set"].as_bool()), (Some(token.as_str()), Some(false)));
+        // Another tenant sees nothing of it.
+        assert_eq!(node.api("GET", &secret_path, Some(b), None).await.0, 404);
+        let (_, pending_b) = node.api("GET", &format!("/connections/{conn_b}/webhook-secret"), Some(b), None).await;
+        assert_eq!(pending_b["pending"], Value::Null);
+        let (status, problem) = node.api("POST", &secret_path, Some(a), Some(json!({"secret": "secret_guess"}))).await;
+        assert_eq!(status, 400, "{problem}");
+        let (status, confirmed) = node.api("POST", &secret_path, Some(a), Some(json!({"secret": token}))).await;
+        assert_eq!(status, 200, "{confirmed}");
+        assert_eq!((confirmed["pending"].clone(), confirmed["set"].clone()), (Value::Null, json!(true)));
+        // Confirming twice: nothing pending any more.
+        assert_eq!(node.api("POST", &secret_path, Some(a), Some(json!({"secret": token}))).await.0, 409);
+
+        // Now every real sample, signed with the token, becomes its Signals for A only.
+        let mut want = Vec::new();
+        for case in [
+            "webhook.page.created.docs_example",
+            "webhook.page.content_updated.docs_example",
+            "webhook.page.deleted.docs_example",
+            "webhook.comment.created.docs_example",
+        ] {
+            let body = fixture(&format!("notion/{case}.json"));
+            let (status, ack, _) = post(&node, "POST", &path_a, &signed(&token, &body), body.clone()).await;
+            assert_eq!(status, 200, "{case}: {ack}");
+            want.extend(expected_kinds("notion", case));
+            // Forged (another secret): 401; and A's signature on B's URL: 401.
+            let (status, _, _) = post(&node, "POST", &path_a, &signed("secret_other", &body), body.clone()).await;
+            assert_eq!(status, 401, "{case}");
+            let (status, _, _) = post(&node, "POST", &path_b, &signed(&token, &body), body).await;
+            assert_eq!(status, 401, "{case}");
+        }
+        want.sort();
+        assert_eq!(kinds(&node, a).await, want);
+        assert_eq!(kinds(&node, b).await, Vec::<String>::new());
+        // The documented signed vector verifies through the gateway too (it is a
+        // verification body: answered as a handshake, nothing stored).
+        let headers: Vec<(&str, String)> = vec![("x-notion-signature", vector["headers"]["X-Notion-Signature"].as_str().unwrap().to_owned())];
+        assert_eq!(post(&node, "POST", &path_a, &headers, verification).await.0, 200);
+        // Without a tenant in the URL a handed-over token has nowhere to go.
+        let body = vector["payload"].as_str().unwrap().as_bytes().to_vec();
+        assert_eq!(post(&node, "POST", "/webhooks/notion", &[], body).await.0, 404);
+    }
+}
+
+crate::on_both! {
     async fn handshakes_answer_without_signals(backend) {
         let node = Node::new(
             backend,

@@ -14,6 +14,7 @@ use crate::api::error::{ApiError, ApiResult, Problem};
 use crate::api::extract::{ApiJson, Operator, PathId, Tenant};
 use crate::api::fields::{self, FieldError};
 use crate::db::repo::connections::{self, Connection, ConnectionPatch, NewConnection};
+use crate::descriptor::webhook::PENDING_SECRET_FIELD;
 use crate::domain::ConnectionId;
 use crate::sync::lifecycle;
 use crate::sync::open::{self, OpenError};
@@ -394,13 +395,13 @@ pub async fn issue_webhook_token(
         )));
     };
     let token = services.ambient.token(32);
-    connections::set_secret(
+    let value = secrecy::SecretString::from(token.clone());
+    connections::set_credentials(
         &services.db,
         &services.keys,
         tenant,
         connection_id,
-        &field,
-        secrecy::SecretString::from(token.clone()),
+        &[(field.as_str(), Some(value))],
     )
     .await?
     .ok_or_else(|| not_found(id))?;
@@ -416,6 +417,151 @@ pub async fn issue_webhook_token(
         prefix: issued.prefix,
         query_param: issued.query_param,
         url,
+    }))
+}
+
+/// A connection's webhook secret as a provider handed it over (Notion's
+/// verification token), waiting for the operator to confirm it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PendingWebhookSecret {
+    /// The secret the provider sent last, if one waits: paste it where the
+    /// provider asks for it, then confirm it here.
+    pub pending: Option<String>,
+    /// Whether the connection has a webhook secret of its own already.
+    pub set: bool,
+}
+
+/// The secret to confirm.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmWebhookSecret {
+    /// The pending secret, as shown by `GET /connections/{id}/webhook-secret`.
+    pub secret: String,
+}
+
+/// The webhook secret field and the provider of a connection whose provider
+/// hands its secret over in a handshake.
+async fn handed_over(
+    state: &AppState,
+    tenant: crate::domain::TenantId,
+    id: Uuid,
+) -> ApiResult<(ConnectionId, String, String)> {
+    let connection_id = ConnectionId::from_uuid(id);
+    let current = connections::get(&state.0.db, tenant, connection_id)
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    let entry = state.0.registry.get(&current.provider).ok_or_else(|| {
+        ApiError::Conflict(format!(
+            "provider `{}` is no longer registered",
+            current.provider
+        ))
+    })?;
+    let field = entry
+        .connector
+        .webhooks()
+        .filter(|r| r.profile().hands_over_secret)
+        .and_then(|r| r.profile().secret_field.clone())
+        .ok_or_else(|| {
+            ApiError::Conflict(format!(
+                "provider `{}` hands over no webhook secret",
+                current.provider
+            ))
+        })?;
+    Ok((connection_id, field, current.provider))
+}
+
+/// Show the webhook secret the provider handed over for this connection (a
+/// Notion subscription's verification token), to be confirmed.
+#[utoipa::path(
+    get, path = "/connections/{id}/webhook-secret", operation_id = "getPendingWebhookSecret", tag = "connections",
+    params(("id" = Uuid, Path, description = "Connection id"), ("X-Tenant-Id" = Uuid, Header, description = "Tenant")),
+    responses(
+        (status = 200, description = "The pending secret, if any", body = PendingWebhookSecret),
+        (status = 404, description = "No such connection for this tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Its provider hands over no webhook secret, or is no longer registered", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn pending_webhook_secret(
+    _: Operator,
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    PathId(id): PathId,
+) -> ApiResult<axum::Json<PendingWebhookSecret>> {
+    use secrecy::ExposeSecret;
+    let (connection_id, field, _) = handed_over(&state, tenant, id).await?;
+    let stored = connections::credentials(&state.0.db, &state.0.keys, tenant, connection_id)
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    Ok(axum::Json(PendingWebhookSecret {
+        pending: stored
+            .get(PENDING_SECRET_FIELD)
+            .map(|s| s.expose_secret().to_owned()),
+        set: stored.contains_key(&field),
+    }))
+}
+
+/// Confirm the pending webhook secret: from now on it verifies this
+/// connection's deliveries (it replaces a secret set before).
+#[utoipa::path(
+    post, path = "/connections/{id}/webhook-secret", operation_id = "confirmWebhookSecret", tag = "connections",
+    params(("id" = Uuid, Path, description = "Connection id"), ("X-Tenant-Id" = Uuid, Header, description = "Tenant")),
+    request_body(content = ConfirmWebhookSecret, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Confirmed", body = PendingWebhookSecret),
+        (status = 400, description = "Not the pending secret", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such connection for this tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "No secret is pending, or the provider hands over none", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not `Content-Type: application/json`", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn confirm_webhook_secret(
+    _: Operator,
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    PathId(id): PathId,
+    ApiJson(body): ApiJson<ConfirmWebhookSecret>,
+) -> ApiResult<axum::Json<PendingWebhookSecret>> {
+    use secrecy::ExposeSecret;
+    use subtle::ConstantTimeEq;
+    let (connection_id, field, provider) = handed_over(&state, tenant, id).await?;
+    let stored = connections::credentials(&state.0.db, &state.0.keys, tenant, connection_id)
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    let pending = stored.get(PENDING_SECRET_FIELD).ok_or_else(|| {
+        ApiError::Conflict("no webhook secret is pending for this connection".into())
+    })?;
+    // The value the operator pasted at the provider must be the one waiting:
+    // a handshake that came in between does not slip through.
+    let same: bool = pending
+        .expose_secret()
+        .as_bytes()
+        .ct_eq(body.secret.as_bytes())
+        .into();
+    if !same {
+        return Err(ApiError::invalid_field(
+            "secret",
+            "is not the pending webhook secret (the provider may have sent another since)",
+        ));
+    }
+    let confirmed = pending.clone();
+    connections::set_credentials(
+        &state.0.db,
+        &state.0.keys,
+        tenant,
+        connection_id,
+        &[
+            (field.as_str(), Some(confirmed)),
+            (PENDING_SECRET_FIELD, None),
+        ],
+    )
+    .await?
+    .ok_or_else(|| not_found(id))?;
+    state.0.gateway.forget_targets(&provider, tenant);
+    Ok(axum::Json(PendingWebhookSecret {
+        pending: None,
+        set: true,
     }))
 }
 

@@ -609,21 +609,26 @@ pub async fn update(
     Ok(Some(active.update(db.conn()).await?.into()))
 }
 
-/// Sets one credential field of the tenant's connection (re-sealed with the
-/// others); `None` when the tenant has no such connection.
-pub async fn set_secret(
+/// Sets (or, with `None`, removes) credential fields of the tenant's
+/// connection, re-sealed with the others; `None` when the tenant has no such
+/// connection.
+pub async fn set_credentials(
     db: &Db,
     keys: &KeyRing,
     tenant: TenantId,
     id: ConnectionId,
-    field: &str,
-    value: SecretString,
+    changes: &[(&str, Option<SecretString>)],
 ) -> Result<Option<Connection>, StoreError> {
     let Some(model) = find_visible(db, tenant, id).await? else {
         return Ok(None);
     };
     let mut fields = open_credentials(keys, tenant, id, model.credentials.as_deref())?;
-    fields.insert(field.to_owned(), value);
+    for (field, value) in changes {
+        match value {
+            Some(v) => fields.insert((*field).to_owned(), v.clone()),
+            None => fields.remove(*field),
+        };
+    }
     let mut active: ActiveModel = model.into();
     active.credentials = Set(seal_credentials(keys, tenant, id, &fields));
     active.updated_at = Set(db.now());

@@ -166,6 +166,17 @@ pub fn compile(descriptor: &ConnectorDescriptor) -> Result<CompiledDescriptor, V
         &descriptor.health_check.endpoint,
         Scope::CONFIG,
     );
+    for (name, value) in &descriptor.health_check.headers {
+        let at = root.key("healthCheck").key("headers").key(name);
+        let valid_value = http::HeaderValue::from_str(value).is_ok();
+        if !context::is_header_name(name) || !valid_value {
+            ctx.error(
+                at,
+                Code::Invalid,
+                format!("`{name}: {value}` is not a valid HTTP header"),
+            );
+        }
+    }
     if !(100..=599).contains(&descriptor.health_check.expect_status) {
         ctx.error(
             health.key("expectStatus"),

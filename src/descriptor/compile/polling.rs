@@ -71,6 +71,8 @@ pub enum CompiledDelta {
         query_param: Option<String>,
         /// Checkpoint format.
         format: TimestampFilterFormat,
+        /// Items come newest first: stop paging past the checkpoint.
+        newest_first: bool,
     },
     /// Delta token read from the response.
     DeltaToken {
@@ -368,8 +370,15 @@ fn delta(
         DeltaStrategy::Cursor { cursor_param, .. } => ("cursorParam", cursor_param),
         DeltaStrategy::SinceId { id_param, .. } => ("idParam", id_param),
     };
+    let stops_at_checkpoint = matches!(
+        d,
+        DeltaStrategy::TimestampFilter {
+            newest_first: true,
+            ..
+        }
+    );
     match param {
-        None if !uses_checkpoint => {
+        None if !uses_checkpoint && !stops_at_checkpoint => {
             ctx.error(
                 at.key(param_key),
                 Code::Invalid,
@@ -390,9 +399,11 @@ fn delta(
         DeltaStrategy::TimestampFilter {
             query_param,
             format,
+            newest_first,
         } => CompiledDelta::TimestampFilter {
             query_param: query_param.clone(),
             format: *format,
+            newest_first: *newest_first,
         },
         DeltaStrategy::DeltaToken {
             token_path,

@@ -164,6 +164,8 @@ pub struct CompiledHandshake {
     pub echo: Option<CompiledPath>,
     /// Answered before verification.
     pub skip_verification: bool,
+    /// The secret kept pending for the operator to confirm.
+    pub capture: Option<CompiledPath>,
 }
 
 /// Compiled routing.
@@ -246,6 +248,22 @@ pub(super) fn compile(
         match handshake(ctx, rule, &at.key("handshake").index(i)) {
             Some(h) => handshakes.push(h),
             None => ok = false,
+        }
+    }
+    // A captured secret is confirmed into the connection's own secret field.
+    let confirms_into = match &verification {
+        Some(CompiledVerification::Signature(sig)) => sig.config.secret_field.is_some(),
+        Some(CompiledVerification::Token(t)) => t.secret_field.is_some() && !t.per_connection,
+        _ => false,
+    };
+    for (i, rule) in w.handshake.iter().enumerate() {
+        if rule.capture_secret.is_some() && (!confirms_into || w.routing.is_some()) {
+            ctx.error(
+                at.key("handshake").index(i).key("captureSecret"),
+                Code::Invalid,
+                "a captured secret needs a `secretField` to be confirmed into, and deliveries on the tenant URL (no `routing`)",
+            );
+            ok = false;
         }
     }
     let routing = match &w.routing {
@@ -648,6 +666,18 @@ fn handshake(ctx: &mut Ctx<'_>, rule: &HandshakeRule, at: &Pointer) -> Option<Co
         Some(p) => Some(ctx.singular_path(&at.key("echoPath"), p)?),
         None => None,
     };
+    let capture = match &rule.capture_secret {
+        Some(p) => Some(ctx.singular_path(&at.key("captureSecret"), p)?),
+        None => None,
+    };
+    if capture.is_some() && echo.is_some() {
+        ctx.error(
+            at.key("echoPath"),
+            Code::Invalid,
+            "a captured secret is never echoed back",
+        );
+        ok = false;
+    }
     ok.then(|| CompiledHandshake {
         name: rule.name.clone(),
         method,
@@ -655,7 +685,8 @@ fn handshake(ctx: &mut Ctx<'_>, rule: &HandshakeRule, at: &Pointer) -> Option<Co
         condition,
         status: rule.status.unwrap_or(200),
         echo,
-        skip_verification: rule.skip_verification,
+        skip_verification: rule.skip_verification || capture.is_some(),
+        capture,
     })
 }
 

@@ -33,7 +33,10 @@ fn format_time(t: DateTime<Utc>, format: TimestampFilterFormat) -> String {
     }
 }
 
-fn parse_checkpoint_time(cp: &str, format: TimestampFilterFormat) -> Option<DateTime<Utc>> {
+pub(super) fn parse_checkpoint_time(
+    cp: &str,
+    format: TimestampFilterFormat,
+) -> Option<DateTime<Utc>> {
     match format {
         TimestampFilterFormat::Iso8601 => DateTime::parse_from_rfc3339(cp).ok().map(|t| t.to_utc()),
         TimestampFilterFormat::Unix => cp
@@ -80,9 +83,17 @@ pub(super) struct Progress {
     max_time: Option<DateTime<Utc>>,
     max_id: Option<String>,
     last_token: Option<String>,
+    /// The run stopped at `maxPages` before its last page.
+    #[serde(default)]
+    truncated: bool,
 }
 
 impl Progress {
+    /// The run stops at `maxPages`, before its last page.
+    pub(super) fn truncated(&mut self) {
+        self.truncated = true;
+    }
+
     /// Takes in one page and the Signals mapped from it.
     pub(super) fn observe(
         &mut self,
@@ -131,6 +142,11 @@ impl Progress {
             // Never back: a run that read only the overlap before its own
             // checkpoint (a descriptor shifting it back hours, a provider
             // ignoring the filter) keeps the checkpoint it started from.
+            // Newest first, a cut run has not reached its checkpoint: what lies
+            // between comes next run.
+            CompiledDelta::TimestampFilter {
+                newest_first: true, ..
+            } if self.truncated => started_from,
             CompiledDelta::TimestampFilter { format, .. } => {
                 let started = started_from
                     .as_deref()
@@ -190,6 +206,7 @@ mod tests {
         let delta = CompiledDelta::TimestampFilter {
             query_param: None,
             format: TimestampFilterFormat::Iso8601,
+            newest_first: false,
         };
         let now: DateTime<Utc> = "2026-12-01T12:00:00Z".parse().unwrap();
         let seen = |at: &str| Progress {
@@ -225,5 +242,32 @@ mod tests {
                 .as_deref(),
             Some("2026-12-01T08:00:00Z")
         );
+    }
+
+    #[test]
+    fn newest_first_a_cut_run_keeps_its_checkpoint() {
+        let delta = CompiledDelta::TimestampFilter {
+            query_param: None,
+            format: TimestampFilterFormat::Iso8601,
+            newest_first: true,
+        };
+        let now: DateTime<Utc> = "2026-12-01T12:00:00Z".parse().unwrap();
+        let from = Some("2026-12-01T10:00:00Z".to_owned());
+        let mut progress = Progress {
+            max_time: Some("2026-12-01T11:30:00Z".parse().unwrap()),
+            ..Progress::default()
+        };
+        // Read to the end: the newest edit.
+        assert_eq!(
+            progress
+                .clone()
+                .checkpoint(&delta, from.clone(), now)
+                .as_deref(),
+            Some("2026-12-01T11:30:00Z")
+        );
+        // Cut by maxPages before reaching the old checkpoint: what lies between
+        // is still unread, so the checkpoint stays.
+        progress.truncated();
+        assert_eq!(progress.checkpoint(&delta, from.clone(), now), from);
     }
 }

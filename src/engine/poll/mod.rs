@@ -22,7 +22,7 @@ use super::auth::{self, AuthError, Credentials};
 use super::http::{HttpClient, HttpError, HttpRequest, RetryPolicy};
 use super::mapping::{MapContext, map_page};
 use crate::descriptor::compile::{
-    CompiledDescriptor, CompiledPartitions, CompiledPolling, Projection,
+    CompiledDelta, CompiledDescriptor, CompiledPartitions, CompiledPolling, Projection,
 };
 use crate::domain::{ConnectionId, Signal, TenantId};
 use delta::{Progress, initial_checkpoint, sent_checkpoint};
@@ -381,6 +381,8 @@ async fn poll_partition(
 
         next = match pagination {
             None => None,
+            // Newest first: a page that reaches back past the checkpoint is the last.
+            Some(_) if reaches_back_past(polling, descriptor, &body, checkpoint.as_deref()) => None,
             Some(p) => next_page(p, &body, &headers, &request.url, &next, item_count)?,
         };
         let next_request = match &next {
@@ -388,6 +390,7 @@ async fn poll_partition(
             Some(_) if page >= polling.max_pages => {
                 tracing::warn!(connector = %descriptor.id(), partition, pages = page, "stopped at maxPages; the rest comes next run");
                 position.truncated = true;
+                progress.truncated();
                 None
             }
             Some(n) => {
@@ -451,6 +454,35 @@ async fn poll_partition(
     }
 
     Ok(progress.checkpoint(&polling.delta, checkpoint, position.started))
+}
+
+/// Whether a newest-first listing's page holds an item older than the
+/// checkpoint (its later pages are older still).
+fn reaches_back_past(
+    polling: &CompiledPolling,
+    descriptor: &CompiledDescriptor,
+    body: &Value,
+    checkpoint: Option<&str>,
+) -> bool {
+    let CompiledDelta::TimestampFilter {
+        newest_first: true,
+        format,
+        ..
+    } = &polling.delta
+    else {
+        return false;
+    };
+    let Some(from) = checkpoint.and_then(|cp| delta::parse_checkpoint_time(cp, *format)) else {
+        return false;
+    };
+    items(descriptor, body).into_iter().any(|item| {
+        descriptor
+            .mapping
+            .timestamp
+            .first(item)
+            .and_then(crate::engine::timestamp::parse)
+            .is_some_and(|t| t < from)
+    })
 }
 
 fn text(v: &Value) -> Option<String> {

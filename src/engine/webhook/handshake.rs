@@ -16,7 +16,37 @@ pub struct HandshakeReply {
     pub status: u16,
     /// A `text/plain` body (the echoed value), if any.
     pub body: Option<String>,
+    /// A secret the provider sent for the operator to confirm (kept pending).
+    pub captured: Option<Captured>,
 }
+
+/// A captured secret: redacted in `Debug`, compared in constant time.
+#[derive(Clone)]
+pub struct Captured(pub secrecy::SecretString);
+
+impl std::fmt::Debug for Captured {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Captured([redacted])")
+    }
+}
+
+impl PartialEq for Captured {
+    fn eq(&self, other: &Self) -> bool {
+        use secrecy::ExposeSecret;
+        use subtle::ConstantTimeEq;
+        bool::from(
+            self.0
+                .expose_secret()
+                .as_bytes()
+                .ct_eq(other.0.expose_secret().as_bytes()),
+        )
+    }
+}
+
+impl Eq for Captured {}
+
+/// The longest secret a handshake may hand over.
+pub const MAX_CAPTURED: usize = 512;
 
 /// The first handshake rule the request matches. Before verification
 /// (`verified: false`) only rules that may skip it are tried.
@@ -39,6 +69,14 @@ pub fn answer(
                     .and_then(|body| path.first(body))
                     .and_then(scalar_string)
                     .unwrap_or_default()
+            }),
+            captured: h.capture.as_ref().and_then(|path| {
+                request
+                    .json()
+                    .and_then(|body| path.first(body))
+                    .and_then(|v| v.as_str())
+                    .filter(|s| !s.is_empty() && s.len() <= MAX_CAPTURED && !s.contains('\0'))
+                    .map(|s| Captured(secrecy::SecretString::from(s.to_owned())))
             }),
         })
 }

@@ -82,6 +82,7 @@ pub fn profile() -> WebhookProfile {
         json_body: false,
         change_ping: true,
         issued_token: None,
+        hands_over_secret: false,
     }
 }
 
@@ -110,6 +111,7 @@ pub fn handshake(request: &WebhookRequest, verified: bool) -> Option<HandshakeRe
         name: Some("sync".into()),
         status: 200,
         body: None,
+        captured: None,
     })
 }
 

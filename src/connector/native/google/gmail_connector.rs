@@ -132,6 +132,7 @@ impl Gmail {
                     json_body: true,
                     change_ping: true,
                     issued_token: None,
+                    hands_over_secret: false,
                 },
                 verifier,
             },
