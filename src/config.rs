@@ -123,7 +123,13 @@ impl GoogleConfig {
 }
 
 /// Suffixes of the provider app-secret variables.
-const PROVIDER_SECRET_SUFFIXES: [&str; 3] = ["_CLIENT_ID", "_CLIENT_SECRET", "_WEBHOOK_SECRET"];
+const PROVIDER_SECRET_SUFFIXES: [&str; 5] = [
+    "_CLIENT_ID",
+    "_CLIENT_SECRET",
+    "_WEBHOOK_SECRET",
+    "_APP_ID",
+    "_PRIVATE_KEY",
+];
 
 /// The variable holding a provider's app-level secret: `POBLYSH_<PROVIDER>_<NAME>`,
 /// the provider id upper-cased with `-` as `_`.

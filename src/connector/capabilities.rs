@@ -36,11 +36,25 @@ pub struct Hooks {
     pub teardown: bool,
 }
 
+/// How a connector gets its bearer token by exchanging a signed JWT (a GitHub
+/// App installation token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenExchange {
+    /// A credential field that, when a connection gives it, is the token as it
+    /// is (a personal access token): no exchange.
+    pub static_token_key: Option<String>,
+    /// The config fields the exchange needs (those its token URL names), so a
+    /// connection without the static token must give them.
+    pub needs_config: Vec<String>,
+}
+
 /// What a connector can do.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Capabilities {
     /// How it uses OAuth 2.0; `None` when it does not.
     pub oauth: Option<OAuthOptions>,
+    /// How it exchanges a signed JWT for its token; `None` when it does not.
+    pub token_exchange: Option<TokenExchange>,
     /// Whether (and how often) it polls.
     pub polling: Option<PollSchedule>,
     /// Its lifecycle hooks.

@@ -14,7 +14,7 @@ use url::Url;
 
 use super::{
     AuthorizeRequest, Capabilities, Catalogue, ConnectionContext, Connector, ConnectorError,
-    IssuedToken, OAuthOptions, PollSchedule, SyncMode, TokenContext, WebhookProfile,
+    IssuedToken, OAuthOptions, PollSchedule, SyncMode, TokenContext, TokenExchange, WebhookProfile,
     WebhookReceiver,
 };
 use crate::descriptor::auth::OAuth2Config;
@@ -23,6 +23,8 @@ use crate::descriptor::compile::{
 };
 use crate::domain::TokenSet;
 use crate::engine::health::{self, HealthResult};
+use crate::engine::http::HttpClient;
+use crate::engine::jwt_exchange;
 use crate::engine::mapping::{self, MapContext, WebhookInput, WebhookMapped};
 use crate::engine::oauth::{self, TokenEndpoint};
 use crate::engine::poll::{self, Checkpoints, PollContext, PollOutcome, SignalSink};
@@ -64,6 +66,16 @@ impl DescriptorConnector {
                 CompiledAuth::OAuth2 { config, .. } => Some(OAuthOptions {
                     pkce: config.pkce,
                     shared_app: None,
+                }),
+                _ => None,
+            },
+            token_exchange: match &compiled.auth {
+                CompiledAuth::JwtExchange(x) => Some(TokenExchange {
+                    static_token_key: x.token_key.clone(),
+                    needs_config: config_keys(match &d.auth {
+                        crate::descriptor::auth::AuthDescriptor::JwtExchange(c) => &c.token_url,
+                        _ => "",
+                    }),
                 }),
                 _ => None,
             },
@@ -200,6 +212,27 @@ impl Connector for DescriptorConnector {
         Ok(oauth::exchange_code(&endpoint, code, redirect_uri, code_verifier, ctx.now).await?)
     }
 
+    async fn exchange_app_token(
+        &self,
+        http: &HttpClient,
+        key: &jwt_exchange::AppKey,
+        config: &serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> Result<TokenSet, ConnectorError> {
+        let CompiledAuth::JwtExchange(x) = &self.compiled.auth else {
+            return Err(self.unsupported("a signed-JWT token exchange"));
+        };
+        jwt_exchange::exchange(http, &self.compiled, x, key, config, now)
+            .await
+            .map_err(|e| match e {
+                jwt_exchange::ExchangeError::Http(h) => ConnectorError::Http(h),
+                other => ConnectorError::Other {
+                    retryable: other.is_retryable(),
+                    message: other.to_string(),
+                },
+            })
+    }
+
     async fn refresh_token(
         &self,
         ctx: &TokenContext<'_>,
@@ -279,4 +312,21 @@ impl WebhookReceiver for DescriptorWebhooks {
     ) -> Result<WebhookMapped, ConnectorError> {
         Ok(mapping::map_webhook(&self.compiled, delivery, ctx)?)
     }
+}
+
+/// The `config.<key>` names a template uses.
+fn config_keys(template: &str) -> Vec<String> {
+    let mut keys: Vec<String> = template
+        .split("config.")
+        .skip(1)
+        .map(|rest| {
+            rest.chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect::<String>()
+        })
+        .filter(|k| !k.is_empty())
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
 }

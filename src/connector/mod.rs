@@ -21,7 +21,7 @@ use secrecy::SecretString;
 use serde_json::Value;
 use url::Url;
 
-pub use capabilities::{Capabilities, Catalogue, Hooks, OAuthOptions, PollSchedule};
+pub use capabilities::{Capabilities, Catalogue, Hooks, OAuthOptions, PollSchedule, TokenExchange};
 pub use descriptor::DescriptorConnector;
 pub use error::ConnectorError;
 pub use lifecycle::{Hook, HookOutcome};
@@ -128,6 +128,18 @@ pub trait Connector: Send + Sync + std::fmt::Debug {
         _code_verifier: Option<&str>,
     ) -> Result<TokenSet, ConnectorError> {
         Err(self.unsupported("OAuth 2.0 code exchange"))
+    }
+
+    /// Exchanges the app's signed JWT for a bearer token
+    /// (`Capabilities::token_exchange`).
+    async fn exchange_app_token(
+        &self,
+        _http: &HttpClient,
+        _key: &crate::engine::jwt_exchange::AppKey,
+        _config: &Value,
+        _now: DateTime<Utc>,
+    ) -> Result<TokenSet, ConnectorError> {
+        Err(self.unsupported("a signed-JWT token exchange"))
     }
 
     /// Refreshes the access token. A set without a refresh token means "keep

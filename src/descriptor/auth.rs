@@ -25,6 +25,11 @@ pub enum AuthDescriptor {
     /// HTTP Basic authentication.
     #[serde(rename = "basic")]
     Basic(BasicAuthConfig),
+    /// Extension: an RS256 JWT signed with the app's private key, exchanged for a
+    /// short-lived bearer token (a GitHub App installation token), kept until
+    /// shortly before it expires.
+    #[serde(rename = "jwt_exchange")]
+    JwtExchange(JwtExchangeConfig),
     /// No request auth; the connection holds a webhook signing secret.
     #[serde(rename = "webhook_secret")]
     WebhookSecret(WebhookSecretConfig),
@@ -41,6 +46,7 @@ impl AuthDescriptor {
             AuthDescriptor::ApiKey(c) => &c.credential_fields,
             AuthDescriptor::Pat(c) => &c.credential_fields,
             AuthDescriptor::Basic(c) => &c.credential_fields,
+            AuthDescriptor::JwtExchange(c) => &c.credential_fields,
             AuthDescriptor::WebhookSecret(c) => &c.credential_fields,
             AuthDescriptor::None => &[],
         }
@@ -53,6 +59,7 @@ impl AuthDescriptor {
             AuthDescriptor::ApiKey(_) => "api_key",
             AuthDescriptor::Pat(_) => "pat",
             AuthDescriptor::Basic(_) => "basic",
+            AuthDescriptor::JwtExchange(_) => "jwt_exchange",
             AuthDescriptor::WebhookSecret(_) => "webhook_secret",
             AuthDescriptor::None => "none",
         }
@@ -182,6 +189,39 @@ pub struct BasicAuthConfig {
     /// Extension: credential field holding the password (default `password`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_key: Option<String>,
+}
+
+/// Extension: a signed-JWT exchange. The JWT's issuer is the app id and it is
+/// signed (RS256) with the app's private key: the connection's `appId` and
+/// `privateKey` credential fields when it has them, else
+/// `POBLYSH_<PROVIDER>_APP_ID` and `POBLYSH_<PROVIDER>_PRIVATE_KEY` (PEM). It is
+/// `POST`ed to `tokenUrl` as `Authorization: Bearer <jwt>`; the token in the
+/// answer goes out as `Authorization: Bearer <token>` until 5 minutes before
+/// it expires, then it is exchanged again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JwtExchangeConfig {
+    /// Where the JWT is exchanged (template over `{{baseUrl}}` and `{{config.<key>}}`,
+    /// e.g. `{{baseUrl}}/app/installations/{{config.installationId}}/access_tokens`).
+    pub token_url: String,
+    /// JSONPath to the token in the answer (`$.token`).
+    pub token_path: String,
+    /// JSONPath to when it expires (RFC 3339 or unix seconds); without it, an
+    /// hour after the exchange.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at_path: Option<String>,
+    /// Fixed headers of the exchange request (an API version, `Accept`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// How long the JWT is valid, in seconds (default 540, 60-600).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifetime_seconds: Option<u32>,
+    /// A credential field holding a token to use as it is instead (a personal
+    /// access token): a connection that gives it is never exchanged for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_key: Option<String>,
+    /// Credential fields the user may provide.
+    pub credential_fields: Vec<CredentialField>,
 }
 
 /// Signature algorithm of a webhook.

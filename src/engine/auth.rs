@@ -151,7 +151,18 @@ pub fn apply(
                 username_key,
             )?;
         }
-        CompiledAuth::OAuth2 { .. } => {
+        // A token given as a credential, else the exchanged one.
+        CompiledAuth::JwtExchange(x)
+            if x.token_key
+                .as_ref()
+                .is_some_and(|k| creds.fields.contains_key(k)) =>
+        {
+            let key = x.token_key.as_deref().unwrap_or_default();
+            let token = secret(creds, key)?;
+            req.secrets.add(token);
+            header(req, AUTHORIZATION.as_str(), format!("Bearer {token}"), key)?;
+        }
+        CompiledAuth::OAuth2 { .. } | CompiledAuth::JwtExchange(_) => {
             let token = creds.access_token.as_ref().ok_or(AuthError::MissingToken)?;
             req.secrets.add(token.expose_secret());
             header(

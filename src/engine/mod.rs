@@ -9,6 +9,7 @@ pub mod auth;
 pub mod condition;
 pub mod health;
 pub mod http;
+pub mod jwt_exchange;
 pub mod mapping;
 pub mod oauth;
 pub mod poll;

@@ -107,7 +107,7 @@ impl Opened {
             .capabilities()
             .oauth
             .and_then(|o| o.shared_app);
-        for name in ["CLIENT_SECRET", "WEBHOOK_SECRET"] {
+        for name in ["CLIENT_SECRET", "WEBHOOK_SECRET", "PRIVATE_KEY"] {
             if let Some(secret) = services.config.app_secret(provider, shared, name) {
                 scrubber.add(secret);
             }

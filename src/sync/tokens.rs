@@ -12,6 +12,7 @@ use crate::connector::{Connector, ConnectorError, TokenContext};
 use crate::db::StoreError;
 use crate::db::repo::connections::{self, StoredConnection};
 use crate::engine::auth::Credentials;
+use crate::engine::jwt_exchange::AppKey;
 use crate::engine::oauth::{ClientCredentials, OAuthError};
 use crate::services::Services;
 
@@ -32,6 +33,12 @@ pub enum TokenError {
     /// The token endpoint failed.
     #[error("token refresh failed: {0}")]
     Refresh(ConnectorError),
+    /// The app that signs the token exchange is not configured.
+    #[error("the app is not configured: set {0} and {1} (or the connection's appId/privateKey)")]
+    NoAppKey(String, String),
+    /// The signed-JWT exchange failed.
+    #[error("{0}")]
+    Exchange(ConnectorError),
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -43,7 +50,10 @@ impl TokenError {
     pub fn is_retryable(&self) -> bool {
         match self {
             TokenError::Refresh(_) | TokenError::Store(_) => true,
-            TokenError::NeedsReauth(_) | TokenError::NoClient(..) => false,
+            TokenError::Exchange(e) => e.is_retryable(),
+            TokenError::NeedsReauth(_) | TokenError::NoClient(..) | TokenError::NoAppKey(..) => {
+                false
+            }
         }
     }
 }
@@ -174,9 +184,102 @@ pub async fn access_token(
     }
 }
 
+/// The app key that signs a connector's token exchange: the connection's
+/// `appId` / `privateKey` credential fields, else `POBLYSH_<PROVIDER>_APP_ID` /
+/// `_PRIVATE_KEY` (a PEM; `\n` written as two characters is read as a newline).
+fn app_key(
+    services: &Services,
+    provider: &str,
+    fields: &std::collections::BTreeMap<String, SecretString>,
+) -> Result<AppKey, TokenError> {
+    let value = |field: &str, var: &str| {
+        fields
+            .get(field)
+            .map(|v| v.expose_secret().to_owned())
+            .filter(|v| !v.is_empty())
+            .or_else(|| {
+                services
+                    .config
+                    .provider_secret(provider, var)
+                    .map(str::to_owned)
+            })
+    };
+    match (value("appId", "APP_ID"), value("privateKey", "PRIVATE_KEY")) {
+        (Some(app_id), Some(pem)) => {
+            let pem = if pem.contains('\n') {
+                pem
+            } else {
+                pem.replace("\\n", "\n")
+            };
+            Ok(AppKey {
+                app_id,
+                private_key: SecretString::from(pem),
+            })
+        }
+        _ => Err(TokenError::NoAppKey(
+            crate::config::provider_var(provider, "APP_ID"),
+            crate::config::provider_var(provider, "PRIVATE_KEY"),
+        )),
+    }
+}
+
+/// A usable token of a connector that exchanges a signed JWT for it: the
+/// stored one while it has 5 minutes left (unless `force`, after a 401), else
+/// a new exchange, one at a time per connection (under the row lock, like an
+/// OAuth refresh).
+pub async fn exchanged_token(
+    services: &Services,
+    connector: &dyn Connector,
+    stored: &StoredConnection,
+    force: bool,
+    now: DateTime<Utc>,
+) -> Result<SecretString, TokenError> {
+    let keys = &services.keys;
+    if !force
+        && fresh(stored, now)
+        && let Some(token) = stored.open_access_token(keys)?
+    {
+        return Ok(token);
+    }
+    let provider = connector.id();
+    let (tenant, id) = (stored.connection.tenant_id, stored.connection.id);
+    let locked = connections::lock(&services.db, tenant, id)
+        .await?
+        .ok_or_else(|| TokenError::NeedsReauth("the connection was deleted".into()))?;
+    let current = locked.current();
+    let exchanged_meanwhile = !current.same_access_token(stored);
+    if fresh(current, now)
+        && (!force || exchanged_meanwhile)
+        && let Some(token) = current.open_access_token(keys)?
+    {
+        locked.release().await?;
+        return Ok(token);
+    }
+    let key = app_key(services, provider, &current.open_credentials(keys)?)?;
+    let count = |outcome: &'static str| {
+        metrics::counter!("token_exchanges_total", "provider" => provider.to_owned(), "outcome" => outcome).increment(1);
+    };
+    match connector
+        .exchange_app_token(&services.http, &key, &current.connection.config, now)
+        .await
+    {
+        Ok(set) => {
+            let token = SecretString::from(set.access_token.expose_secret().to_owned());
+            locked.save_tokens(keys, &set, now).await?;
+            count("ok");
+            Ok(token)
+        }
+        Err(e) => {
+            count("error");
+            locked.release().await?;
+            Err(TokenError::Exchange(e))
+        }
+    }
+}
+
 /// The credentials to call the provider with: the connection's fields, and a
-/// fresh access token when the connector uses OAuth (`force_refresh` after a
-/// 401).
+/// fresh access token when the connector uses OAuth or a token exchange
+/// (`force_refresh` after a 401).
 pub async fn credentials(
     services: &Services,
     connector: &dyn Connector,
@@ -185,9 +288,19 @@ pub async fn credentials(
     now: DateTime<Utc>,
 ) -> Result<Credentials, TokenError> {
     let fields = stored.open_credentials(&services.keys)?;
-    let access_token = match connector.capabilities().oauth {
-        Some(_) => Some(access_token(services, connector, stored, force_refresh, now).await?),
-        None => None,
+    let capabilities = connector.capabilities();
+    let access_token = match (capabilities.oauth, &capabilities.token_exchange) {
+        (Some(_), _) => Some(access_token(services, connector, stored, force_refresh, now).await?),
+        // A token given as a credential is used as it is.
+        (None, Some(x))
+            if !x
+                .static_token_key
+                .as_ref()
+                .is_some_and(|k| fields.contains_key(k)) =>
+        {
+            Some(exchanged_token(services, connector, stored, force_refresh, now).await?)
+        }
+        _ => None,
     };
     Ok(Credentials {
         fields,

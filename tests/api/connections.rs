@@ -65,7 +65,11 @@ on_both_backends! {
         let (status, body) = send(post(json!({"provider": "github", "credentials": {"tokn": "x"}, "config": {}}))).await;
         assert_eq!(status, 400);
         let fields: Vec<&str> = body["details"]["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
-        assert_eq!(fields, ["credentials.tokn", "credentials.token", "config.repos"]);
+        assert_eq!(fields, ["credentials.tokn", "config.repos"]);
+        // Neither a token nor the app installation to exchange one for.
+        let (status, body) = send(post(json!({"provider": "github", "config": {"repos": ["o/r"]}}))).await;
+        assert_eq!(status, 400);
+        assert_eq!(body["details"]["errors"], json!([{"field": "config.installationId", "message": "required without `credentials.token`"}]));
 
         let (status, body) = send(post(json!({"provider": "nope", "credentials": {}}))).await;
         assert_eq!(status, 400);

@@ -9,6 +9,7 @@ mod catalogue;
 mod datadog;
 mod deltas;
 mod faults;
+mod github_app;
 mod gmail;
 mod google;
 mod google_watch;

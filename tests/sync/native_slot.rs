@@ -117,6 +117,7 @@ impl FakeWatch {
             catalogue: Catalogue::of(&descriptor.descriptor),
             capabilities: Capabilities {
                 oauth: generic.capabilities().oauth,
+                token_exchange: None,
                 polling: Some(PollSchedule {
                     interval: std::time::Duration::from_secs(INTERVAL as u64),
                 }),

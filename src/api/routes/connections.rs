@@ -121,6 +121,40 @@ fn field_errors(errors: Vec<FieldError>) -> ApiError {
     }
 }
 
+/// A connector that exchanges a signed JWT for its token needs the config its
+/// exchange names, unless the connection gives the token itself.
+fn exchange_inputs(
+    connector: &dyn crate::connector::Connector,
+    credentials: &std::collections::BTreeMap<String, secrecy::SecretString>,
+    config: &Value,
+) -> Result<(), Vec<FieldError>> {
+    let Some(x) = &connector.capabilities().token_exchange else {
+        return Ok(());
+    };
+    if let Some(key) = &x.static_token_key
+        && credentials.contains_key(key)
+    {
+        return Ok(());
+    }
+    let missing: Vec<FieldError> = x
+        .needs_config
+        .iter()
+        .filter(|k| config.get(k.as_str()).is_none())
+        .map(|k| FieldError {
+            field: format!("config.{k}"),
+            message: match &x.static_token_key {
+                Some(token) => format!("required without `credentials.{token}`"),
+                None => "required".into(),
+            },
+        })
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(missing)
+    }
+}
+
 /// Create a connection with credentials and config.
 #[utoipa::path(
     post, path = "/connections", operation_id = "createConnection", tag = "connections",
@@ -157,7 +191,10 @@ pub async fn create(
     let credentials = fields::credentials(&catalogue.credential_fields, &body.credentials);
     let config = fields::config(&catalogue.config_fields, &body.config);
     let (credentials, config) = match (credentials, config) {
-        (Ok(c), Ok(k)) => (c, k),
+        (Ok(c), Ok(k)) => match exchange_inputs(connector, &c, &k) {
+            Ok(()) => (c, k),
+            Err(errors) => return Err(field_errors(errors)),
+        },
         (c, k) => {
             let mut errors = c.err().unwrap_or_default();
             errors.extend(k.err().unwrap_or_default());

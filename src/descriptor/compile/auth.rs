@@ -54,10 +54,29 @@ pub enum CompiledAuth {
         /// The credential field holding the password.
         password_key: String,
     },
+    /// A signed JWT exchanged for a bearer token.
+    JwtExchange(Box<CompiledJwtExchange>),
     /// Webhooks signed with a shared secret.
     WebhookSecret(Box<CompiledSignature>),
     /// No authentication.
     None,
+}
+
+/// A compiled `jwt_exchange`.
+#[derive(Debug, Clone)]
+pub struct CompiledJwtExchange {
+    /// Where the JWT is exchanged.
+    pub token_url: TemplateId,
+    /// The token in the answer.
+    pub token_path: super::CompiledPath,
+    /// When it expires.
+    pub expires_at_path: Option<super::CompiledPath>,
+    /// Fixed headers of the exchange request.
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// The JWT's lifetime in seconds.
+    pub lifetime_seconds: u32,
+    /// A credential used as the token instead, when given.
+    pub token_key: Option<String>,
 }
 
 pub(super) fn compile(
@@ -69,6 +88,51 @@ pub(super) fn compile(
     let fields = auth.credential_fields();
     ctx.unique_keys(&config.key("credentialFields"), fields);
     match auth {
+        AuthDescriptor::JwtExchange(c) => {
+            let token_url = ctx.url_template(&config.key("tokenUrl"), &c.token_url, Scope::CONFIG);
+            let token_path = ctx.singular_path(&config.key("tokenPath"), &c.token_path);
+            let expires_at_path = c
+                .expires_at_path
+                .as_ref()
+                .map(|p| ctx.singular_path(&config.key("expiresAtPath"), p));
+            let mut headers = Vec::new();
+            for (name, value) in &c.headers {
+                match (
+                    http::HeaderName::from_bytes(name.as_bytes()),
+                    http::HeaderValue::from_str(value),
+                ) {
+                    (Ok(n), Ok(v)) if is_header_name(name) => headers.push((n, v)),
+                    _ => ctx.error(
+                        config.key("headers").key(name),
+                        Code::Invalid,
+                        format!("`{name}: {value}` is not a valid HTTP header"),
+                    ),
+                }
+            }
+            let lifetime = c.lifetime_seconds.unwrap_or(540);
+            if !(60..=600).contains(&lifetime) {
+                ctx.error(
+                    config.key("lifetimeSeconds"),
+                    Code::Invalid,
+                    "must be 60-600 (providers refuse JWTs valid longer than 10 minutes)",
+                );
+            }
+            if let Some(key) = &c.token_key {
+                ctx.require_credential(config.key("tokenKey"), key);
+            }
+            let expires_at_path = match expires_at_path {
+                Some(p) => Some(p?),
+                None => None,
+            };
+            Some(CompiledAuth::JwtExchange(Box::new(CompiledJwtExchange {
+                token_url: token_url?,
+                token_path: token_path?,
+                expires_at_path,
+                headers,
+                lifetime_seconds: lifetime,
+                token_key: c.token_key.clone(),
+            })))
+        }
         AuthDescriptor::OAuth2(c) => {
             let authorize =
                 ctx.url_template(&config.key("authoriseUrl"), &c.authorise_url, Scope::CONFIG);

@@ -14,7 +14,7 @@ mod webhook;
 
 use std::collections::BTreeSet;
 
-pub use auth::CompiledAuth;
+pub use auth::{CompiledAuth, CompiledJwtExchange};
 pub use mapping::{CompiledCondition, CompiledMapping, CompiledRule, Test};
 pub use path::CompiledPath;
 pub use polling::{

@@ -115,6 +115,7 @@ impl Gmail {
             catalogue,
             capabilities: Capabilities {
                 oauth: Some(app::OAUTH),
+                token_exchange: None,
                 polling: Some(PollSchedule {
                     interval: POLL_INTERVAL,
                 }),

@@ -110,6 +110,7 @@ impl<S: Source> Watched<S> {
             catalogue,
             capabilities: Capabilities {
                 oauth: Some(app::OAUTH),
+                token_exchange: None,
                 polling: Some(PollSchedule {
                     interval: POLL_INTERVAL,
                 }),
