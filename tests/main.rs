@@ -22,6 +22,7 @@ mod load_formats;
 mod map_cli;
 mod mapping;
 mod native_golden;
+mod provider_docs;
 mod schema;
 mod serve;
 mod signals_doc;

@@ -4,6 +4,7 @@
 
 mod admin;
 mod check;
+mod docs;
 mod map;
 mod schema;
 mod serve;
@@ -58,6 +59,25 @@ pub enum Command {
         #[arg(long, default_value = crate::descriptor::schema::SCHEMA_PATH)]
         out: PathBuf,
     },
+    /// Write or verify the per-provider pages (`docs/providers/<id>.md`),
+    /// generated from the descriptors and their golden fixtures.
+    Docs {
+        /// Exit 1 if a page is stale (or has no descriptor) instead of writing.
+        #[arg(long, conflicts_with = "write")]
+        check: bool,
+        /// Write the pages (the default; kept for symmetry with `schema`).
+        #[arg(long)]
+        write: bool,
+        /// The descriptors.
+        #[arg(long, default_value = "descriptors/")]
+        descriptors: PathBuf,
+        /// The golden fixtures (examples).
+        #[arg(long, default_value = "fixtures/")]
+        fixtures: PathBuf,
+        /// Where the pages go.
+        #[arg(long, default_value = crate::descriptor::docs::DOCS_DIR)]
+        out: PathBuf,
+    },
     /// Dry-run a descriptor's mapping: print the Signals a payload yields.
     ///
     /// Signals go to stdout as JSON (tenant and connection ids are nil in a dry
@@ -87,6 +107,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Check { paths, format } => Ok(check::run(&paths, format)),
         Command::Schema { write, check, out } => schema::run(write, check, &out),
+        Command::Docs {
+            check,
+            write: _,
+            descriptors,
+            fixtures,
+            out,
+        } => docs::run(check, &descriptors, &fixtures, &out),
         Command::Map(args) => map::run(&args),
         Command::Serve(args) => serve::run(args),
         Command::Openapi => admin::openapi(),

@@ -15,6 +15,7 @@ pub use model::*;
 pub use webhook::*;
 pub mod compile;
 pub mod diagnostic;
+pub mod docs;
 pub mod load;
 pub mod schema;
 pub mod source;
