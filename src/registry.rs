@@ -278,6 +278,7 @@ mod tests {
                     change_ping: false,
                     issued_token: None,
                     hands_over_secret: false,
+                    connection_filter: None,
                 },
             }) as Arc<dyn Connector>
         });

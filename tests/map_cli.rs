@@ -91,7 +91,14 @@ fn slack_from_stdin_with_skipped_items_on_stderr() {
     )
     .unwrap();
     let (out, signals) = map(
-        &["--descriptor", "descriptors/slack.yaml", "--input", "-"],
+        &[
+            "--descriptor",
+            "descriptors/slack.yaml",
+            "--input",
+            "-",
+            "--as",
+            "webhook",
+        ],
         Some(&message),
     );
     assert!(out.status.success(), "{}", stderr(&out));
@@ -105,7 +112,14 @@ fn slack_from_stdin_with_skipped_items_on_stderr() {
     );
     assert_ne!(edited, message);
     let (out, signals) = map(
-        &["--descriptor", "descriptors/slack.yaml", "--input", "-"],
+        &[
+            "--descriptor",
+            "descriptors/slack.yaml",
+            "--input",
+            "-",
+            "--as",
+            "webhook",
+        ],
         Some(&edited),
     );
     assert!(out.status.success());
@@ -134,7 +148,14 @@ fn linear_graphql_page_is_read_as_a_page() {
 #[test]
 fn bad_input_fails_with_a_clear_message() {
     let (out, _) = map(
-        &["--descriptor", "descriptors/slack.yaml", "--input", "-"],
+        &[
+            "--descriptor",
+            "descriptors/slack.yaml",
+            "--input",
+            "-",
+            "--as",
+            "webhook",
+        ],
         Some("{\"a\": 1,\n}"),
     );
     assert_eq!(out.status.code(), Some(1));

@@ -105,6 +105,7 @@ impl DescriptorConnector {
                     _ => None,
                 },
                 hands_over_secret: w.handshakes.iter().any(|h| h.capture.is_some()),
+                connection_filter: w.connection_filter.as_ref().map(|(_, f)| f.clone()),
             },
         });
         DescriptorConnector {
@@ -303,6 +304,17 @@ impl WebhookReceiver for DescriptorWebhooks {
 
     fn delivery_id(&self, request: &WebhookRequest) -> Option<String> {
         request.value(self.webhook().delivery_id.as_ref()?)
+    }
+
+    fn filter_values(&self, request: &WebhookRequest) -> Vec<String> {
+        let (Some((path, _)), Some(body)) = (&self.webhook().connection_filter, request.json())
+        else {
+            return Vec::new();
+        };
+        path.select(body)
+            .into_iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect()
     }
 
     async fn map(

@@ -39,6 +39,9 @@ pub struct WebhookProfile {
     /// (`POST /connections/{id}/webhook-token`), stored in `secret_field`: the
     /// app-level secret then never verifies.
     pub issued_token: Option<IssuedToken>,
+    /// The `list` config field a connection's deliveries are filtered by
+    /// (`WebhookReceiver::filter_values` must be in it, when it is set).
+    pub connection_filter: Option<String>,
     /// Whether the provider hands the connection's secret over in a handshake
     /// (kept pending until the operator confirms it into `secret_field`).
     pub hands_over_secret: bool,
@@ -84,6 +87,11 @@ pub trait WebhookReceiver: Send + Sync + std::fmt::Debug {
     /// The value a delivery is routed by (matched against `profile().routing`).
     fn routing_value(&self, _request: &WebhookRequest) -> Option<String> {
         None
+    }
+
+    /// The values a connection's `connection_filter` list must hold one of.
+    fn filter_values(&self, _request: &WebhookRequest) -> Vec<String> {
+        Vec::new()
     }
 
     /// The provider's id of the delivery, for dedupe.

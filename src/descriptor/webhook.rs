@@ -45,6 +45,11 @@ pub struct WebhookSpec {
     /// Extension: how `POST /webhooks/{provider}` (no tenant in the path) finds the connection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub routing: Option<RoutingDescriptor>,
+    /// Extension: a connection whose `list` config field is set takes only the
+    /// deliveries with a value at `path` in that list (Slack: the channels to
+    /// follow); with the field empty it takes every delivery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_filter: Option<ConnectionFilter>,
     /// Extension: field mapping for webhook payloads, replacing the top-level `fieldMapping`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field_mapping: Option<FieldMappingDescriptor>,
@@ -141,6 +146,16 @@ pub struct HandshakeRule {
     /// answered before verification. Needs a tenant URL and a `secretField`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capture_secret: Option<String>,
+}
+
+/// Which deliveries a connection takes, by one of its `list` config fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConnectionFilter {
+    /// JSONPath to the delivery's value(s) (`$.event..channel`): any one in the list passes.
+    pub path: String,
+    /// The `list` config field holding the values a connection takes.
+    pub config_field: String,
 }
 
 /// How a tenant-less webhook is routed to a connection: a value from the request is

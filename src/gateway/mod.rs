@@ -264,6 +264,17 @@ impl Gateway {
             Some(_) => route(receiver, &request, verified, true),
             None => verified,
         };
+        // A connection that follows only some channels takes only theirs.
+        let routed: Vec<_> = match &profile.connection_filter {
+            None => routed,
+            Some(field) => {
+                let values = receiver.filter_values(&request);
+                routed
+                    .into_iter()
+                    .filter(|t| takes(t.connection.config.get(field), &values))
+                    .collect()
+            }
+        };
         if routed.is_empty() {
             return Ok(Reply::Dropped {
                 reason: "no connection matches",
@@ -534,6 +545,17 @@ fn route<'a>(
             matches_value(found, &value)
         })
         .collect()
+}
+
+/// Whether a connection with `list` (its filter config field) takes a delivery
+/// with `values`: every delivery when the list is unset or empty.
+fn takes(list: Option<&serde_json::Value>, values: &[String]) -> bool {
+    match list {
+        Some(serde_json::Value::Array(items)) if !items.is_empty() => {
+            values.iter().any(|v| matches_value(list, v))
+        }
+        _ => true,
+    }
 }
 
 /// Whether a config or metadata value is the routing value (or, for a list,

@@ -145,8 +145,8 @@ on_both_backends! {
         assert_eq!(status, 404, "no linear connection");
         let (status, _) = send(server.tenant(t, Method::POST, "/sync/nope").json(&json!({}))).await;
         assert_eq!(status, 404);
-        let (status, body) = send(server.tenant(t, Method::POST, "/sync/slack").json(&json!({}))).await;
-        assert_eq!(status, 409, "slack only receives webhooks: {body}");
+        let (status, body) = send(server.tenant(t, Method::POST, "/sync/pagerduty").json(&json!({}))).await;
+        assert_eq!(status, 409, "pagerduty only receives webhooks: {body}");
         let (status, body) = send(server.tenant(t, Method::POST, "/sync/github").json(&json!({"mode": "sometimes"}))).await;
         assert_eq!(status, 400, "{body}");
         let (status, body) = send(server.tenant(t, Method::GET, "/jobs?state=done")).await;

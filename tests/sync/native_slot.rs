@@ -136,6 +136,7 @@ impl FakeWatch {
                     change_ping: false,
                     issued_token: None,
                     hands_over_secret: false,
+                    connection_filter: None,
                 },
             },
             descriptor,

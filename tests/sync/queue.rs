@@ -222,11 +222,11 @@ crate::on_both! {
     async fn the_scheduler_enqueues_one_job_per_window(backend) {
         let node = Node::new(backend, true, &[]).await;
         node.register(&descriptor("fake", "https://api.example.com", Delta::Cursor, Paging::Cursor));
-        node.register(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/descriptors/slack.yaml")).unwrap());
+        node.register(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/descriptors/pagerduty.yaml")).unwrap());
         let t = TenantId::from_uuid(Uuid::now_v7());
         let c1 = node.connection(t, "fake", &[("token", "t")], json!({})).await;
         let c2 = node.connection(t, "fake", &[("token", "t")], json!({})).await;
-        node.connection(t, "slack", &[], json!({})).await;
+        node.connection(t, "pagerduty", &[], json!({})).await;
         connections::update(&node.services.db, t, c2, connections::ConnectionPatch { enabled: Some(false), ..Default::default() }).await.unwrap();
         let now = chrono::Utc::now();
         assert_eq!(scheduler::tick(&node.services, now).await.unwrap(), 1, "enabled polling connections only");

@@ -634,6 +634,46 @@ crate::on_both! {
 }
 
 crate::on_both! {
+    async fn slack_connections_take_only_the_channels_they_follow(backend) {
+        let node = Node::new(backend, true, &[("POBLYSH_SLACK_WEBHOOK_SECRET", SLACK_SECRET)]).await;
+        node.register(&std::fs::read_to_string("descriptors/slack.yaml").unwrap());
+        // Three tenants connected the same workspace: one follows the sample's
+        // channel, one another channel, one every channel.
+        let tenants: Vec<TenantId> = (0..3).map(|_| TenantId::from_uuid(Uuid::now_v7())).collect();
+        for (t, config) in tenants.iter().zip([json!({"channels": ["C123ABC456"]}), json!({"channels": ["C999"]}), json!({})]) {
+            connections::create(&node.services.db, &node.services.keys, *t, NewConnection {
+                provider: "slack".into(),
+                name: None,
+                config,
+                credentials: BTreeMap::new(),
+                tokens: Some(TokenSet {
+                    access_token: SecretString::from("xoxb-test"),
+                    refresh_token: None,
+                    expires_at: None,
+                    metadata: json!({"team_id": "T123ABC456"}).as_object().unwrap().clone(),
+                }),
+            })
+            .await
+            .unwrap();
+        }
+        for case in ["events.event_callback.message_channels", "events.event_callback.reaction_added"] {
+            // Slack's docs samples share one `event_id`: the reaction's is made
+            // its own, or it would be the message's delivery again.
+            let body = String::from_utf8(fixture(&format!("slack/{case}.json")))
+                .unwrap()
+                .replace("\"Ev123ABC456\"", &format!("\"Ev-{case}\""))
+                .into_bytes();
+            let (status, ack, _) = post(&node, "POST", "/webhooks/slack", &slack_headers(&body, &now_secs()), body).await;
+            assert_eq!(status, 200, "{case}: {ack}");
+        }
+        let both = vec!["message_received".to_owned(), "reaction_added".to_owned()];
+        assert_eq!(kinds(&node, tenants[0]).await, both);
+        assert_eq!(kinds(&node, tenants[1]).await, Vec::<String>::new());
+        assert_eq!(kinds(&node, tenants[2]).await, both);
+    }
+}
+
+crate::on_both! {
     async fn handshakes_answer_without_signals(backend) {
         let node = Node::new(
             backend,

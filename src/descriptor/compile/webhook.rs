@@ -37,6 +37,9 @@ pub struct CompiledWebhook {
     pub handshakes: Vec<CompiledHandshake>,
     /// Routing for tenant-less deliveries.
     pub routing: Option<CompiledRouting>,
+    /// Which deliveries a connection takes: where the value is, and the
+    /// `list` config field it must be in (when set).
+    pub connection_filter: Option<(CompiledPath, String)>,
     /// Field-mapping override for all events.
     pub mapping: Option<CompiledMapping>,
     /// Field mappings per event type.
@@ -56,6 +59,7 @@ pub(super) fn projection(w: &CompiledWebhook, top: Option<&CompiledMapping>) -> 
         },
         w.delivery_id.as_ref().and_then(ValueSource::path),
         w.routing.as_ref().and_then(|r| r.source.path()),
+        w.connection_filter.as_ref().map(|(path, _)| path),
         match &w.verification {
             CompiledVerification::Signature(s) => s.timestamp.as_ref().and_then(ValueSource::path),
             _ => None,
@@ -68,8 +72,8 @@ pub(super) fn projection(w: &CompiledWebhook, top: Option<&CompiledMapping>) -> 
         if let Some(c) = &h.condition {
             p.add_path(&c.path);
         }
-        if let Some(echo) = &h.echo {
-            p.add_path(echo);
+        for path in [&h.echo, &h.capture].into_iter().flatten() {
+            p.add_path(path);
         }
     }
     let uses_fallback = w.event_mappings.len() < w.event_types.len();
@@ -302,6 +306,28 @@ pub(super) fn compile(
             None => ok = false,
         }
     }
+    let connection_filter = match &w.connection_filter {
+        None => Some(None),
+        Some(f) => {
+            let at = at.key("connectionFilter");
+            let path = ctx.path(&at.key("path"), &f.path);
+            let declared = ctx.require_config(at.key("configField"), &f.config_field);
+            let list = declared
+                && ctx.config_field(&f.config_field)
+                    == Some(crate::descriptor::model::FieldType::List);
+            if declared && !list {
+                ctx.error(
+                    at.key("configField"),
+                    Code::Invalid,
+                    format!("`{}` must be a `list` config field", f.config_field),
+                );
+            }
+            match (path, list) {
+                (Some(p), true) => Some(Some((p, f.config_field.clone()))),
+                _ => None,
+            }
+        }
+    };
     let compiled = CompiledWebhook {
         event_types: w.event_types.clone(),
         event_type: event_type?,
@@ -309,6 +335,7 @@ pub(super) fn compile(
         delivery_id: delivery_id?,
         handshakes,
         routing: routing?,
+        connection_filter: connection_filter?,
         mapping: mapping?,
         event_mappings,
         projection: Arc::new(Projection::all()),

@@ -83,6 +83,7 @@ pub fn profile() -> WebhookProfile {
         change_ping: true,
         issued_token: None,
         hands_over_secret: false,
+        connection_filter: None,
     }
 }
 

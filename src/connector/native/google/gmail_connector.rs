@@ -134,6 +134,7 @@ impl Gmail {
                     change_ping: true,
                     issued_token: None,
                     hands_over_secret: false,
+                    connection_filter: None,
                 },
                 verifier,
             },
