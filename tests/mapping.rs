@@ -476,3 +476,45 @@ fn datadog_monitor_transitions_from_the_title() {
         "6567977849972254562"
     );
 }
+
+/// Zoho Cliq mentions. No search result or handler payload with mentions is
+/// public, so the recorded search example's message gains the `mentions` of
+/// Zoho's own thread-message example (same message schema).
+#[test]
+fn zoho_cliq_mentions() {
+    let d = descriptor(&std::fs::read_to_string("descriptors/zoho_cliq.yaml").unwrap());
+    let mut page: Value = serde_json::from_slice(
+        &std::fs::read("fixtures/zoho_cliq/api.v3.messages.search.openapi_example.json").unwrap(),
+    )
+    .unwrap();
+    let thread: Value = serde_json::from_slice(
+        &std::fs::read(
+            "tests/webhooks/samples/zoho_cliq.api.v3.threads.main_message.openapi_example.json",
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    page["messages"][0]["mentions"] = thread["mentions"].clone();
+    let out = map_page(&d, &page, &ctx());
+    assert_eq!(out.signals[0].kind, "user_mentioned");
+    assert_eq!(
+        out.signals[0].payload["raw"]["mentions"],
+        json!(["855727962", "855727963"])
+    );
+    // The others stay messages.
+    assert!(out.signals[1..].iter().all(|s| s.kind != "user_mentioned"));
+    // Pushed by the handler, the same.
+    let mut headers = HeaderMap::new();
+    headers.insert("x-poblysh-event", "message_sent".parse().unwrap());
+    let out = map_webhook(
+        &d,
+        WebhookInput {
+            body: &page["messages"][0],
+            headers: &headers,
+            event: None,
+        },
+        &ctx(),
+    )
+    .unwrap();
+    assert_eq!(kinds(&out.mapped), ["user_mentioned"]);
+}
