@@ -107,6 +107,46 @@ pub fn client_variables(connector: &dyn Connector) -> (String, String) {
     )
 }
 
+/// The stored token while fresh, or the connection's row lock to renew it.
+enum Renewal {
+    /// Fresh: use it.
+    Fresh(SecretString),
+    /// Due: renew it while holding this lock.
+    Due(connections::Locked),
+}
+
+/// The stored token while it is fresh (and not `force`d out by a 401), else
+/// the row lock: then, if another worker renewed it while this one waited,
+/// that token; otherwise the lock, to renew it under.
+async fn stored_or_locked(
+    services: &Services,
+    stored: &StoredConnection,
+    force: bool,
+    now: DateTime<Utc>,
+) -> Result<Renewal, TokenError> {
+    let keys = &services.keys;
+    if !force
+        && fresh(stored, now)
+        && let Some(token) = stored.open_access_token(keys)?
+    {
+        return Ok(Renewal::Fresh(token));
+    }
+    let (tenant, id) = (stored.connection.tenant_id, stored.connection.id);
+    let locked = connections::lock(&services.db, tenant, id)
+        .await?
+        .ok_or_else(|| TokenError::NeedsReauth("the connection was deleted".into()))?;
+    let current = locked.current();
+    let renewed_meanwhile = !current.same_access_token(stored);
+    if fresh(current, now)
+        && (!force || renewed_meanwhile)
+        && let Some(token) = current.open_access_token(keys)?
+    {
+        locked.release().await?;
+        return Ok(Renewal::Fresh(token));
+    }
+    Ok(Renewal::Due(locked))
+}
+
 /// A usable access token for `stored`: the stored one while fresh (unless
 /// `force`, after a 401), else a refreshed one.
 pub async fn access_token(
@@ -117,32 +157,17 @@ pub async fn access_token(
     now: DateTime<Utc>,
 ) -> Result<SecretString, TokenError> {
     let keys = &services.keys;
-    if !force
-        && fresh(stored, now)
-        && let Some(token) = stored.open_access_token(keys)?
-    {
-        return Ok(token);
-    }
     if connector.capabilities().oauth.is_none() {
         return Err(TokenError::NeedsReauth(
             "the connector does not use OAuth".into(),
         ));
     }
     let provider = connector.id();
-    let (tenant, id) = (stored.connection.tenant_id, stored.connection.id);
-    let locked = connections::lock(&services.db, tenant, id)
-        .await?
-        .ok_or_else(|| TokenError::NeedsReauth("the connection was deleted".into()))?;
+    let locked = match stored_or_locked(services, stored, force, now).await? {
+        Renewal::Fresh(token) => return Ok(token),
+        Renewal::Due(locked) => locked,
+    };
     let current = locked.current();
-    // Another worker refreshed while we waited for the lock.
-    let refreshed_meanwhile = !current.same_access_token(stored);
-    if fresh(current, now)
-        && (!force || refreshed_meanwhile)
-        && let Some(token) = current.open_access_token(keys)?
-    {
-        locked.release().await?;
-        return Ok(token);
-    }
     let Some(refresh_token) = current.open_refresh_token(keys)? else {
         let message =
             "the access token expired and there is no refresh token: authorize again".to_owned();
@@ -235,26 +260,12 @@ pub async fn exchanged_token(
     now: DateTime<Utc>,
 ) -> Result<SecretString, TokenError> {
     let keys = &services.keys;
-    if !force
-        && fresh(stored, now)
-        && let Some(token) = stored.open_access_token(keys)?
-    {
-        return Ok(token);
-    }
     let provider = connector.id();
-    let (tenant, id) = (stored.connection.tenant_id, stored.connection.id);
-    let locked = connections::lock(&services.db, tenant, id)
-        .await?
-        .ok_or_else(|| TokenError::NeedsReauth("the connection was deleted".into()))?;
+    let locked = match stored_or_locked(services, stored, force, now).await? {
+        Renewal::Fresh(token) => return Ok(token),
+        Renewal::Due(locked) => locked,
+    };
     let current = locked.current();
-    let exchanged_meanwhile = !current.same_access_token(stored);
-    if fresh(current, now)
-        && (!force || exchanged_meanwhile)
-        && let Some(token) = current.open_access_token(keys)?
-    {
-        locked.release().await?;
-        return Ok(token);
-    }
     let key = app_key(services, provider, &current.open_credentials(keys)?)?;
     let count = |outcome: &'static str| {
         metrics::counter!("token_exchanges_total", "provider" => provider.to_owned(), "outcome" => outcome).increment(1);

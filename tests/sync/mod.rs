@@ -21,6 +21,7 @@ mod partitions;
 mod plans;
 mod queue;
 mod resume;
+mod shipped;
 mod slack;
 mod store;
 mod wakeups;

@@ -375,6 +375,25 @@ pub struct TestResult {
     pub error: Option<String>,
 }
 
+/// One of the tenant's connections and its provider's registry entry: 404
+/// without the connection, 409 when its provider is no longer registered.
+async fn with_provider(
+    state: &AppState,
+    tenant: crate::domain::TenantId,
+    id: Uuid,
+) -> ApiResult<(Connection, crate::registry::Entry)> {
+    let current = connections::get(&state.0.db, tenant, ConnectionId::from_uuid(id))
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    let entry = state.0.registry.get(&current.provider).ok_or_else(|| {
+        ApiError::Conflict(format!(
+            "provider `{}` is no longer registered",
+            current.provider
+        ))
+    })?;
+    Ok((current, entry))
+}
+
 /// A webhook token issued for one connection: shown once.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct IssuedWebhookToken {
@@ -411,16 +430,8 @@ pub async fn issue_webhook_token(
     PathId(id): PathId,
 ) -> ApiResult<axum::Json<IssuedWebhookToken>> {
     let services = &state.0.services;
-    let connection_id = ConnectionId::from_uuid(id);
-    let current = connections::get(&services.db, tenant, connection_id)
-        .await?
-        .ok_or_else(|| not_found(id))?;
-    let entry = services.registry.get(&current.provider).ok_or_else(|| {
-        ApiError::Conflict(format!(
-            "provider `{}` is no longer registered",
-            current.provider
-        ))
-    })?;
+    let (current, entry) = with_provider(&state, tenant, id).await?;
+    let connection_id = current.id;
     let receiver = entry.connector.webhooks();
     let (Some(issued), Some(field)) = (
         receiver.and_then(|r| r.profile().issued_token.clone()),
@@ -483,16 +494,8 @@ async fn handed_over(
     tenant: crate::domain::TenantId,
     id: Uuid,
 ) -> ApiResult<(ConnectionId, String, String)> {
-    let connection_id = ConnectionId::from_uuid(id);
-    let current = connections::get(&state.0.db, tenant, connection_id)
-        .await?
-        .ok_or_else(|| not_found(id))?;
-    let entry = state.0.registry.get(&current.provider).ok_or_else(|| {
-        ApiError::Conflict(format!(
-            "provider `{}` is no longer registered",
-            current.provider
-        ))
-    })?;
+    let (current, entry) = with_provider(state, tenant, id).await?;
+    let connection_id = current.id;
     let field = entry
         .connector
         .webhooks()
