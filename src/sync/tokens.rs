@@ -112,7 +112,7 @@ enum Renewal {
     /// Fresh: use it.
     Fresh(SecretString),
     /// Due: renew it while holding this lock.
-    Due(connections::Locked),
+    Due(Box<connections::Locked>),
 }
 
 /// The stored token while it is fresh (and not `force`d out by a 401), else
@@ -144,7 +144,7 @@ async fn stored_or_locked(
         locked.release().await?;
         return Ok(Renewal::Fresh(token));
     }
-    Ok(Renewal::Due(locked))
+    Ok(Renewal::Due(Box::new(locked)))
 }
 
 /// A usable access token for `stored`: the stored one while fresh (unless
