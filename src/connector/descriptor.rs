@@ -72,10 +72,7 @@ impl DescriptorConnector {
             token_exchange: match &compiled.auth {
                 CompiledAuth::JwtExchange(x) => Some(TokenExchange {
                     static_token_key: x.token_key.clone(),
-                    needs_config: config_keys(match &d.auth {
-                        crate::descriptor::auth::AuthDescriptor::JwtExchange(c) => &c.token_url,
-                        _ => "",
-                    }),
+                    needs_config: x.path_config.clone(),
                 }),
                 _ => None,
             },
@@ -324,21 +321,4 @@ impl WebhookReceiver for DescriptorWebhooks {
     ) -> Result<WebhookMapped, ConnectorError> {
         Ok(mapping::map_webhook(&self.compiled, delivery, ctx)?)
     }
-}
-
-/// The `config.<key>` names a template uses.
-fn config_keys(template: &str) -> Vec<String> {
-    let mut keys: Vec<String> = template
-        .split("config.")
-        .skip(1)
-        .map(|rest| {
-            rest.chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                .collect::<String>()
-        })
-        .filter(|k| !k.is_empty())
-        .collect();
-    keys.sort();
-    keys.dedup();
-    keys
 }

@@ -96,9 +96,30 @@ pub struct TokenVerification {
     pub per_connection: bool,
 }
 
-/// The credential key under which a captured secret (`captureSecret`) waits
-/// for the operator to confirm it.
+/// The credential key under which captured secrets (`captureSecret`) wait
+/// for the operator to confirm one: a JSON list, newest first.
 pub const PENDING_SECRET_FIELD: &str = "pendingWebhookSecret";
+
+/// How many handed-over secrets a connection keeps waiting: anyone who knows
+/// the tenant URL can hand one over, so the real one is not pushed out by a
+/// few forged ones, and only the one the provider accepted gets confirmed.
+pub const MAX_PENDING_SECRETS: usize = 5;
+
+/// The pending secrets stored under [`PENDING_SECRET_FIELD`], newest first.
+pub fn pending_secrets(stored: Option<&str>) -> Vec<String> {
+    stored
+        .and_then(|s| serde_json::from_str::<Vec<String>>(s).ok())
+        .unwrap_or_default()
+}
+
+/// `stored` with `secret` added first (once), at most [`MAX_PENDING_SECRETS`].
+pub fn with_pending_secret(stored: Option<&str>, secret: &str) -> String {
+    let mut list = pending_secrets(stored);
+    list.retain(|s| s != secret);
+    list.insert(0, secret.to_owned());
+    list.truncate(MAX_PENDING_SECRETS);
+    serde_json::to_string(&list).unwrap_or_default()
+}
 
 /// The credential key under which an issued (`perConnection`) webhook token is
 /// stored; a descriptor that issues them may not declare it.

@@ -78,6 +78,16 @@ pub fn app_jwt(
     .map_err(|_| ExchangeError::Key)
 }
 
+/// Whether `value` may stand in a URL path segment as it is.
+pub fn path_safe(value: &str) -> bool {
+    !value.is_empty()
+        && value != "."
+        && value != ".."
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
 /// Exchanges the app's JWT for a token at the descriptor's token URL (rendered
 /// with the connection's config).
 pub async fn exchange(
@@ -96,6 +106,19 @@ pub async fn exchange(
         .render(x.token_url, &json!({"baseUrl": base_url, "config": config}))
         .map_err(|e| ExchangeError::Url(e.to_string()))?;
     let url = url::Url::parse(&url).map_err(|e| ExchangeError::Url(e.to_string()))?;
+    // Config values become path segments of the token URL: nothing but
+    // letters, digits, `-`, `_` and `.` (no `..`), or one could reach another
+    // endpoint with the app's JWT.
+    for (name, value) in config.as_object().into_iter().flatten() {
+        if let Some(v) = value.as_str()
+            && x.path_config.iter().any(|k| k == name)
+            && !path_safe(v)
+        {
+            return Err(ExchangeError::Url(format!(
+                "config `{name}` may hold only letters, digits, `-`, `_` and `.`"
+            )));
+        }
+    }
     let jwt = app_jwt(key, x.lifetime_seconds, now)?;
     let mut request = HttpRequest::new(Method::POST, url);
     request.timeout = Duration::from_secs(15);

@@ -15,12 +15,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::connector::{Connector, ConnectorError, RoutingTarget, WebhookReceiver};
 use crate::db::StoreError;
 use crate::db::repo::connections::{self, WebhookTarget};
-use crate::descriptor::webhook::PENDING_SECRET_FIELD;
+use crate::descriptor::webhook::{PENDING_SECRET_FIELD, with_pending_secret};
 use crate::domain::TenantId;
 use crate::engine::mapping::{MapContext, WebhookInput, WebhookMapError};
 use crate::engine::webhook::WebhookRequest;
@@ -333,12 +333,22 @@ impl Gateway {
             )));
         }
         for t in targets.iter() {
-            connections::set_credentials(
+            // Unsigned: each one costs a sealed write, so it counts against the
+            // connection's webhook rate limit.
+            if let Err(wait) = self.limiter.check(t.connection.id) {
+                return Err(GatewayError::RateLimited(wait.as_secs().max(1)));
+            }
+            let secret = captured.0.expose_secret();
+            connections::update_credentials(
                 &self.services.db,
                 &self.services.keys,
                 tenant,
                 t.connection.id,
-                &[(PENDING_SECRET_FIELD, Some(captured.0.clone()))],
+                |fields| {
+                    let stored = fields.get(PENDING_SECRET_FIELD).map(|s| s.expose_secret());
+                    let list = with_pending_secret(stored, secret);
+                    fields.insert(PENDING_SECRET_FIELD.into(), SecretString::from(list));
+                },
             )
             .await?;
         }

@@ -266,7 +266,25 @@ pub async fn exchanged_token(
         Renewal::Due(locked) => locked,
     };
     let current = locked.current();
-    let key = app_key(services, provider, &current.open_credentials(keys)?)?;
+    let fields = current.open_credentials(keys)?;
+    let own_key = fields.contains_key("appId") || fields.contains_key("privateKey");
+    // The app's own key signs only for the descriptor's own API: a tenant who
+    // set a base URL could otherwise take the app's JWT (valid for every
+    // installation) and its tokens to a host of their choosing.
+    let tenant_base_url = current
+        .connection
+        .config
+        .get("baseUrl")
+        .and_then(|v| v.as_str())
+        .is_some_and(|v| !v.is_empty());
+    if tenant_base_url && !own_key {
+        locked.release().await?;
+        return Err(TokenError::Exchange(ConnectorError::Other {
+            message: "a connection with its own `baseUrl` must give its own `appId` and `privateKey`: the service's app key signs for the provider's own API only".into(),
+            retryable: false,
+        }));
+    }
+    let key = app_key(services, provider, &fields)?;
     let count = |outcome: &'static str| {
         metrics::counter!("token_exchanges_total", "provider" => provider.to_owned(), "outcome" => outcome).increment(1);
     };

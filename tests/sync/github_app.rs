@@ -80,9 +80,12 @@ crate::on_both! {
         let pem = std::fs::read_to_string(format!("{}/tests/keys/test-rsa-a.pem", env!("CARGO_MANIFEST_DIR"))).unwrap();
         let env = [("POBLYSH_GITHUB_APP_ID", APP_ID), ("POBLYSH_GITHUB_PRIVATE_KEY", pem.as_str())];
         let node = Node::new(backend, true, &env).await;
-        node.register(&std::fs::read_to_string(format!("{}/descriptors/github.yaml", env!("CARGO_MANIFEST_DIR"))).unwrap());
+        // The app key signs for the descriptor's own API only (a tenant's
+        // `baseUrl` is refused below): the descriptor points at the mock.
+        let yaml = std::fs::read_to_string(format!("{}/descriptors/github.yaml", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        node.register(&yaml.replace("baseUrl: https://api.github.com", &format!("baseUrl: {}", server.uri())));
         let tenant = TenantId::from_uuid(Uuid::now_v7());
-        let config = json!({"repos": ["octo-org/hello"], "installationId": "42", "baseUrl": server.uri()});
+        let config = json!({"repos": ["octo-org/hello"], "installationId": "42"});
         let conn = node.connection(tenant, "github", &[], config).await;
         let executor = node.executor("w");
         let run = |n: usize| {
@@ -160,12 +163,39 @@ crate::on_both! {
         let node = Node::new(backend, true, &[]).await;
         node.register(&std::fs::read_to_string(format!("{}/descriptors/github.yaml", env!("CARGO_MANIFEST_DIR"))).unwrap());
         let tenant = TenantId::from_uuid(Uuid::now_v7());
-        let config = json!({"repos": ["octo-org/hello"], "installationId": "42", "baseUrl": "http://127.0.0.1:9"});
+        let config = json!({"repos": ["octo-org/hello"], "installationId": "42"});
         let conn = node.connection(tenant, "github", &[], config).await;
         assert!(scheduler::enqueue_backfill(&node.services, tenant, conn, "github").await.unwrap());
         let report = node.executor("w").try_execute_next().await.unwrap().unwrap();
         assert_eq!(report.state, JobState::Failed, "{report:?}");
         let error = format!("{report:?}");
         assert!(error.contains("POBLYSH_GITHUB_APP_ID") && error.contains("POBLYSH_GITHUB_PRIVATE_KEY"), "{error}");
+    }
+}
+
+crate::on_both! {
+    async fn the_app_key_never_signs_for_a_host_or_path_a_tenant_chose(backend) {
+        let server = MockServer::start().await;
+        let pem = std::fs::read_to_string(format!("{}/tests/keys/test-rsa-a.pem", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        let env = [("POBLYSH_GITHUB_APP_ID", APP_ID), ("POBLYSH_GITHUB_PRIVATE_KEY", pem.as_str())];
+        let node = Node::new(backend, true, &env).await;
+        node.register(&std::fs::read_to_string(format!("{}/descriptors/github.yaml", env!("CARGO_MANIFEST_DIR"))).unwrap());
+        let tenant = TenantId::from_uuid(Uuid::now_v7());
+        // A connection whose config names another API host: no exchange, the
+        // sync fails saying why, and the host never sees a request.
+        let config = json!({"repos": ["octo-org/hello"], "installationId": "42", "baseUrl": server.uri()});
+        let conn = node.connection(tenant, "github", &[], config).await;
+        assert!(scheduler::enqueue_backfill(&node.services, tenant, conn, "github").await.unwrap());
+        let report = node.executor("w").try_execute_next().await.unwrap().unwrap();
+        assert_eq!(report.state, JobState::Failed, "{report:?}");
+        assert!(format!("{report:?}").contains("its own `appId` and `privateKey`"), "{report:?}");
+        assert!(server.received_requests().await.unwrap().is_empty());
+        // An installation id that is not one path segment is refused by the API.
+        for id in ["../../app/hook/config", "42?x=1", "4 2"] {
+            let body = json!({"provider": "github", "config": {"repos": ["o/r"], "installationId": id}});
+            let (status, problem) = node.api("POST", "/connections", Some(tenant), Some(body)).await;
+            assert_eq!(status, 400, "{id}: {problem}");
+            assert_eq!(problem["details"]["errors"][0]["field"], "config.installationId", "{problem}");
+        }
     }
 }

@@ -275,7 +275,9 @@ crate::on_both! {
         .id;
         let want = expected(&["zoho_cliq/api.v3.messages.search.openapi_example"]);
         let again = backfill_then_incremental(&node, &server, tenant, conn, "zoho_cliq", &want).await;
-        assert_eq!(again.len(), 2);
+        // Newest first: the first page reaches back past the checkpoint, so
+        // the run ends there.
+        assert_eq!(again.len(), 1);
         let from = DateTime::parse_from_rfc3339(&query(&again[0], "from_time").unwrap()).unwrap().to_utc();
         assert_eq!(from, DateTime::parse_from_rfc3339(&newest).unwrap().to_utc() - Duration::seconds(1));
         assert!(again.iter().all(|r| r.headers.get("authorization").unwrap() == "Bearer cliq-access"));

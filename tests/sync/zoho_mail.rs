@@ -73,6 +73,16 @@ crate::on_both! {
         ))
         .unwrap();
         let account = accounts["data"][0]["accountId"].as_str().unwrap().to_owned();
+        // The recorded mail (2026-06-10) moved to yesterday, in order and as
+        // far apart as recorded (only `receivedTime` changes): inside the
+        // 7-day window, which a newest-first search stops at.
+        let mut recorded = recorded;
+        let newest = Utc::now() - Duration::days(1);
+        let recorded_newest: i64 = recorded["data"][0]["receivedTime"].as_str().unwrap().parse().unwrap();
+        for m in recorded["data"].as_array_mut().unwrap() {
+            let t: i64 = m["receivedTime"].as_str().unwrap().parse().unwrap();
+            m["receivedTime"] = json!((newest.timestamp_millis() - (recorded_newest - t)).to_string());
+        }
         assert_eq!(account, "4845214000000008002");
         // The recorded page of 10, split as Zoho pages it with limit=6:
         // start=1 gives the first 6 (a full page), start=7 the last 4 (short: the end).
@@ -160,10 +170,9 @@ crate::on_both! {
         assert!(backfill_day == expected || backfill_day == expected.pred_opt().unwrap(), "{backfill_day} vs {expected}");
         assert_eq!(search_from(&requests[2]), backfill_day, "every page of a run searches the same window");
 
-        // Again: nothing new stored (dedupe), and the search starts from the
-        // checkpoint. The recorded mail (2026-06-10) is older than the backfill
-        // window, so the checkpoint stays where the backfill started (never
-        // back): the same day.
+        // Again: nothing new stored (dedupe), the search starts from the
+        // newest mail's day (shifted back 14 hours), and the first page, which
+        // reaches back past the checkpoint, is the last one asked for.
         let (status, body) = node.api("POST", "/sync/zoho_mail", Some(tenant), Some(json!({}))).await;
         assert!(status < 300, "{body}");
         let report = executor.try_execute_next().await.unwrap().unwrap();
@@ -171,8 +180,10 @@ crate::on_both! {
         assert_eq!(signals(&node, tenant).await, want);
         let requests = server.received_requests().await.unwrap();
         assert_eq!(requests[3].url.path(), "/api/accounts", "the partitions are listed again each run");
-        assert_eq!(search_from(&requests[4]), backfill_day);
+        let want_day = (newest - Duration::milliseconds(1) - Duration::hours(14)).date_naive();
+        assert_eq!(search_from(&requests[4]), want_day);
         assert_eq!(query(&requests[4], "start").as_deref(), Some("1"));
+        assert_eq!(requests.len(), 5, "newest first: page 2 is older than the checkpoint");
     }
 }
 

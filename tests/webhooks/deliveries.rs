@@ -585,20 +585,24 @@ crate::on_both! {
         let (status, problem, _) = post(&node, "POST", &path_a, &signed(&token, &body), body.clone()).await;
         assert_eq!(status, 401, "{problem}");
 
-        // The operator reads it, pastes it into Notion, and confirms it.
+        // Anyone who knows the URL can hand over a token too: both wait, newest first.
+        let forged = br#"{"verification_token":"secret_forged"}"#.to_vec();
+        assert_eq!(post(&node, "POST", &path_a, &[], forged).await.0, 200);
+
+        // The operator reads them, pastes the one Notion accepts, and confirms it.
         let secret_path = format!("/connections/{conn_a}/webhook-secret");
         let (status, pending) = node.api("GET", &secret_path, Some(a), None).await;
         assert_eq!(status, 200, "{pending}");
-        assert_eq!((pending["pending"].as_str(), pending["set"].as_bool()), (Some(token.as_str()), Some(false)));
+        assert_eq!((pending["pending"].clone(), pending["set"].as_bool()), (json!(["secret_forged", token]), Some(false)));
         // Another tenant sees nothing of it.
         assert_eq!(node.api("GET", &secret_path, Some(b), None).await.0, 404);
         let (_, pending_b) = node.api("GET", &format!("/connections/{conn_b}/webhook-secret"), Some(b), None).await;
-        assert_eq!(pending_b["pending"], Value::Null);
+        assert_eq!(pending_b["pending"], json!([]));
         let (status, problem) = node.api("POST", &secret_path, Some(a), Some(json!({"secret": "secret_guess"}))).await;
         assert_eq!(status, 400, "{problem}");
         let (status, confirmed) = node.api("POST", &secret_path, Some(a), Some(json!({"secret": token}))).await;
         assert_eq!(status, 200, "{confirmed}");
-        assert_eq!((confirmed["pending"].clone(), confirmed["set"].clone()), (Value::Null, json!(true)));
+        assert_eq!((confirmed["pending"].clone(), confirmed["set"].clone()), (json!([]), json!(true)));
         // Confirming twice: nothing pending any more.
         assert_eq!(node.api("POST", &secret_path, Some(a), Some(json!({"secret": token}))).await.0, 409);
 

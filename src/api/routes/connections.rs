@@ -14,7 +14,7 @@ use crate::api::error::{ApiError, ApiResult, Problem};
 use crate::api::extract::{ApiJson, Operator, PathId, Tenant};
 use crate::api::fields::{self, FieldError};
 use crate::db::repo::connections::{self, Connection, ConnectionPatch, NewConnection};
-use crate::descriptor::webhook::PENDING_SECRET_FIELD;
+use crate::descriptor::webhook::{PENDING_SECRET_FIELD, pending_secrets};
 use crate::domain::ConnectionId;
 use crate::sync::lifecycle;
 use crate::sync::open::{self, OpenError};
@@ -139,13 +139,21 @@ fn exchange_inputs(
     let missing: Vec<FieldError> = x
         .needs_config
         .iter()
-        .filter(|k| config.get(k.as_str()).is_none())
-        .map(|k| FieldError {
-            field: format!("config.{k}"),
-            message: match &x.static_token_key {
-                Some(token) => format!("required without `credentials.{token}`"),
-                None => "required".into(),
-            },
+        .filter_map(|k| {
+            let message = match config.get(k.as_str()).and_then(Value::as_str) {
+                None => match &x.static_token_key {
+                    Some(token) => format!("required without `credentials.{token}`"),
+                    None => "required".into(),
+                },
+                Some(v) if !crate::engine::jwt_exchange::path_safe(v) => {
+                    "may hold only letters, digits, `-`, `_` and `.`".into()
+                }
+                Some(_) => return None,
+            };
+            Some(FieldError {
+                field: format!("config.{k}"),
+                message,
+            })
         })
         .collect();
     if missing.is_empty() {
@@ -301,10 +309,15 @@ pub async fn update(
                     current.provider
                 ))
             })?;
-            Some(
-                fields::config(&entry.connector.catalogue().config_fields, &given)
-                    .map_err(field_errors)?,
-            )
+            let config = fields::config(&entry.connector.catalogue().config_fields, &given)
+                .map_err(field_errors)?;
+            let credentials =
+                connections::credentials(&state.0.db, &state.0.keys, tenant, connection_id)
+                    .await?
+                    .unwrap_or_default();
+            exchange_inputs(entry.connector.as_ref(), &credentials, &config)
+                .map_err(field_errors)?;
+            Some(config)
         }
     };
     let patch = ConnectionPatch {
@@ -472,9 +485,10 @@ pub async fn issue_webhook_token(
 /// verification token), waiting for the operator to confirm it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PendingWebhookSecret {
-    /// The secret the provider sent last, if one waits: paste it where the
-    /// provider asks for it, then confirm it here.
-    pub pending: Option<String>,
+    /// The secrets handed over for this connection, newest first (at most 5):
+    /// paste one where the provider asks for it, and confirm here the one the
+    /// provider accepted (anyone who knows the tenant URL can hand one over).
+    pub pending: Vec<String>,
     /// Whether the connection has a webhook secret of its own already.
     pub set: bool,
 }
@@ -534,9 +548,7 @@ pub async fn pending_webhook_secret(
         .await?
         .ok_or_else(|| not_found(id))?;
     Ok(axum::Json(PendingWebhookSecret {
-        pending: stored
-            .get(PENDING_SECRET_FIELD)
-            .map(|s| s.expose_secret().to_owned()),
+        pending: pending_secrets(stored.get(PENDING_SECRET_FIELD).map(|s| s.expose_secret())),
         set: stored.contains_key(&field),
     }))
 }
@@ -566,41 +578,44 @@ pub async fn confirm_webhook_secret(
     use secrecy::ExposeSecret;
     use subtle::ConstantTimeEq;
     let (connection_id, field, provider) = handed_over(&state, tenant, id).await?;
-    let stored = connections::credentials(&state.0.db, &state.0.keys, tenant, connection_id)
-        .await?
-        .ok_or_else(|| not_found(id))?;
-    let pending = stored.get(PENDING_SECRET_FIELD).ok_or_else(|| {
-        ApiError::Conflict("no webhook secret is pending for this connection".into())
-    })?;
-    // The value the operator pasted at the provider must be the one waiting:
-    // a handshake that came in between does not slip through.
-    let same: bool = pending
-        .expose_secret()
-        .as_bytes()
-        .ct_eq(body.secret.as_bytes())
-        .into();
-    if !same {
-        return Err(ApiError::invalid_field(
-            "secret",
-            "is not the pending webhook secret (the provider may have sent another since)",
-        ));
-    }
-    let confirmed = pending.clone();
-    connections::set_credentials(
+    // Under the row lock: a handshake that comes in meanwhile cannot undo it.
+    let outcome = connections::update_credentials(
         &state.0.db,
         &state.0.keys,
         tenant,
         connection_id,
-        &[
-            (field.as_str(), Some(confirmed)),
-            (PENDING_SECRET_FIELD, None),
-        ],
+        |fields| {
+            let stored = fields.get(PENDING_SECRET_FIELD).map(|s| s.expose_secret());
+            let pending = pending_secrets(stored);
+            if pending.is_empty() {
+                return Err(ApiError::Conflict(
+                    "no webhook secret is pending for this connection".into(),
+                ));
+            }
+            // The value the operator gave the provider must be one waiting.
+            let found = pending.iter().fold(false, |found, p| {
+                found | bool::from(p.as_bytes().ct_eq(body.secret.as_bytes()))
+            });
+            if !found {
+                return Err(ApiError::invalid_field(
+                    "secret",
+                    "is not a pending webhook secret of this connection",
+                ));
+            }
+            fields.insert(
+                field.clone(),
+                secrecy::SecretString::from(body.secret.clone()),
+            );
+            fields.remove(PENDING_SECRET_FIELD);
+            Ok(())
+        },
     )
     .await?
     .ok_or_else(|| not_found(id))?;
+    outcome?;
     state.0.gateway.forget_targets(&provider, tenant);
     Ok(axum::Json(PendingWebhookSecret {
-        pending: None,
+        pending: Vec::new(),
         set: true,
     }))
 }

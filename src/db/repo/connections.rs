@@ -618,21 +618,44 @@ pub async fn set_credentials(
     tenant: TenantId,
     id: ConnectionId,
     changes: &[(&str, Option<SecretString>)],
-) -> Result<Option<Connection>, StoreError> {
-    let Some(model) = find_visible(db, tenant, id).await? else {
+) -> Result<Option<()>, StoreError> {
+    update_credentials(db, keys, tenant, id, |fields| {
+        for (field, value) in changes {
+            match value {
+                Some(v) => fields.insert((*field).to_owned(), v.clone()),
+                None => fields.remove(*field),
+            };
+        }
+    })
+    .await
+}
+
+/// Changes the credential fields of the tenant's connection with `change`,
+/// under the row lock (so two changes never undo each other), and re-seals
+/// them; what `change` returns, or `None` when the tenant has no such
+/// connection (or it is being deleted).
+pub async fn update_credentials<T>(
+    db: &Db,
+    keys: &KeyRing,
+    tenant: TenantId,
+    id: ConnectionId,
+    change: impl FnOnce(&mut BTreeMap<String, SecretString>) -> T,
+) -> Result<Option<T>, StoreError> {
+    let Some(locked) = lock(db, tenant, id).await? else {
         return Ok(None);
     };
-    let mut fields = open_credentials(keys, tenant, id, model.credentials.as_deref())?;
-    for (field, value) in changes {
-        match value {
-            Some(v) => fields.insert((*field).to_owned(), v.clone()),
-            None => fields.remove(*field),
-        };
+    if locked.model.status == DELETING {
+        locked.release().await?;
+        return Ok(None);
     }
-    let mut active: ActiveModel = model.into();
+    let mut fields = open_credentials(keys, tenant, id, locked.model.credentials.as_deref())?;
+    let out = change(&mut fields);
+    let mut active: ActiveModel = locked.model.into();
     active.credentials = Set(seal_credentials(keys, tenant, id, &fields));
     active.updated_at = Set(db.now());
-    Ok(Some(active.update(db.conn()).await?.into()))
+    active.update(&locked.txn).await?;
+    locked.txn.commit().await?;
+    Ok(Some(out))
 }
 
 /// Deletes a connection; false when the tenant has no such connection.

@@ -77,6 +77,8 @@ pub struct CompiledJwtExchange {
     pub lifetime_seconds: u32,
     /// A credential used as the token instead, when given.
     pub token_key: Option<String>,
+    /// The config fields the token URL names (path segments: checked before use).
+    pub path_config: Vec<String>,
 }
 
 pub(super) fn compile(
@@ -131,6 +133,7 @@ pub(super) fn compile(
                 headers,
                 lifetime_seconds: lifetime,
                 token_key: c.token_key.clone(),
+                path_config: config_keys(&c.token_url),
             })))
         }
         AuthDescriptor::OAuth2(c) => {
@@ -272,4 +275,21 @@ fn credential_key(
             None
         }
     }
+}
+
+/// The `config.<key>` names a template uses.
+pub fn config_keys(template: &str) -> Vec<String> {
+    let mut keys: Vec<String> = template
+        .split("config.")
+        .skip(1)
+        .map(|rest| {
+            rest.chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect::<String>()
+        })
+        .filter(|k| !k.is_empty())
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
 }
