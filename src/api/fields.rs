@@ -79,16 +79,27 @@ pub fn credentials(
     let prefix = "credentials";
     let mut errors = unknown_keys(prefix, fields, given);
     let mut out = BTreeMap::new();
+    let given_value = |key: &str| {
+        given
+            .get(key)
+            .and_then(Value::as_str)
+            .is_some_and(|s| !s.trim().is_empty())
+    };
     for f in fields {
+        let needed = f.required && !f.required_unless.as_deref().is_some_and(given_value);
+        let missing = match &f.required_unless {
+            Some(other) => format!("required (or give `{prefix}.{other}`)"),
+            None => "required".into(),
+        };
         match given.get(&f.key) {
             None | Some(Value::Null) => {
-                if f.required {
-                    errors.push(error(prefix, &f.key, "required"));
+                if needed {
+                    errors.push(error(prefix, &f.key, missing));
                 }
             }
             Some(Value::String(s)) if s.trim().is_empty() => {
-                if f.required {
-                    errors.push(error(prefix, &f.key, "required"));
+                if needed {
+                    errors.push(error(prefix, &f.key, missing));
                 }
             }
             Some(Value::String(s)) => {
@@ -220,6 +231,7 @@ mod tests {
     fn field(key: &str, t: FieldType, required: bool) -> CredentialField {
         CredentialField {
             options: Vec::new(),
+            required_unless: None,
             key: key.into(),
             label: key.into(),
             field_type: t,

@@ -189,6 +189,11 @@ pub struct BasicAuthConfig {
     /// Extension: credential field holding the password (default `password`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_key: Option<String>,
+    /// Extension: a credential field that, when a connection gives it, is sent
+    /// as `Authorization: Bearer <token>` instead of Basic (an Atlassian Data
+    /// Center personal access token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_key: Option<String>,
 }
 
 /// Extension: a signed-JWT exchange. The JWT's issuer is the app id and it is

@@ -254,6 +254,7 @@ fn imply_base_url_field(descriptor: &mut ConnectorDescriptor, document: &Value) 
     {
         descriptor.config_fields.push(super::model::CredentialField {
             options: Vec::new(),
+            required_unless: None,
             key: "baseUrl".into(),
             label: "Base URL".into(),
             field_type: super::model::FieldType::Url,

@@ -119,6 +119,10 @@ pub struct CredentialField {
     /// host from the value without letting a tenant name any host.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub options: Vec<FieldOption>,
+    /// Extension: with `required`, the field may be left out when the field
+    /// named here is given instead (an API token or a personal access token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub required_unless: Option<String>,
 }
 
 /// One value a `select` field accepts.

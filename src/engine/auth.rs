@@ -133,8 +133,17 @@ pub fn apply(
             }
         }
         CompiledAuth::Basic {
+            token_key: Some(key),
+            ..
+        } if creds.fields.contains_key(key) => {
+            let token = secret(creds, key)?;
+            req.secrets.add(token);
+            header(req, AUTHORIZATION.as_str(), format!("Bearer {token}"), key)?;
+        }
+        CompiledAuth::Basic {
             username_key,
             password_key,
+            ..
         } => {
             let user = secret(creds, username_key)?;
             let password = creds

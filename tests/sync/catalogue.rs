@@ -144,3 +144,36 @@ crate::on_both! {
         assert!(cql.contains(r#"AND space in ("ENG","~7120207bf4575869864e0eaefca3000196d8d2") AND"#), "{cql}");
     }
 }
+
+crate::on_both! {
+    async fn confluence_data_center_takes_a_personal_access_token(backend) {
+        // The recorded search page again (one page: its `next` link dropped).
+        let server = MockServer::start().await;
+        let mut page: Value = serde_json::from_str(include_str!(
+            "../../fixtures/confluence/rest.api.search.cql.page1.recorded.json"
+        ))
+        .unwrap();
+        page["_links"] = json!({"base": format!("{}/wiki", server.uri()), "context": "/wiki"});
+        Mock::given(method("GET"))
+            .and(path("/wiki/rest/api/search"))
+            .and(wiremock::matchers::header("authorization", "Bearer dc-pat"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(page))
+            .mount(&server)
+            .await;
+        let node = Node::new(backend, true, &[]).await;
+        node.register(&shipped("confluence"));
+        let tenant = TenantId::from_uuid(Uuid::now_v7());
+        // Through the API: neither an email and API token nor a PAT is refused,
+        // naming the alternative; a PAT alone is enough.
+        let create = |credentials: Value| json!({"provider": "confluence", "credentials": credentials, "config": {"baseUrl": server.uri()}});
+        let (status, problem) = node.api("POST", "/connections", Some(tenant), Some(create(json!({})))).await;
+        assert_eq!(status, 400, "{problem}");
+        assert_eq!(problem["details"]["errors"][0]["message"], "required (or give `credentials.pat`)", "{problem}");
+        let (status, created) = node.api("POST", "/connections", Some(tenant), Some(create(json!({"pat": "dc-pat"})))).await;
+        assert_eq!(status, 201, "{created}");
+        let report = node.executor("w").try_execute_next().await.unwrap().unwrap();
+        assert_eq!((report.state, report.signals), (JobState::Succeeded, 5), "{report:?}");
+        let requests = server.received_requests().await.unwrap();
+        assert!(!requests.is_empty() && requests.iter().all(|r| r.headers.get("authorization").unwrap() == "Bearer dc-pat"));
+    }
+}

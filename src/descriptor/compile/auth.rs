@@ -53,6 +53,8 @@ pub enum CompiledAuth {
         username_key: String,
         /// The credential field holding the password.
         password_key: String,
+        /// A credential sent as a bearer token instead, when given.
+        token_key: Option<String>,
     },
     /// A signed JWT exchanged for a bearer token.
     JwtExchange(Box<CompiledJwtExchange>),
@@ -219,9 +221,14 @@ pub(super) fn compile(
                 }),
                 &password,
             );
-            (u && p).then_some(CompiledAuth::Basic {
+            let t = match &c.token_key {
+                Some(k) => ctx.require_credential(config.key("tokenKey"), k),
+                None => true,
+            };
+            (u && p && t).then_some(CompiledAuth::Basic {
                 username_key: username,
                 password_key: password,
+                token_key: c.token_key.clone(),
             })
         }
         AuthDescriptor::WebhookSecret(c) => webhook::signature(ctx, &c.signature(), &config)

@@ -124,6 +124,7 @@ pub fn compile(descriptor: &ConnectorDescriptor) -> Result<CompiledDescriptor, V
     for (at, fields) in forms {
         for (i, field) in fields.iter().enumerate() {
             select_options(&mut ctx, at.index(i), field);
+            required_unless(&mut ctx, at.index(i), field, fields);
         }
     }
     check_signals(&mut ctx, descriptor);
@@ -234,6 +235,26 @@ fn check_signals(ctx: &mut Ctx<'_>, descriptor: &ConnectorDescriptor) {
             );
         }
     }
+}
+
+/// `requiredUnless` names another field of the same form, on a required field.
+fn required_unless(
+    ctx: &mut Ctx<'_>,
+    at: Pointer,
+    field: &super::model::CredentialField,
+    fields: &[super::model::CredentialField],
+) {
+    let Some(other) = &field.required_unless else {
+        return;
+    };
+    let message = if !field.required {
+        "only a `required` field can be left out for another".to_owned()
+    } else if other == &field.key || !fields.iter().any(|f| &f.key == other) {
+        format!("`{other}` is not another field of this form")
+    } else {
+        return;
+    };
+    ctx.error(at.key("requiredUnless"), Code::Invalid, message);
 }
 
 /// A `select` field has options, distinct and non-empty; no other field has any.
