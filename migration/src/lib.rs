@@ -12,6 +12,7 @@ mod m20261201_000005_connection_renewal;
 mod m20261201_000006_job_progress;
 mod m20261201_000007_signal_indexes;
 mod m20261201_000008_signal_dedupe_by_time;
+mod m20261201_000009_zoho_cliq_region;
 
 /// All migrations, in order.
 pub struct Migrator;
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000006_job_progress::Migration),
             Box::new(m20261201_000007_signal_indexes::Migration),
             Box::new(m20261201_000008_signal_dedupe_by_time::Migration),
+            Box::new(m20261201_000009_zoho_cliq_region::Migration),
         ]
     }
 }

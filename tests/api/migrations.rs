@@ -17,7 +17,7 @@ async fn run(backend: Backend) {
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    const NAMES: [&str; 8] = [
+    const NAMES: [&str; 9] = [
         "m20261122_000001_initial",
         "m20261122_000002_one_running_job",
         "m20261122_000003_oauth_state_connection",
@@ -26,10 +26,11 @@ async fn run(backend: Backend) {
         "m20261201_000006_job_progress",
         "m20261201_000007_signal_indexes",
         "m20261201_000008_signal_dedupe_by_time",
+        "m20261201_000009_zoho_cliq_region",
     ];
     let listing = |state: &str| NAMES.map(|n| format!("{state}\t{n}")).join("\n");
     assert_eq!(migrate(&["status"]).trim(), listing("Applied"));
-    assert!(migrate(&["down", "--steps", "8"]).contains("reverted 8"));
+    assert!(migrate(&["down", "--steps", "9"]).contains("reverted 9"));
     assert_eq!(migrate(&["status"]).trim(), listing("Pending"));
     assert!(migrate(&["up"]).contains("applied"));
     assert_eq!(migrate(&["status"]).trim(), listing("Applied"));

@@ -351,3 +351,30 @@ fn zoho_cliq_region_maps_to_known_hosts_only() {
             .any(|f| f.key.ends_with("Url"))
     );
 }
+
+crate::on_both! {
+    async fn zoho_cliq_connections_keep_their_data_centre_across_the_region_migration(backend) {
+        use migration::MigratorTrait;
+        use poblysh_connectors::db::repo::connections;
+        let node = Node::new(backend, true, &[]).await;
+        let tenant = TenantId::from_uuid(Uuid::now_v7());
+        let old = [
+            (json!({"baseUrl": "https://cliq.zoho.eu", "accountsUrl": "https://accounts.zoho.eu", "chats": ["CT_1"]}), json!({"region": "eu", "chats": ["CT_1"]})),
+            (json!({"accountsUrl": "https://accounts.zoho.com.au"}), json!({"region": "au"})),
+            (json!({"baseUrl": "https://cliq.zoho.com"}), json!({"region": "us"})),
+            (json!({"chats": ["CT_2"]}), json!({"chats": ["CT_2"]})),
+        ];
+        let mut ids = Vec::new();
+        for (config, _) in &old {
+            ids.push(node.connection(tenant, "zoho_cliq", &[], config.clone()).await);
+        }
+        // Written as before the migration; run it again over them.
+        let conn = node.services.db.conn();
+        migration::Migrator::down(conn, Some(1)).await.unwrap();
+        migration::Migrator::up(conn, None).await.unwrap();
+        for (id, (_, want)) in ids.iter().zip(&old) {
+            let got = connections::get(&node.services.db, tenant, *id).await.unwrap().unwrap();
+            assert_eq!(&got.config, want);
+        }
+    }
+}
