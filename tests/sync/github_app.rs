@@ -105,7 +105,7 @@ crate::on_both! {
         let requests = || async { server.received_requests().await.unwrap() };
         let exchanges = |r: &[Request]| r.iter().filter(|r| r.url.path() == TOKEN_PATH).cloned().collect::<Vec<_>>();
         let bearer_of_last_read = |r: &[Request]| {
-            r.iter().rev().find(|r| r.url.path() != TOKEN_PATH).unwrap().headers.get("authorization").unwrap().to_str().unwrap().to_owned()
+            r.iter().rev().find(|r| !r.url.path().starts_with("/app/")).unwrap().headers.get("authorization").unwrap().to_str().unwrap().to_owned()
         };
 
         run(0).await;
@@ -129,10 +129,24 @@ crate::on_both! {
         let seen = requests().await;
         assert_eq!(exchanges(&seen).len(), 2, "the token is reused");
         assert_eq!(bearer_of_last_read(&seen), "Bearer ghs_second");
+        // Another installation: the stored token is forgotten and the next
+        // run exchanges for the new one.
+        Mock::given(method("POST"))
+            .and(path("/app/installations/43/access_tokens"))
+            .respond_with(ResponseTemplate::new(201).set_body_json(answer("ghs_third", now + Duration::hours(1))))
+            .mount(&server)
+            .await;
+        let patch = json!({"config": {"repos": ["octo-org/hello"], "installationId": "43"}});
+        let (status, body) = node.api("PATCH", &format!("/connections/{conn}"), Some(tenant), Some(patch)).await;
+        assert_eq!(status, 200, "{body}");
+        run(3).await;
+        let seen = requests().await;
+        assert!(seen.iter().any(|r| r.url.path() == "/app/installations/43/access_tokens"));
+        assert_eq!(bearer_of_last_read(&seen), "Bearer ghs_third");
         // The installation token is stored sealed, never in the clear.
         let row = poblysh_connectors::db::repo::connections::row(&node.services.db, tenant, conn).await.unwrap().unwrap();
         let text = format!("{row:?}");
-        assert!(!text.contains("ghs_second"), "{text}");
+        assert!(!text.contains("ghs_third"), "{text}");
     }
 }
 

@@ -320,6 +320,12 @@ pub async fn update(
             Some(config)
         }
     };
+    // An exchanged token belongs to the config it was exchanged for (an
+    // installation): a new config exchanges anew.
+    let exchanges = entry
+        .as_ref()
+        .is_some_and(|e| e.connector.capabilities().token_exchange.is_some());
+    let forget_access_token = exchanges && config.as_ref().is_some_and(|c| *c != current.config);
     let patch = ConnectionPatch {
         enabled: body.enabled,
         config,
@@ -327,6 +333,7 @@ pub async fn update(
             Some(given) => Some(fields::label(Some(given)).map_err(field_errors)?),
             None => None,
         },
+        forget_access_token,
     };
     let updated = connections::update(&state.0.db, tenant, connection_id, patch)
         .await?

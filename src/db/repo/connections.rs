@@ -141,6 +141,9 @@ pub struct ConnectionPatch {
     pub config: Option<Value>,
     /// New label.
     pub name: Option<Option<String>>,
+    /// Forget the stored access token (and its expiry): the next call gets a
+    /// new one (an exchanged token for another installation, say).
+    pub forget_access_token: bool,
 }
 
 fn binding(tenant: TenantId, id: ConnectionId) -> Binding<'static> {
@@ -604,6 +607,10 @@ pub async fn update(
     }
     if let Some(name) = patch.name {
         active.name = Set(name);
+    }
+    if patch.forget_access_token {
+        active.access_token = Set(None);
+        active.expires_at = Set(None);
     }
     active.updated_at = Set(db.now());
     Ok(Some(active.update(db.conn()).await?.into()))
