@@ -23,7 +23,7 @@ fn region_of(url: &str) -> String {
     ];
     let cases: String = hosts
         .iter()
-        .map(|(host, code)| format!(" WHEN {url} LIKE '%.{host}%' THEN '{code}'"))
+        .map(|(host, code)| format!(" WHEN lower({url}) LIKE '%.{host}%' THEN '{code}'"))
         .collect();
     format!("CASE{cases} ELSE 'us' END")
 }
@@ -33,7 +33,7 @@ impl MigrationTrait for Migration {
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
         let sql = match m.get_database_backend() {
             sea_orm::DatabaseBackend::Postgres => {
-                let url = "COALESCE(config->>'accountsUrl', config->>'baseUrl')";
+                let url = "COALESCE(NULLIF(config->>'accountsUrl', ''), config->>'baseUrl')";
                 format!(
                     "UPDATE connections SET config = (config - 'baseUrl' - 'accountsUrl') \
                      || jsonb_build_object('region', {}) \
@@ -42,7 +42,7 @@ impl MigrationTrait for Migration {
                 )
             }
             _ => {
-                let url = "COALESCE(json_extract(config, '$.accountsUrl'), json_extract(config, '$.baseUrl'))";
+                let url = "COALESCE(NULLIF(json_extract(config, '$.accountsUrl'), ''), json_extract(config, '$.baseUrl'))";
                 format!(
                     "UPDATE connections SET config = json_set(json_remove(config, '$.baseUrl', '$.accountsUrl'), '$.region', {}) \
                      WHERE provider_id = 'zoho_cliq' AND (json_extract(config, '$.baseUrl') IS NOT NULL OR json_extract(config, '$.accountsUrl') IS NOT NULL)",

@@ -107,9 +107,10 @@ pub const MAX_PENDING_SECRETS: usize = 5;
 
 /// The pending secrets stored under [`PENDING_SECRET_FIELD`], newest first.
 pub fn pending_secrets(stored: Option<&str>) -> Vec<String> {
-    stored
-        .and_then(|s| serde_json::from_str::<Vec<String>>(s).ok())
-        .unwrap_or_default()
+    match stored {
+        None => Vec::new(),
+        Some(s) => serde_json::from_str::<Vec<String>>(s).unwrap_or_else(|_| vec![s.to_owned()]),
+    }
 }
 
 /// `stored` with `secret` added first (once), at most [`MAX_PENDING_SECRETS`].
@@ -196,4 +197,27 @@ pub struct RoutingDescriptor {
     /// Connection metadata key the value must equal (e.g. `installation_id`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata_key: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pending_secrets_are_a_short_list_newest_first() {
+        let mut stored: Option<String> = None;
+        for n in 0..7 {
+            stored = Some(with_pending_secret(stored.as_deref(), &format!("s{n}")));
+        }
+        assert_eq!(
+            pending_secrets(stored.as_deref()),
+            ["s6", "s5", "s4", "s3", "s2"]
+        );
+        // Handed over again: moved to the front, not kept twice.
+        let again = with_pending_secret(stored.as_deref(), "s3");
+        assert_eq!(pending_secrets(Some(&again)), ["s3", "s6", "s5", "s4", "s2"]);
+        // A value stored as plain text is one pending secret, not lost.
+        assert_eq!(pending_secrets(Some("secret_plain")), ["secret_plain"]);
+        assert!(pending_secrets(None).is_empty());
+    }
 }

@@ -209,6 +209,13 @@ pub async fn access_token(
     }
 }
 
+/// Whether the connection gives credential `key` (non-empty).
+fn has(fields: &std::collections::BTreeMap<String, SecretString>, key: &str) -> bool {
+    fields
+        .get(key)
+        .is_some_and(|v| !v.expose_secret().is_empty())
+}
+
 /// The app key that signs a connector's token exchange: the connection's
 /// `appId` / `privateKey` credential fields, else `POBLYSH_<PROVIDER>_APP_ID` /
 /// `_PRIVATE_KEY` (a PEM; `\n` written as two characters is read as a newline).
@@ -229,6 +236,14 @@ fn app_key(
                     .map(str::to_owned)
             })
     };
+    // A key is the connection's or the app's, never half of each.
+    let own = has(fields, "appId") || has(fields, "privateKey");
+    if own && !(has(fields, "appId") && has(fields, "privateKey")) {
+        return Err(TokenError::Exchange(ConnectorError::Other {
+            message: "give both `appId` and `privateKey`, or neither (the service's app)".into(),
+            retryable: false,
+        }));
+    }
     match (value("appId", "APP_ID"), value("privateKey", "PRIVATE_KEY")) {
         (Some(app_id), Some(pem)) => {
             let pem = if pem.contains('\n') {
@@ -267,17 +282,17 @@ pub async fn exchanged_token(
     };
     let current = locked.current();
     let fields = current.open_credentials(keys)?;
-    let own_key = fields.contains_key("appId") || fields.contains_key("privateKey");
     // The app's own key signs only for the descriptor's own API: a tenant who
     // set a base URL could otherwise take the app's JWT (valid for every
-    // installation) and its tokens to a host of their choosing.
+    // installation) and its tokens to a host of their choosing. With one,
+    // the connection brings a whole key of its own (never half of the app's).
     let tenant_base_url = current
         .connection
         .config
         .get("baseUrl")
         .and_then(|v| v.as_str())
         .is_some_and(|v| !v.is_empty());
-    if tenant_base_url && !own_key {
+    if tenant_base_url && !(has(&fields, "appId") && has(&fields, "privateKey")) {
         locked.release().await?;
         return Err(TokenError::Exchange(ConnectorError::Other {
             message: "a connection with its own `baseUrl` must give its own `appId` and `privateKey`: the service's app key signs for the provider's own API only".into(),

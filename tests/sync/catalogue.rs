@@ -153,9 +153,10 @@ crate::on_both! {
             "../../fixtures/confluence/rest.api.search.cql.page1.recorded.json"
         ))
         .unwrap();
-        page["_links"] = json!({"base": format!("{}/wiki", server.uri()), "context": "/wiki"});
+        // A Data Center server under `/confluence`.
+        page["_links"] = json!({"base": format!("{}/confluence", server.uri()), "context": "/confluence"});
         Mock::given(method("GET"))
-            .and(path("/wiki/rest/api/search"))
+            .and(path("/confluence/rest/api/search"))
             .and(wiremock::matchers::header("authorization", "Bearer dc-pat"))
             .respond_with(ResponseTemplate::new(200).set_body_json(page))
             .mount(&server)
@@ -165,7 +166,7 @@ crate::on_both! {
         let tenant = TenantId::from_uuid(Uuid::now_v7());
         // Through the API: neither an email and API token nor a PAT is refused,
         // naming the alternative; a PAT alone is enough.
-        let create = |credentials: Value| json!({"provider": "confluence", "credentials": credentials, "config": {"baseUrl": server.uri()}});
+        let create = |credentials: Value| json!({"provider": "confluence", "credentials": credentials, "config": {"baseUrl": server.uri(), "contextPath": "confluence"}});
         let (status, problem) = node.api("POST", "/connections", Some(tenant), Some(create(json!({})))).await;
         assert_eq!(status, 400, "{problem}");
         assert_eq!(problem["details"]["errors"][0]["message"], "required (or give `credentials.pat`)", "{problem}");

@@ -204,6 +204,14 @@ crate::on_both! {
         assert_eq!(report.state, JobState::Failed, "{report:?}");
         assert!(format!("{report:?}").contains("its own `appId` and `privateKey`"), "{report:?}");
         assert!(server.received_requests().await.unwrap().is_empty());
+        // Half a key of its own (the app id, which is no secret) does not get
+        // the service's private key to sign for that host either.
+        let config = json!({"repos": ["octo-org/hello"], "installationId": "42", "baseUrl": server.uri()});
+        let conn = node.connection(tenant, "github", &[("appId", APP_ID)], config).await;
+        assert!(scheduler::enqueue_backfill(&node.services, tenant, conn, "github").await.unwrap());
+        let report = node.executor("w").try_execute_next().await.unwrap().unwrap();
+        assert_eq!(report.state, JobState::Failed, "{report:?}");
+        assert!(server.received_requests().await.unwrap().is_empty());
         // An installation id that is not one path segment is refused by the API.
         for id in ["../../app/hook/config", "42?x=1", "4 2"] {
             let body = json!({"provider": "github", "config": {"repos": ["o/r"], "installationId": id}});
