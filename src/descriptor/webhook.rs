@@ -215,7 +215,10 @@ mod tests {
         );
         // Handed over again: moved to the front, not kept twice.
         let again = with_pending_secret(stored.as_deref(), "s3");
-        assert_eq!(pending_secrets(Some(&again)), ["s3", "s6", "s5", "s4", "s2"]);
+        assert_eq!(
+            pending_secrets(Some(&again)),
+            ["s3", "s6", "s5", "s4", "s2"]
+        );
         // A value stored as plain text is one pending secret, not lost.
         assert_eq!(pending_secrets(Some("secret_plain")), ["secret_plain"]);
         assert!(pending_secrets(None).is_empty());
