@@ -109,9 +109,8 @@ pub async fn exchange(
     // Config values become path segments of the token URL: nothing but
     // letters, digits, `-`, `_` and `.` (no `..`), or one could reach another
     // endpoint with the app's JWT.
-    for (name, value) in config.as_object().into_iter().flatten() {
-        if let Some(v) = value.as_str()
-            && x.path_config.iter().any(|k| k == name)
+    for name in &x.path_config {
+        if let Some(v) = config.get(name).and_then(Value::as_str)
             && !path_safe(v)
         {
             return Err(ExchangeError::Url(format!(

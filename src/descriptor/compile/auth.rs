@@ -93,7 +93,8 @@ pub(super) fn compile(
     ctx.unique_keys(&config.key("credentialFields"), fields);
     match auth {
         AuthDescriptor::JwtExchange(c) => {
-            let token_url = ctx.url_template(&config.key("tokenUrl"), &c.token_url, Scope::CONFIG);
+            let token_url =
+                ctx.url_template_vars(&config.key("tokenUrl"), &c.token_url, Scope::CONFIG);
             let token_path = ctx.singular_path(&config.key("tokenPath"), &c.token_path);
             let expires_at_path = c
                 .expires_at_path
@@ -128,14 +129,21 @@ pub(super) fn compile(
                 Some(p) => Some(p?),
                 None => None,
             };
+            let (token_url, vars) = token_url?;
+            // The config fields the token URL names, from the template's own variables.
+            let path_config = vars
+                .iter()
+                .filter_map(|v| v.strip_prefix("config."))
+                .map(str::to_owned)
+                .collect();
             Some(CompiledAuth::JwtExchange(Box::new(CompiledJwtExchange {
-                token_url: token_url?,
+                token_url,
                 token_path: token_path?,
                 expires_at_path,
                 headers,
                 lifetime_seconds: lifetime,
                 token_key: c.token_key.clone(),
-                path_config: config_keys(&c.token_url),
+                path_config,
             })))
         }
         AuthDescriptor::OAuth2(c) => {
@@ -282,21 +290,4 @@ fn credential_key(
             None
         }
     }
-}
-
-/// The `config.<key>` names a template uses.
-pub fn config_keys(template: &str) -> Vec<String> {
-    let mut keys: Vec<String> = template
-        .split("config.")
-        .skip(1)
-        .map(|rest| {
-            rest.chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                .collect::<String>()
-        })
-        .filter(|k| !k.is_empty())
-        .collect();
-    keys.sort();
-    keys.dedup();
-    keys
 }
