@@ -89,6 +89,15 @@ fn fields_table(out: &mut String, fields: &[CredentialField]) {
     out.push('\n');
 }
 
+/// "`what` sent as `delivery` in `param`."
+fn sent_as(out: &mut String, what: &str, delivery: &str, param: &str) {
+    let _ = write!(out, "{what} sent as `{delivery}`");
+    if !param.is_empty() {
+        let _ = write!(out, " in `{param}`");
+    }
+    out.push_str(".\n\n");
+}
+
 fn auth_section(out: &mut String, d: &CompiledDescriptor) {
     let id = d.id();
     let auth = &d.descriptor.auth;
@@ -117,29 +126,14 @@ fn auth_section(out: &mut String, d: &CompiledDescriptor) {
             );
         }
         AuthDescriptor::ApiKey(c) => {
-            let _ = writeln!(
-                out,
-                "An API key sent as `{}`{}.\n",
-                written(&c.delivery),
-                if c.param_name.is_empty() {
-                    String::new()
-                } else {
-                    format!(" in `{}`", c.param_name)
-                }
-            );
+            sent_as(out, "An API key", &written(&c.delivery), &c.param_name)
         }
-        AuthDescriptor::Pat(c) => {
-            let _ = writeln!(
-                out,
-                "A personal access token sent as `{}`{}.\n",
-                written(&c.delivery),
-                if c.param_name.is_empty() {
-                    String::new()
-                } else {
-                    format!(" in `{}`", c.param_name)
-                }
-            );
-        }
+        AuthDescriptor::Pat(c) => sent_as(
+            out,
+            "A personal access token",
+            &written(&c.delivery),
+            &c.param_name,
+        ),
         AuthDescriptor::Basic(_) => out.push_str("HTTP Basic.\n\n"),
         AuthDescriptor::JwtExchange(c) => {
             let _ = writeln!(

@@ -243,7 +243,15 @@ pub async fn signals(node: &Node, tenant: TenantId) -> Vec<(String, String)> {
         .api("GET", "/signals?limit=100", Some(tenant), None)
         .await;
     assert_eq!(status, 200, "{body}");
-    let mut out: Vec<(String, String)> = body["signals"]
+    let mut out = kinds_and_ids(&body["signals"]);
+    out.sort();
+    out
+}
+
+/// (kind, external id) of each Signal in a JSON list of them (an API page, a
+/// golden file's `signals`), in order.
+pub fn kinds_and_ids(signals: &Value) -> Vec<(String, String)> {
+    signals
         .as_array()
         .unwrap()
         .iter()
@@ -253,9 +261,7 @@ pub async fn signals(node: &Node, tenant: TenantId) -> Vec<(String, String)> {
                 s["external_id"].as_str().unwrap().to_owned(),
             )
         })
-        .collect();
-    out.sort();
-    out
+        .collect()
 }
 
 /// Runs every due job; (job type, state) of each, in order.

@@ -17,7 +17,7 @@ use uuid::Uuid;
 use wiremock::matchers::{method, path, query_param, query_param_is_missing};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
-use crate::sync::harness::{Node, signals};
+use crate::sync::harness::{Node, kinds_and_ids, signals};
 
 fn fixture(name: &str) -> Value {
     serde_json::from_str(
@@ -31,19 +31,7 @@ fn fixture(name: &str) -> Value {
 fn expected(cases: &[&str]) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = cases
         .iter()
-        .flat_map(|c| {
-            fixture(&format!("{c}.expected.json"))["signals"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|s| {
-                    (
-                        s["kind"].as_str().unwrap().to_owned(),
-                        s["external_id"].as_str().unwrap().to_owned(),
-                    )
-                })
-                .collect::<Vec<_>>()
-        })
+        .flat_map(|c| kinds_and_ids(&fixture(&format!("{c}.expected.json"))["signals"]))
         .collect();
     out.sort();
     out
