@@ -209,58 +209,68 @@ pub async fn access_token(
     }
 }
 
-/// Whether the connection gives credential `key` (non-empty).
-fn has(fields: &std::collections::BTreeMap<String, SecretString>, key: &str) -> bool {
-    fields
-        .get(key)
-        .is_some_and(|v| !v.expose_secret().is_empty())
-}
-
 /// The app key that signs a connector's token exchange: the connection's
-/// `appId` / `privateKey` credential fields, else `POBLYSH_<PROVIDER>_APP_ID` /
-/// `_PRIVATE_KEY` (a PEM; `\n` written as two characters is read as a newline).
+/// `appId` and `privateKey` credential fields when it gives them (both, never
+/// half of its own and half of the app's), else `POBLYSH_<PROVIDER>_APP_ID` /
+/// `_PRIVATE_KEY` (a PEM; `\n` written as two characters is read as a
+/// newline). The app's key signs only for the descriptor's own API: with a
+/// `baseUrl` of its own (`tenant_base_url`), a connection could otherwise take
+/// the app's JWT (valid for every installation) to a host of its choosing.
 fn app_key(
     services: &Services,
     provider: &str,
     fields: &std::collections::BTreeMap<String, SecretString>,
+    tenant_base_url: bool,
 ) -> Result<AppKey, TokenError> {
-    let value = |field: &str, var: &str| {
+    let refuse = |message: &str| {
+        Err(TokenError::Exchange(ConnectorError::Other {
+            message: message.into(),
+            retryable: false,
+        }))
+    };
+    let field = |key: &str| {
         fields
-            .get(field)
+            .get(key)
             .map(|v| v.expose_secret().to_owned())
             .filter(|v| !v.is_empty())
-            .or_else(|| {
+    };
+    let (app_id, pem) = match (field("appId"), field("privateKey")) {
+        (Some(id), Some(pem)) => (id, pem),
+        (Some(_), None) | (None, Some(_)) => {
+            return refuse("give both `appId` and `privateKey`, or neither (the service's app)");
+        }
+        (None, None) if tenant_base_url => {
+            return refuse(
+                "a connection with its own `baseUrl` must give its own `appId` and `privateKey`: the service's app key signs for the provider's own API only",
+            );
+        }
+        (None, None) => {
+            let app = |var: &str| {
                 services
                     .config
                     .provider_secret(provider, var)
                     .map(str::to_owned)
-            })
-    };
-    // A key is the connection's or the app's, never half of each.
-    let own = has(fields, "appId") || has(fields, "privateKey");
-    if own && !(has(fields, "appId") && has(fields, "privateKey")) {
-        return Err(TokenError::Exchange(ConnectorError::Other {
-            message: "give both `appId` and `privateKey`, or neither (the service's app)".into(),
-            retryable: false,
-        }));
-    }
-    match (value("appId", "APP_ID"), value("privateKey", "PRIVATE_KEY")) {
-        (Some(app_id), Some(pem)) => {
-            let pem = if pem.contains('\n') {
-                pem
-            } else {
-                pem.replace("\\n", "\n")
             };
-            Ok(AppKey {
-                app_id,
-                private_key: SecretString::from(pem),
-            })
+            match (app("APP_ID"), app("PRIVATE_KEY")) {
+                (Some(id), Some(pem)) => (id, pem),
+                _ => {
+                    return Err(TokenError::NoAppKey(
+                        crate::config::provider_var(provider, "APP_ID"),
+                        crate::config::provider_var(provider, "PRIVATE_KEY"),
+                    ));
+                }
+            }
         }
-        _ => Err(TokenError::NoAppKey(
-            crate::config::provider_var(provider, "APP_ID"),
-            crate::config::provider_var(provider, "PRIVATE_KEY"),
-        )),
-    }
+    };
+    let pem = if pem.contains('\n') {
+        pem
+    } else {
+        pem.replace("\\n", "\n")
+    };
+    Ok(AppKey {
+        app_id,
+        private_key: SecretString::from(pem),
+    })
 }
 
 /// A usable token of a connector that exchanges a signed JWT for it: the
@@ -282,24 +292,19 @@ pub async fn exchanged_token(
     };
     let current = locked.current();
     let fields = current.open_credentials(keys)?;
-    // The app's own key signs only for the descriptor's own API: a tenant who
-    // set a base URL could otherwise take the app's JWT (valid for every
-    // installation) and its tokens to a host of their choosing. With one,
-    // the connection brings a whole key of its own (never half of the app's).
     let tenant_base_url = current
         .connection
         .config
         .get("baseUrl")
         .and_then(|v| v.as_str())
         .is_some_and(|v| !v.is_empty());
-    if tenant_base_url && !(has(&fields, "appId") && has(&fields, "privateKey")) {
-        locked.release().await?;
-        return Err(TokenError::Exchange(ConnectorError::Other {
-            message: "a connection with its own `baseUrl` must give its own `appId` and `privateKey`: the service's app key signs for the provider's own API only".into(),
-            retryable: false,
-        }));
-    }
-    let key = app_key(services, provider, &fields)?;
+    let key = match app_key(services, provider, &fields, tenant_base_url) {
+        Ok(key) => key,
+        Err(e) => {
+            locked.release().await?;
+            return Err(e);
+        }
+    };
     let count = |outcome: &'static str| {
         metrics::counter!("token_exchanges_total", "provider" => provider.to_owned(), "outcome" => outcome).increment(1);
     };
