@@ -130,6 +130,11 @@ pub struct Gateway {
     writer: Writer,
 }
 
+/// A limiter's wait as the whole seconds of a `Retry-After` (rounded up, at least 1).
+fn retry_after_secs(wait: Duration) -> u64 {
+    wait.as_secs_f64().ceil().max(1.0) as u64
+}
+
 /// Handed-over secrets a connection takes per minute (a provider sends one
 /// when a subscription is made or its token is resent).
 const HANDOVERS_PER_MINUTE: u32 = 3;
@@ -301,9 +306,7 @@ impl Gateway {
             .collect();
         if routed.is_empty() {
             let wait = wait.unwrap_or_default();
-            return Err(GatewayError::RateLimited(
-                wait.as_secs_f64().ceil().max(1.0) as u64,
-            ));
+            return Err(GatewayError::RateLimited(retry_after_secs(wait)));
         }
         self.deliver(connector, receiver, routed, request, now)
             .await
@@ -344,7 +347,7 @@ impl Gateway {
             // real one out, so they have a tight limit of their own (not the
             // deliveries' budget, which they must not use up).
             if let Err(wait) = self.handovers.check(t.connection.id) {
-                return Err(GatewayError::RateLimited(wait.as_secs().max(1)));
+                return Err(GatewayError::RateLimited(retry_after_secs(wait)));
             }
             let secret = captured.0.expose_secret();
             connections::update_credentials(
