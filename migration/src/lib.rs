@@ -13,6 +13,7 @@ mod m20261201_000006_job_progress;
 mod m20261201_000007_signal_indexes;
 mod m20261201_000008_signal_dedupe_by_time;
 mod m20261201_000009_zoho_cliq_region;
+mod m20261202_000010_dashboard;
 
 /// All migrations, in order.
 pub struct Migrator;
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000007_signal_indexes::Migration),
             Box::new(m20261201_000008_signal_dedupe_by_time::Migration),
             Box::new(m20261201_000009_zoho_cliq_region::Migration),
+            Box::new(m20261202_000010_dashboard::Migration),
         ]
     }
 }

@@ -114,6 +114,8 @@ fn api() -> OpenApiRouter<AppState> {
             connections::delete
         ))
         .routes(routes!(connections::test))
+        .routes(routes!(connections::test_new))
+        .routes(routes!(connections::stats))
         .routes(routes!(connections::issue_webhook_token))
         .routes(routes!(
             connections::pending_webhook_secret,

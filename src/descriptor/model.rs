@@ -82,6 +82,48 @@ pub enum ConnectorCategory {
     Custom,
 }
 
+impl ConnectorCategory {
+    /// Every category, in the catalogue's order.
+    pub const ALL: &[Self] = &[
+        Self::ProjectManagement,
+        Self::Communication,
+        Self::CodeDevops,
+        Self::Documents,
+        Self::Email,
+        Self::Calendar,
+        Self::Monitoring,
+        Self::Custom,
+    ];
+
+    /// The wire name (`code_devops`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ProjectManagement => "project_management",
+            Self::Communication => "communication",
+            Self::CodeDevops => "code_devops",
+            Self::Documents => "documents",
+            Self::Email => "email",
+            Self::Calendar => "calendar",
+            Self::Monitoring => "monitoring",
+            Self::Custom => "custom",
+        }
+    }
+
+    /// What the catalogue calls it (`Code & DevOps`).
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::ProjectManagement => "Project Management",
+            Self::Communication => "Communication",
+            Self::CodeDevops => "Code & DevOps",
+            Self::Documents => "Documents",
+            Self::Email => "Email",
+            Self::Calendar => "Calendar",
+            Self::Monitoring => "Monitoring",
+            Self::Custom => "Custom",
+        }
+    }
+}
+
 /// Whether the connector is run by the generic runtime or by Rust code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]

@@ -151,6 +151,21 @@ fn stopped_by(stop: Stop) -> Outcome {
     }
 }
 
+/// How a sync attempt's end is shown on its connection (`last_sync_status`):
+/// hooks, and attempts that were put back without an outcome (rate limited,
+/// stopped, the lease lost), leave it as it was.
+fn last_sync_status(job: &Job, report: &JobReport) -> Option<&'static str> {
+    if !job.job_type.is_sync() {
+        return None;
+    }
+    match report.state {
+        JobState::Succeeded => Some("succeeded"),
+        JobState::Failed => Some("failed"),
+        JobState::Retrying => Some("retrying"),
+        JobState::Queued | JobState::Running => None,
+    }
+}
+
 /// Aborts the heartbeat when the job's future ends or is dropped (a crash or an
 /// aborted task).
 struct Heartbeat(tokio::task::JoinHandle<()>);
@@ -241,6 +256,10 @@ impl Executor {
         };
         drop(heartbeat);
         let report = self.finish(&job, outcome).await?;
+        let ms = (services.ambient.now() - started).num_milliseconds().max(0);
+        if let Some(status) = last_sync_status(&job, &report) {
+            connections::record_sync(db, job.tenant_id, job.connection_id, status, ms).await?;
+        }
         metrics::counter!("sync_jobs_total", "provider" => job.provider.clone(), "state" => report.state.as_str())
             .increment(1);
         let seconds = (services.ambient.now() - started)

@@ -56,6 +56,36 @@ pub async fn open(
     Ok(Opened { stored, connector })
 }
 
+/// A scrubber for credential `fields` (and HTTP Basic pairs of them), `tokens`
+/// and the connector's app secrets (client, webhook, private key): what a
+/// connection holds, stored or only given (a test before it is stored).
+pub fn scrubber_for(
+    services: &Services,
+    connector: &dyn Connector,
+    fields: &std::collections::BTreeMap<String, secrecy::SecretString>,
+    tokens: impl IntoIterator<Item = secrecy::SecretString>,
+) -> Scrubber {
+    let values: Vec<&str> = fields.values().map(|v| v.expose_secret()).collect();
+    let mut scrubber = Scrubber::new(values.iter().copied());
+    for user in &values {
+        for password in &values {
+            if user != password {
+                scrubber.add_basic(user, password);
+            }
+        }
+    }
+    for token in tokens {
+        scrubber.add(token.expose_secret());
+    }
+    let shared = connector.capabilities().oauth.and_then(|o| o.shared_app);
+    for name in ["CLIENT_SECRET", "WEBHOOK_SECRET", "PRIVATE_KEY"] {
+        if let Some(secret) = services.config.app_secret(connector.id(), shared, name) {
+            scrubber.add(secret);
+        }
+    }
+    scrubber
+}
+
 impl Opened {
     /// The credentials to call the provider with (`force_refresh` after a 401).
     pub async fn credentials(
@@ -82,37 +112,14 @@ impl Opened {
     pub fn scrubber(&self, services: &Services) -> Scrubber {
         let keys = &services.keys;
         let fields = self.stored.open_credentials(keys).unwrap_or_default();
-        let values: Vec<&str> = fields.values().map(|v| v.expose_secret()).collect();
-        let mut scrubber = Scrubber::new(values.iter().copied());
-        for user in &values {
-            for password in &values {
-                if user != password {
-                    scrubber.add_basic(user, password);
-                }
-            }
-        }
-        for token in [
+        let tokens = [
             self.stored.open_access_token(keys),
             self.stored.open_refresh_token(keys),
         ]
         .into_iter()
         .flatten()
-        .flatten()
-        {
-            scrubber.add(token.expose_secret());
-        }
-        let provider = &self.stored.connection.provider;
-        let shared = self
-            .connector
-            .capabilities()
-            .oauth
-            .and_then(|o| o.shared_app);
-        for name in ["CLIENT_SECRET", "WEBHOOK_SECRET", "PRIVATE_KEY"] {
-            if let Some(secret) = services.config.app_secret(provider, shared, name) {
-                scrubber.add(secret);
-            }
-        }
-        scrubber
+        .flatten();
+        scrubber_for(services, self.connector.as_ref(), &fields, tokens)
     }
 
     /// The context a connector call runs in.

@@ -42,6 +42,12 @@ pub struct ConnectionDto {
     pub last_error: Option<String>,
     /// When health was last checked.
     pub last_health_check: Option<DateTime<Utc>>,
+    /// When the last sync attempt ended (null before the first).
+    pub last_sync_at: Option<DateTime<Utc>>,
+    /// How it ended: `succeeded`, `retrying` (it failed and is retried) or `failed`.
+    pub last_sync_status: Option<String>,
+    /// How long it ran, in milliseconds.
+    pub last_sync_ms: Option<i64>,
     /// Created.
     pub created_at: DateTime<Utc>,
     /// Last changed.
@@ -61,6 +67,9 @@ impl From<Connection> for ConnectionDto {
             consecutive_failures: c.consecutive_failures,
             last_error: c.last_error,
             last_health_check: c.last_health_check,
+            last_sync_at: c.last_sync.as_ref().map(|s| s.at),
+            last_sync_ms: c.last_sync.as_ref().map(|s| s.ms),
+            last_sync_status: c.last_sync.map(|s| s.status),
             created_at: c.created_at,
             updated_at: c.updated_at,
         }
@@ -163,25 +172,17 @@ fn exchange_inputs(
     }
 }
 
-/// Create a connection with credentials and config.
-#[utoipa::path(
-    post, path = "/connections", operation_id = "createConnection", tag = "connections",
-    params(("X-Tenant-Id" = Uuid, Header, description = "Tenant")),
-    request_body(content = CreateConnection, content_type = "application/json"),
-    responses(
-        (status = 201, description = "Created", body = ConnectionDto),
-        (status = 400, description = "Invalid body, unknown provider or invalid fields (`details.errors`)", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or bad operator token", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not `Content-Type: application/json`", body = Problem, content_type = "application/problem+json"),
-    ),
-    security(("bearer" = [])),
-)]
-pub async fn create(
-    _: Operator,
-    Tenant(tenant): Tenant,
-    State(state): State<AppState>,
-    ApiJson(body): ApiJson<CreateConnection>,
-) -> ApiResult<(StatusCode, axum::Json<ConnectionDto>)> {
+/// A connection to be made: the body of `POST /connections`, checked.
+struct Checked {
+    entry: crate::registry::Entry,
+    credentials: std::collections::BTreeMap<String, secrecy::SecretString>,
+    config: Value,
+    name: Option<String>,
+}
+
+/// Checks a connection to be made as `POST /connections` does (the connector
+/// exists and takes credentials, every field as its descriptor says).
+fn check_new(state: &AppState, body: CreateConnection) -> ApiResult<Checked> {
     let entry = state.0.registry.get(&body.provider).ok_or_else(|| {
         ApiError::invalid_field("provider", format!("no provider `{}`", body.provider))
     })?;
@@ -210,12 +211,46 @@ pub async fn create(
         }
     };
     let name = fields::label(body.name).map_err(field_errors)?;
+    Ok(Checked {
+        entry,
+        credentials,
+        config,
+        name,
+    })
+}
+
+/// Create a connection with credentials and config.
+#[utoipa::path(
+    post, path = "/connections", operation_id = "createConnection", tag = "connections",
+    params(("X-Tenant-Id" = Uuid, Header, description = "Tenant")),
+    request_body(content = CreateConnection, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created", body = ConnectionDto),
+        (status = 400, description = "Invalid body, unknown provider or invalid fields (`details.errors`)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or bad operator token", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not `Content-Type: application/json`", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn create(
+    _: Operator,
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<CreateConnection>,
+) -> ApiResult<(StatusCode, axum::Json<ConnectionDto>)> {
+    let Checked {
+        entry,
+        credentials,
+        config,
+        name,
+    } = check_new(&state, body)?;
+    let connector = entry.connector.as_ref();
     let connection = connections::create(
         &state.0.db,
         &state.0.keys,
         tenant,
         NewConnection {
-            provider: body.provider,
+            provider: connector.id().to_owned(),
             name,
             config,
             credentials,
@@ -689,4 +724,157 @@ pub async fn test(
         latency_ms: result.latency_ms,
         error,
     }))
+}
+
+/// Run the connector's health check with credentials and config that are not
+/// stored (the body of `POST /connections`, checked the same way): nothing is
+/// stored, whatever the outcome.
+#[utoipa::path(
+    post, path = "/connections/test", operation_id = "testNewConnection", tag = "connections",
+    params(("X-Tenant-Id" = Uuid, Header, description = "Tenant")),
+    request_body(content = CreateConnection, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The check ran; see `healthy`", body = TestResult),
+        (status = 400, description = "Invalid body, unknown provider or invalid fields (`details.errors`)", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not `Content-Type: application/json`", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn test_new(
+    _: Operator,
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<CreateConnection>,
+) -> ApiResult<axum::Json<TestResult>> {
+    Ok(axum::Json(test_unsaved(&state, tenant, body).await?))
+}
+
+/// The health check of a connection to be made (`POST /connections/test`, the
+/// dashboard's setup step).
+pub async fn test_unsaved(
+    state: &AppState,
+    tenant: crate::domain::TenantId,
+    body: CreateConnection,
+) -> ApiResult<TestResult> {
+    let Checked {
+        entry,
+        credentials,
+        config,
+        ..
+    } = check_new(state, body)?;
+    let connector = entry.connector.as_ref();
+    let static_token = connector
+        .capabilities()
+        .token_exchange
+        .as_ref()
+        .map(|x| {
+            x.static_token_key
+                .as_ref()
+                .is_some_and(|k| credentials.contains_key(k))
+        });
+    if static_token == Some(false) {
+        return Err(ApiError::bad_request(format!(
+            "`{}` exchanges a signed app token for its access token: create the connection, then test it with POST /connections/{{id}}/test",
+            connector.id()
+        )));
+    }
+    let services = &state.0.services;
+    let scrubber = open::scrubber_for(services, connector, &credentials, []);
+    let credentials = crate::engine::auth::Credentials {
+        fields: credentials,
+        access_token: None,
+    };
+    let metadata = Value::Object(Map::new());
+    let result = connector
+        .health_check(&crate::connector::ConnectionContext {
+            http: &services.http,
+            ambient: &services.ambient,
+            credentials: &credentials,
+            tenant_id: tenant,
+            connection_id: ConnectionId::from_uuid(Uuid::now_v7()),
+            config: &config,
+            metadata: &metadata,
+            now: services.ambient.now(),
+            resume: None,
+        })
+        .await;
+    Ok(TestResult {
+        healthy: result.healthy,
+        status: result.status,
+        latency_ms: result.latency_ms,
+        error: result.error.as_deref().map(|e| scrubber.scrub(e)),
+    })
+}
+
+/// Signals of a connection over recent windows.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SignalCounts {
+    /// Signals that occurred in the last 24 hours.
+    pub last_24h: u64,
+    /// Signals that occurred in the last 7 days.
+    pub last_7d: u64,
+}
+
+/// What a connection has done lately.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConnectionStats {
+    /// Connection id.
+    pub connection_id: Uuid,
+    /// Signal counts (by when they occurred).
+    pub signals: SignalCounts,
+    /// Its jobs created in the last 7 days, by state (`queued`, `running`,
+    /// `succeeded`, `failed`, `retrying`; every state present, zero when none).
+    #[schema(value_type = Object, example = json!({"queued": 0, "running": 1, "succeeded": 24, "failed": 0, "retrying": 0}))]
+    pub jobs_last_7d: std::collections::BTreeMap<String, u64>,
+    /// When they were counted.
+    pub as_of: DateTime<Utc>,
+}
+
+/// Counts for one connection: its Signals over the last 24 hours and 7 days,
+/// its recent jobs by state. Each count is one index range.
+#[utoipa::path(
+    get, path = "/connections/{id}/stats", operation_id = "getConnectionStats", tag = "connections",
+    params(("id" = Uuid, Path, description = "Connection id"), ("X-Tenant-Id" = Uuid, Header, description = "Tenant")),
+    responses(
+        (status = 200, description = "The counts", body = ConnectionStats),
+        (status = 404, description = "No such connection for this tenant", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn stats(
+    _: Operator,
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    PathId(id): PathId,
+) -> ApiResult<axum::Json<ConnectionStats>> {
+    Ok(axum::Json(connection_stats(&state, tenant, id).await?))
+}
+
+/// The counts of `GET /connections/{id}/stats` (404 without the connection).
+pub async fn connection_stats(
+    state: &AppState,
+    tenant: crate::domain::TenantId,
+    id: Uuid,
+) -> ApiResult<ConnectionStats> {
+    let connection_id = ConnectionId::from_uuid(id);
+    let db = &state.0.db;
+    connections::get(db, tenant, connection_id)
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    let now = state.0.services.ambient.now();
+    let counted = crate::db::repo::stats::connection(db, tenant, connection_id, now).await?;
+    let mut jobs: std::collections::BTreeMap<String, u64> = crate::domain::JobState::ALL
+        .iter()
+        .map(|s| (s.as_str().to_owned(), 0))
+        .collect();
+    jobs.extend(counted.jobs_7d);
+    Ok(ConnectionStats {
+        connection_id: id,
+        signals: SignalCounts {
+            last_24h: counted.signals_24h,
+            last_7d: counted.signals_7d,
+        },
+        jobs_last_7d: jobs,
+        as_of: now,
+    })
 }

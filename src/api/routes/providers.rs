@@ -2,18 +2,20 @@
 //! descriptors (operator). Registration validates exactly like `check`.
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequestParts, Path, RawQuery, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use serde::Serialize;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::api::AppState;
 use crate::api::error::{ApiError, ApiResult, Problem};
-use crate::api::extract::Operator;
+use crate::api::extract::{Operator, QueryParams, Tenant};
+use crate::db::repo::connections::{self, Connection};
 use crate::db::repo::providers::{self, DeleteOutcome, PutOutcome};
 use crate::descriptor::load::Loader;
-use crate::descriptor::model::CredentialField;
+use crate::descriptor::model::{ConnectorCategory, CredentialField};
 use crate::descriptor::source::Format;
 use crate::registry::Entry;
 
@@ -49,6 +51,16 @@ pub struct ProviderDto {
     pub credential_fields: Vec<FieldDto>,
     /// What `POST /connections` takes in `config`.
     pub config_fields: Vec<FieldDto>,
+    /// The tenant's connections of it: `connected`, `error` (one of them needs
+    /// attention: re-authorization, or its last check or sync failed) or
+    /// `not_configured`. Only when the request names a tenant (`X-Tenant-Id`,
+    /// with an operator token).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "connected")]
+    pub status: Option<ProviderStatus>,
+    /// How many connections the tenant has of it (with `status`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connections: Option<usize>,
     /// The full descriptor (`GET /providers/{id}` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
@@ -133,26 +145,143 @@ pub fn dto(entry: &Entry, with_descriptor: bool) -> ProviderDto {
         signals: c.signals.clone(),
         credential_fields: c.credential_fields.iter().map(FieldDto::from).collect(),
         config_fields: c.config_fields.iter().map(FieldDto::from).collect(),
+        status: None,
+        connections: None,
         descriptor: with_descriptor.then(|| c.descriptor.clone()),
     }
 }
 
-/// List the connectors.
+/// A tenant's standing with one connector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderStatus {
+    /// It has connections and none needs attention.
+    Connected,
+    /// One of its connections needs attention.
+    Error,
+    /// It has none.
+    NotConfigured,
+}
+
+impl ProviderStatus {
+    /// The status of a tenant's `connections` of one connector.
+    pub fn of(connections: &[&Connection]) -> Self {
+        if connections.is_empty() {
+            ProviderStatus::NotConfigured
+        } else if connections
+            .iter()
+            .any(|c| c.status != "active" || c.healthy == Some(false))
+        {
+            ProviderStatus::Error
+        } else {
+            ProviderStatus::Connected
+        }
+    }
+}
+
+/// What the catalogue is narrowed to.
+#[derive(Debug, Default)]
+pub struct CatalogueFilter {
+    /// One category.
+    pub category: Option<ConnectorCategory>,
+    /// Words the name, id or description contain (case-insensitive).
+    pub q: Option<String>,
+}
+
+impl CatalogueFilter {
+    /// Whether `entry` is in it.
+    pub fn admits(&self, entry: &Entry) -> bool {
+        let c = entry.connector.catalogue();
+        if self.category.is_some_and(|k| k != c.category) {
+            return false;
+        }
+        let Some(q) = self.q.as_deref() else {
+            return true;
+        };
+        let text = format!("{} {} {}", c.name, c.id, c.description).to_lowercase();
+        q.to_lowercase()
+            .split_whitespace()
+            .all(|word| text.contains(word))
+    }
+}
+
+/// The catalogue narrowed by `filter`, each connector with the tenant's status
+/// when `connections` (the tenant's) are given.
+pub fn catalogue(
+    state: &AppState,
+    filter: &CatalogueFilter,
+    connections: Option<&[Connection]>,
+) -> Vec<ProviderDto> {
+    state
+        .0
+        .registry
+        .list()
+        .iter()
+        .filter(|e| filter.admits(e))
+        .map(|e| {
+            let mut d = dto(e, false);
+            if let Some(all) = connections {
+                let own: Vec<&Connection> = all.iter().filter(|c| c.provider == d.id).collect();
+                d.status = Some(ProviderStatus::of(&own));
+                d.connections = Some(own.len());
+            }
+            d
+        })
+        .collect()
+}
+
+/// Query of `GET /providers`.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct ProvidersQuery {
+    /// Only this category (`project_management`, `communication`,
+    /// `code_devops`, `documents`, `email`, `calendar`, `monitoring`, `custom`).
+    category: Option<String>,
+    /// Only connectors whose name, id or description contain every word.
+    q: Option<String>,
+}
+
+/// List the connectors. With `X-Tenant-Id` (and an operator token) each
+/// carries the tenant's `status` and `connections`.
 #[utoipa::path(
     get, path = "/providers", operation_id = "listProviders", tag = "providers",
-    responses((status = 200, description = "The catalogue", body = ProviderList)),
-    security(()),
+    params(
+        ProvidersQuery,
+        ("X-Tenant-Id" = Option<Uuid>, Header, description = "Tenant whose status to show (needs an operator token)"),
+    ),
+    responses(
+        (status = 200, description = "The catalogue", body = ProviderList),
+        (status = 400, description = "A bad query parameter or X-Tenant-Id", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "X-Tenant-Id without a good operator token", body = Problem, content_type = "application/problem+json"),
+    ),
+    security((), ("bearer" = [])),
 )]
-pub async fn list(State(state): State<AppState>) -> axum::Json<ProviderList> {
-    axum::Json(ProviderList {
-        providers: state
-            .0
-            .registry
-            .list()
-            .iter()
-            .map(|e| dto(e, false))
-            .collect(),
-    })
+pub async fn list(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+    mut parts: Parts,
+) -> ApiResult<axum::Json<ProviderList>> {
+    let q = QueryParams::parse(query.as_deref(), &["category", "q"])?;
+    let filter = CatalogueFilter {
+        category: q.parsed("category", "a catalogue category", |v| {
+            ConnectorCategory::ALL
+                .iter()
+                .copied()
+                .find(|c| c.as_str() == v)
+        })?,
+        q: q.text("q").map(str::to_owned),
+    };
+    let connections = if parts.headers.contains_key("x-tenant-id") {
+        Operator::from_request_parts(&mut parts, &state).await?;
+        let Tenant(tenant) = Tenant::from_request_parts(&mut parts, &state).await?;
+        Some(connections::list(&state.0.db, tenant).await?)
+    } else {
+        None
+    };
+    Ok(axum::Json(ProviderList {
+        providers: catalogue(&state, &filter, connections.as_deref()),
+    }))
 }
 
 /// Read one connector, with its descriptor.

@@ -44,6 +44,12 @@ pub struct Model {
     pub last_error: Option<String>,
     /// When the connector's `Renew` hook is due (a watch channel before it expires).
     pub renew_at: Option<DateTimeUtc>,
+    /// When the last sync attempt ended.
+    pub last_sync_at: Option<DateTimeUtc>,
+    /// How it ended: `succeeded`, `retrying` (it failed and is retried) or `failed`.
+    pub last_sync_status: Option<String>,
+    /// How long it ran, in milliseconds.
+    pub last_sync_ms: Option<i64>,
     /// Created.
     pub created_at: DateTimeUtc,
     /// Last changed.

@@ -57,6 +57,8 @@ pub struct Connection {
     pub last_health_check: Option<chrono::DateTime<Utc>>,
     /// When the connector's `Renew` hook is due.
     pub renew_at: Option<chrono::DateTime<Utc>>,
+    /// The connection's last sync attempt, once one ended.
+    pub last_sync: Option<LastSync>,
     /// Created.
     pub created_at: chrono::DateTime<Utc>,
     /// Updated.
@@ -79,10 +81,29 @@ impl From<Model> for Connection {
             last_error: m.last_error,
             last_health_check: m.last_health_check,
             renew_at: m.renew_at,
+            last_sync: match (m.last_sync_at, m.last_sync_status) {
+                (Some(at), Some(status)) => Some(LastSync {
+                    at,
+                    status,
+                    ms: m.last_sync_ms.unwrap_or(0),
+                }),
+                _ => None,
+            },
             created_at: m.created_at,
             updated_at: m.updated_at,
         }
     }
+}
+
+/// How a connection's last sync attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastSync {
+    /// When it ended.
+    pub at: chrono::DateTime<Utc>,
+    /// `succeeded`, `retrying` (it failed and is retried) or `failed`.
+    pub status: String,
+    /// How long it ran, in milliseconds.
+    pub ms: i64,
 }
 
 /// A connection to create.
@@ -203,6 +224,9 @@ pub async fn create(
         consecutive_failures: Set(0),
         last_error: Set(None),
         renew_at: Set(None),
+        last_sync_at: Set(None),
+        last_sync_status: Set(None),
+        last_sync_ms: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
     };
@@ -497,6 +521,27 @@ pub async fn record_health(
         update = update.col_expr(Column::LastHealthCheck, Expr::value(now));
     }
     update.exec(db.conn()).await?;
+    Ok(())
+}
+
+/// Records how a sync attempt ended (`status` as in [`LastSync`]), `ms` after it
+/// started.
+pub async fn record_sync(
+    db: &Db,
+    tenant: TenantId,
+    id: ConnectionId,
+    status: &str,
+    ms: i64,
+) -> Result<(), StoreError> {
+    use sea_orm::sea_query::Expr;
+    Entity::update_many()
+        .filter(Column::Id.eq(*id.as_uuid()))
+        .filter(Column::TenantId.eq(*tenant.as_uuid()))
+        .col_expr(Column::LastSyncAt, Expr::value(db.now()))
+        .col_expr(Column::LastSyncStatus, Expr::value(status))
+        .col_expr(Column::LastSyncMs, Expr::value(ms))
+        .exec(db.conn())
+        .await?;
     Ok(())
 }
 

@@ -12,3 +12,4 @@ pub mod oauth_states;
 pub mod providers;
 pub mod queue;
 pub mod signals;
+pub mod stats;
