@@ -7,7 +7,7 @@ use http::Method;
 use serde_json::{Value, json};
 
 use super::auth::{self, Credentials};
-use super::http::{HttpClient, HttpRequest};
+use super::http::{HttpClient, HttpRequest, snippet};
 use crate::descriptor::compile::CompiledDescriptor;
 use crate::descriptor::model::HealthCheckMethod;
 
@@ -63,23 +63,28 @@ pub async fn check(
         }
         auth::apply(&descriptor.auth, credentials, &mut request).map_err(|e| e.to_string())?;
         let response = http.send_once(&request).await.map_err(|e| e.to_string())?;
-        Ok::<u16, String>(response.status)
+        let said = if response.status == hc.expect_status || response.body.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", request.secrets.scrub(&snippet(&response.body)))
+        };
+        Ok::<(u16, String), String>((response.status, said))
     }
     .await;
     let latency_ms = (http.ambient().now() - started).num_milliseconds().max(0) as u64;
     match result {
-        Ok(status) if status == hc.expect_status => HealthResult {
+        Ok((status, _)) if status == hc.expect_status => HealthResult {
             healthy: true,
             status: Some(status),
             latency_ms,
             error: None,
         },
-        Ok(status) => HealthResult {
+        Ok((status, said)) => HealthResult {
             healthy: false,
             status: Some(status),
             latency_ms,
             error: Some(format!(
-                "the health check answered {status}, expected {}",
+                "the health check answered {status}, expected {}{said}",
                 hc.expect_status
             )),
         },

@@ -517,7 +517,9 @@ pub fn retry_after(headers: &HeaderMap, now: chrono::DateTime<chrono::Utc>) -> O
     Some(wait.to_std().unwrap_or(Duration::ZERO))
 }
 
-fn snippet(body: &[u8]) -> String {
+/// The start of a provider's answer, for an error message: at most
+/// `ERROR_BODY_LIMIT` characters, control characters left out.
+pub fn snippet(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
     let mut out: String = text
         .chars()

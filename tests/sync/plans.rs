@@ -7,6 +7,7 @@
 use chrono::{DateTime, Utc};
 use poblysh_connectors::db::repo::cursor::Cursor;
 use poblysh_connectors::db::repo::signals::{self, SignalFilter};
+use poblysh_connectors::db::repo::stats;
 use poblysh_connectors::domain::{ConnectionId, TenantId};
 use sea_orm::{ConnectionTrait, DbBackend, QueryTrait, Statement, TransactionTrait};
 use uuid::Uuid;
@@ -129,44 +130,66 @@ async fn plan(node: &Node, statement: Statement) -> String {
     }
 }
 
+/// Signals spread like real data over 5 tenants, 40 connections (each of one
+/// tenant and one provider, some tenants with two of a provider) and 6 kinds,
+/// with jobs for one connection, and statistics, so the planner chooses as it
+/// would at volume. One tenant and one of its connections.
+async fn spread(node: &Node) -> (TenantId, ConnectionId) {
+    let db = node.services.db.conn();
+    let tenants: Vec<TenantId> = (0..5)
+        .map(|_| TenantId::from_uuid(Uuid::now_v7()))
+        .collect();
+    let providers = ["github", "jira", "slack", "linear", "sentry"];
+    let connections: Vec<(ConnectionId, TenantId, &str)> = (0..40)
+        .map(|j| {
+            (
+                ConnectionId::from_uuid(Uuid::now_v7()),
+                tenants[j % 5],
+                providers[(j / 5) % 5],
+            )
+        })
+        .collect();
+    let (connection, tenant, _) = connections[0];
+    let kinds = [
+        "pr_merged",
+        "issue_created",
+        "message_received",
+        "comment_created",
+        "error_created",
+        "pr_opened",
+    ];
+    let t0: DateTime<Utc> = "2024-01-01T00:00:00Z".parse().unwrap();
+    let mut batch = Vec::new();
+    for i in 0..8_000usize {
+        let (connection_id, tenant_id, provider) = connections[i % connections.len()];
+        batch.push(poblysh_connectors::domain::Signal {
+            id: Uuid::now_v7(),
+            tenant_id,
+            connection_id,
+            provider: provider.into(),
+            kind: kinds[(i / 7) % kinds.len()].into(),
+            occurred_at: t0 + chrono::Duration::minutes(i as i64),
+            received_at: t0,
+            external_id: i.to_string(),
+            summary: "s".into(),
+            priority: None,
+            participants: vec![],
+            tags: vec![],
+            related: vec![],
+            url: None,
+            payload: serde_json::json!({}),
+        });
+    }
+    signals::insert(db, &batch).await.unwrap();
+    db.execute_unprepared("ANALYZE").await.unwrap();
+    (tenant, connection)
+}
+
 crate::on_both! {
     async fn every_signal_filter_is_one_index_range_in_order(backend) {
         let node = Node::new(backend, true, &[]).await;
         let db = node.services.db.conn();
-        // A spread like real data: 5 tenants, 40 connections (each of one
-        // tenant and one provider, some tenants with two of a provider),
-        // 6 kinds; and statistics, so the planner chooses as it would at volume.
-        let tenants: Vec<TenantId> = (0..5).map(|_| TenantId::from_uuid(Uuid::now_v7())).collect();
-        let providers = ["github", "jira", "slack", "linear", "sentry"];
-        let connections: Vec<(ConnectionId, TenantId, &str)> = (0..40)
-            .map(|j| (ConnectionId::from_uuid(Uuid::now_v7()), tenants[j % 5], providers[(j / 5) % 5]))
-            .collect();
-        let (connection, tenant, _) = connections[0];
-        let kinds = ["pr_merged", "issue_created", "message_received", "comment_created", "error_created", "pr_opened"];
-        let t0: DateTime<Utc> = "2024-01-01T00:00:00Z".parse().unwrap();
-        let mut batch = Vec::new();
-        for i in 0..8_000usize {
-            let (connection_id, tenant_id, provider) = connections[i % connections.len()];
-            batch.push(poblysh_connectors::domain::Signal {
-                id: Uuid::now_v7(),
-                tenant_id,
-                connection_id,
-                provider: provider.into(),
-                kind: kinds[(i / 7) % kinds.len()].into(),
-                occurred_at: t0 + chrono::Duration::minutes(i as i64),
-                received_at: t0,
-                external_id: i.to_string(),
-                summary: "s".into(),
-                priority: None,
-                participants: vec![],
-                tags: vec![],
-                related: vec![],
-                url: None,
-                payload: serde_json::json!({}),
-            });
-        }
-        signals::insert(db, &batch).await.unwrap();
-        db.execute_unprepared("ANALYZE").await.unwrap();
+        let (tenant, connection) = spread(&node).await;
         let cursor = Cursor { time: "2024-06-01T00:00:00Z".parse().unwrap(), id: Uuid::now_v7() };
         for (name, filter) in filters(connection) {
             for cursor in [None, Some(cursor)] {
@@ -214,6 +237,36 @@ crate::on_both! {
                             assert!(keyset_in_index, "the keyset is not in the index condition: {context}");
                         }
                     }
+                }
+            }
+        }
+    }
+}
+
+crate::on_both! {
+    async fn connection_stats_count_one_index_range(backend) {
+        let node = Node::new(backend, true, &[]).await;
+        let db = node.services.db.conn();
+        let (tenant, connection) = spread(&node).await;
+        let now: DateTime<Utc> = "2024-01-05T00:00:00Z".parse().unwrap();
+        let signal_counts = stats::signal_counts(tenant, connection, now - chrono::Duration::hours(24), now - chrono::Duration::days(7))
+            .build(db.get_database_backend());
+        let job_counts = stats::job_counts(tenant, connection, now - chrono::Duration::days(7)).build(db.get_database_backend());
+        for (name, statement, index) in [
+            ("signals", signal_counts, "idx_signals_tenant_connection_time"),
+            ("jobs", job_counts, "idx_sync_jobs_tenant_connection_created"),
+        ] {
+            let plan = plan(&node, statement).await;
+            let context = format!("{name}:\n{plan}");
+            match backend {
+                crate::sync::harness::Backend::Sqlite => {
+                    assert!(plan.contains(&format!("INDEX {index} (tenant_id=? AND connection_id=? AND ")), "{context}");
+                    assert!(!plan.contains("SCAN "), "{context}");
+                }
+                crate::sync::harness::Backend::Postgres => {
+                    assert!(plan.contains(index) && !plan.contains("Seq Scan"), "{context}");
+                    let cond = plan.lines().find(|l| l.contains("Index Cond")).unwrap_or_default();
+                    assert!(cond.contains("(tenant_id = ") && cond.contains("(connection_id = ") && cond.contains(" > "), "{context}");
                 }
             }
         }

@@ -370,7 +370,13 @@ crate::on_both! {
         }
         // Written as before the migration; run it again over them.
         let conn = node.services.db.conn();
-        migration::Migrator::down(conn, Some(1)).await.unwrap();
+        let since_region = migration::Migrator::migrations()
+            .iter()
+            .rev()
+            .position(|m| m.name() == "m20261201_000009_zoho_cliq_region")
+            .unwrap() as u32
+            + 1;
+        migration::Migrator::down(conn, Some(since_region)).await.unwrap();
         migration::Migrator::up(conn, None).await.unwrap();
         for (id, (_, want)) in ids.iter().zip(&old) {
             let got = connections::get(&node.services.db, tenant, *id).await.unwrap().unwrap();

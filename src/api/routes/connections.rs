@@ -763,15 +763,11 @@ pub async fn test_unsaved(
         ..
     } = check_new(state, body)?;
     let connector = entry.connector.as_ref();
-    let static_token = connector
-        .capabilities()
-        .token_exchange
-        .as_ref()
-        .map(|x| {
-            x.static_token_key
-                .as_ref()
-                .is_some_and(|k| credentials.contains_key(k))
-        });
+    let static_token = connector.capabilities().token_exchange.as_ref().map(|x| {
+        x.static_token_key
+            .as_ref()
+            .is_some_and(|k| credentials.contains_key(k))
+    });
     if static_token == Some(false) {
         return Err(ApiError::bad_request(format!(
             "`{}` exchanges a signed app token for its access token: create the connection, then test it with POST /connections/{{id}}/test",
@@ -863,18 +859,13 @@ pub async fn connection_stats(
         .ok_or_else(|| not_found(id))?;
     let now = state.0.services.ambient.now();
     let counted = crate::db::repo::stats::connection(db, tenant, connection_id, now).await?;
-    let mut jobs: std::collections::BTreeMap<String, u64> = crate::domain::JobState::ALL
-        .iter()
-        .map(|s| (s.as_str().to_owned(), 0))
-        .collect();
-    jobs.extend(counted.jobs_7d);
     Ok(ConnectionStats {
         connection_id: id,
         signals: SignalCounts {
             last_24h: counted.signals_24h,
             last_7d: counted.signals_7d,
         },
-        jobs_last_7d: jobs,
+        jobs_last_7d: counted.jobs_7d,
         as_of: now,
     })
 }

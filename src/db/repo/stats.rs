@@ -13,7 +13,7 @@ use sea_orm::{ColumnTrait, EntityTrait, ExprTrait, QueryFilter, QuerySelect};
 
 use crate::db::entities::{signal, sync_job};
 use crate::db::{Db, StoreError, stored_time};
-use crate::domain::{ConnectionId, TenantId};
+use crate::domain::{ConnectionId, JobState, TenantId};
 
 /// What [`connection`] counts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,7 +22,7 @@ pub struct ConnectionStats {
     pub signals_24h: u64,
     /// Signals that occurred in the 7 days before `now`.
     pub signals_7d: u64,
-    /// Jobs created in the 7 days before `now`, by state (states with none left out).
+    /// Jobs created in the 7 days before `now`, by state (every state).
     pub jobs_7d: BTreeMap<String, u64>,
 }
 
@@ -35,35 +35,39 @@ pub fn signal_counts(
     since_7d: DateTime<Utc>,
 ) -> sea_orm::Select<signal::Entity> {
     use signal::Column;
-    let recent = Expr::case(
-        Expr::col(Column::OccurredAt).gt(stored_time(since_24h)),
-        1,
-    )
-    .finally(0);
+    let recent = Expr::case(Expr::col(Column::OccurredAt).gt(stored_time(since_24h)), 1).finally(0);
     signal::Entity::find()
         .select_only()
         .expr_as(Func::count(Expr::col(Column::Id)), "last_7d")
-        .expr_as(Func::coalesce([Expr::from(Func::sum(recent)), Expr::val(0)]), "last_24h")
+        .expr_as(
+            Func::coalesce([Expr::from(Func::sum(recent)), Expr::val(0)]),
+            "last_24h",
+        )
         .filter(Column::TenantId.eq(*tenant.as_uuid()))
         .filter(Column::ConnectionId.eq(*connection.as_uuid()))
         .filter(Column::OccurredAt.gt(stored_time(since_7d)))
 }
 
-/// The statement counting the connection's jobs created since `since`, by state.
+/// The statement counting the connection's jobs created since `since`, one
+/// column per state (no grouping: one pass over one index range).
 pub fn job_counts(
     tenant: TenantId,
     connection: ConnectionId,
     since: DateTime<Utc>,
 ) -> sea_orm::Select<sync_job::Entity> {
     use sync_job::Column;
-    sync_job::Entity::find()
-        .select_only()
-        .column(Column::State)
-        .expr_as(Func::count(Expr::col(Column::Id)), "n")
+    let mut query = sync_job::Entity::find().select_only();
+    for state in JobState::ALL {
+        let one = Expr::case(Expr::col(Column::State).eq(state.as_str()), 1).finally(0);
+        query = query.expr_as(
+            Func::coalesce([Expr::from(Func::sum(one)), Expr::val(0)]),
+            state.as_str(),
+        );
+    }
+    query
         .filter(Column::TenantId.eq(*tenant.as_uuid()))
         .filter(Column::ConnectionId.eq(*connection.as_uuid()))
         .filter(Column::CreatedAt.gt(stored_time(since)))
-        .group_by(Column::State)
 }
 
 /// The counts for one of the tenant's connections at `now`.
@@ -79,16 +83,21 @@ pub async fn connection(
         .one(db.reads())
         .await?
         .unwrap_or((0, 0));
-    let jobs = job_counts(tenant, id, week)
-        .into_tuple::<(String, i64)>()
-        .all(db.reads())
-        .await?;
+    // One column per state, in `JobState::ALL`'s order (as `job_counts` makes them).
+    const _: () = assert!(JobState::ALL.len() == 5);
+    let (queued, running, succeeded, failed, retrying) = job_counts(tenant, id, week)
+        .into_tuple::<(i64, i64, i64, i64, i64)>()
+        .one(db.reads())
+        .await?
+        .unwrap_or_default();
+    let jobs = [queued, running, succeeded, failed, retrying];
     Ok(ConnectionStats {
         signals_24h: u64::try_from(last_24h).unwrap_or(0),
         signals_7d: u64::try_from(last_7d).unwrap_or(0),
-        jobs_7d: jobs
-            .into_iter()
-            .map(|(state, n)| (state, u64::try_from(n).unwrap_or(0)))
+        jobs_7d: JobState::ALL
+            .iter()
+            .zip(jobs)
+            .map(|(s, n)| (s.as_str().to_owned(), u64::try_from(n).unwrap_or(0)))
             .collect(),
     })
 }
