@@ -18,3 +18,4 @@ pub mod gateway;
 pub mod registry;
 pub mod services;
 pub mod sync;
+pub mod ui;

@@ -229,6 +229,7 @@ pub fn router(state: AppState) -> Router {
     let doc = complete(doc);
     router
         .merge(webhook_handshakes())
+        .merge(crate::ui::router(&state))
         .merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

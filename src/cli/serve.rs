@@ -116,7 +116,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             let local = listener.local_addr()?;
             println!("listening on http://{local}");
             tracing::info!(%local, "listening");
-            axum::serve(listener, node.router())
+            // The peer's address: the dashboard limits sign-in attempts per client.
+            let app = node
+                .router()
+                .into_make_service_with_connect_info::<std::net::SocketAddr>();
+            axum::serve(listener, app)
                 .with_graceful_shutdown(stopping)
                 .await
                 .context("server error")?;

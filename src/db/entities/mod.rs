@@ -7,4 +7,5 @@ pub mod provider;
 pub mod signal;
 pub mod sync_cursor;
 pub mod sync_job;
+pub mod ui_session;
 pub mod webhook_delivery;

@@ -13,3 +13,4 @@ pub mod providers;
 pub mod queue;
 pub mod signals;
 pub mod stats;
+pub mod ui_sessions;

@@ -1,0 +1,183 @@
+//! Signing in and out with an operator token, and choosing the tenant the
+//! dashboard acts for. Sign-in attempts are limited per client address.
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use askama::Template;
+use axum::Extension;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use tower_sessions::Session;
+use uuid::Uuid;
+
+use super::session::{self, Data, SignedIn};
+use super::view::{self, Frame};
+use super::{FormFields, PeerIp, see_other};
+use crate::api::AppState;
+
+/// Sign-in attempts a client address may make in a minute.
+pub const ATTEMPTS_PER_MINUTE: u32 = 5;
+
+/// The sign-in limiter: `ATTEMPTS_PER_MINUTE` per client address (one shared
+/// allowance for clients whose address is unknown).
+#[derive(Debug)]
+pub struct Attempts(DefaultKeyedRateLimiter<Option<IpAddr>>);
+
+impl Default for Attempts {
+    fn default() -> Self {
+        let n = NonZeroU32::new(ATTEMPTS_PER_MINUTE).unwrap_or(NonZeroU32::MIN);
+        Attempts(RateLimiter::keyed(Quota::per_minute(n)))
+    }
+}
+
+impl Attempts {
+    /// Takes one attempt for `ip`; false when it has none left.
+    fn take(&self, ip: Option<IpAddr>) -> bool {
+        let ok = self.0.check_key(&ip).is_ok();
+        if self.0.len() > 10_000 {
+            self.0.retain_recent();
+        }
+        ok
+    }
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct Login {
+    frame: Frame,
+    error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "tenant.html")]
+struct ChooseTenant {
+    frame: Frame,
+    recent: Vec<String>,
+    value: String,
+    error: Option<String>,
+}
+
+fn login_page(csrf: String, status: StatusCode, error: Option<&str>) -> Response {
+    view::page(
+        status,
+        &Login {
+            frame: Frame::new("Sign in", csrf, false),
+            error: error.map(str::to_owned),
+        },
+    )
+}
+
+/// `GET /ui/login`.
+pub async fn login_form(State(state): State<AppState>, session: Session) -> Response {
+    if session::data(&session)
+        .await
+        .signed_in(state.0.ambient.now())
+    {
+        return see_other("/ui/connections");
+    }
+    match session::csrf(&state, &session).await {
+        Ok(csrf) => login_page(csrf, StatusCode::OK, None),
+        Err(r) => r,
+    }
+}
+
+/// `POST /ui/login`: the operator token → a new signed-in session.
+pub async fn login(
+    State(state): State<AppState>,
+    Extension(attempts): Extension<Arc<Attempts>>,
+    PeerIp(ip): PeerIp,
+    session: Session,
+    FormFields(fields): FormFields,
+) -> Response {
+    let csrf = session::data(&session).await.csrf;
+    if !attempts.take(ip) {
+        return login_page(
+            csrf,
+            StatusCode::TOO_MANY_REQUESTS,
+            Some("Too many sign-in attempts. Wait a minute and try again."),
+        );
+    }
+    let token = fields
+        .iter()
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.trim())
+        .unwrap_or_default();
+    if token.is_empty() || !state.0.operator_tokens.accepts(token) {
+        tracing::warn!(?ip, "a dashboard sign-in was refused");
+        return login_page(
+            csrf,
+            StatusCode::UNAUTHORIZED,
+            Some("That is not an operator token of this service."),
+        );
+    }
+    // A new session id on sign-in: an id planted before cannot ride along.
+    if let Err(e) = session.cycle_id().await {
+        tracing::error!(error = %e, "cannot renew a dashboard session");
+        return view::error_page(StatusCode::SERVICE_UNAVAILABLE, "Try again.");
+    }
+    let now = state.0.ambient.now().timestamp();
+    let data = Data {
+        csrf: session::new_token(&state),
+        signed_in_at: Some(now),
+        seen_at: now,
+        tenant: None,
+        recent: Vec::new(),
+    };
+    if let Err(r) = session::store(&session, &data).await {
+        return r;
+    }
+    see_other("/ui/tenant")
+}
+
+/// `POST /ui/logout`.
+pub async fn logout(session: Session) -> Response {
+    let _ = session.flush().await;
+    see_other("/ui/login")
+}
+
+fn tenant_page(
+    signed: &SignedIn,
+    status: StatusCode,
+    value: &str,
+    error: Option<&str>,
+) -> Response {
+    let mut frame = Frame::new("Choose a tenant", signed.data.csrf.clone(), true);
+    frame.tenant = signed.data.tenant.map(|t| t.to_string());
+    view::page(
+        status,
+        &ChooseTenant {
+            frame,
+            recent: signed.data.recent.iter().map(Uuid::to_string).collect(),
+            value: value.to_owned(),
+            error: error.map(str::to_owned),
+        },
+    )
+}
+
+/// `GET /ui/tenant`.
+pub async fn tenant_form(signed: SignedIn) -> Response {
+    tenant_page(&signed, StatusCode::OK, "", None)
+}
+
+/// `POST /ui/tenant`: act for the tenant given (a UUID).
+pub async fn choose_tenant(signed: SignedIn, form: FormFields) -> Response {
+    let given = form.get("tenant").unwrap_or_default().trim().to_owned();
+    let Ok(tenant) = Uuid::parse_str(&given) else {
+        return tenant_page(
+            &signed,
+            StatusCode::BAD_REQUEST,
+            &given,
+            Some("A tenant id is a UUID, such as 0190f3c2-5b7e-7c1a-9d4e-3f2a1b0c9d8e."),
+        );
+    };
+    let mut data = signed.data.clone();
+    data.choose(tenant);
+    if let Err(r) = session::store(&signed.session, &data).await {
+        return r;
+    }
+    see_other("/ui/connections")
+}
