@@ -27,4 +27,5 @@ mod schema;
 mod serve;
 mod signals_doc;
 mod sync;
+mod ui;
 mod webhooks;

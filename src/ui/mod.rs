@@ -81,6 +81,12 @@ pub fn router(state: &AppState) -> Router<AppState> {
             get(monitor::confirm_delete).post(monitor::delete),
         )
         .route("/ui/assets/{file}", get(assets::asset))
+        .route(
+            "/ui/{*rest}",
+            axum::routing::any(|| async {
+                view::error_page(StatusCode::NOT_FOUND, "There is no such page.")
+            }),
+        )
         .layer(axum::Extension(std::sync::Arc::new(
             sign_in::Attempts::default(),
         )))

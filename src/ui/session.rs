@@ -60,7 +60,7 @@ impl SessionStore for DbStore {
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
-        let Some((data, expires)) = ui_sessions::load(&self.0, &id.to_string(), self.0.now())
+        let Some((data, expires)) = ui_sessions::load(&self.0, &id.to_string())
             .await
             .map_err(backend)?
         else {

@@ -130,6 +130,11 @@ pub async fn login(
     if let Err(r) = session::store(&session, &data).await {
         return r;
     }
+    // Sessions whose cookie expired are forgotten now and then: at sign-in.
+    let cutoff = state.0.ambient.now() - session::ABSOLUTE;
+    if let Err(e) = crate::db::repo::ui_sessions::prune(&state.0.db, cutoff).await {
+        tracing::warn!(error = %e, "cannot prune dashboard sessions");
+    }
     see_other("/ui/tenant")
 }
 

@@ -36,14 +36,11 @@ pub async fn save(
     Ok(())
 }
 
-/// The session `id`'s data and expiry, unless it expired before `now`.
-pub async fn load(
-    db: &Db,
-    id: &str,
-    now: DateTime<Utc>,
-) -> Result<Option<(String, DateTime<Utc>)>, StoreError> {
+/// The session `id`'s data and stored expiry. Whether it is still signed in
+/// is its data's to say, on the service's clock (`ui::session::Data`); the
+/// stored expiry (the cookie's) only says when [`prune`] may forget it.
+pub async fn load(db: &Db, id: &str) -> Result<Option<(String, DateTime<Utc>)>, StoreError> {
     Ok(Entity::find_by_id(key(id))
-        .filter(Column::ExpiresAt.gt(stored_time(now)))
         .one(db.conn())
         .await?
         .map(|m| (m.data, m.expires_at)))
