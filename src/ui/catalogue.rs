@@ -460,7 +460,15 @@ pub async fn oauth(
         Err(r) => return r,
     };
     let body = body_of(&provider, &form);
-    let request = serde_json::json!({"config": body.config, "name": body.name});
+    // The provider sends the operator back to the dashboard (this redirect
+    // URI must be registered with the provider's OAuth app, beside the API's).
+    let mut request = serde_json::json!({"config": body.config, "name": body.name});
+    if let Some(public) = &state.0.config.public_url {
+        request["redirect_uri"] = Value::String(format!(
+            "{}/ui/connect/{provider}/callback",
+            public.trim_end_matches('/')
+        ));
+    }
     let started = oauth::start(
         Operator,
         Tenant(tenant),
@@ -493,6 +501,50 @@ pub async fn oauth(
             },
         ),
         Err(e) => setup_page(frame, &entry, &form, Outcome::of(&e)),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "connected.html")]
+struct Connected {
+    frame: Frame,
+    name: String,
+    id: String,
+}
+
+/// `GET /ui/connect/{provider}/callback`: where the provider sends the
+/// operator back. Completed as `GET /connect/{provider}/callback` (the
+/// single-use state is the credential: the session cookie, `SameSite=Strict`,
+/// does not come along on a redirect from another site), then a link into
+/// the dashboard, which does.
+pub async fn oauth_callback(
+    State(state): State<AppState>,
+    Path(provider): Path<String>,
+    query: RawQuery,
+) -> Response {
+    let name = state
+        .0
+        .registry
+        .get(&provider)
+        .map(|e| e.connector.catalogue().name.clone())
+        .unwrap_or_else(|| provider.clone());
+    match oauth::callback(State(state), Path(provider), query).await {
+        Ok((_, axum::Json(created))) => view::page(
+            StatusCode::OK,
+            &Connected {
+                frame: Frame::new(format!("{name} connected"), String::new(), false),
+                name,
+                id: created.id.to_string(),
+            },
+        ),
+        Err(e) => {
+            let status = match e {
+                ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+                ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            view::error_page(status, &format!("{name} was not connected: {e}"))
+        }
     }
 }
 

@@ -70,6 +70,10 @@ pub fn router(state: &AppState) -> Router<AppState> {
         )
         .route("/ui/connect/{provider}/test", post(catalogue::test))
         .route("/ui/connect/{provider}/oauth", post(catalogue::oauth))
+        .route(
+            "/ui/connect/{provider}/callback",
+            get(catalogue::oauth_callback),
+        )
         .route("/ui/connections", get(monitor::connections))
         .route("/ui/connections/{id}", get(monitor::connection))
         .route("/ui/connections/{id}/live", get(monitor::live_fragment))

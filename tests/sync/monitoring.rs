@@ -156,6 +156,9 @@ crate::on_both! {
         assert!(public["providers"][0].get("status").is_none(), "{public}");
         let (status, _) = node.public("GET", &format!("/connections/{good}/stats")).await;
         assert_eq!(status, 401);
+        let no_token = http::Request::builder().uri("/providers").header("x-tenant-id", a.to_string())
+            .body(axum::body::Body::empty()).unwrap();
+        assert_eq!(node.send(no_token).await.0, 401, "a tenant's status needs the operator token");
     }
 }
 

@@ -495,3 +495,46 @@ crate::on_both! {
         assert_eq!(conn["status"], "active", "{conn}");
     }
 }
+
+crate::on_both! {
+    async fn the_dashboard_connects_with_oauth_and_the_provider_sends_the_operator_back(backend) {
+        let s = setup(backend).await;
+        let t = Uuid::now_v7();
+        let back = format!("{PUBLIC_URL}/ui/connect/oauthy/callback");
+        let mut operator = crate::ui::Browser::new(&s.node);
+        operator.sign_in(t).await;
+        operator.get("/ui/connect/oauthy").await;
+        let page = operator.post("/ui/connect/oauthy/oauth", &[("name", "Acme issues")]).await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        // The link to the provider's authorization page.
+        let at = page.body.find("data-testid=\"authorize\"").expect("a link to the provider");
+        let start = page.body[..at].rfind("href=\"").unwrap() + 6;
+        let href = page.body[start..].split('"').next().unwrap().replace("&#38;", "&").replace("&amp;", "&");
+        let url = url::Url::parse(&href).unwrap();
+        let q = query(&url);
+        assert_eq!(q["redirect_uri"], back, "the provider sends the operator back to the dashboard");
+        let redirect = back.clone();
+        Mock::given(method("POST")).and(path("/oauth/token"))
+            .and(move |req: &Request| form(req).get("redirect_uri") == Some(&redirect))
+            .respond_with(token_response(ACCESS, Some(REFRESH), 3600))
+            .expect(1).mount(&s.server).await;
+        // The redirect from the provider's site brings no dashboard cookie
+        // (SameSite=Strict): the single-use state is what counts.
+        let mut arriving = crate::ui::Browser::new(&s.node);
+        let callback = format!("/ui/connect/oauthy/callback?code={CODE}&state={}", q["state"]);
+        let done = arriving.get(&callback).await;
+        assert_eq!(done.status, 200, "{}", done.body);
+        let (_, list) = s.node.api("GET", "/connections", Some(TenantId::from_uuid(t)), None).await;
+        let id = list["connections"][0]["id"].as_str().unwrap().to_owned();
+        assert_eq!(list["connections"][0]["name"], "Acme issues");
+        assert!(done.body.contains(&format!("href=\"/ui/connections/{id}\"")), "{}", done.body);
+        // The link opens it in the operator's session.
+        let opened = operator.get(&format!("/ui/connections/{id}")).await;
+        assert_eq!(opened.status, 200);
+        assert!(opened.body.contains("Acme issues"));
+        // The state is used up.
+        let again = arriving.get(&callback).await;
+        assert_eq!(again.status, 400);
+        assert!(again.body.contains("was not connected"), "{}", again.body);
+    }
+}
