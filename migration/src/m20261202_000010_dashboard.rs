@@ -1,6 +1,7 @@
 //! What the dashboard and its API need: a connection's last sync (when, how it
-//! ended, how long it took), an index for a connection's recent jobs, and the
-//! dashboard's server-side sessions (keyed by a digest of the cookie's id).
+//! ended, how long it took), an index for a connection's recent jobs, the
+//! dashboard's server-side sessions (keyed by a digest of the cookie's id),
+//! and the connection an OAuth flow re-authorizes in place.
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
@@ -26,6 +27,13 @@ impl MigrationTrait for Migration {
             )
             .await?;
         }
+        m.alter_table(
+            Table::alter()
+                .table("oauth_states")
+                .add_column(uuid_null("connection_id"))
+                .to_owned(),
+        )
+        .await?;
         m.create_index(
             Index::create()
                 .name("idx_sync_jobs_tenant_connection_created")
@@ -66,6 +74,13 @@ impl MigrationTrait for Migration {
             Index::drop()
                 .name("idx_sync_jobs_tenant_connection_created")
                 .table("sync_jobs")
+                .to_owned(),
+        )
+        .await?;
+        m.alter_table(
+            Table::alter()
+                .table("oauth_states")
+                .drop_column("connection_id")
                 .to_owned(),
         )
         .await?;

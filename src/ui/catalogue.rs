@@ -228,7 +228,8 @@ struct Setup {
     test: TestView,
 }
 
-fn entry(state: &AppState, provider: &str) -> Result<Entry, Response> {
+/// The registry entry of `provider`, or the 404 page.
+pub fn entry(state: &AppState, provider: &str) -> Result<Entry, Response> {
     state
         .0
         .registry
@@ -236,9 +237,11 @@ fn entry(state: &AppState, provider: &str) -> Result<Entry, Response> {
         .ok_or_else(|| view::error_page(StatusCode::NOT_FOUND, "There is no such connector."))
 }
 
-struct Outcome {
+/// What a form submission came to, for the form shown again.
+pub struct Outcome {
     status: StatusCode,
-    error: Option<String>,
+    /// The message over the form.
+    pub error: Option<String>,
     fields: Vec<(String, String)>,
     test: Option<TestResult>,
 }
@@ -460,9 +463,27 @@ pub async fn oauth(
         Err(r) => return r,
     };
     let body = body_of(&provider, &form);
-    // The provider sends the operator back to the dashboard (this redirect
-    // URI must be registered with the provider's OAuth app, beside the API's).
-    let mut request = serde_json::json!({"config": body.config, "name": body.name});
+    let request = serde_json::json!({"config": body.config, "name": body.name});
+    match authorize(&state, tenant, &entry, frame.clone(), request).await {
+        Ok(page) => page,
+        Err(e) => setup_page(frame, &entry, &form, e),
+    }
+}
+
+/// Starts the OAuth flow of `POST /connect/{provider}` with `request`, the
+/// provider sending the operator back to the dashboard, and shows the link
+/// to the provider; the form's outcome when it cannot start.
+pub async fn authorize(
+    state: &AppState,
+    tenant: TenantId,
+    entry: &Entry,
+    mut frame: Frame,
+    mut request: Value,
+) -> Result<Response, Outcome> {
+    let provider = entry.connector.id().to_owned();
+    let name = entry.connector.catalogue().name.clone();
+    // This redirect URI must be registered with the provider's OAuth app,
+    // beside the API's.
     if let Some(public) = &state.0.config.public_url {
         request["redirect_uri"] = Value::String(format!(
             "{}/ui/connect/{provider}/callback",
@@ -472,42 +493,37 @@ pub async fn oauth(
     let started = oauth::start(
         Operator,
         Tenant(tenant),
-        State(state),
-        Path(provider.clone()),
+        State(state.clone()),
+        Path(provider),
         Bytes::from(request.to_string()),
     )
-    .await;
-    match started {
-        Ok(axum::Json(started)) if view::linkable(&started.authorize_url) => {
-            let mut frame = frame;
-            frame.title = format!("Continue to {}", entry.connector.catalogue().name);
-            view::page(
-                StatusCode::OK,
-                &Authorize {
-                    frame,
-                    name: entry.connector.catalogue().name.clone(),
-                    url: started.authorize_url,
-                },
-            )
-        }
-        Ok(_) => setup_page(
-            frame,
-            &entry,
-            &form,
-            Outcome {
-                status: StatusCode::BAD_GATEWAY,
-                error: Some("The provider's authorization URL is not an http(s) URL.".into()),
-                ..Outcome::blank()
-            },
-        ),
-        Err(e) => setup_page(frame, &entry, &form, Outcome::of(&e)),
+    .await
+    .map_err(|e| Outcome::of(&e))?;
+    let axum::Json(started) = started;
+    if !view::linkable(&started.authorize_url) {
+        return Err(Outcome {
+            status: StatusCode::BAD_GATEWAY,
+            error: Some("The provider's authorization URL is not an http(s) URL.".into()),
+            ..Outcome::blank()
+        });
     }
+    frame.title = format!("Continue to {name}");
+    Ok(view::page(
+        StatusCode::OK,
+        &Authorize {
+            frame,
+            name,
+            url: started.authorize_url,
+        },
+    ))
 }
 
 #[derive(Template)]
 #[template(path = "connected.html")]
 struct Connected {
     frame: Frame,
+    /// A re-authorization (the connection existed).
+    again: bool,
     name: String,
     id: String,
 }
@@ -529,12 +545,13 @@ pub async fn oauth_callback(
         .map(|e| e.connector.catalogue().name.clone())
         .unwrap_or_else(|| provider.clone());
     match oauth::callback(State(state), Path(provider), query).await {
-        Ok((_, axum::Json(created))) => view::page(
+        Ok((status, axum::Json(made))) => view::page(
             StatusCode::OK,
             &Connected {
                 frame: Frame::new(format!("{name} connected"), String::new(), false),
+                again: status == StatusCode::OK,
                 name,
-                id: created.id.to_string(),
+                id: made.id.to_string(),
             },
         ),
         Err(e) => {

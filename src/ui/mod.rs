@@ -81,6 +81,10 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/ui/connections/{id}/test", post(monitor::test))
         .route("/ui/connections/{id}/sync", post(monitor::sync))
         .route(
+            "/ui/connections/{id}/reauthorize",
+            post(monitor::reauthorize),
+        )
+        .route(
             "/ui/connections/{id}/delete",
             get(monitor::confirm_delete).post(monitor::delete),
         )

@@ -131,6 +131,7 @@ struct Page {
     live: Live,
     notice: Option<&'static str>,
     polls: bool,
+    oauth: bool,
 }
 
 fn millis(ms: i64) -> String {
@@ -141,7 +142,13 @@ fn millis(ms: i64) -> String {
     }
 }
 
-async fn live(state: &AppState, tenant: TenantId, id: Uuid) -> Result<(Live, bool), Response> {
+/// The refreshing part of a connection's page, and whether its connector
+/// polls and uses OAuth.
+async fn live(
+    state: &AppState,
+    tenant: TenantId,
+    id: Uuid,
+) -> Result<(Live, bool, bool), Response> {
     let db = &state.0.db;
     let connection_id = ConnectionId::from_uuid(id);
     let now = state.0.ambient.now();
@@ -192,6 +199,9 @@ async fn live(state: &AppState, tenant: TenantId, id: Uuid) -> Result<(Live, boo
     let polls = entry
         .as_ref()
         .is_some_and(|e| e.connector.capabilities().polling.is_some());
+    let oauth = entry
+        .as_ref()
+        .is_some_and(|e| e.connector.capabilities().oauth.is_some());
     let live = Live {
         id: id.to_string(),
         row: Row::of(&c, state, now),
@@ -228,7 +238,7 @@ async fn live(state: &AppState, tenant: TenantId, id: Uuid) -> Result<(Live, boo
         credentials,
         as_of: when(now, now),
     };
-    Ok((live, polls))
+    Ok((live, polls, oauth))
 }
 
 fn notice(query: Option<&str>) -> Option<&'static str> {
@@ -255,7 +265,7 @@ pub async fn connection(
         Err(r) => return r,
     };
     match live(&state, tenant, id).await {
-        Ok((live, polls)) => {
+        Ok((live, polls, oauth)) => {
             let mut frame = frame;
             frame.title = live.row.title.clone();
             view::page(
@@ -265,6 +275,7 @@ pub async fn connection(
                     live,
                     notice: notice(query.as_deref()),
                     polls,
+                    oauth,
                 },
             )
         }
@@ -282,7 +293,7 @@ pub async fn live_fragment(
         return view::error_page(StatusCode::BAD_REQUEST, "Choose a tenant first.");
     };
     match live(&state, tenant, id).await {
-        Ok((live, _)) => view::page(StatusCode::OK, &live),
+        Ok((live, _, _)) => view::page(StatusCode::OK, &live),
         Err(r) => r,
     }
 }
@@ -370,6 +381,39 @@ pub async fn sync(signed: SignedIn, State(state): State<AppState>, PathId(id): P
     {
         Ok(_) => back(id, "synced"),
         Err(e) => failed(&e),
+    }
+}
+
+/// `POST /ui/connections/{id}/reauthorize`: the provider's OAuth flow again,
+/// for this connection in place (`POST /connect/{provider}` with its id).
+pub async fn reauthorize(
+    signed: SignedIn,
+    State(state): State<AppState>,
+    PathId(id): PathId,
+) -> Response {
+    let (frame, tenant) = match tenant_frame(&signed, "Re-authorize", "connections") {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let provider = match connections::get(&state.0.db, tenant, ConnectionId::from_uuid(id)).await {
+        Ok(Some(c)) => c.provider,
+        Ok(None) => return failed(&ApiError::NotFound(String::new())),
+        Err(e) => return store_error(&e.into()),
+    };
+    let entry = match super::catalogue::entry(&state, &provider) {
+        Ok(e) => e,
+        Err(r) => return r,
+    };
+    let request = serde_json::json!({"connection_id": id});
+    match super::catalogue::authorize(&state, tenant, &entry, frame, request).await {
+        Ok(page) => page,
+        Err(outcome) => view::error_page(
+            StatusCode::BAD_REQUEST,
+            outcome
+                .error
+                .as_deref()
+                .unwrap_or("The authorization could not start."),
+        ),
     }
 }
 

@@ -274,6 +274,7 @@ crate::on_both! {
             redirect_uri: format!("{PUBLIC_URL}/connect/oauthy/callback"),
             name: None,
             config: json!({}),
+            connection: None,
             ttl: chrono::Duration::minutes(10),
         }, Utc::now() - chrono::Duration::minutes(11)).await.unwrap();
         let (status, problem) = s.node.public("GET", &callback("oauthy", &format!("code=c&state={expired}"))).await;
@@ -536,5 +537,59 @@ crate::on_both! {
         let again = arriving.get(&callback).await;
         assert_eq!(again.status, 400);
         assert!(again.body.contains("was not connected"), "{}", again.body);
+    }
+}
+
+crate::on_both! {
+    async fn a_connection_that_needs_reauth_is_reauthorized_in_place(backend) {
+        use poblysh_connectors::db::repo::cursors;
+        let s = setup(backend).await;
+        let t = Uuid::now_v7();
+        let tenant = TenantId::from_uuid(t);
+        let id = connected(&s.node, tenant, chrono::Duration::hours(1)).await;
+        let mut checkpoints = poblysh_connectors::domain::Checkpoints::new();
+        checkpoints.insert("items".into(), Some("cursor-41".into()));
+        cursors::save(s.node.services.db.conn(), tenant, id, &checkpoints, Utc::now()).await.unwrap();
+        connections::lock(&s.node.services.db, tenant, id).await.unwrap().unwrap()
+            .needs_reauth("invalid_grant: the refresh token was revoked", Utc::now()).await.unwrap();
+
+        // Its page offers to re-authorize; the flow runs for this connection.
+        let mut operator = crate::ui::Browser::new(&s.node);
+        operator.sign_in(t).await;
+        let page = operator.get(&format!("/ui/connections/{id}")).await;
+        assert!(page.body.contains("data-testid=\"reauthorize\""), "{}", page.body);
+        let started = operator.post(&format!("/ui/connections/{id}/reauthorize"), &[]).await;
+        assert_eq!(started.status, 200, "{}", started.body);
+        let at = started.body.find("data-testid=\"authorize\"").unwrap();
+        let from = started.body[..at].rfind("href=\"").unwrap() + 6;
+        let href = started.body[from..].split('"').next().unwrap().replace("&#38;", "&").replace("&amp;", "&");
+        let state = query(&url::Url::parse(&href).unwrap())["state"].clone();
+        Mock::given(method("POST")).and(path("/oauth/token"))
+            .respond_with(token_response(ACCESS, Some(REFRESH), 3600))
+            .expect(1).mount(&s.server).await;
+        let done = crate::ui::Browser::new(&s.node)
+            .get(&format!("/ui/connect/oauthy/callback?code={CODE}&state={state}")).await;
+        assert_eq!(done.status, 200, "{}", done.body);
+        assert!(done.body.contains("re-authorized"), "{}", done.body);
+
+        // The same connection: active, its new tokens, its checkpoint kept; no second one.
+        let (_, list) = s.node.api("GET", "/connections", Some(tenant), None).await;
+        assert_eq!(list["connections"].as_array().unwrap().len(), 1);
+        let c = &list["connections"][0];
+        assert_eq!((c["id"].as_str().unwrap(), &c["status"], &c["last_error"]), (id.to_string().as_str(), &json!("active"), &Value::Null));
+        assert_eq!(stored_tokens(&s.node, tenant, id).await, (ACCESS.to_owned(), REFRESH.to_owned()));
+        assert_eq!(cursors::load(&s.node.services.db, tenant, id).await.unwrap(), checkpoints);
+
+        // Through the API: only the tenant's own connection, of this provider,
+        // without new config.
+        let other = TenantId::from_uuid(Uuid::now_v7());
+        let (status, _) = s.node.api("POST", "/connect/oauthy", Some(other), Some(json!({"connection_id": id.to_string()}))).await;
+        assert_eq!(status, 404);
+        let (status, body) = s.node.api("POST", "/connect/oauthy", Some(tenant),
+            Some(json!({"connection_id": id.to_string(), "config": {"x": 1}}))).await;
+        assert_eq!(status, 400, "{body}");
+        let (status, body) = s.node.api("POST", "/connect/oauthy", Some(tenant), Some(json!({"connection_id": id.to_string()}))).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body["authorize_url"].as_str().unwrap().contains("state="));
     }
 }

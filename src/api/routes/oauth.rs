@@ -18,6 +18,7 @@ use crate::api::fields;
 use crate::connector::{AuthorizeRequest, Connector, ConnectorError, TokenContext};
 use crate::db::repo::connections::{self, NewConnection};
 use crate::db::repo::oauth_states::{self, NewState};
+use crate::domain::ConnectionId;
 use crate::engine::oauth::{self, ClientCredentials, OAuthError};
 use crate::registry::Entry;
 use crate::sync::tokens;
@@ -40,6 +41,12 @@ pub struct ConnectRequest {
     #[serde(default)]
     #[schema(value_type = Object)]
     pub config: Map<String, Value>,
+    /// Re-authorize this connection of the tenant in place (e.g. one that
+    /// `needs_reauth`): the callback stores the new tokens on it, keeping its
+    /// id, config and checkpoints, instead of creating a connection. Takes no
+    /// `config` or `name`.
+    #[serde(default)]
+    pub connection_id: Option<uuid::Uuid>,
 }
 
 /// Where to send the user.
@@ -127,12 +134,34 @@ pub async fn start(
     let entry = oauth_entry(&state, &provider)?;
     let connector = entry.connector.as_ref();
     let pkce = connector.capabilities().oauth.is_some_and(|o| o.pkce);
-    let config = fields::config(&connector.catalogue().config_fields, &request.config).map_err(
-        |errors| ApiError::BadRequest {
-            message: "invalid config".into(),
-            details: Some(serde_json::json!({ "errors": errors })),
-        },
-    )?;
+    let (config, connection) = match request.connection_id {
+        None => (
+            fields::config(&connector.catalogue().config_fields, &request.config).map_err(
+                |errors| ApiError::BadRequest {
+                    message: "invalid config".into(),
+                    details: Some(serde_json::json!({ "errors": errors })),
+                },
+            )?,
+            None,
+        ),
+        Some(id) => {
+            if !request.config.is_empty() || request.name.is_some() {
+                return Err(ApiError::bad_request(
+                    "re-authorizing a connection keeps its config and name: give neither",
+                ));
+            }
+            let current = connections::get(&state.0.db, tenant, ConnectionId::from_uuid(id))
+                .await?
+                .ok_or_else(|| ApiError::NotFound(format!("no connection {id}")))?;
+            if current.provider != provider {
+                return Err(ApiError::invalid_field(
+                    "connection_id",
+                    format!("connection {id} is a `{}` connection", current.provider),
+                ));
+            }
+            (current.config, Some(current.id))
+        }
+    };
     let client = oauth_client(&state, connector)?;
     let redirect_uri = match (&request.redirect_uri, &state.0.config.public_url) {
         (Some(uri), _) => uri.clone(),
@@ -173,6 +202,7 @@ pub async fn start(
             redirect_uri: redirect_uri.clone(),
             name,
             config: config.clone(),
+            connection,
             ttl: Duration::minutes(STATE_TTL_MINUTES),
         },
         now,
@@ -195,13 +225,54 @@ pub async fn start(
     }))
 }
 
+/// Stores a new authorization on the connection it was asked for, unless the
+/// provider authorized another account (what it tells about the account, e.g.
+/// a Slack team, differs from what the connection learnt when it was made).
+async fn reauthorize(
+    state: &AppState,
+    tenant: crate::domain::TenantId,
+    id: ConnectionId,
+    tokens: &crate::domain::TokenSet,
+    now: DateTime<Utc>,
+) -> ApiResult<connections::Connection> {
+    let gone = || ApiError::NotFound(format!("no connection {id}"));
+    let locked = connections::lock(&state.0.db, tenant, id)
+        .await?
+        .ok_or_else(gone)?;
+    let current = &locked.current().connection;
+    if current.status == connections::DELETING {
+        locked.release().await?;
+        return Err(gone());
+    }
+    let other = tokens
+        .metadata
+        .iter()
+        .find(|(k, v)| {
+            current
+                .metadata
+                .get(k.as_str())
+                .is_some_and(|old| old != *v)
+        })
+        .map(|(k, _)| k.clone());
+    if let Some(key) = other {
+        locked.release().await?;
+        return Err(ApiError::Conflict(format!(
+            "the provider authorized another account (its `{key}` differs): connect it as a new connection"
+        )));
+    }
+    Ok(locked.reauthorized(&state.0.keys, tokens, now).await?)
+}
+
 /// Complete an OAuth connection: exchanges the code and creates the connection
-/// for the tenant that started the flow.
+/// for the tenant that started the flow (or, for a re-authorization, stores
+/// the new tokens on the connection it named: 200).
 #[utoipa::path(
     get, path = "/connect/{provider}/callback", operation_id = "completeConnect", tag = "connect",
     params(("provider" = String, Path, description = "Connector id"), CallbackQuery),
     responses(
         (status = 201, description = "Connected", body = ConnectionDto),
+        (status = 200, description = "Re-authorized in place", body = ConnectionDto),
+        (status = 409, description = "A re-authorization authorized another account", body = Problem, content_type = "application/problem+json"),
         (status = 400, description = "Missing, unknown, used, expired or foreign state; or the user declined", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such provider", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The provider's token endpoint failed", body = Problem, content_type = "application/problem+json"),
@@ -255,6 +326,10 @@ pub async fn callback(
             }
             other => ApiError::BadGateway(other.to_string()),
         })?;
+    if let Some(id) = consumed.connection {
+        let reauthorized = reauthorize(&state, consumed.tenant, id, &tokens, now).await?;
+        return Ok((StatusCode::OK, axum::Json(reauthorized.into())));
+    }
     let connection = connections::create(
         &state.0.db,
         &state.0.keys,

@@ -30,6 +30,8 @@ pub struct Model {
     /// Config of the connection to create.
     #[sea_orm(column_type = "JsonBinary", nullable)]
     pub connection_config: Option<Json>,
+    /// The connection re-authorized in place (none: a new one is created).
+    pub connection_id: Option<Uuid>,
 }
 
 /// No relations.

@@ -481,6 +481,31 @@ impl Locked {
         Ok(())
     }
 
+    /// Stores the token set of a new authorization and makes the connection
+    /// active again (its failures forgotten), keeping its id, config,
+    /// metadata and checkpoints; releases the lock.
+    pub async fn reauthorized(
+        self,
+        keys: &KeyRing,
+        set: &TokenSet,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<Connection, StoreError> {
+        let (tenant, id) = (
+            self.current.connection.tenant_id,
+            self.current.connection.id,
+        );
+        let mut active: ActiveModel = self.model.into();
+        seal_tokens(keys, &mut active, tenant, id, set);
+        active.status = Set("active".into());
+        active.healthy = Set(None);
+        active.consecutive_failures = Set(0);
+        active.last_error = Set(None);
+        active.updated_at = Set(stored_time(now));
+        let model = active.update(&self.txn).await?;
+        self.txn.commit().await?;
+        Ok(model.into())
+    }
+
     /// Releases the lock, changing nothing.
     pub async fn release(self) -> Result<(), StoreError> {
         self.txn.commit().await?;

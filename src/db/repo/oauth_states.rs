@@ -33,6 +33,8 @@ pub struct NewState {
     pub name: Option<String>,
     /// Config of the connection to create.
     pub config: Value,
+    /// The connection to re-authorize in place instead.
+    pub connection: Option<ConnectionId>,
     /// How long the state is valid.
     pub ttl: Duration,
 }
@@ -50,6 +52,8 @@ pub struct Consumed {
     pub name: Option<String>,
     /// Config of the connection to create.
     pub config: Value,
+    /// The connection to re-authorize in place instead.
+    pub connection: Option<ConnectionId>,
 }
 
 /// Why a state cannot be used.
@@ -105,6 +109,7 @@ pub async fn create(
         created_at: Set(stored_time(now)),
         connection_name: Set(new.name),
         connection_config: Set(Some(new.config)),
+        connection_id: Set(new.connection.map(|c| *c.as_uuid())),
     }
     .insert(db.conn())
     .await?;
@@ -167,5 +172,6 @@ pub async fn consume(
         config: row
             .connection_config
             .unwrap_or(Value::Object(Default::default())),
+        connection: row.connection_id.map(ConnectionId::from_uuid),
     }))
 }
