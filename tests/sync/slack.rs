@@ -99,3 +99,68 @@ crate::on_both! {
         assert_eq!(query(c2, "oldest").unwrap().parse::<i64>().unwrap(), oldest);
     }
 }
+
+/// The example answer of Slack's `oauth.v2.access` documentation (no recorded
+/// sample), for the workspace `team`.
+fn oauth_access(team: &str) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(json!({
+        "ok": true,
+        "access_token": "xoxb-17653672481-19874698323-pdFZKVeTuE8sk7oOcBrzbqgy",
+        "token_type": "bot",
+        "scope": "commands,incoming-webhook",
+        "bot_user_id": "U0KRQLJ9H",
+        "app_id": "A0KRD7HC3",
+        "team": {"name": "Slack Softworks", "id": team},
+        "authed_user": {"id": "U1234", "scope": "chat:write", "access_token": "xoxp-1234", "token_type": "user"}
+    }))
+}
+
+crate::on_both! {
+    async fn reauthorizing_a_workspace_must_authorize_the_same_workspace(backend) {
+        let server = MockServer::start().await;
+        let node = Node::new(backend, true, &[
+            ("POBLYSH_SLACK_CLIENT_ID", "3336676.569200954261"),
+            ("POBLYSH_SLACK_CLIENT_SECRET", "slack-client-secret-value"),
+            ("POBLYSH_PUBLIC_URL", "https://connectors.example.com"),
+        ]).await;
+        let yaml = std::fs::read_to_string(format!("{}/descriptors/slack.yaml", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        node.register(&yaml.replace("https://slack.com/api", &server.uri()));
+        let tenant = TenantId::from_uuid(Uuid::now_v7());
+        let conn = connections::create(&node.services.db, &node.services.keys, tenant, NewConnection {
+            provider: "slack".into(),
+            name: None,
+            config: json!({"channels": ["C1"]}),
+            credentials: Default::default(),
+            tokens: Some(TokenSet {
+                access_token: SecretString::from("xoxb-old"),
+                refresh_token: None,
+                expires_at: None,
+                metadata: json!({"team_id": "T9TK3CUKW"}).as_object().unwrap().clone(),
+            }),
+        }).await.unwrap().id;
+        let reauthorize = || async {
+            let (status, started) = node.api("POST", "/connect/slack", Some(tenant), Some(json!({"connection_id": conn.to_string()}))).await;
+            assert_eq!(status, 200, "{started}");
+            started["state"].as_str().unwrap().to_owned()
+        };
+        // Another workspace: refused, the connection as it was.
+        let other = Mock::given(method("POST")).and(path("/oauth.v2.access"))
+            .respond_with(oauth_access("T0OTHER00")).mount_as_scoped(&server).await;
+        let state = reauthorize().await;
+        let (status, problem) = node.public("GET", &format!("/connect/slack/callback?code=c&state={state}")).await;
+        assert_eq!(status, 409, "{problem}");
+        assert!(problem["message"].as_str().unwrap().contains("team_id"), "{problem}");
+        drop(other);
+        let (_, list) = node.api("GET", "/connections", Some(tenant), None).await;
+        assert_eq!(list["connections"].as_array().unwrap().len(), 1);
+        // The same workspace: re-authorized in place.
+        Mock::given(method("POST")).and(path("/oauth.v2.access"))
+            .respond_with(oauth_access("T9TK3CUKW")).mount(&server).await;
+        let state = reauthorize().await;
+        let (status, done) = node.public("GET", &format!("/connect/slack/callback?code=c&state={state}")).await;
+        assert_eq!(status, 200, "{done}");
+        assert_eq!(done["id"], conn.to_string());
+        let (_, list) = node.api("GET", "/connections", Some(tenant), None).await;
+        assert_eq!(list["connections"].as_array().unwrap().len(), 1);
+    }
+}

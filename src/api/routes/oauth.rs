@@ -226,10 +226,12 @@ pub async fn start(
 }
 
 /// Stores a new authorization on the connection it was asked for, unless the
-/// provider authorized another account (what it tells about the account, e.g.
-/// a Slack team, differs from what the connection learnt when it was made).
+/// provider authorized another account: the metadata its webhooks are routed
+/// by (e.g. Slack's `team_id`) differs from what the connection learnt when
+/// it was made.
 async fn reauthorize(
     state: &AppState,
+    connector: &dyn Connector,
     tenant: crate::domain::TenantId,
     id: ConnectionId,
     tokens: &crate::domain::TokenSet,
@@ -244,16 +246,18 @@ async fn reauthorize(
         locked.release().await?;
         return Err(gone());
     }
-    let other = tokens
-        .metadata
-        .iter()
-        .find(|(k, v)| {
-            current
-                .metadata
-                .get(k.as_str())
-                .is_some_and(|old| old != *v)
-        })
-        .map(|(k, _)| k.clone());
+    let account = connector
+        .webhooks()
+        .and_then(|w| match &w.profile().routing {
+            Some(crate::connector::RoutingTarget::MetadataKey(k)) => Some(k.clone()),
+            _ => None,
+        });
+    let other = account.filter(|k| {
+        matches!(
+            (current.metadata.get(k.as_str()), tokens.metadata.get(k.as_str())),
+            (Some(old), Some(new)) if old != new
+        )
+    });
     if let Some(key) = other {
         locked.release().await?;
         return Err(ApiError::Conflict(format!(
@@ -327,7 +331,8 @@ pub async fn callback(
             other => ApiError::BadGateway(other.to_string()),
         })?;
     if let Some(id) = consumed.connection {
-        let reauthorized = reauthorize(&state, consumed.tenant, id, &tokens, now).await?;
+        let reauthorized =
+            reauthorize(&state, connector, consumed.tenant, id, &tokens, now).await?;
         return Ok((StatusCode::OK, axum::Json(reauthorized.into())));
     }
     let connection = connections::create(
