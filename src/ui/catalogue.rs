@@ -44,6 +44,7 @@ pub fn tenant_frame(
 struct Card {
     id: String,
     name: String,
+    icon: Option<&'static str>,
     monogram: String,
     description: String,
     category: &'static str,
@@ -61,6 +62,7 @@ impl Card {
             _ => ("not-configured", "Not configured"),
         };
         Card {
+            icon: view::icon(&p.icon),
             monogram: view::monogram(&p.name),
             category: p.category.label(),
             status,
@@ -216,6 +218,7 @@ struct Setup {
     frame: Frame,
     id: String,
     name: String,
+    icon: Option<&'static str>,
     monogram: String,
     description: String,
     category: &'static str,
@@ -309,6 +312,7 @@ fn setup_page(frame: Frame, entry: &Entry, form: &FormFields, outcome: Outcome) 
             frame,
             id: c.id.clone(),
             name: c.name.clone(),
+            icon: view::icon(&c.icon),
             monogram: view::monogram(&c.name),
             description: c.description.clone(),
             category: c.category.label(),
@@ -329,18 +333,25 @@ fn setup_page(frame: Frame, entry: &Entry, form: &FormFields, outcome: Outcome) 
     )
 }
 
+/// What every step of the setup flow starts from: the frame (for the
+/// session's tenant) and the connector, or the page that answers instead.
+fn setup_context(
+    signed: &SignedIn,
+    state: &AppState,
+    provider: &str,
+) -> Result<(Frame, TenantId, Entry), Response> {
+    let (frame, tenant) = tenant_frame(signed, "Connect", "catalogue")?;
+    Ok((frame, tenant, entry(state, provider)?))
+}
+
 /// `GET /ui/connect/{provider}`.
 pub async fn setup_form(
     signed: SignedIn,
     State(state): State<AppState>,
     Path(provider): Path<String>,
 ) -> Response {
-    let (frame, _) = match tenant_frame(&signed, "Connect", "catalogue") {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    match entry(&state, &provider) {
-        Ok(e) => setup_page(frame, &e, &FormFields::default(), Outcome::blank()),
+    match setup_context(&signed, &state, &provider) {
+        Ok((frame, _, e)) => setup_page(frame, &e, &FormFields::default(), Outcome::blank()),
         Err(r) => r,
     }
 }
@@ -379,12 +390,8 @@ pub async fn connect(
     Path(provider): Path<String>,
     form: FormFields,
 ) -> Response {
-    let (frame, tenant) = match tenant_frame(&signed, "Connect", "catalogue") {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    let entry = match entry(&state, &provider) {
-        Ok(e) => e,
+    let (frame, tenant, entry) = match setup_context(&signed, &state, &provider) {
+        Ok(c) => c,
         Err(r) => return r,
     };
     let body = body_of(&provider, &form);
@@ -408,12 +415,8 @@ pub async fn test(
     headers: HeaderMap,
     form: FormFields,
 ) -> Response {
-    let (frame, tenant) = match tenant_frame(&signed, "Connect", "catalogue") {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    let entry = match entry(&state, &provider) {
-        Ok(e) => e,
+    let (frame, tenant, entry) = match setup_context(&signed, &state, &provider) {
+        Ok(c) => c,
         Err(r) => return r,
     };
     let outcome = match api::test_unsaved(&state, tenant, body_of(&provider, &form)).await {
@@ -454,12 +457,8 @@ pub async fn oauth(
     Path(provider): Path<String>,
     form: FormFields,
 ) -> Response {
-    let (frame, tenant) = match tenant_frame(&signed, "Connect", "catalogue") {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    let entry = match entry(&state, &provider) {
-        Ok(e) => e,
+    let (frame, tenant, entry) = match setup_context(&signed, &state, &provider) {
+        Ok(c) => c,
         Err(r) => return r,
     };
     let body = body_of(&provider, &form);

@@ -177,6 +177,32 @@ pub fn monogram(name: &str) -> String {
     first + &chars.next().map(String::from).unwrap_or_default()
 }
 
+/// The icons the catalogue can show (`assets/icons/`, see its README).
+const ICONS: &[(&str, &str)] = &[
+    ("activity", include_str!("assets/icons/activity.svg")),
+    ("book-open", include_str!("assets/icons/book-open.svg")),
+    ("bug", include_str!("assets/icons/bug.svg")),
+    ("calendar", include_str!("assets/icons/calendar.svg")),
+    ("github", include_str!("assets/icons/github.svg")),
+    ("hard-drive", include_str!("assets/icons/hard-drive.svg")),
+    ("kanban", include_str!("assets/icons/kanban.svg")),
+    ("linear", include_str!("assets/icons/linear.svg")),
+    ("mail", include_str!("assets/icons/mail.svg")),
+    (
+        "messages-square",
+        include_str!("assets/icons/messages-square.svg"),
+    ),
+    ("notebook", include_str!("assets/icons/notebook.svg")),
+    ("siren", include_str!("assets/icons/siren.svg")),
+    ("trello", include_str!("assets/icons/trello.svg")),
+];
+
+/// The inline SVG of a descriptor's `icon`, when the dashboard has one by
+/// that name (else the page shows a monogram).
+pub fn icon(name: &str) -> Option<&'static str> {
+    ICONS.iter().find(|(n, _)| *n == name).map(|(_, svg)| *svg)
+}
+
 /// Whether `url` may be a link on a page (http or https only: never
 /// `javascript:` or `data:` from a provider's payload).
 pub fn linkable(url: &str) -> bool {
@@ -207,5 +233,14 @@ mod tests {
         assert!(linkable("https://github.com/o/r/issues/1"));
         assert!(!linkable("javascript:alert(1)"));
         assert!(!linkable("data:text/html,<script>"));
+    }
+
+    #[test]
+    fn every_icon_is_an_svg_that_cannot_run_anything() {
+        for (name, svg) in ICONS {
+            assert!(svg.contains("<svg aria-hidden=\"true\""), "{name}");
+            assert!(!svg.contains("<script") && !svg.contains(" on"), "{name}");
+        }
+        assert!(icon("github").is_some() && icon("no-such-icon").is_none());
     }
 }

@@ -13,7 +13,7 @@ mod github_app;
 mod gmail;
 mod google;
 mod google_watch;
-mod monitoring;
+pub mod monitoring;
 mod native;
 mod native_slot;
 mod notion;

@@ -13,7 +13,8 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::sync::harness::{Node, drain};
 
-fn github_at(base: &str) -> String {
+/// The shipped GitHub descriptor with its `baseUrl` at `base`.
+pub fn github_at(base: &str) -> String {
     let yaml = std::fs::read_to_string(format!(
         "{}/descriptors/github.yaml",
         env!("CARGO_MANIFEST_DIR")
@@ -26,7 +27,7 @@ fn github_at(base: &str) -> String {
 }
 
 /// GitHub's recorded first page of issues, their times moved to `ages` ago.
-fn issues(ages: &[Duration]) -> Value {
+pub fn issues(ages: &[Duration]) -> Value {
     let mut page: Value = serde_json::from_str(
         &std::fs::read_to_string(format!(
             "{}/fixtures/github/rest.issues.list.page1.json",
@@ -48,7 +49,7 @@ fn issues(ages: &[Duration]) -> Value {
 }
 
 /// The body GitHub documents for a bad token (no recorded sample of it).
-fn bad_credentials() -> ResponseTemplate {
+pub fn bad_credentials() -> ResponseTemplate {
     ResponseTemplate::new(401).set_body_json(json!({
         "message": "Bad credentials",
         "documentation_url": "https://docs.github.com/rest"

@@ -15,15 +15,15 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use chrono::{SecondsFormat, Utc};
 use fantoccini::{Client, ClientBuilder, Locator};
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 use uuid::Uuid;
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::api::harness::{Server, send};
+use crate::sync::monitoring::{bad_credentials, issues};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -205,33 +205,13 @@ async fn screenshot(client: &Client, name: &str) {
     std::fs::write(&path, png).unwrap();
 }
 
-/// GitHub's recorded first page of issues, moved into the last day.
-fn issues() -> Value {
-    let mut page: Value = serde_json::from_str(
-        &std::fs::read_to_string(format!(
-            "{}/fixtures/github/rest.issues.list.page1.json",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap(),
-    )
-    .unwrap();
-    let now = Utc::now();
-    for (i, item) in page.as_array_mut().unwrap().iter_mut().enumerate() {
-        let t = (now - chrono::Duration::minutes(20 * (i as i64 + 1)))
-            .to_rfc3339_opts(SecondsFormat::Secs, true);
-        item["created_at"] = json!(t);
-        item["updated_at"] = json!(t);
-    }
-    page
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_connects_watches_and_disconnects_github() {
     if !browser_available() {
         return;
     }
     let github = MockServer::start().await;
-    let page = issues();
+    let page = issues(&[20, 40, 60].map(chrono::Duration::minutes));
     let recorded = page.as_array().unwrap().len();
     Mock::given(method("GET"))
         .and(path("/rate_limit"))
@@ -239,10 +219,11 @@ async fn an_operator_connects_watches_and_disconnects_github() {
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"resources": {}})))
         .mount(&github)
         .await;
-    // The body GitHub documents for a bad token (no recorded sample of it).
-    Mock::given(method("GET")).and(path("/rate_limit"))
-        .respond_with(ResponseTemplate::new(401).set_body_json(json!({"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest"})))
-        .mount(&github).await;
+    Mock::given(method("GET"))
+        .and(path("/rate_limit"))
+        .respond_with(bad_credentials())
+        .mount(&github)
+        .await;
     Mock::given(method("GET"))
         .and(path("/repos/octo-org/hello/issues"))
         .respond_with(ResponseTemplate::new(200).set_body_json(page))

@@ -15,6 +15,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use super::{Answer, Browser};
 use crate::sync::harness::{Backend, Node};
+use crate::sync::monitoring::github_at;
 
 use crate::sync::harness::TOKEN;
 
@@ -23,18 +24,6 @@ fn location(a: &Answer) -> &str {
         .get("location")
         .map(|v| v.to_str().unwrap())
         .unwrap_or_default()
-}
-
-fn github_at(base: &str) -> String {
-    std::fs::read_to_string(format!(
-        "{}/descriptors/github.yaml",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
-    .replace(
-        "baseUrl: https://api.github.com",
-        &format!("baseUrl: {base}"),
-    )
 }
 
 async fn connection(node: &Node, tenant: TenantId, token: &str, base: &str) -> String {
