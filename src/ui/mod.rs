@@ -39,14 +39,19 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
      style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; \
      frame-ancestors 'none'; base-uri 'none'";
 
-/// The dashboard's routes, with their session and security layers.
-pub fn router(state: &AppState) -> Router<AppState> {
-    let secure = state
+/// Whether the dashboard's cookies are `Secure` (served over https).
+pub fn secure(state: &AppState) -> bool {
+    state
         .0
         .config
         .public_url
         .as_deref()
-        .is_some_and(|u| u.starts_with("https://"));
+        .is_some_and(|u| u.starts_with("https://"))
+}
+
+/// The dashboard's routes, with their session and security layers.
+pub fn router(state: &AppState) -> Router<AppState> {
+    let secure = secure(state);
     let sessions = SessionManagerLayer::new(session::DbStore(state.0.db.clone()))
         .with_name(session::COOKIE)
         .with_path("/ui")
@@ -104,14 +109,28 @@ pub fn router(state: &AppState) -> Router<AppState> {
 }
 
 /// Refuses a state-changing request whose CSRF token (the `_csrf` form field
-/// or the `X-CSRF-Token` header) is not its session's.
+/// or the `X-CSRF-Token` header) is not its session's (for the sign-in form,
+/// not its CSRF cookie's).
 async fn csrf_guard(request: Request, next: Next) -> Response {
     if matches!(*request.method(), Method::GET | Method::HEAD) {
         return next.run(request).await;
     }
-    let expected = match request.extensions().get::<Session>() {
-        Some(s) => session::data(s).await.csrf,
-        None => String::new(),
+    let expected = if request.uri().path() == "/ui/login" {
+        request
+            .headers()
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(tower_sessions::cookie::Cookie::split_parse)
+            .flatten()
+            .find(|c| c.name() == sign_in::LOGIN_COOKIE)
+            .map(|c| c.value().to_owned())
+            .unwrap_or_default()
+    } else {
+        match request.extensions().get::<Session>() {
+            Some(s) => session::data(s).await.csrf,
+            None => String::new(),
+        }
     };
     let (parts, body) = request.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, FORM_LIMIT).await else {

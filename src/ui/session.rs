@@ -147,16 +147,6 @@ pub async fn store(session: &Session, data: &Data) -> Result<(), Response> {
     })
 }
 
-/// The session's CSRF token, made (and stored) when it has none.
-pub async fn csrf(state: &AppState, session: &Session) -> Result<String, Response> {
-    let mut d = data(session).await;
-    if d.csrf.is_empty() {
-        d.csrf = new_token(state);
-        store(session, &d).await?;
-    }
-    Ok(d.csrf)
-}
-
 /// Header a page's own refreshes send, so they do not count as the operator
 /// being active.
 pub const REFRESH_HEADER: &str = "x-poblysh-refresh";

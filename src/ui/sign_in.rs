@@ -71,6 +71,34 @@ fn login_page(csrf: String, status: StatusCode, error: Option<&str>) -> Response
     )
 }
 
+/// The sign-in form's CSRF cookie: a double-submit token (the form carries
+/// the same value), so showing the form stores nothing; sessions are made
+/// only for operators who signed in.
+pub const LOGIN_COOKIE: &str = "poblysh_login";
+
+fn login_cookie(value: &str, max_age: time::Duration, secure: bool) -> String {
+    tower_sessions::cookie::Cookie::build((LOGIN_COOKIE, value.to_owned()))
+        .http_only(true)
+        .same_site(tower_sessions::cookie::SameSite::Strict)
+        .secure(secure)
+        .path("/ui/login")
+        .max_age(max_age)
+        .build()
+        .to_string()
+}
+
+/// The sign-in form with a fresh CSRF token (and its cookie).
+fn login_page_with_token(state: &AppState, status: StatusCode, error: Option<&str>) -> Response {
+    let token = session::new_token(state);
+    let mut page = login_page(token.clone(), status, error);
+    let cookie = login_cookie(&token, time::Duration::minutes(30), super::secure(state));
+    if let Ok(value) = axum::http::HeaderValue::from_str(&cookie) {
+        page.headers_mut()
+            .append(axum::http::header::SET_COOKIE, value);
+    }
+    page
+}
+
 /// `GET /ui/login`.
 pub async fn login_form(State(state): State<AppState>, session: Session) -> Response {
     if session::data(&session)
@@ -79,10 +107,7 @@ pub async fn login_form(State(state): State<AppState>, session: Session) -> Resp
     {
         return see_other("/ui/connections");
     }
-    match session::csrf(&state, &session).await {
-        Ok(csrf) => login_page(csrf, StatusCode::OK, None),
-        Err(r) => r,
-    }
+    login_page_with_token(&state, StatusCode::OK, None)
 }
 
 /// `POST /ui/login`: the operator token → a new signed-in session.
@@ -93,10 +118,9 @@ pub async fn login(
     session: Session,
     FormFields(fields): FormFields,
 ) -> Response {
-    let csrf = session::data(&session).await.csrf;
     if !attempts.take(ip) {
-        return login_page(
-            csrf,
+        return login_page_with_token(
+            &state,
             StatusCode::TOO_MANY_REQUESTS,
             Some("Too many sign-in attempts. Wait a minute and try again."),
         );
@@ -108,8 +132,8 @@ pub async fn login(
         .unwrap_or_default();
     if token.is_empty() || !state.0.operator_tokens.accepts(token) {
         tracing::warn!(?ip, "a dashboard sign-in was refused");
-        return login_page(
-            csrf,
+        return login_page_with_token(
+            &state,
             StatusCode::UNAUTHORIZED,
             Some("That is not an operator token of this service."),
         );
@@ -135,7 +159,16 @@ pub async fn login(
     if let Err(e) = crate::db::repo::ui_sessions::prune(&state.0.db, cutoff).await {
         tracing::warn!(error = %e, "cannot prune dashboard sessions");
     }
-    see_other("/ui/tenant")
+    let mut done = see_other("/ui/tenant");
+    if let Ok(value) = axum::http::HeaderValue::from_str(&login_cookie(
+        "",
+        time::Duration::ZERO,
+        super::secure(&state),
+    )) {
+        done.headers_mut()
+            .append(axum::http::header::SET_COOKIE, value);
+    }
+    done
 }
 
 /// `POST /ui/logout`.

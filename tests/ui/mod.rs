@@ -14,7 +14,10 @@ use crate::sync::harness::{Node, TOKEN};
 /// A browser's view of the dashboard: its session cookie and CSRF token.
 pub struct Browser<'a> {
     node: &'a Node,
+    /// The session cookie's value.
     pub cookie: Option<String>,
+    /// The sign-in form's CSRF cookie's value.
+    pub login: Option<String>,
     pub csrf: String,
 }
 
@@ -29,6 +32,7 @@ impl<'a> Browser<'a> {
         Browser {
             node,
             cookie: None,
+            login: None,
             csrf: String::new(),
         }
     }
@@ -40,8 +44,15 @@ impl<'a> Browser<'a> {
         form: Option<&[(&str, &str)]>,
     ) -> Answer {
         let mut req = Request::builder().method(method).uri(path);
+        let mut jar = Vec::new();
         if let Some(c) = &self.cookie {
-            req = req.header("cookie", format!("poblysh_session={c}"));
+            jar.push(format!("poblysh_session={c}"));
+        }
+        if let Some(c) = &self.login {
+            jar.push(format!("poblysh_login={c}"));
+        }
+        if !jar.is_empty() {
+            req = req.header("cookie", jar.join("; "));
         }
         let req = match form {
             Some(fields) => req
@@ -57,10 +68,14 @@ impl<'a> Browser<'a> {
         let (status, headers, body) = self.node.send(req).await;
         for value in headers.get_all("set-cookie") {
             let value = value.to_str().unwrap();
+            let kept = |rest: &str| {
+                let v = rest.split(';').next().unwrap();
+                (!v.is_empty() && !value.contains("Max-Age=0")).then(|| v.to_owned())
+            };
             if let Some(rest) = value.strip_prefix("poblysh_session=") {
-                let id = rest.split(';').next().unwrap();
-                self.cookie =
-                    (!id.is_empty() && !value.contains("Max-Age=0")).then(|| id.to_owned());
+                self.cookie = kept(rest);
+            } else if let Some(rest) = value.strip_prefix("poblysh_login=") {
+                self.login = kept(rest);
             }
         }
         let body = String::from_utf8(body).unwrap();

@@ -150,31 +150,40 @@ async fn every_answer_carries_the_security_headers_and_cookie_flags() {
             .unwrap_or_default();
         let node = Node::new(Backend::Sqlite, true, &env).await;
         let mut b = Browser::new(&node);
+        let flags = |cookie: &str, path: &str| {
+            for flag in ["HttpOnly", "SameSite=Strict", &format!("Path={path}")] {
+                assert!(cookie.contains(flag), "{cookie}");
+            }
+            assert_eq!(cookie.contains("Secure"), secure, "{cookie}");
+        };
+        // The sign-in form stores nothing: its CSRF token is a cookie of its own.
         let login = b.get("/ui/login").await;
-        let cookie = login
+        let cookies: Vec<String> = login
             .headers
-            .get("set-cookie")
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .to_owned();
-        assert!(cookie.starts_with("poblysh_session="), "{cookie}");
-        for flag in ["HttpOnly", "SameSite=Strict", "Path=/ui"] {
-            assert!(cookie.contains(flag), "{cookie}");
-        }
-        assert_eq!(cookie.contains("Secure"), secure, "{cookie}");
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(cookies.len(), 1, "{cookies:?}");
+        assert!(
+            cookies[0].starts_with(&format!("poblysh_login={};", b.csrf)),
+            "{cookies:?}"
+        );
+        flags(&cookies[0], "/ui/login");
+        // A session id planted before signing in is not the one signed in.
+        b.cookie = Some("AAAAAAAAAAAAAAAAAAAAAA".into());
         let signed_in = b.post("/ui/login", &[("token", TOKEN)]).await;
         assert_eq!(signed_in.status, 303, "{}", signed_in.body);
-        let renewed = signed_in
+        let session = signed_in
             .headers
-            .get("set-cookie")
-            .unwrap()
-            .to_str()
-            .unwrap();
-        assert!(
-            !renewed.contains(&cookie[..cookie.find(';').unwrap()]),
-            "a new session id on sign-in"
-        );
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .find(|c| c.starts_with("poblysh_session="))
+            .expect("a session cookie");
+        flags(&session, "/ui");
+        assert!(!session.contains("AAAAAAAAAAAAAAAAAAAAAA"), "{session}");
+        assert!(b.login.is_none(), "the sign-in cookie is cleared");
         for answer in [
             login,
             signed_in,
@@ -215,7 +224,25 @@ async fn every_answer_carries_the_security_headers_and_cookie_flags() {
 
 #[tokio::test]
 async fn sign_in_attempts_are_limited_per_client() {
+    use sea_orm::{ConnectionTrait, Statement};
     let node = Node::new(Backend::Sqlite, true, &[]).await;
+    let sessions = || async {
+        let db = node.services.db.conn();
+        let row = db
+            .query_one_raw(Statement::from_string(
+                db.get_database_backend(),
+                "SELECT COUNT(*) AS n FROM ui_sessions",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        row.try_get::<i64>("", "n").unwrap()
+    };
+    // Anyone may open the sign-in form; that stores nothing.
+    for _ in 0..20 {
+        Browser::new(&node).get("/ui/login").await;
+    }
+    assert_eq!(sessions().await, 0);
     let mut b = Browser::new(&node);
     b.get("/ui/login").await;
     for _ in 0..5 {
@@ -228,6 +255,7 @@ async fn sign_in_attempts_are_limited_per_client() {
     let a = b.post("/ui/login", &[("token", TOKEN)]).await;
     assert_eq!(a.status, 429, "even the right token waits: {}", a.body);
     assert!(a.body.contains("Too many sign-in attempts"));
+    assert_eq!(sessions().await, 0, "refused sign-ins store nothing");
 }
 
 #[tokio::test]
