@@ -327,6 +327,7 @@ pub async fn set_enabled(
     let enabled = form.get("enabled") == Some("true");
     let body = UpdateConnection {
         enabled: Some(enabled),
+        credentials: None,
         config: None,
         name: None,
     };

@@ -232,3 +232,59 @@ crate::on_both! {
         assert_eq!(status, 400);
     }
 }
+
+crate::on_both! {
+    async fn new_credentials_replace_the_given_fields_and_keep_the_checkpoints(backend) {
+        use poblysh_connectors::db::repo::cursors;
+        use poblysh_connectors::domain::ConnectionId;
+        let server = MockServer::start().await;
+        Mock::given(method("GET")).and(path("/repos/octo-org/hello/issues"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(issues(&[Duration::hours(1)])))
+            .mount(&server).await;
+        let node = Node::new(backend, true, &[]).await;
+        node.register(&github_at("https://api.github.com"));
+        let t = TenantId::from_uuid(Uuid::now_v7());
+        let id = create(&node, t, "ghp_old_token_value", "octo-org/hello", &server.uri()).await;
+        let at = format!("/connections/{id}");
+        let patch = |body: Value| node.api("PATCH", &at, Some(t), Some(json!({"credentials": body})));
+        let (status, c) = patch(json!({"webhookSecret": "whsec-first"})).await;
+        assert_eq!(status, 200, "{c}");
+        drain(&node).await;
+        let cid = ConnectionId::from_uuid(id.parse().unwrap());
+        let before = cursors::load(&node.services.db, t, cid).await.unwrap();
+        assert!(!before.is_empty());
+
+        let (status, c) = patch(json!({"token": "ghp_new_token_value", "webhookSecret": null})).await;
+        assert_eq!(status, 200, "{c}");
+        assert!(!c.to_string().contains("ghp_new_token_value"));
+        let stored = poblysh_connectors::db::repo::connections::credentials(&node.services.db, &node.services.keys, t, cid)
+            .await.unwrap().unwrap();
+        use secrecy::ExposeSecret;
+        assert_eq!(stored.keys().collect::<Vec<_>>(), ["token"], "the secret removed, the token replaced");
+        assert_eq!(stored["token"].expose_secret(), "ghp_new_token_value");
+        assert_eq!(cursors::load(&node.services.db, t, cid).await.unwrap(), before, "checkpoints kept");
+        // The next sync calls with the new token.
+        let (status, _) = node.api("POST", "/sync/github", Some(t), Some(json!({}))).await;
+        assert!(status < 300);
+        drain(&node).await;
+        let last = server.received_requests().await.unwrap().pop().unwrap();
+        assert_eq!(last.headers.get("authorization").unwrap(), "Bearer ghp_new_token_value");
+
+        // Checked like on create; nothing changes when it fails.
+        let (status, bad) = patch(json!({"tokn": "x"})).await;
+        assert_eq!(status, 400, "{bad}");
+        assert_eq!(bad["details"]["errors"][0]["field"], "credentials.tokn", "{bad}");
+        let (status, bad) = patch(json!({"token": 7})).await;
+        assert_eq!(status, 400, "{bad}");
+        let (status, _) = node.api("PATCH", &format!("/connections/{id}"), Some(t),
+            Some(json!({"credentials": {"token": "ghp_third"}, "name": "bad\0label"}))).await;
+        assert_eq!(status, 400, "a bad label stores no credentials either");
+        let stored = poblysh_connectors::db::repo::connections::credentials(&node.services.db, &node.services.keys, t, cid)
+            .await.unwrap().unwrap();
+        assert_eq!(stored["token"].expose_secret(), "ghp_new_token_value");
+        // Another tenant's: 404.
+        let other = TenantId::from_uuid(Uuid::now_v7());
+        let (status, _) = node.api("PATCH", &format!("/connections/{id}"), Some(other), Some(json!({"credentials": {"token": "x"}}))).await;
+        assert_eq!(status, 404);
+    }
+}

@@ -110,6 +110,13 @@ pub struct UpdateConnection {
     /// Enable or disable syncing.
     #[serde(default)]
     pub enabled: Option<bool>,
+    /// New values for some of the connector's `credential_fields` (a rotated
+    /// token): the fields given replace the stored ones, `null` removes an
+    /// optional one, the others stay; the result is checked like on create and
+    /// sealed again. The connection keeps its id, config and checkpoints.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>, example = json!({"token": "ghp_new…"}))]
+    pub credentials: Option<Map<String, Value>>,
     /// New config (replaces the whole config; validated like on create).
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
@@ -310,7 +317,8 @@ pub async fn get(
         .ok_or_else(|| not_found(id))
 }
 
-/// Enable, disable, rename or reconfigure a connection.
+/// Enable, disable, rename or reconfigure a connection, or give it new
+/// credentials (a rotated token), keeping its checkpoints.
 #[utoipa::path(
     patch, path = "/connections/{id}", operation_id = "updateConnection", tag = "connections",
     params(("id" = Uuid, Path, description = "Connection id"), ("X-Tenant-Id" = Uuid, Header, description = "Tenant")),
@@ -355,19 +363,81 @@ pub async fn update(
             Some(config)
         }
     };
+    // Checked before anything is stored, so a bad label changes nothing.
+    let name = match body.name {
+        Some(given) => Some(fields::label(Some(given)).map_err(field_errors)?),
+        None => None,
+    };
+    let credentials_changed = match &body.credentials {
+        None => false,
+        Some(given) => {
+            let entry = entry.as_ref().ok_or_else(|| {
+                ApiError::Conflict(format!(
+                    "provider `{}` is no longer registered",
+                    current.provider
+                ))
+            })?;
+            let connector = entry.connector.as_ref();
+            if connector.capabilities().oauth.is_some() {
+                return Err(ApiError::invalid_field(
+                    "credentials",
+                    format!(
+                        "`{}` uses OAuth 2.0: re-authorize with POST /connect/{} and `connection_id`",
+                        current.provider, current.provider
+                    ),
+                ));
+            }
+            let fields = &connector.catalogue().credential_fields;
+            let config = config.as_ref().unwrap_or(&current.config);
+            let outcome = connections::update_credentials(
+                &state.0.db,
+                &state.0.keys,
+                tenant,
+                connection_id,
+                |stored| {
+                    use secrecy::ExposeSecret;
+                    let mut merged: Map<String, Value> = stored
+                        .iter()
+                        .map(|(k, v)| (k.clone(), Value::String(v.expose_secret().to_owned())))
+                        .collect();
+                    for (k, v) in given {
+                        match v {
+                            Value::Null => {
+                                merged.remove(k);
+                            }
+                            v => {
+                                merged.insert(k.clone(), v.clone());
+                            }
+                        }
+                    }
+                    let checked = fields::credentials(fields, &merged)
+                        .and_then(|c| exchange_inputs(connector, &c, config).map(|()| c));
+                    match checked {
+                        Ok(c) => {
+                            *stored = c;
+                            Ok(())
+                        }
+                        Err(errors) => Err(errors),
+                    }
+                },
+            )
+            .await?
+            .ok_or_else(|| not_found(id))?;
+            outcome.map_err(field_errors)?;
+            true
+        }
+    };
     // An exchanged token belongs to the config it was exchanged for (an
     // installation): a new config exchanges anew.
     let exchanges = entry
         .as_ref()
         .is_some_and(|e| e.connector.capabilities().token_exchange.is_some());
-    let forget_access_token = exchanges && config.as_ref().is_some_and(|c| *c != current.config);
+    let forget_access_token =
+        exchanges && (credentials_changed || config.as_ref().is_some_and(|c| *c != current.config));
     let patch = ConnectionPatch {
         enabled: body.enabled,
         config,
-        name: match body.name {
-            Some(given) => Some(fields::label(Some(given)).map_err(field_errors)?),
-            None => None,
-        },
+        name,
         forget_access_token,
     };
     let updated = connections::update(&state.0.db, tenant, connection_id, patch)
