@@ -151,19 +151,21 @@ fn stopped_by(stop: Stop) -> Outcome {
     }
 }
 
-/// How a sync attempt's end is shown on its connection (`last_sync_status`):
-/// hooks, and attempts that were put back without an outcome (rate limited,
-/// stopped, the lease lost), leave it as it was.
-fn last_sync_status(job: &Job, report: &JobReport) -> Option<&'static str> {
+/// A sync attempt's end as its connection shows it (`last_sync_status` and
+/// how long it ran) when it ended in `state`: hooks, and attempts put back
+/// without an outcome (rate limited, stopped, the lease lost), leave the last
+/// sync as it was.
+fn sync_end(job: &Job, state: JobState, ms: i64) -> Option<(&'static str, i64)> {
     if !job.job_type.is_sync() {
         return None;
     }
-    match report.state {
-        JobState::Succeeded => Some("succeeded"),
-        JobState::Failed => Some("failed"),
-        JobState::Retrying => Some("retrying"),
-        JobState::Queued | JobState::Running => None,
-    }
+    let status = match state {
+        JobState::Succeeded => "succeeded",
+        JobState::Failed => "failed",
+        JobState::Retrying => "retrying",
+        JobState::Queued | JobState::Running => return None,
+    };
+    Some((status, ms))
 }
 
 /// Aborts the heartbeat when the job's future ends or is dropped (a crash or an
@@ -255,11 +257,7 @@ impl Executor {
             }
         };
         drop(heartbeat);
-        let report = self.finish(&job, outcome).await?;
-        let ms = (services.ambient.now() - started).num_milliseconds().max(0);
-        if let Some(status) = last_sync_status(&job, &report) {
-            connections::record_sync(db, job.tenant_id, job.connection_id, status, ms).await?;
-        }
+        let report = self.finish(&job, outcome, started).await?;
         metrics::counter!("sync_jobs_total", "provider" => job.provider.clone(), "state" => report.state.as_str())
             .increment(1);
         let seconds = (services.ambient.now() - started)
@@ -275,6 +273,7 @@ impl Executor {
         &self,
         job: &Job,
         outcome: Result<Outcome, StoreError>,
+        started: chrono::DateTime<chrono::Utc>,
     ) -> Result<JobReport, StoreError> {
         let services = &self.services;
         let db = &services.db;
@@ -282,6 +281,7 @@ impl Executor {
         let tenant = job.tenant_id;
         let connection = job.connection_id;
         let now = services.ambient.now();
+        let ran_ms = (now - started).num_milliseconds().max(0);
         let outcome = match outcome {
             Ok(o) => o,
             // A storage error while running: retry later.
@@ -299,7 +299,8 @@ impl Executor {
         };
         Ok(match outcome {
             Outcome::Succeeded { signals } => {
-                connections::record_health(db, tenant, connection, Ok(()), false).await?;
+                let sync = sync_end(job, JobState::Succeeded, ran_ms);
+                connections::record_health(db, tenant, connection, Ok(()), false, sync).await?;
                 if job.job_type.is_sync() {
                     metrics::counter!("signals_ingested_total", "provider" => job.provider.clone(), "source" => "poll")
                         .increment(signals);
@@ -318,7 +319,9 @@ impl Executor {
                     // scheduler's sweep finishes it if this node stops here).
                     connections::purge(db.conn(), tenant, connection).await?;
                 }
-                connections::record_health(db, tenant, connection, Err(&error), false).await?;
+                let sync = state.and_then(|s| sync_end(job, s, ran_ms));
+                connections::record_health(db, tenant, connection, Err(&error), false, sync)
+                    .await?;
                 report(state.unwrap_or(JobState::Running), 0, Some(error))
             }
             Outcome::RateLimited { error, retry_after } => {

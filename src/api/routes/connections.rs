@@ -768,8 +768,15 @@ pub async fn test(
         Ok(c) => c,
         Err(e) => {
             let error = scrubber.scrub(&e.to_string());
-            connections::record_health(&services.db, tenant, connection_id, Err(&error), true)
-                .await?;
+            connections::record_health(
+                &services.db,
+                tenant,
+                connection_id,
+                Err(&error),
+                true,
+                None,
+            )
+            .await?;
             return Ok(axum::Json(TestResult {
                 healthy: false,
                 status: None,
@@ -787,7 +794,7 @@ pub async fn test(
         None => Ok(()),
         Some(e) => Err(e.as_str()),
     };
-    connections::record_health(&services.db, tenant, connection_id, outcome, true).await?;
+    connections::record_health(&services.db, tenant, connection_id, outcome, true, None).await?;
     Ok(axum::Json(TestResult {
         healthy: result.healthy,
         status: result.status,

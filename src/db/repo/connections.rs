@@ -513,14 +513,17 @@ impl Locked {
     }
 }
 
-/// Records the outcome of a sync or health check: healthy resets the failure
-/// count; a failure increments it and keeps the error.
+/// Records the outcome of a job or health check: healthy resets the failure
+/// count; a failure increments it and keeps the error. `checked` stamps the
+/// health check's time; `sync` (a sync attempt's end: its status as in
+/// [`LastSync`], and how many milliseconds it ran) stamps the last sync.
 pub async fn record_health(
     db: &Db,
     tenant: TenantId,
     id: ConnectionId,
     outcome: Result<(), &str>,
     checked: bool,
+    sync: Option<(&str, i64)>,
 ) -> Result<(), StoreError> {
     use sea_orm::ExprTrait;
     use sea_orm::sea_query::Expr;
@@ -545,28 +548,13 @@ pub async fn record_health(
     if checked {
         update = update.col_expr(Column::LastHealthCheck, Expr::value(now));
     }
+    if let Some((status, ms)) = sync {
+        update = update
+            .col_expr(Column::LastSyncAt, Expr::value(now))
+            .col_expr(Column::LastSyncStatus, Expr::value(status))
+            .col_expr(Column::LastSyncMs, Expr::value(ms));
+    }
     update.exec(db.conn()).await?;
-    Ok(())
-}
-
-/// Records how a sync attempt ended (`status` as in [`LastSync`]), `ms` after it
-/// started.
-pub async fn record_sync(
-    db: &Db,
-    tenant: TenantId,
-    id: ConnectionId,
-    status: &str,
-    ms: i64,
-) -> Result<(), StoreError> {
-    use sea_orm::sea_query::Expr;
-    Entity::update_many()
-        .filter(Column::Id.eq(*id.as_uuid()))
-        .filter(Column::TenantId.eq(*tenant.as_uuid()))
-        .col_expr(Column::LastSyncAt, Expr::value(db.now()))
-        .col_expr(Column::LastSyncStatus, Expr::value(status))
-        .col_expr(Column::LastSyncMs, Expr::value(ms))
-        .exec(db.conn())
-        .await?;
     Ok(())
 }
 
