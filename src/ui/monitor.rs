@@ -142,6 +142,16 @@ fn millis(ms: i64) -> String {
     }
 }
 
+/// One of the tenant's connections, or the page saying there is none (or
+/// that it could not be read).
+async fn owned(state: &AppState, tenant: TenantId, id: Uuid) -> Result<Connection, Response> {
+    match connections::get(&state.0.db, tenant, ConnectionId::from_uuid(id)).await {
+        Ok(Some(c)) => Ok(c),
+        Ok(None) => Err(failed(&ApiError::NotFound(String::new()))),
+        Err(e) => Err(store_error(&e.into())),
+    }
+}
+
 /// The refreshing part of a connection's page, and whether its connector
 /// polls and uses OAuth.
 async fn live(
@@ -152,16 +162,7 @@ async fn live(
     let db = &state.0.db;
     let connection_id = ConnectionId::from_uuid(id);
     let now = state.0.ambient.now();
-    let c = match connections::get(db, tenant, connection_id).await {
-        Ok(Some(c)) => c,
-        Ok(None) => {
-            return Err(view::error_page(
-                StatusCode::NOT_FOUND,
-                "This tenant has no such connection.",
-            ));
-        }
-        Err(e) => return Err(store_error(&e.into())),
-    };
+    let c = owned(state, tenant, id).await?;
     let stats = api::connection_stats(state, tenant, id)
         .await
         .map_err(|e| store_error(&e))?;
@@ -362,10 +363,9 @@ pub async fn sync(signed: SignedIn, State(state): State<AppState>, PathId(id): P
     let Some(tenant) = signed.tenant() else {
         return see_other("/ui/tenant");
     };
-    let provider = match connections::get(&state.0.db, tenant, ConnectionId::from_uuid(id)).await {
-        Ok(Some(c)) => c.provider,
-        Ok(None) => return failed(&ApiError::NotFound(String::new())),
-        Err(e) => return store_error(&e.into()),
+    let provider = match owned(&state, tenant, id).await {
+        Ok(c) => c.provider,
+        Err(r) => return r,
     };
     let body = SyncRequest {
         connection_id: Some(id),
@@ -396,10 +396,9 @@ pub async fn reauthorize(
         Ok(f) => f,
         Err(r) => return r,
     };
-    let provider = match connections::get(&state.0.db, tenant, ConnectionId::from_uuid(id)).await {
-        Ok(Some(c)) => c.provider,
-        Ok(None) => return failed(&ApiError::NotFound(String::new())),
-        Err(e) => return store_error(&e.into()),
+    let provider = match owned(&state, tenant, id).await {
+        Ok(c) => c.provider,
+        Err(r) => return r,
     };
     let entry = match super::catalogue::entry(&state, &provider) {
         Ok(e) => e,
@@ -436,10 +435,9 @@ pub async fn confirm_delete(
         Ok(f) => f,
         Err(r) => return r,
     };
-    match connections::get(&state.0.db, tenant, ConnectionId::from_uuid(id)).await {
-        Ok(Some(c)) => {
-            let now = state.0.ambient.now();
-            let title = Row::of(&c, &state, now).title;
+    match owned(&state, tenant, id).await {
+        Ok(c) => {
+            let title = Row::of(&c, &state, state.0.ambient.now()).title;
             view::page(
                 StatusCode::OK,
                 &Confirm {
@@ -449,8 +447,7 @@ pub async fn confirm_delete(
                 },
             )
         }
-        Ok(None) => failed(&ApiError::NotFound(String::new())),
-        Err(e) => store_error(&e.into()),
+        Err(r) => r,
     }
 }
 
