@@ -56,7 +56,15 @@ pub fn bad_credentials() -> ResponseTemplate {
     }))
 }
 
-async fn create(node: &Node, tenant: TenantId, token: &str, repo: &str, base: &str) -> String {
+/// A GitHub connection made through the API with `credentials`, syncing
+/// `repo` from `base`; its id.
+pub async fn create(
+    node: &Node,
+    tenant: TenantId,
+    credentials: Value,
+    repo: &str,
+    base: &str,
+) -> String {
     let (status, body) = node
         .api(
             "POST",
@@ -64,7 +72,7 @@ async fn create(node: &Node, tenant: TenantId, token: &str, repo: &str, base: &s
             Some(tenant),
             Some(json!({
                 "provider": "github",
-                "credentials": {"token": token},
+                "credentials": credentials,
                 "config": {"repos": [repo], "baseUrl": base}
             })),
         )
@@ -101,7 +109,7 @@ crate::on_both! {
         assert_eq!(status, 200, "{before}");
         assert_eq!(status_of(&before, "github"), (json!("not_configured"), json!(0)));
 
-        let good = create(&node, a, "ghp_good", "octo-org/hello", &server.uri()).await;
+        let good = create(&node, a, json!({"token": "ghp_good"}), "octo-org/hello", &server.uri()).await;
         let (_, fresh) = node.api("GET", &format!("/connections/{good}"), Some(a), None).await;
         assert!(fresh["last_sync_at"].is_null() && fresh["last_sync_status"].is_null(), "{fresh}");
         drain(&node).await;
@@ -137,7 +145,7 @@ crate::on_both! {
 
         // A sync the provider refuses: shown as such, and the
         // tenant's GitHub needs attention.
-        let broken = create(&node, a, "ghp_revoked", "octo-org/broken", &server.uri()).await;
+        let broken = create(&node, a, json!({"token": "ghp_revoked"}), "octo-org/broken", &server.uri()).await;
         let executor = node.executor("w");
         let report = executor.try_execute_next().await.unwrap().unwrap();
         assert_eq!(report.job_type.as_str(), "full", "{report:?}");
@@ -244,7 +252,7 @@ crate::on_both! {
         let node = Node::new(backend, true, &[]).await;
         node.register(&github_at("https://api.github.com"));
         let t = TenantId::from_uuid(Uuid::now_v7());
-        let id = create(&node, t, "ghp_old_token_value", "octo-org/hello", &server.uri()).await;
+        let id = create(&node, t, json!({"token": "ghp_old_token_value"}), "octo-org/hello", &server.uri()).await;
         let at = format!("/connections/{id}");
         let patch = |body: Value| node.api("PATCH", &at, Some(t), Some(json!({"credentials": body})));
         let (status, c) = patch(json!({"webhookSecret": "whsec-first"})).await;

@@ -15,7 +15,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use super::{Answer, Browser};
 use crate::sync::harness::{Backend, Node};
-use crate::sync::monitoring::github_at;
+use crate::sync::monitoring::{create, github_at};
 
 use crate::sync::harness::TOKEN;
 
@@ -26,21 +26,10 @@ fn location(a: &Answer) -> &str {
         .unwrap_or_default()
 }
 
+/// A GitHub connection holding a token and a webhook secret; its id.
 async fn connection(node: &Node, tenant: TenantId, token: &str, base: &str) -> String {
-    let (status, body) = node
-        .api(
-            "POST",
-            "/connections",
-            Some(tenant),
-            Some(json!({
-                "provider": "github",
-                "credentials": {"token": token, "webhookSecret": "whsec-stored-secret-value"},
-                "config": {"repos": ["octo-org/hello"], "baseUrl": base}
-            })),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
-    body["id"].as_str().unwrap().to_owned()
+    let credentials = json!({"token": token, "webhookSecret": "whsec-stored-secret-value"});
+    create(node, tenant, credentials, "octo-org/hello", base).await
 }
 
 crate::on_both! {
