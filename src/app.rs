@@ -19,7 +19,6 @@ use crate::db::{Db, StoreError};
 use crate::descriptor::compile::CompiledDescriptor;
 use crate::descriptor::diagnostic::Diagnostic;
 use crate::descriptor::load::Loader;
-use crate::descriptor::source::Format;
 use crate::domain::{Ambient, Random};
 use crate::engine::http::{HttpClient, NetworkPolicy};
 use crate::registry::{NativeEnv, Registry, RegistryError};
@@ -213,17 +212,9 @@ impl Builder {
         for compiled in builtins {
             registry.insert(compiled, true)?;
         }
-        for row in providers::list_runtime(&db).await.map_err(database)? {
-            let text = row.descriptor.to_string();
-            let label = format!("<stored provider {}>", row.id);
-            let loaded = loader
-                .load_str(&label, &text, Format::Json)
-                .map_err(|d| d.first().map(ToString::to_string).unwrap_or_default())
-                .and_then(|c| registry.insert(c, false).map_err(|e| e.to_string()));
-            if let Err(first) = loaded {
-                tracing::warn!(provider = %row.id, first = %first, "a stored runtime provider no longer passes `check`; left out");
-            }
-        }
+        crate::upkeep::providers::catch_up(&db, &registry)
+            .await
+            .map_err(database)?;
         tracing::info!(providers = registry.len(), "providers loaded");
         Ok(Node {
             services: Arc::new(Services {
@@ -277,6 +268,20 @@ impl Node {
     /// An executor with `settings`.
     pub fn executor(&self, settings: ExecutorSettings) -> Executor {
         Executor::new(Arc::clone(&self.services), settings)
+    }
+
+    /// Runs what every node runs in the background, whatever its role, until
+    /// `shutdown` turns true: following other nodes' provider changes.
+    pub fn spawn_upkeep(
+        &self,
+        shutdown: &tokio::sync::watch::Receiver<bool>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        let ops = &self.services.config.ops;
+        vec![tokio::spawn(crate::upkeep::providers::follow(
+            Arc::clone(&self.services),
+            ops.registry_poll,
+            shutdown.clone(),
+        ))]
     }
 
     /// Runs the sync engine (job workers and the scheduler, ticking every

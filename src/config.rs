@@ -56,6 +56,111 @@ pub struct Config {
     pub provider_secrets: BTreeMap<String, String>,
     /// Google's endpoints and push settings (the native Google connectors).
     pub google: GoogleConfig,
+    /// Background upkeep and retention.
+    pub ops: OpsConfig,
+}
+
+/// How a node keeps itself and its data in shape: following other nodes'
+/// provider changes, refreshing tokens and checking health in the background,
+/// and pruning old data. Durations in whole seconds; `None`: turned off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpsConfig {
+    /// `POBLYSH_REGISTRY_POLL_SECONDS` (default 5): how often a node looks
+    /// for runtime providers other nodes changed, besides PostgreSQL's
+    /// announcements.
+    pub registry_poll: std::time::Duration,
+    /// `POBLYSH_UPKEEP_SECONDS` (default 60): how often the upkeep looks for
+    /// tokens to refresh and health checks that are due.
+    pub upkeep_every: std::time::Duration,
+    /// `POBLYSH_TOKEN_REFRESH_AHEAD_SECONDS` (default 600): OAuth access
+    /// tokens expiring within this are refreshed by the upkeep (jobs refresh
+    /// 5 minutes ahead anyway).
+    pub token_refresh_ahead: chrono::Duration,
+    /// `POBLYSH_HEALTH_CHECK_SECONDS` (default 900; 0 turns it off): each
+    /// enabled connection's health check runs this often.
+    pub health_check_every: Option<chrono::Duration>,
+    /// `POBLYSH_WEBHOOK_SECRET_GRACE_HOURS` (default 24): after a connection's
+    /// webhook secret is replaced, the old one still verifies this long.
+    pub webhook_secret_grace: chrono::Duration,
+    /// `POBLYSH_SIGNAL_RETENTION_DAYS` (default 90; 0 keeps them forever):
+    /// Signals received longer ago are pruned.
+    pub signal_retention: Option<chrono::Duration>,
+    /// `POBLYSH_JOB_RETENTION_DAYS` (default 30; 0 keeps them): finished jobs
+    /// are pruned this long after they finished.
+    pub job_retention: Option<chrono::Duration>,
+    /// `POBLYSH_DELIVERY_RETENTION_DAYS` (default 7, at least 3: longer than
+    /// any provider retries a delivery): webhook delivery ids kept for dedupe.
+    pub delivery_retention: chrono::Duration,
+    /// `POBLYSH_PRUNE_SECONDS` (default 300): how often pruning runs (on one
+    /// node at a time).
+    pub prune_every: std::time::Duration,
+}
+
+impl Default for OpsConfig {
+    fn default() -> Self {
+        OpsConfig {
+            registry_poll: std::time::Duration::from_secs(5),
+            upkeep_every: std::time::Duration::from_secs(60),
+            token_refresh_ahead: chrono::Duration::seconds(600),
+            health_check_every: Some(chrono::Duration::seconds(900)),
+            webhook_secret_grace: chrono::Duration::hours(24),
+            signal_retention: Some(chrono::Duration::days(90)),
+            job_retention: Some(chrono::Duration::days(30)),
+            delivery_retention: chrono::Duration::days(7),
+            prune_every: std::time::Duration::from_secs(300),
+        }
+    }
+}
+
+/// The least webhook delivery ids are kept (Stripe-style senders retry for 3 days).
+pub const MIN_DELIVERY_RETENTION_DAYS: u64 = 3;
+
+impl OpsConfig {
+    /// The settings from the environment (`get` reads a non-empty variable).
+    fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let number = |var: &'static str, default: u64, min: u64| -> Result<u64, ConfigError> {
+            match get(var) {
+                None => Ok(default),
+                Some(v) => v
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| *n >= min && *n <= 10 * 365 * 86_400)
+                    .ok_or_else(|| ConfigError {
+                        var,
+                        reason: if min == 0 {
+                            "expected a whole number (0 turns it off)".into()
+                        } else {
+                            format!("expected a whole number, at least {min}")
+                        },
+                    }),
+            }
+        };
+        let secs = |n: u64| chrono::Duration::seconds(n as i64);
+        let off_if_zero =
+            |n: u64, unit: i64| (n > 0).then(|| chrono::Duration::seconds(n as i64 * unit));
+        Ok(OpsConfig {
+            registry_poll: std::time::Duration::from_secs(number(
+                "POBLYSH_REGISTRY_POLL_SECONDS",
+                5,
+                1,
+            )?),
+            upkeep_every: std::time::Duration::from_secs(number("POBLYSH_UPKEEP_SECONDS", 60, 1)?),
+            token_refresh_ahead: secs(number("POBLYSH_TOKEN_REFRESH_AHEAD_SECONDS", 600, 0)?),
+            health_check_every: off_if_zero(number("POBLYSH_HEALTH_CHECK_SECONDS", 900, 0)?, 1),
+            webhook_secret_grace: secs(number("POBLYSH_WEBHOOK_SECRET_GRACE_HOURS", 24, 0)? * 3600),
+            signal_retention: off_if_zero(number("POBLYSH_SIGNAL_RETENTION_DAYS", 90, 0)?, 86_400),
+            job_retention: off_if_zero(number("POBLYSH_JOB_RETENTION_DAYS", 30, 0)?, 86_400),
+            delivery_retention: secs(
+                number(
+                    "POBLYSH_DELIVERY_RETENTION_DAYS",
+                    7,
+                    MIN_DELIVERY_RETENTION_DAYS,
+                )? * 86_400,
+            ),
+            prune_every: std::time::Duration::from_secs(number("POBLYSH_PRUNE_SECONDS", 300, 1)?),
+        })
+    }
 }
 
 /// Where the Google connectors call Google, and who may push to them. Every
@@ -181,6 +286,7 @@ impl std::fmt::Debug for Config {
                 &self.provider_secrets.keys().collect::<Vec<_>>(),
             )
             .field("google", &self.google)
+            .field("ops", &self.ops)
             .finish_non_exhaustive()
     }
 }
@@ -297,6 +403,7 @@ impl Config {
             shutdown_seconds,
             provider_secrets,
             google: GoogleConfig::from_lookup(non_empty)?,
+            ops: OpsConfig::from_lookup(non_empty)?,
         })
     }
 
@@ -363,6 +470,27 @@ mod tests {
         assert_eq!(c.database_url, DEFAULT_DATABASE_URL);
         assert_eq!(c.bind.to_string(), "0.0.0.0:8080");
         assert!(!c.production && c.operator_tokens.is_empty());
+        assert_eq!(c.ops, OpsConfig::default());
+    }
+
+    #[test]
+    fn ops_settings_parse_and_zero_turns_off() {
+        let c = config(&[
+            ("POBLYSH_SIGNAL_RETENTION_DAYS", "0"),
+            ("POBLYSH_HEALTH_CHECK_SECONDS", "0"),
+            ("POBLYSH_JOB_RETENTION_DAYS", "2"),
+            ("POBLYSH_WEBHOOK_SECRET_GRACE_HOURS", "1"),
+        ])
+        .unwrap();
+        assert_eq!(c.ops.signal_retention, None);
+        assert_eq!(c.ops.health_check_every, None);
+        assert_eq!(c.ops.job_retention, Some(chrono::Duration::days(2)));
+        assert_eq!(c.ops.webhook_secret_grace, chrono::Duration::hours(1));
+        let e = config(&[("POBLYSH_DELIVERY_RETENTION_DAYS", "1")]).unwrap_err();
+        assert_eq!(e.var, "POBLYSH_DELIVERY_RETENTION_DAYS");
+        assert!(e.reason.contains("at least 3"), "{e}");
+        let e = config(&[("POBLYSH_UPKEEP_SECONDS", "0")]).unwrap_err();
+        assert_eq!(e.var, "POBLYSH_UPKEEP_SECONDS");
     }
 
     #[test]

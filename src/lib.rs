@@ -19,3 +19,4 @@ pub mod registry;
 pub mod services;
 pub mod sync;
 pub mod ui;
+pub mod upkeep;

@@ -3,9 +3,14 @@
 //! registered over the API (and persisted). A `kind: generic` descriptor is run
 //! by a `DescriptorConnector`; a `kind: native` one is bound to the native
 //! connector of its id (`connector::native`). Readers get cheap `Arc` clones.
+//! Each runtime provider's stored revision is remembered, so a node can tell
+//! which rows of the providers table it has not caught up with
+//! (`upkeep::providers`).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
+
+use chrono::{DateTime, Utc};
 
 use crate::config::Config;
 use crate::connector::native::{Native, NativeInput};
@@ -55,6 +60,12 @@ pub struct NativeEnv {
 #[derive(Debug)]
 pub struct Registry {
     providers: RwLock<BTreeMap<String, Entry>>,
+    /// Runtime provider id → the stored revision (`updated_at`) this node has
+    /// taken in (registered, or refused and left out).
+    revisions: std::sync::Mutex<BTreeMap<String, DateTime<Utc>>>,
+    /// Held while the stored runtime providers and this registry are brought
+    /// in step, so two such changes never interleave.
+    changes: tokio::sync::Mutex<()>,
     natives: BTreeMap<String, Native>,
     env: NativeEnv,
 }
@@ -71,6 +82,8 @@ impl Registry {
         }
         Ok(Registry {
             providers: RwLock::default(),
+            revisions: std::sync::Mutex::default(),
+            changes: tokio::sync::Mutex::default(),
             natives: by_id,
             env,
         })
@@ -151,6 +164,38 @@ impl Registry {
     /// Every connector, by id.
     pub fn list(&self) -> Vec<Entry> {
         self.read().values().cloned().collect()
+    }
+
+    /// The stored revision of runtime provider `id` this node has taken in.
+    pub fn revision(&self, id: &str) -> Option<DateTime<Utc>> {
+        self.revisions().get(id).copied()
+    }
+
+    /// Every runtime provider revision this node has taken in.
+    pub fn revision_list(&self) -> Vec<(String, DateTime<Utc>)> {
+        self.revisions()
+            .iter()
+            .map(|(id, at)| (id.clone(), *at))
+            .collect()
+    }
+
+    /// Records that stored revision `at` of runtime provider `id` was taken in
+    /// (`None`: it is no longer stored).
+    pub fn set_revision(&self, id: &str, at: Option<DateTime<Utc>>) {
+        let mut revisions = self.revisions();
+        match at {
+            Some(at) => revisions.insert(id.to_owned(), at),
+            None => revisions.remove(id),
+        };
+    }
+
+    /// Hold while changing the stored runtime providers and this registry together.
+    pub async fn lock_changes(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.changes.lock().await
+    }
+
+    fn revisions(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, DateTime<Utc>>> {
+        self.revisions.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// How many connectors are registered.

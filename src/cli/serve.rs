@@ -90,15 +90,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             eprintln!("second signal: exiting now");
             std::process::exit(130);
         });
-        let background = if role == Role::Api {
-            Vec::new()
-        } else {
-            node.spawn_engine(
+        let mut background = node.spawn_upkeep(&stopped);
+        if role != Role::Api {
+            background.extend(node.spawn_engine(
                 node.executor_settings(),
                 std::time::Duration::from_secs(5),
                 &stopped,
-            )
-        };
+            ));
+        }
         let stopping = {
             let mut stopped = stopped.clone();
             async move {

@@ -49,10 +49,15 @@ pub struct Db {
     reads: DatabaseConnection,
     ambient: Ambient,
     wakeups: std::sync::Arc<tokio::sync::Notify>,
+    providers_changed: std::sync::Arc<tokio::sync::Notify>,
+    /// Whether a task of this node relays announcements already.
+    relaying: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The PostgreSQL channel an enqueue is announced on.
 const JOBS_CHANNEL: &str = "poblysh_jobs";
+/// The PostgreSQL channel a change of the runtime providers is announced on.
+const PROVIDERS_CHANNEL: &str = "poblysh_providers";
 
 impl Db {
     /// Connects to `url` (`sqlite://…` or `postgres://…`); for SQLite, creates
@@ -89,6 +94,8 @@ impl Db {
             reads,
             ambient: Ambient::system(),
             wakeups: std::sync::Arc::default(),
+            providers_changed: std::sync::Arc::default(),
+            relaying: std::sync::Arc::default(),
         }
     }
 
@@ -109,16 +116,7 @@ impl Db {
     /// poll interval is the safety net.
     pub async fn wake_workers(&self) {
         self.wakeups.notify_waiters();
-        if self.backend() == DbBackend::Postgres {
-            use sea_orm::ConnectionTrait;
-            if let Err(e) = self
-                .conn
-                .execute_unprepared(&format!("NOTIFY {JOBS_CHANNEL}"))
-                .await
-            {
-                tracing::debug!(error = %e, "cannot announce a job");
-            }
-        }
+        self.announce(JOBS_CHANNEL).await;
     }
 
     /// What idle workers wait on (see [`Db::wake_workers`]).
@@ -126,23 +124,54 @@ impl Db {
         std::sync::Arc::clone(&self.wakeups)
     }
 
-    /// On PostgreSQL, relays other nodes' job announcements to this node's
-    /// workers until `shutdown` turns true (reconnecting after a failure).
-    /// Nothing to do on SQLite, where every worker shares this process.
-    pub async fn relay_job_announcements(&self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-        if self.backend() != DbBackend::Postgres {
+    /// Tells every node listening (PostgreSQL) that the runtime providers
+    /// changed and were committed. Best effort: each node's periodic look at
+    /// the providers table is the safety net.
+    pub async fn announce_providers(&self) {
+        self.announce(PROVIDERS_CHANNEL).await;
+    }
+
+    /// What a node's registry follower waits on: other nodes' announcements
+    /// (see [`Db::announce_providers`]).
+    pub fn providers_changed(&self) -> std::sync::Arc<tokio::sync::Notify> {
+        std::sync::Arc::clone(&self.providers_changed)
+    }
+
+    async fn announce(&self, channel: &str) {
+        if self.backend() == DbBackend::Postgres {
+            use sea_orm::ConnectionTrait;
+            if let Err(e) = self
+                .conn
+                .execute_unprepared(&format!("NOTIFY {channel}"))
+                .await
+            {
+                tracing::debug!(error = %e, channel, "cannot announce a change");
+            }
+        }
+    }
+
+    /// On PostgreSQL, relays other nodes' announcements (jobs enqueued,
+    /// providers changed) to this node until `shutdown` turns true
+    /// (reconnecting after a failure; a reconnect counts as a provider change,
+    /// as one may have been missed). Nothing to do on SQLite, or when another
+    /// task of this node relays already.
+    pub async fn relay_announcements(&self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        use std::sync::atomic::Ordering;
+        if self.backend() != DbBackend::Postgres || self.relaying.swap(true, Ordering::AcqRel) {
             return;
         }
         let pool = self.conn.get_postgres_connection_pool().clone();
         while !*shutdown.borrow() {
             tokio::select! {
-                e = relay(&pool, &self.wakeups) => {
-                    tracing::warn!(error = %e, "job announcements interrupted; reconnecting");
+                e = relay(&pool, &self.wakeups, &self.providers_changed) => {
+                    tracing::warn!(error = %e, "announcements interrupted; reconnecting");
                     let _ = tokio::time::timeout(Duration::from_secs(1), shutdown.changed()).await;
+                    self.providers_changed.notify_one();
                 }
                 _ = shutdown.changed() => {}
             }
         }
+        self.relaying.store(false, Ordering::Release);
     }
 
     /// On SQLite, folds the write-ahead log back into the database and
@@ -258,20 +287,23 @@ fn sqlite_options(url: &str, size: u32, query_only: bool) -> ConnectOptions {
     options
 }
 
-/// Relays `JOBS_CHANNEL` notifications to `wakeups` until the listener fails.
+/// Relays `JOBS_CHANNEL` notifications to `wakeups` and `PROVIDERS_CHANNEL`
+/// ones to `providers` until the listener fails.
 async fn relay(
     pool: &sea_orm::sqlx::PgPool,
     wakeups: &tokio::sync::Notify,
+    providers: &tokio::sync::Notify,
 ) -> sea_orm::sqlx::Error {
     let mut listener = match sea_orm::sqlx::postgres::PgListener::connect_with(pool).await {
         Ok(l) => l,
         Err(e) => return e,
     };
-    if let Err(e) = listener.listen(JOBS_CHANNEL).await {
+    if let Err(e) = listener.listen_all([JOBS_CHANNEL, PROVIDERS_CHANNEL]).await {
         return e;
     }
     loop {
         match listener.recv().await {
+            Ok(n) if n.channel() == PROVIDERS_CHANNEL => providers.notify_one(),
             Ok(_) => wakeups.notify_waiters(),
             Err(e) => return e,
         }

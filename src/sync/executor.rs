@@ -19,9 +19,9 @@ use super::tokens::TokenError;
 use crate::connector::{ConnectorError, Hook, SyncMode};
 use crate::db::StoreError;
 use crate::db::repo::connections::{self, DELETING, HookUpdate};
-use crate::db::repo::cursors;
 use crate::db::repo::jobs::{Job, JobState, JobType};
 use crate::db::repo::queue as store;
+use crate::db::repo::{cursors, providers};
 use crate::domain::Scrubber;
 use crate::services::Services;
 
@@ -32,6 +32,10 @@ pub const CHECKPOINT_WAL_AFTER: u64 = 10_000;
 /// Reclaims (its worker stopped without finishing it) after which a job is
 /// quarantined: failed for good instead of crashing worker after worker.
 pub const MAX_RECLAIMS: i32 = 3;
+
+/// How long a job whose provider this node does not know (but the database
+/// does) waits before it is tried again, on any node.
+pub const UNKNOWN_PROVIDER_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How an executor behaves.
 #[derive(Debug, Clone)]
@@ -87,6 +91,12 @@ enum Outcome {
         retryable: bool,
     },
     RateLimited {
+        error: String,
+        retry_after: std::time::Duration,
+    },
+    /// Put back without spending the attempt (its provider is not loaded on
+    /// this node yet).
+    Released {
         error: String,
         retry_after: std::time::Duration,
     },
@@ -333,6 +343,12 @@ impl Executor {
                 store::reschedule_rate_limited(db, job.id, worker, run_after, &error).await?;
                 report(JobState::Queued, 0, Some(error))
             }
+            Outcome::Released { error, retry_after } => {
+                tracing::info!(job = %job.id, provider = %job.provider, "job released: its provider is not loaded on this node yet");
+                let run_after = now + chrono::Duration::from_std(retry_after).unwrap_or_default();
+                store::reschedule_rate_limited(db, job.id, worker, run_after, &error).await?;
+                report(JobState::Queued, 0, Some(error))
+            }
             Outcome::Stopped => {
                 store::release_stopped(db, job.id, worker, now).await?;
                 db.wake_workers().await;
@@ -367,9 +383,22 @@ impl Executor {
                 job.reclaims
             ));
         }
-        let opened = match open::open(&self.services, job.tenant_id, job.connection_id).await {
+        let opened = match self.open(job).await {
             Ok(o) => o,
             Err(OpenError::Store(e)) => return Err(e),
+            Err(OpenError::UnknownProvider(provider))
+                if providers::get(&self.services.db, &provider)
+                    .await?
+                    .is_some() =>
+            {
+                // Registered on another node, and not (yet) loadable here.
+                return Ok(Outcome::Released {
+                    error: format!(
+                        "provider `{provider}` is not loaded on this node yet; the job is tried again"
+                    ),
+                    retry_after: UNKNOWN_PROVIDER_RETRY,
+                });
+            }
             Err(e) => return permanent(e.to_string()),
         };
         let outcome = match hook_of(job.job_type) {
@@ -378,6 +407,20 @@ impl Executor {
         };
         // Nothing stored, returned or logged about the run repeats a secret.
         Ok(outcome?.scrubbed(|| opened.scrubber(&self.services)))
+    }
+
+    /// Opens the job's connection; when its provider is unknown here, this
+    /// node first catches up with the stored providers (another node may have
+    /// registered it a moment ago).
+    async fn open(&self, job: &Job) -> Result<Opened, OpenError> {
+        let services = &self.services;
+        match open::open(services, job.tenant_id, job.connection_id).await {
+            Err(OpenError::UnknownProvider(_)) => {
+                crate::upkeep::providers::catch_up(&services.db, &services.registry).await?;
+                open::open(services, job.tenant_id, job.connection_id).await
+            }
+            other => other,
+        }
     }
 
     /// Runs a lifecycle hook and stores what it changed with the job's
@@ -566,7 +609,7 @@ impl Executor {
         let db = self.services.db.clone();
         handles.push(tokio::spawn({
             let shutdown = shutdown.clone();
-            async move { db.relay_job_announcements(shutdown).await }
+            async move { db.relay_announcements(shutdown).await }
         }));
         for _ in 0..self.settings.concurrency.max(1) {
             let executor = Arc::clone(&self);

@@ -63,6 +63,17 @@ impl Node {
         Node::build(database_url, allow_private, env, |b| b).await
     }
 
+    /// A node on an existing database, put together by the app builder
+    /// adjusted by `adjust`.
+    #[allow(dead_code)]
+    pub async fn on_with(
+        database_url: &str,
+        env: &[(&str, &str)],
+        adjust: impl FnOnce(Builder) -> Builder,
+    ) -> Node {
+        Node::build(database_url, true, env, adjust).await
+    }
+
     /// A node on `backend` put together by the app builder, adjusted by `adjust`
     /// (a clock, a native connector).
     #[allow(dead_code)]

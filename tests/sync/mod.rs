@@ -16,6 +16,7 @@ mod google_watch;
 pub mod monitoring;
 mod native;
 mod native_slot;
+mod nodes;
 mod notion;
 mod oauth;
 mod partitions;

@@ -378,7 +378,11 @@ pub async fn put(
                 message: e.to_string(),
                 details: None,
             })?;
-    let status = match providers::put_runtime(&state.0.db, &descriptor).await? {
+    // The stored row and this node's registry change together (the follower
+    // of other nodes' changes waits meanwhile).
+    let _changes = state.0.registry.lock_changes().await;
+    let (outcome, revision) = providers::put_runtime(&state.0.db, &descriptor).await?;
+    let status = match outcome {
         PutOutcome::BuiltIn => {
             return Err(ApiError::Conflict(format!(
                 "`{id}` is a built-in connector and cannot be replaced"
@@ -388,6 +392,7 @@ pub async fn put(
         PutOutcome::Replaced => StatusCode::OK,
     };
     state.0.registry.insert_connector(connector, false);
+    state.0.registry.set_revision(&id, Some(revision));
     let entry = state
         .0
         .registry
@@ -413,9 +418,11 @@ pub async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
+    let _changes = state.0.registry.lock_changes().await;
     match providers::delete_runtime(&state.0.db, &id).await? {
         DeleteOutcome::Deleted => {
             state.0.registry.remove(&id);
+            state.0.registry.set_revision(&id, None);
             Ok(StatusCode::NO_CONTENT)
         }
         DeleteOutcome::NotFound => Err(ApiError::NotFound(format!("no provider `{id}`"))),

@@ -1,8 +1,10 @@
 //! The provider registry table: built-ins synced from `descriptors/` at start,
 //! runtime descriptors registered over the API. Not tenant data.
 
+use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
 };
 use serde_json::Value;
 
@@ -97,17 +99,31 @@ pub async fn list(db: &Db) -> Result<Vec<ProviderRow>, StoreError> {
         .await?)
 }
 
-/// The runtime-registered providers.
-pub async fn list_runtime(db: &Db) -> Result<Vec<ProviderRow>, StoreError> {
+/// The runtime providers' ids and revisions (`updated_at`): what a node
+/// compares its registry with (`upkeep::providers`).
+pub async fn runtime_revisions(db: &Db) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
     Ok(Entity::find()
+        .select_only()
+        .column(Column::Id)
+        .column(Column::UpdatedAt)
         .filter(Column::BuiltIn.eq(false))
         .order_by_asc(Column::Id)
+        .into_tuple()
         .all(db.conn())
         .await?)
 }
 
-/// Registers or replaces a runtime provider (already validated).
-pub async fn put_runtime(db: &Db, d: &ConnectorDescriptor) -> Result<PutOutcome, StoreError> {
+/// One provider row.
+pub async fn get(db: &Db, id: &str) -> Result<Option<ProviderRow>, StoreError> {
+    Ok(Entity::find_by_id(id.to_owned()).one(db.conn()).await?)
+}
+
+/// Registers or replaces a runtime provider (already validated); with the
+/// stored revision.
+pub async fn put_runtime(
+    db: &Db,
+    d: &ConnectorDescriptor,
+) -> Result<(PutOutcome, DateTime<Utc>), StoreError> {
     let now = db.now();
     let current = Entity::find_by_id(d.id.clone()).one(db.conn()).await?;
     let mut row = ActiveModel {
@@ -120,18 +136,22 @@ pub async fn put_runtime(db: &Db, d: &ConnectorDescriptor) -> Result<PutOutcome,
         created_at: Set(now),
         updated_at: Set(now),
     };
-    match current {
-        Some(c) if c.built_in => Ok(PutOutcome::BuiltIn),
+    let outcome = match current {
+        Some(c) if c.built_in => PutOutcome::BuiltIn,
         Some(c) => {
             row.created_at = Set(c.created_at);
             row.update(db.conn()).await?;
-            Ok(PutOutcome::Replaced)
+            PutOutcome::Replaced
         }
         None => {
             row.insert(db.conn()).await?;
-            Ok(PutOutcome::Created)
+            PutOutcome::Created
         }
+    };
+    if outcome != PutOutcome::BuiltIn {
+        db.announce_providers().await;
     }
+    Ok((outcome, now))
 }
 
 /// Removes a runtime provider.
@@ -141,6 +161,7 @@ pub async fn delete_runtime(db: &Db, id: &str) -> Result<DeleteOutcome, StoreErr
         Some(row) if row.built_in => Ok(DeleteOutcome::BuiltIn),
         Some(_) => {
             Entity::delete_by_id(id.to_owned()).exec(db.conn()).await?;
+            db.announce_providers().await;
             Ok(DeleteOutcome::Deleted)
         }
     }
