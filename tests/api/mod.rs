@@ -8,6 +8,7 @@ mod connections;
 mod encryption;
 mod hostile;
 mod migrations;
+mod nodes;
 mod openapi;
 mod pagination;
 mod providers;
