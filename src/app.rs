@@ -284,8 +284,8 @@ impl Node {
         ))]
     }
 
-    /// Runs the sync engine (job workers and the scheduler, ticking every
-    /// `tick`) until `shutdown` turns true.
+    /// Runs the sync engine (job workers, the scheduler ticking every `tick`,
+    /// and the connections' upkeep) until `shutdown` turns true.
     pub fn spawn_engine(
         &self,
         settings: ExecutorSettings,
@@ -295,6 +295,10 @@ impl Node {
         tracing::info!(worker = %settings.worker_id, concurrency = settings.concurrency, "job workers started");
         let executor = Arc::new(self.executor(settings));
         vec![
+            tokio::spawn(crate::upkeep::connections::run(
+                Arc::clone(&self.services),
+                shutdown.clone(),
+            )),
             tokio::spawn(executor.run_workers(shutdown.clone())),
             tokio::spawn(scheduler::run(
                 Arc::clone(&self.services),

@@ -104,6 +104,46 @@ impl Opened {
         .await
     }
 
+    /// Runs the connector's health check with the stored credentials (no
+    /// usable credentials is an unhealthy result), scrubs what it says, and
+    /// records it on the connection (`healthy`, failures in a row, last
+    /// error, `last_health_check`).
+    pub async fn check_health(
+        &self,
+        services: &Services,
+    ) -> Result<crate::engine::health::HealthResult, StoreError> {
+        let now = services.ambient.now();
+        let scrubber = self.scrubber(services);
+        let result = match self.credentials(services, false, now).await {
+            Ok(credentials) => {
+                self.connector
+                    .health_check(&self.context(services, &credentials, now, None))
+                    .await
+            }
+            Err(e) => crate::engine::health::HealthResult {
+                healthy: false,
+                status: None,
+                latency_ms: 0,
+                error: Some(e.to_string()),
+            },
+        };
+        let error = result.error.as_deref().map(|e| scrubber.scrub(e));
+        let c = &self.stored.connection;
+        let outcome = match &error {
+            None if result.healthy => Ok(()),
+            None => Err("unhealthy"),
+            Some(e) => Err(e.as_str()),
+        };
+        connections::record_health(&services.db, c.tenant_id, c.id, outcome, true, None).await?;
+        metrics::counter!(
+            "health_checks_total",
+            "provider" => c.provider.clone(),
+            "outcome" => if outcome.is_ok() { "healthy" } else { "unhealthy" },
+        )
+        .increment(1);
+        Ok(crate::engine::health::HealthResult { error, ..result })
+    }
+
     /// A scrubber for everything secret this connection holds: its credential
     /// fields (and HTTP Basic pairs of them), its tokens, the app's client and
     /// webhook secrets. Every error about the connection passes it before it

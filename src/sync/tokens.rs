@@ -58,8 +58,8 @@ impl TokenError {
     }
 }
 
-fn fresh(stored: &StoredConnection, now: DateTime<Utc>) -> bool {
-    stored.token_fresh(now, Duration::seconds(REFRESH_AHEAD))
+fn fresh(stored: &StoredConnection, now: DateTime<Utc>, ahead: Duration) -> bool {
+    stored.token_fresh(now, ahead)
 }
 
 /// The app credentials for a connector: the connection's `clientId` /
@@ -123,10 +123,11 @@ async fn stored_or_locked(
     stored: &StoredConnection,
     force: bool,
     now: DateTime<Utc>,
+    ahead: Duration,
 ) -> Result<Renewal, TokenError> {
     let keys = &services.keys;
     if !force
-        && fresh(stored, now)
+        && fresh(stored, now, ahead)
         && let Some(token) = stored.open_access_token(keys)?
     {
         return Ok(Renewal::Fresh(token));
@@ -137,7 +138,7 @@ async fn stored_or_locked(
         .ok_or_else(|| TokenError::NeedsReauth("the connection was deleted".into()))?;
     let current = locked.current();
     let renewed_meanwhile = !current.same_access_token(stored);
-    if fresh(current, now)
+    if fresh(current, now, ahead)
         && (!force || renewed_meanwhile)
         && let Some(token) = current.open_access_token(keys)?
     {
@@ -156,6 +157,20 @@ pub async fn access_token(
     force: bool,
     now: DateTime<Utc>,
 ) -> Result<SecretString, TokenError> {
+    let ahead = Duration::seconds(REFRESH_AHEAD);
+    access_token_ahead(services, connector, stored, force, now, ahead).await
+}
+
+/// As [`access_token`], refreshing a token that expires within `ahead`
+/// (the background upkeep looks further ahead than a job).
+pub async fn access_token_ahead(
+    services: &Services,
+    connector: &dyn Connector,
+    stored: &StoredConnection,
+    force: bool,
+    now: DateTime<Utc>,
+    ahead: Duration,
+) -> Result<SecretString, TokenError> {
     let keys = &services.keys;
     if connector.capabilities().oauth.is_none() {
         return Err(TokenError::NeedsReauth(
@@ -163,7 +178,7 @@ pub async fn access_token(
         ));
     }
     let provider = connector.id();
-    let locked = match stored_or_locked(services, stored, force, now).await? {
+    let locked = match stored_or_locked(services, stored, force, now, ahead).await? {
         Renewal::Fresh(token) => return Ok(token),
         Renewal::Due(locked) => locked,
     };
@@ -286,7 +301,8 @@ pub async fn exchanged_token(
 ) -> Result<SecretString, TokenError> {
     let keys = &services.keys;
     let provider = connector.id();
-    let locked = match stored_or_locked(services, stored, force, now).await? {
+    let ahead = Duration::seconds(REFRESH_AHEAD);
+    let locked = match stored_or_locked(services, stored, force, now, ahead).await? {
         Renewal::Fresh(token) => return Ok(token),
         Renewal::Due(locked) => locked,
     };

@@ -50,7 +50,7 @@ impl Row {
             id: c.id.to_string(),
             title: c.name.clone().unwrap_or_else(|| provider.clone()),
             provider,
-            health: view::health(c),
+            health: c.health(),
             status: c.status.replace('_', " "),
             enabled: c.enabled,
             last_sync: c.last_sync.as_ref().map(|s| when(s.at, now)),

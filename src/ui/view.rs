@@ -8,7 +8,6 @@ use axum::response::{Html, IntoResponse, Response};
 use chrono::{DateTime, Utc};
 
 use crate::api::error::NotAProblem;
-use crate::db::repo::connections::Connection;
 
 /// The frame of a page.
 #[derive(Debug, Clone, Default)]
@@ -130,25 +129,6 @@ pub fn relative(ago: chrono::Duration) -> String {
         format!("in {n} {unit}{plural}")
     } else {
         format!("{n} {unit}{plural} ago")
-    }
-}
-
-/// Failures in a row from which a connection shows as `error` rather than
-/// `degraded`.
-pub const ERROR_AFTER_FAILURES: i32 = 3;
-
-/// A connection's health as the dashboard shows it: `healthy`, `degraded`
-/// (recent failures, fewer than [`ERROR_AFTER_FAILURES`]), `error` (more, or
-/// it needs re-authorization) or `unknown` (never checked nor synced).
-pub fn health(c: &Connection) -> &'static str {
-    if c.status != "active" {
-        return "error";
-    }
-    match c.healthy {
-        None => "unknown",
-        Some(true) => "healthy",
-        Some(false) if c.consecutive_failures >= ERROR_AFTER_FAILURES => "error",
-        Some(false) => "degraded",
     }
 }
 

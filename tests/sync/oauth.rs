@@ -28,13 +28,13 @@ use crate::sync::fake::{Delta, Fake, PAT_BLOCK, Paging, descriptor};
 use crate::sync::harness::{Backend, Node};
 
 /// RFC 6749 §5.1's example token response.
-const ACCESS: &str = "2YotnFZFEjr1zCsicMWpAA";
-const REFRESH: &str = "tGzv3JOkF0XG5Qx2TlKWIA";
+pub const ACCESS: &str = "2YotnFZFEjr1zCsicMWpAA";
+pub const REFRESH: &str = "tGzv3JOkF0XG5Qx2TlKWIA";
 /// RFC 6749 §4.1.2's example authorization code.
 const CODE: &str = "SplxlOBeZQQYbYS6WxSbIA";
 const PUBLIC_URL: &str = "https://connectors.example.com";
 
-fn token_response(access: &str, refresh: Option<&str>, expires_in: u64) -> ResponseTemplate {
+pub fn token_response(access: &str, refresh: Option<&str>, expires_in: u64) -> ResponseTemplate {
     let mut body = json!({
         "access_token": access,
         "token_type": "example",
@@ -49,7 +49,7 @@ fn token_response(access: &str, refresh: Option<&str>, expires_in: u64) -> Respo
         .set_body_json(body)
 }
 
-fn oauth_descriptor(id: &str, server: &str) -> String {
+pub fn oauth_descriptor(id: &str, server: &str) -> String {
     let block = format!(
         r#"auth:
   method: oauth2
@@ -130,7 +130,7 @@ fn open(node: &Node, tenant: TenantId, id: ConnectionId, field: &str, sealed: &[
     String::from_utf8(plain).unwrap()
 }
 
-async fn stored_tokens(node: &Node, tenant: TenantId, id: ConnectionId) -> (String, String) {
+pub async fn stored_tokens(node: &Node, tenant: TenantId, id: ConnectionId) -> (String, String) {
     let row = connections::row(&node.services.db, tenant, id)
         .await
         .unwrap()

@@ -34,6 +34,11 @@ pub struct ConnectionDto {
     pub enabled: bool,
     /// Config fields.
     pub config: Value,
+    /// `healthy`, `degraded` (failed lately, fewer than 3 times in a row),
+    /// `error` (3 or more, or `status` is not `active`) or `unknown` (never
+    /// checked nor synced).
+    #[schema(example = "healthy")]
+    pub health: &'static str,
     /// Result of the last health check or sync (null before the first).
     pub healthy: Option<bool>,
     /// Failures in a row.
@@ -56,7 +61,9 @@ pub struct ConnectionDto {
 
 impl From<Connection> for ConnectionDto {
     fn from(c: Connection) -> Self {
+        let health = c.health();
         ConnectionDto {
+            health,
             id: *c.id.as_uuid(),
             provider: c.provider,
             name: c.name,
@@ -762,44 +769,12 @@ pub async fn test(
         }
         Err(OpenError::Store(e)) => return Err(e.into()),
     };
-    let now = services.ambient.now();
-    let scrubber = opened.scrubber(services);
-    let credentials = match opened.credentials(services, false, now).await {
-        Ok(c) => c,
-        Err(e) => {
-            let error = scrubber.scrub(&e.to_string());
-            connections::record_health(
-                &services.db,
-                tenant,
-                connection_id,
-                Err(&error),
-                true,
-                None,
-            )
-            .await?;
-            return Ok(axum::Json(TestResult {
-                healthy: false,
-                status: None,
-                latency_ms: 0,
-                error: Some(error),
-            }));
-        }
-    };
-    let result = opened
-        .connector
-        .health_check(&opened.context(services, &credentials, now, None))
-        .await;
-    let error = result.error.as_deref().map(|e| scrubber.scrub(e));
-    let outcome = match &error {
-        None => Ok(()),
-        Some(e) => Err(e.as_str()),
-    };
-    connections::record_health(&services.db, tenant, connection_id, outcome, true, None).await?;
+    let result = opened.check_health(services).await?;
     Ok(axum::Json(TestResult {
         healthy: result.healthy,
         status: result.status,
         latency_ms: result.latency_ms,
-        error,
+        error: result.error,
     }))
 }
 

@@ -6,9 +6,10 @@
 
 use std::collections::BTreeMap;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
 };
 use secrecy::SecretString;
 use serde_json::Value;
@@ -27,6 +28,28 @@ const CREDENTIALS: &str = "credentials";
 /// The status of a connection being deleted: gone for its tenant, kept for the
 /// runtime until its `Teardown` hook has run.
 pub const DELETING: &str = "deleting";
+
+/// Failures in a row from which a connection's health is `error` rather than
+/// `degraded`.
+pub const ERROR_AFTER_FAILURES: i32 = 3;
+
+impl Connection {
+    /// Its health: `healthy`; `degraded` (recent failures, fewer than
+    /// [`ERROR_AFTER_FAILURES`] in a row); `error` (more, or it needs
+    /// re-authorization, or is failing for good); `unknown` (never checked
+    /// nor synced).
+    pub fn health(&self) -> &'static str {
+        if self.status != "active" {
+            return "error";
+        }
+        match self.healthy {
+            None => "unknown",
+            Some(true) => "healthy",
+            Some(false) if self.consecutive_failures >= ERROR_AFTER_FAILURES => "error",
+            Some(false) => "degraded",
+        }
+    }
+}
 
 /// A connection as the rest of the service sees it: no secrets.
 #[derive(Debug, Clone, PartialEq)]
@@ -556,6 +579,99 @@ pub async fn record_health(
     }
     update.exec(db.conn()).await?;
     Ok(())
+}
+
+/// Enabled, active connections, across tenants, whose OAuth access token
+/// expires before `before` and that hold a refresh token: what the upkeep
+/// refreshes. A system read: ids, tenant and provider only.
+pub async fn tokens_expiring(
+    db: &Db,
+    before: DateTime<Utc>,
+) -> Result<Vec<(ConnectionId, TenantId, String)>, StoreError> {
+    let rows: Vec<(Uuid, Uuid, String)> = Entity::find()
+        .select_only()
+        .column(Column::Id)
+        .column(Column::TenantId)
+        .column(Column::ProviderId)
+        .filter(Column::Enabled.eq(true))
+        .filter(Column::Status.eq("active"))
+        .filter(Column::RefreshToken.is_not_null())
+        .filter(Column::ExpiresAt.lt(stored_time(before)))
+        .order_by_asc(Column::ExpiresAt)
+        .into_tuple()
+        .all(db.conn())
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, tenant, provider)| {
+            (
+                ConnectionId::from_uuid(id),
+                TenantId::from_uuid(tenant),
+                provider,
+            )
+        })
+        .collect())
+}
+
+/// Up to `limit` enabled, active connections, across tenants, whose health
+/// was last checked at or before `due_before` (or never), the longest waiting first.
+pub async fn health_due(
+    db: &Db,
+    due_before: DateTime<Utc>,
+    limit: u64,
+) -> Result<Vec<(ConnectionId, TenantId)>, StoreError> {
+    use sea_orm::ExprTrait;
+    use sea_orm::sea_query::{Expr, NullOrdering, Order};
+    let rows: Vec<(Uuid, Uuid)> = Entity::find()
+        .select_only()
+        .column(Column::Id)
+        .column(Column::TenantId)
+        .filter(Column::Enabled.eq(true))
+        .filter(Column::Status.eq("active"))
+        .filter(
+            Column::LastHealthCheck
+                .is_null()
+                .or(Column::LastHealthCheck.lte(stored_time(due_before))),
+        )
+        .order_by_with_nulls(
+            Expr::col(Column::LastHealthCheck),
+            Order::Asc,
+            NullOrdering::First,
+        )
+        .limit(limit)
+        .into_tuple()
+        .all(db.conn())
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, tenant)| (ConnectionId::from_uuid(id), TenantId::from_uuid(tenant)))
+        .collect())
+}
+
+/// Takes the due health check of one of the tenant's connections for this
+/// node (its `last_health_check` set to `now` if still at or before `due_before`):
+/// false when another node took it first.
+pub async fn claim_health_check(
+    db: &Db,
+    tenant: TenantId,
+    id: ConnectionId,
+    due_before: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    use sea_orm::ExprTrait;
+    use sea_orm::sea_query::Expr;
+    let result = Entity::update_many()
+        .col_expr(Column::LastHealthCheck, Expr::value(stored_time(now)))
+        .filter(Column::Id.eq(*id.as_uuid()))
+        .filter(Column::TenantId.eq(*tenant.as_uuid()))
+        .filter(
+            Column::LastHealthCheck
+                .is_null()
+                .or(Column::LastHealthCheck.lte(stored_time(due_before))),
+        )
+        .exec(db.conn())
+        .await?;
+    Ok(result.rows_affected == 1)
 }
 
 /// Every enabled connection, across tenants: what the scheduler needs (ids,
