@@ -26,6 +26,7 @@ mod backoff;
 mod checkpoint;
 mod ids;
 mod job;
+pub mod rotation;
 mod scrub;
 mod signal;
 mod tokens;

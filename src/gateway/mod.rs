@@ -408,7 +408,7 @@ impl Gateway {
             let mut targets = Vec::new();
             for t in routed {
                 let result = match t.secret.as_ref() {
-                    Some(secret) => receiver.verify(request, Some(secret), now).await,
+                    Some(_) => verify_own(receiver, request, t, now).await,
                     None if app_vouches => app_result.clone(),
                     None => Err(VerifyError::NoSecret),
                 };
@@ -428,7 +428,7 @@ impl Gateway {
         let mut app_result = None;
         for t in candidates {
             let result = match t.secret.as_ref() {
-                Some(secret) => receiver.verify(request, Some(secret), now).await,
+                Some(_) => verify_own(receiver, request, t, now).await,
                 None => match &app_result {
                     Some(r) => Clone::clone(r),
                     None => app_result
@@ -538,6 +538,30 @@ impl Gateway {
 /// (`tenant_in_url`), a connector without routing, or a request without a
 /// routing value, goes to the tenant's first (oldest) connection; without the
 /// tenant, a request that cannot be routed reaches no one.
+/// Verifies a delivery with a connection's own secret, or, within its grace
+/// window, the secret that one replaced.
+async fn verify_own(
+    receiver: &dyn WebhookReceiver,
+    request: &WebhookRequest,
+    target: &WebhookTarget,
+    now: DateTime<Utc>,
+) -> Result<(), VerifyError> {
+    let current = receiver.verify(request, target.secret.as_ref(), now).await;
+    match (&current, target.previous.as_ref()) {
+        (Err(e), Some(previous)) if !matches!(e, VerifyError::Unavailable(_)) => {
+            match receiver.verify(request, Some(previous), now).await {
+                Ok(()) => {
+                    metrics::counter!("webhook_previous_secret_used_total", "provider" => target.connection.provider.clone())
+                        .increment(1);
+                    Ok(())
+                }
+                Err(_) => current,
+            }
+        }
+        _ => current,
+    }
+}
+
 fn route<'a>(
     receiver: &dyn WebhookReceiver,
     request: &WebhookRequest,

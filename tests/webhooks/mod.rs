@@ -6,5 +6,6 @@ mod deliveries;
 pub(crate) mod google_push_token;
 mod isolation;
 mod limits;
+mod rotation;
 pub mod support;
 mod vectors;

@@ -16,6 +16,7 @@ use crate::api::fields::{self, FieldError};
 use crate::db::repo::connections::{self, Connection, ConnectionPatch, NewConnection};
 use crate::descriptor::webhook::{PENDING_SECRET_FIELD, pending_secrets};
 use crate::domain::ConnectionId;
+use crate::domain::rotation;
 use crate::sync::lifecycle;
 use crate::sync::open::{self, OpenError};
 
@@ -396,6 +397,10 @@ pub async fn update(
             }
             let fields = &connector.catalogue().credential_fields;
             let config = config.as_ref().unwrap_or(&current.config);
+            let secret_field = connector
+                .webhooks()
+                .and_then(|w| w.profile().secret_field.clone());
+            let grace_until = state.0.ambient.now() + state.0.config.ops.webhook_secret_grace;
             let outcome = connections::update_credentials(
                 &state.0.db,
                 &state.0.keys,
@@ -403,8 +408,12 @@ pub async fn update(
                 connection_id,
                 |stored| {
                     use secrecy::ExposeSecret;
+                    // What the service holds beside the declared fields
+                    // (pending, previous or issued secrets) is kept as is.
+                    let declared = |k: &str| fields.iter().any(|f| f.key == k);
                     let mut merged: Map<String, Value> = stored
                         .iter()
+                        .filter(|(k, _)| declared(k))
                         .map(|(k, v)| (k.clone(), Value::String(v.expose_secret().to_owned())))
                         .collect();
                     for (k, v) in given {
@@ -420,7 +429,13 @@ pub async fn update(
                     let checked = fields::credentials(fields, &merged)
                         .and_then(|c| exchange_inputs(connector, &c, config).map(|()| c));
                     match checked {
-                        Ok(c) => {
+                        Ok(mut c) => {
+                            for (k, v) in stored.iter().filter(|(k, _)| !declared(k)) {
+                                c.insert(k.clone(), v.clone());
+                            }
+                            if let Some(field) = &secret_field {
+                                rotation::keep_previous(stored, &mut c, field, grace_until);
+                            }
                             *stored = c;
                             Ok(())
                         }
@@ -461,6 +476,11 @@ pub async fn update(
             updated.enabled,
         )
         .await?;
+    }
+    // This node's webhooks see a new secret (or the connection switched
+    // off) at once; other nodes within their cache's few seconds.
+    if credentials_changed || updated.enabled != current.enabled {
+        state.0.gateway.forget_targets(&current.provider, tenant);
     }
     Ok(axum::Json(updated.into()))
 }
@@ -697,6 +717,7 @@ pub async fn confirm_webhook_secret(
     use secrecy::ExposeSecret;
     use subtle::ConstantTimeEq;
     let (connection_id, field, provider) = handed_over(&state, tenant, id).await?;
+    let grace_until = state.0.ambient.now() + state.0.config.ops.webhook_secret_grace;
     // Under the row lock: a handshake that comes in meanwhile cannot undo it.
     let outcome = connections::update_credentials(
         &state.0.db,
@@ -721,11 +742,13 @@ pub async fn confirm_webhook_secret(
                     "is not a pending webhook secret of this connection",
                 ));
             }
+            let before = fields.clone();
             fields.insert(
                 field.clone(),
                 secrecy::SecretString::from(body.secret.clone()),
             );
             fields.remove(PENDING_SECRET_FIELD);
+            rotation::keep_previous(&before, fields, &field, grace_until);
             Ok(())
         },
     )

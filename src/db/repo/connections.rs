@@ -702,14 +702,17 @@ pub struct WebhookTarget {
     pub connection: Connection,
     /// Its own webhook secret.
     pub secret: Option<SecretString>,
+    /// The secret it replaced, while its grace window lasts.
+    pub previous: Option<SecretString>,
 }
 
 /// The enabled connections to `provider` that webhooks may reach: the tenant's
 /// (`Some`), or every tenant's (`None`: a tenant-less delivery is routed by a
 /// value in the request, the one cross-tenant read besides the scheduler's).
 /// Oldest first; `secret_field` names the credential holding a connection's
-/// own secret. A row whose credentials cannot be opened is left out (and
-/// logged) rather than failing every tenant's delivery.
+/// own secret (and, within its grace window, the one it replaced). A row whose
+/// credentials cannot be opened is left out (and logged) rather than failing
+/// every tenant's delivery.
 pub async fn webhook_targets(
     db: &Db,
     keys: &KeyRing,
@@ -728,16 +731,20 @@ pub async fn webhook_targets(
         .order_by_asc(Column::Id)
         .all(db.conn())
         .await?;
+    let now = db.now();
     Ok(rows
         .into_iter()
         .filter_map(|m| {
             let tenant = TenantId::from_uuid(m.tenant_id);
             let id = ConnectionId::from_uuid(m.id);
-            let secret = match secret_field {
-                None => None,
+            let (secret, previous) = match secret_field {
+                None => (None, None),
                 Some(field) => {
                     match open_credentials(keys, tenant, id, m.credentials.as_deref()) {
-                        Ok(mut credentials) => credentials.remove(field),
+                        Ok(mut credentials) => (
+                            credentials.remove(field),
+                            crate::domain::rotation::previous_secret(&credentials, now),
+                        ),
                         Err(e) => {
                             tracing::error!(connection = %id, error = %e, "cannot open a connection's credentials; it gets no webhooks");
                             return None;
@@ -748,6 +755,7 @@ pub async fn webhook_targets(
             Some(WebhookTarget {
                 connection: Connection::from(m),
                 secret,
+                previous,
             })
         })
         .collect())
