@@ -90,7 +90,7 @@ mod tests {
                 .as_deref(),
             Some("old")
         );
-        assert_eq!(previous_secret(&again, until), None);
+        assert!(previous_secret(&again, until).is_none());
 
         // A secret set for the first time has nothing to keep.
         let mut first = fields(&[("webhookSecret", "new")]);
