@@ -285,7 +285,7 @@ impl Node {
     }
 
     /// Runs the sync engine (job workers, the scheduler ticking every `tick`,
-    /// and the connections' upkeep) until `shutdown` turns true.
+    /// the connections' upkeep and pruning) until `shutdown` turns true.
     pub fn spawn_engine(
         &self,
         settings: ExecutorSettings,
@@ -296,6 +296,10 @@ impl Node {
         let executor = Arc::new(self.executor(settings));
         vec![
             tokio::spawn(crate::upkeep::connections::run(
+                Arc::clone(&self.services),
+                shutdown.clone(),
+            )),
+            tokio::spawn(crate::upkeep::retention::run(
                 Arc::clone(&self.services),
                 shutdown.clone(),
             )),

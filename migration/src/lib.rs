@@ -14,6 +14,7 @@ mod m20261201_000007_signal_indexes;
 mod m20261201_000008_signal_dedupe_by_time;
 mod m20261201_000009_zoho_cliq_region;
 mod m20261202_000010_dashboard;
+mod m20261202_000011_operations;
 
 /// All migrations, in order.
 pub struct Migrator;
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000008_signal_dedupe_by_time::Migration),
             Box::new(m20261201_000009_zoho_cliq_region::Migration),
             Box::new(m20261202_000010_dashboard::Migration),
+            Box::new(m20261202_000011_operations::Migration),
         ]
     }
 }

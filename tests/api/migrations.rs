@@ -17,7 +17,7 @@ async fn run(backend: Backend) {
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    const NAMES: [&str; 10] = [
+    const NAMES: [&str; 11] = [
         "m20261122_000001_initial",
         "m20261122_000002_one_running_job",
         "m20261122_000003_oauth_state_connection",
@@ -28,10 +28,11 @@ async fn run(backend: Backend) {
         "m20261201_000008_signal_dedupe_by_time",
         "m20261201_000009_zoho_cliq_region",
         "m20261202_000010_dashboard",
+        "m20261202_000011_operations",
     ];
     let listing = |state: &str| NAMES.map(|n| format!("{state}\t{n}")).join("\n");
     assert_eq!(migrate(&["status"]).trim(), listing("Applied"));
-    assert!(migrate(&["down", "--steps", "10"]).contains("reverted 10"));
+    assert!(migrate(&["down", "--steps", "11"]).contains("reverted 11"));
     assert_eq!(migrate(&["status"]).trim(), listing("Pending"));
     assert!(migrate(&["up"]).contains("applied"));
     assert_eq!(migrate(&["status"]).trim(), listing("Applied"));

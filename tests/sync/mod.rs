@@ -23,6 +23,7 @@ mod partitions;
 mod plans;
 mod queue;
 mod resume;
+mod retention;
 mod shipped;
 mod slack;
 mod store;

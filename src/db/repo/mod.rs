@@ -1,6 +1,6 @@
 //! Repositories. Every function that reads or writes tenant data takes a
-//! `TenantId` and filters by it; `keys::reencrypt_all` is the one documented
-//! cross-tenant maintenance operation.
+//! `TenantId` and filters by it; `keys::reencrypt_all` and `retention` (pruning)
+//! are the documented cross-tenant maintenance operations.
 
 pub mod connections;
 pub mod cursor;
@@ -8,9 +8,11 @@ pub mod cursors;
 pub mod deliveries;
 pub mod jobs;
 pub mod keys;
+pub mod leases;
 pub mod oauth_states;
 pub mod providers;
 pub mod queue;
+pub mod retention;
 pub mod signals;
 pub mod stats;
 pub mod ui_sessions;

@@ -1,0 +1,69 @@
+//! Named leases: one holder at a time across nodes for work that must not run
+//! twice at once (pruning). Taken when free or expired, renewed by its holder,
+//! given up when done. Not tenant data.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{ConnectionTrait, DbBackend, Statement, Value};
+
+use crate::db::{Db, StoreError, stored_time};
+
+const TAKE: &str = "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3) \
+     ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
+     WHERE leases.expires_at < $4 OR leases.holder = excluded.holder";
+
+/// `statement` with `$n` placeholders as the backend writes them (`?n` on
+/// SQLite: numbered too, so one value may be used twice).
+pub(crate) fn sql(backend: DbBackend, statement: &str) -> String {
+    match backend {
+        DbBackend::Postgres => statement.to_owned(),
+        _ => statement.replace('$', "?"),
+    }
+}
+
+/// Takes (or, for its holder, renews) lease `name` until `until`: false
+/// while another holder's lease has not expired at `now`.
+pub async fn take(
+    db: &Db,
+    name: &str,
+    holder: &str,
+    now: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let backend = db.backend();
+    let values: Vec<Value> = vec![
+        name.into(),
+        holder.into(),
+        stored_time(until).into(),
+        stored_time(now).into(),
+    ];
+    let result = db
+        .conn()
+        .execute_raw(Statement::from_sql_and_values(
+            backend,
+            sql(backend, TAKE),
+            values,
+        ))
+        .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// Gives lease `name` up (when `holder` still holds it).
+pub async fn give_up(
+    db: &Db,
+    name: &str,
+    holder: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let backend = db.backend();
+    db.conn()
+        .execute_raw(Statement::from_sql_and_values(
+            backend,
+            sql(
+                backend,
+                "UPDATE leases SET expires_at = $1 WHERE name = $2 AND holder = $3",
+            ),
+            [stored_time(now).into(), name.into(), holder.into()],
+        ))
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,122 @@
+//! Pruning statements: each deletes at most one batch of rows older than a
+//! cutoff, in its own short statement, through an index (Signals and webhook
+//! deliveries by their UUID v7 ids, minted when they arrived: the primary
+//! key; finished jobs by `finished_at`), so writers are never held up for
+//! long. A cross-tenant maintenance operation, like `keys::reencrypt_all`.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{ConnectionTrait, Statement, Value};
+use uuid::Uuid;
+
+use super::leases::sql;
+use crate::db::{Db, StoreError, stored_time};
+
+/// What can be pruned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Table {
+    /// Signals received before the cutoff.
+    Signals,
+    /// Succeeded or failed jobs that finished before the cutoff.
+    Jobs,
+    /// Webhook delivery ids (for dedupe) received before the cutoff.
+    Deliveries,
+    /// OAuth states that expired, or were used, before the cutoff.
+    OAuthStates,
+    /// Dashboard sessions that expired before the cutoff.
+    Sessions,
+}
+
+impl Table {
+    /// Every table, in pruning order.
+    pub const ALL: [Table; 5] = [
+        Table::Signals,
+        Table::Jobs,
+        Table::Deliveries,
+        Table::OAuthStates,
+        Table::Sessions,
+    ];
+
+    /// Its name in metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Table::Signals => "signals",
+            Table::Jobs => "jobs",
+            Table::Deliveries => "webhook_deliveries",
+            Table::OAuthStates => "oauth_states",
+            Table::Sessions => "ui_sessions",
+        }
+    }
+
+    fn statement(self) -> &'static str {
+        match self {
+            Table::Signals => {
+                "DELETE FROM signals WHERE id IN \
+                 (SELECT id FROM signals WHERE id < $1 ORDER BY id LIMIT $2)"
+            }
+            Table::Jobs => {
+                "DELETE FROM sync_jobs WHERE id IN \
+                 (SELECT id FROM sync_jobs WHERE finished_at < $1 \
+                  AND state IN ('succeeded', 'failed') LIMIT $2)"
+            }
+            Table::Deliveries => {
+                "DELETE FROM webhook_deliveries WHERE id IN \
+                 (SELECT id FROM webhook_deliveries WHERE id < $1 ORDER BY id LIMIT $2)"
+            }
+            Table::OAuthStates => {
+                "DELETE FROM oauth_states WHERE state_hash IN \
+                 (SELECT state_hash FROM oauth_states WHERE expires_at < $1 OR used_at < $1 LIMIT $2)"
+            }
+            Table::Sessions => {
+                "DELETE FROM ui_sessions WHERE id IN \
+                 (SELECT id FROM ui_sessions WHERE expires_at < $1 LIMIT $2)"
+            }
+        }
+    }
+}
+
+/// The smallest UUID v7 minted at `at`: every id minted before it is smaller.
+pub fn id_at(at: DateTime<Utc>) -> Uuid {
+    let millis = u64::try_from(at.timestamp_millis()).unwrap_or(0);
+    uuid::Builder::from_unix_timestamp_millis(millis, &[0; 10]).into_uuid()
+}
+
+/// Deletes at most `batch` rows of `table` older than `cutoff`; how many.
+pub async fn prune_batch(
+    db: &Db,
+    table: Table,
+    cutoff: DateTime<Utc>,
+    batch: u64,
+) -> Result<u64, StoreError> {
+    let backend = db.backend();
+    let cutoff: Value = match table {
+        Table::Signals | Table::Deliveries => id_at(cutoff).into(),
+        _ => stored_time(cutoff).into(),
+    };
+    let values = [cutoff, (batch as i64).into()];
+    let statement = sql(backend, table.statement());
+    let result = db
+        .conn()
+        .execute_raw(Statement::from_sql_and_values(backend, statement, values))
+        .await?;
+    Ok(result.rows_affected())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_minted_before_a_time_sort_before_its_cutoff_id() {
+        let at: DateTime<Utc> = "2026-12-02T10:00:00Z".parse().unwrap();
+        let before = uuid::Builder::from_unix_timestamp_millis(
+            at.timestamp_millis() as u64 - 1,
+            &[0xff; 10],
+        )
+        .into_uuid();
+        let after =
+            uuid::Builder::from_unix_timestamp_millis(at.timestamp_millis() as u64, &[1; 10])
+                .into_uuid();
+        assert!(before < id_at(at) && id_at(at) <= after);
+        assert_eq!(id_at(at).get_version_num(), 7);
+    }
+}
