@@ -1,5 +1,6 @@
 //! The scheduler: every enabled connection of a polling connector gets one
-//! incremental job per interval, and a connection whose lifecycle hook asked to
+//! incremental job per interval (the first one interval after its backfill
+//! finished), and a connection whose lifecycle hook asked to
 //! be renewed gets its `Renew` job once that is due; a deleted connection whose
 //! teardown has ended is removed. The window a job belongs
 //! to is a pure function of the connection and the time (with a per-connection
@@ -28,6 +29,10 @@ pub fn window(
     (window, format!("schedule:{connection}:{window}"))
 }
 
+/// How far back the scheduler looks for full syncs (longer polling intervals
+/// than this do not wait for a backfill to age).
+pub const FULL_SYNC_LOOKBACK: chrono::Duration = chrono::Duration::days(1);
+
 /// After a renewal job failed for good, how long until the next one is tried.
 pub const RENEW_RETRY_SECONDS: i64 = 3600;
 
@@ -35,6 +40,7 @@ pub const RENEW_RETRY_SECONDS: i64 = 3600;
 pub async fn tick(services: &Services, now: DateTime<Utc>) -> Result<usize, StoreError> {
     let db = &services.db;
     let mut enqueued = 0;
+    let full_syncs = jobs::recent_full_syncs(db, now - FULL_SYNC_LOOKBACK).await?;
     for (connection, tenant, provider) in connections::schedulable(db).await? {
         let Some(entry) = services.registry.get(&provider) else {
             continue;
@@ -42,6 +48,16 @@ pub async fn tick(services: &Services, now: DateTime<Utc>) -> Result<usize, Stor
         let Some(polling) = entry.connector.capabilities().polling else {
             continue;
         };
+        // The first incremental comes one interval after a backfill (or any
+        // full sync), not right behind it.
+        let waited = chrono::Duration::from_std(polling.interval).unwrap_or(chrono::Duration::MAX);
+        match full_syncs.get(&connection) {
+            Some(None) => continue,
+            Some(Some(finished)) if finished.checked_add_signed(waited).is_none_or(|t| now < t) => {
+                continue;
+            }
+            _ => {}
+        }
         let interval = u32::try_from(polling.interval.as_secs()).unwrap_or(u32::MAX);
         let (_, key) = window(connection, interval, now);
         let job = NewJob {

@@ -242,6 +242,34 @@ crate::on_both! {
 }
 
 crate::on_both! {
+    async fn the_first_incremental_comes_one_interval_after_the_backfill(backend) {
+        let server = MockServer::start().await;
+        let fake = Fake::default();
+        fake.add(1, 0);
+        Mock::given(method("GET")).and(path("/items")).respond_with(fake).mount(&server).await;
+        let node = Node::new(backend, true, &[]).await;
+        node.register(&descriptor("fake", &server.uri(), Delta::Cursor, Paging::Cursor));
+        let interval = node.services.registry.get("fake").unwrap().connector.capabilities().polling.unwrap().interval;
+        let interval = chrono::Duration::from_std(interval).unwrap();
+        let t = TenantId::from_uuid(Uuid::now_v7());
+        let (status, body) = node.api("POST", "/connections", Some(t), Some(json!({"provider": "fake", "credentials": {"token": "t"}}))).await;
+        assert_eq!(status, 201, "{body}");
+        // The backfill is queued: no incremental beside it.
+        let now = chrono::Utc::now();
+        assert_eq!(scheduler::tick(&node.services, now).await.unwrap(), 0);
+        assert_eq!(crate::sync::harness::drain(&node).await, [("full".to_owned(), JobState::Succeeded)]);
+        let finished = all_jobs(&node).await[0].finished_at.unwrap();
+        // Nor right after it, nor until one interval has passed since it finished.
+        assert_eq!(scheduler::tick(&node.services, finished).await.unwrap(), 0);
+        let almost = finished + interval - chrono::Duration::seconds(1);
+        assert_eq!(scheduler::tick(&node.services, almost).await.unwrap(), 0);
+        assert_eq!(scheduler::tick(&node.services, finished + interval).await.unwrap(), 1);
+        let types: Vec<String> = all_jobs(&node).await.into_iter().map(|j| j.job_type).collect();
+        assert_eq!(types.iter().filter(|t| *t == "incremental").count(), 1, "{types:?}");
+    }
+}
+
+crate::on_both! {
     async fn private_addresses_are_refused_without_the_allow_setting(backend) {
         let node = Node::new(backend, false, &[]).await;
         let server = MockServer::start().await;

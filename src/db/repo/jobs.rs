@@ -238,6 +238,46 @@ pub async fn pending(
     Ok(n > 0)
 }
 
+/// Full syncs, across tenants, that are still to run or finished after
+/// `since`: connection → when it finished (`None`: not yet). What keeps the
+/// scheduler from queueing an incremental right behind a backfill. A system
+/// read (full syncs are few: one per connection, and manual ones).
+pub async fn recent_full_syncs(
+    db: &Db,
+    since: DateTime<Utc>,
+) -> Result<std::collections::HashMap<ConnectionId, Option<DateTime<Utc>>>, StoreError> {
+    use sea_orm::{Condition, QuerySelect};
+    let rows: Vec<(Uuid, Option<DateTime<Utc>>)> = Entity::find()
+        .select_only()
+        .column(Column::ConnectionId)
+        .column(Column::FinishedAt)
+        .filter(Column::JobType.eq(JobType::Full.as_str()))
+        .filter(
+            Condition::any()
+                .add(Column::State.is_in([
+                    JobState::Queued.as_str(),
+                    JobState::Retrying.as_str(),
+                    JobState::Running.as_str(),
+                ]))
+                .add(Column::FinishedAt.gt(stored_time(since))),
+        )
+        .into_tuple()
+        .all(db.conn())
+        .await?;
+    let mut out = std::collections::HashMap::new();
+    for (connection, finished) in rows {
+        let entry = out
+            .entry(ConnectionId::from_uuid(connection))
+            .or_insert(finished);
+        // One still to run wins over one that finished.
+        *entry = match (*entry, finished) {
+            (None, _) | (_, None) => None,
+            (Some(a), Some(b)) => Some(a.max(b)),
+        };
+    }
+    Ok(out)
+}
+
 /// A page of the tenant's jobs, newest first.
 pub async fn list(
     db: &Db,
