@@ -73,6 +73,7 @@ pub struct AppState(pub Arc<App>);
         (name = "connect", description = "OAuth connect flow"),
         (name = "jobs", description = "Sync jobs"),
         (name = "signals", description = "Normalized Signals"),
+        (name = "tenants", description = "A tenant's settings"),
         (name = "webhooks", description = "Provider deliveries (signature-verified)"),
     ),
     modifiers(&BearerAuth),
@@ -100,7 +101,7 @@ impl Modify for BearerAuth {
 
 /// Every documented route.
 fn api() -> OpenApiRouter<AppState> {
-    use routes::{connections, health, jobs, oauth, providers, signals, webhooks};
+    use routes::{connections, health, jobs, oauth, providers, signals, tenants, webhooks};
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
@@ -127,6 +128,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(jobs::list))
         .routes(routes!(jobs::get))
         .routes(routes!(signals::list))
+        .routes(routes!(tenants::get, tenants::put))
         .routes(routes!(webhooks::receive))
         .routes(routes!(webhooks::receive_for_tenant))
 }

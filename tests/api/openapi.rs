@@ -34,6 +34,8 @@ const ROUTES: &[(&str, &str, bool, bool)] = &[
     ("get", "/jobs", true, true),
     ("get", "/jobs/{id}", true, true),
     ("get", "/signals", true, true),
+    ("get", "/tenant/settings", true, true),
+    ("put", "/tenant/settings", true, true),
     ("post", "/webhooks/{provider}", false, false),
     ("post", "/webhooks/{provider}/{tenant_id}", false, false),
 ];

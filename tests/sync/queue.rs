@@ -219,6 +219,36 @@ crate::on_both! {
 }
 
 crate::on_both! {
+    async fn a_tenant_s_own_job_concurrency_overrides_the_default(backend) {
+        let node = Node::new(backend, true, &[]).await;
+        node.register(&descriptor("fake", "https://api.example.com", Delta::Cursor, Paging::Cursor));
+        let (a, b) = (TenantId::from_uuid(Uuid::now_v7()), TenantId::from_uuid(Uuid::now_v7()));
+        let db = &node.services.db;
+        for t in [a, a, a, b, b, b] {
+            let c = node.connection(t, "fake", &[("token", "t")], json!({})).await;
+            jobs::enqueue(db, t, c, "fake", JobType::Incremental, Trigger::Manual).await.unwrap();
+        }
+        let (status, body) = node.api("GET", "/tenant/settings", Some(a), None).await;
+        assert_eq!((status, body), (200, json!({"job_concurrency": null, "effective_job_concurrency": 2})));
+        let (status, body) = node.api("PUT", "/tenant/settings", Some(a), Some(json!({"job_concurrency": 3}))).await;
+        assert_eq!((status, body), (200, json!({"job_concurrency": 3, "effective_job_concurrency": 3})));
+        let (status, body) = node.api("PUT", "/tenant/settings", Some(b), Some(json!({"job_concurrency": 0}))).await;
+        assert_eq!(status, 400, "{body}");
+        // Tenant A may run 3, tenant B the default of 1 here.
+        let settings = QueueSettings { tenant_concurrency: 1, ..QueueSettings::default() };
+        let now = chrono::Utc::now();
+        let mut claimed = Vec::new();
+        while let Some(job) = queue::claim(db, &format!("w{}", claimed.len()), now, &settings).await.unwrap() {
+            claimed.push(job.tenant_id);
+        }
+        assert_eq!((claimed.iter().filter(|t| **t == a).count(), claimed.iter().filter(|t| **t == b).count()), (3, 1));
+        // Back to the default.
+        let (status, body) = node.api("PUT", "/tenant/settings", Some(a), Some(json!({"job_concurrency": null}))).await;
+        assert_eq!((status, body["job_concurrency"].clone()), (200, json!(null)));
+    }
+}
+
+crate::on_both! {
     async fn the_scheduler_enqueues_one_job_per_window(backend) {
         let node = Node::new(backend, true, &[]).await;
         node.register(&descriptor("fake", "https://api.example.com", Delta::Cursor, Paging::Cursor));

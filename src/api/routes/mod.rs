@@ -6,4 +6,5 @@ pub mod jobs;
 pub mod oauth;
 pub mod providers;
 pub mod signals;
+pub mod tenants;
 pub mod webhooks;

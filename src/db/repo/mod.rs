@@ -15,4 +15,5 @@ pub mod queue;
 pub mod retention;
 pub mod signals;
 pub mod stats;
+pub mod tenants;
 pub mod ui_sessions;

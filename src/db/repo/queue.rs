@@ -31,13 +31,15 @@ const CLAIM: &str = "UPDATE sync_jobs SET state = 'running', lease_owner = $1, l
          AND NOT EXISTS (SELECT 1 FROM sync_jobs r WHERE r.connection_id = j.connection_id \
                          AND r.state = 'running' AND r.id <> j.id) \
          AND (SELECT COUNT(*) FROM sync_jobs r WHERE r.tenant_id = j.tenant_id \
-              AND r.state = 'running' AND r.lease_expires_at >= $3) < $4 \
+              AND r.state = 'running' AND r.lease_expires_at >= $3) \
+             < COALESCE((SELECT s.job_concurrency FROM tenant_settings s \
+                         WHERE s.tenant_id = j.tenant_id), $4) \
        ORDER BY j.run_after, j.id LIMIT 1 {lock}) \
      RETURNING id";
 
 /// Claims the next job that is due at `now` (or whose lease expired) for
-/// `worker`, leased until `lease_until`, unless its tenant already runs
-/// `tenant_cap` jobs or its connection runs one.
+/// `worker`, leased until `lease_until`, unless its tenant already runs its
+/// cap of jobs (its own setting, else `tenant_cap`) or its connection runs one.
 pub async fn claim(
     db: &Db,
     worker: &str,
