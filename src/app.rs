@@ -142,6 +142,8 @@ impl Builder {
             natives,
             ambient,
         } = self;
+        // The recorder first: the connectors' series start at zero as they load.
+        crate::api::metrics::handle();
         let native_ids: Vec<String> = natives.iter().map(|n| n.id().to_owned()).collect();
         let native_ids: Vec<&str> = native_ids.iter().map(String::as_str).collect();
         let loader = Loader::with_natives(&native_ids);
@@ -250,6 +252,11 @@ impl Node {
     /// The API router.
     pub fn router(&self) -> axum::Router {
         crate::api::router(self.state())
+    }
+
+    /// What a worker node serves (liveness, readiness, metrics).
+    pub fn ops_router(&self) -> axum::Router {
+        crate::api::ops_router(self.state())
     }
 
     /// The executor settings the configuration asks for.

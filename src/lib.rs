@@ -15,6 +15,7 @@ pub mod descriptor;
 pub mod domain;
 pub mod engine;
 pub mod gateway;
+pub mod observe;
 pub mod registry;
 pub mod services;
 pub mod sync;

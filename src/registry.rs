@@ -139,8 +139,9 @@ impl Registry {
         Ok(())
     }
 
-    /// Adds or replaces a connector.
+    /// Adds or replaces a connector (its metrics start at zero).
     pub fn insert_connector(&self, connector: Arc<dyn Connector>, built_in: bool) {
+        crate::observe::zero_provider(connector.as_ref());
         let id = connector.id().to_owned();
         self.write().insert(
             id,

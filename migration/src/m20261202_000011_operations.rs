@@ -1,6 +1,7 @@
 //! What running for months across nodes needs: named leases (one node at a
 //! time runs the pruning), per-tenant settings (a job concurrency of its own),
-//! and an index to prune finished jobs by when they finished.
+//! an index to prune finished jobs by when they finished, and when each
+//! connection stored its first Signal (time-to-first-signal).
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
@@ -11,6 +12,13 @@ pub struct Migration;
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.alter_table(
+            Table::alter()
+                .table("connections")
+                .add_column(timestamp_with_time_zone_null("first_signal_at"))
+                .to_owned(),
+        )
+        .await?;
         m.create_table(
             Table::create()
                 .table("leases")
@@ -52,6 +60,14 @@ impl MigrationTrait for Migration {
         .await?;
         m.drop_table(Table::drop().table("tenant_settings").to_owned())
             .await?;
-        m.drop_table(Table::drop().table("leases").to_owned()).await
+        m.drop_table(Table::drop().table("leases").to_owned())
+            .await?;
+        m.alter_table(
+            Table::alter()
+                .table("connections")
+                .drop_column("first_signal_at")
+                .to_owned(),
+        )
+        .await
     }
 }

@@ -91,7 +91,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Tenant {
             .to_str()
             .ok()
             .and_then(|v| Uuid::parse_str(v.trim()).ok())
-            .map(|u| Tenant(TenantId::from_uuid(u)))
+            .map(|u| {
+                crate::api::trace::record("tenant_id", u);
+                Tenant(TenantId::from_uuid(u))
+            })
             .ok_or_else(|| ApiError::bad_request("X-Tenant-Id must be a UUID"))
     }
 }

@@ -12,10 +12,21 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
-/// Installs the process-wide recorder (once); `None` if another recorder is installed.
+/// Installs the process-wide recorder (once: histograms with
+/// `observe::SECONDS_BUCKETS`, every metric described, the node-wide series
+/// at zero); `None` if another recorder is installed.
 pub fn handle() -> Option<&'static PrometheusHandle> {
     HANDLE
-        .get_or_init(|| PrometheusBuilder::new().install_recorder().ok())
+        .get_or_init(|| {
+            let handle = PrometheusBuilder::new()
+                .set_buckets(&crate::observe::SECONDS_BUCKETS)
+                .ok()?
+                .install_recorder()
+                .ok()?;
+            crate::observe::describe();
+            crate::observe::zero_node();
+            Some(handle)
+        })
         .as_ref()
 }
 

@@ -6,6 +6,7 @@ pub mod extract;
 pub mod fields;
 pub mod metrics;
 pub mod routes;
+pub mod trace;
 
 use std::sync::Arc;
 
@@ -224,6 +225,19 @@ fn complete(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
     doc
 }
 
+/// What a `--role worker` node serves: liveness, readiness and metrics only.
+pub fn ops_router(state: AppState) -> Router {
+    metrics::handle();
+    Router::new()
+        .route("/healthz", axum::routing::get(routes::health::healthz))
+        .route("/readyz", axum::routing::get(routes::health::readyz))
+        .route("/metrics", axum::routing::get(metrics::metrics))
+        .fallback(not_found)
+        .layer(axum::middleware::map_response(error::problems_only))
+        .layer(axum::middleware::from_fn(trace::request))
+        .with_state(state)
+}
+
 /// The API router.
 pub fn router(state: AppState) -> Router {
     metrics::handle();
@@ -238,6 +252,7 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::map_response(error::problems_only))
         .layer(axum::middleware::from_fn(error::bound_uri))
         .layer(axum::middleware::from_fn(metrics::track))
+        .layer(axum::middleware::from_fn(trace::request))
         .with_state(state)
 }
 

@@ -22,7 +22,7 @@ pub enum Role {
     All,
     /// Only the API.
     Api,
-    /// Only the scheduler and job workers.
+    /// Only the scheduler and job workers (and `/healthz`, `/readyz`, `/metrics`).
     Worker,
 }
 
@@ -104,26 +104,26 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 let _ = stopped.wait_for(|s| *s).await;
             }
         };
-        if role == Role::Worker {
-            println!("worker running");
-            stopping.await;
+        let bind = node.services.config.bind;
+        let listener = tokio::net::TcpListener::bind(bind)
+            .await
+            .with_context(|| format!("cannot listen on {bind}"))?;
+        let local = listener.local_addr()?;
+        println!("listening on http://{local}");
+        // A worker serves /healthz, /readyz and /metrics only.
+        let router = if role == Role::Worker {
+            tracing::info!(%local, "listening (health and metrics only)");
+            node.ops_router()
         } else {
-            let bind = node.services.config.bind;
-            let listener = tokio::net::TcpListener::bind(bind)
-                .await
-                .with_context(|| format!("cannot listen on {bind}"))?;
-            let local = listener.local_addr()?;
-            println!("listening on http://{local}");
             tracing::info!(%local, "listening");
-            // The peer's address: the dashboard limits sign-in attempts per client.
-            let app = node
-                .router()
-                .into_make_service_with_connect_info::<std::net::SocketAddr>();
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stopping)
-                .await
-                .context("server error")?;
-        }
+            node.router()
+        };
+        // The peer's address: the dashboard limits sign-in attempts per client.
+        let app = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+        axum::serve(listener, app)
+            .with_graceful_shutdown(stopping)
+            .await
+            .context("server error")?;
         let deadline = std::time::Duration::from_secs(node.services.config.shutdown_seconds);
         let finished = tokio::time::timeout(deadline, async {
             for task in background {

@@ -193,7 +193,17 @@ impl Gateway {
             Err(GatewayError::Unavailable | GatewayError::Internal(_)) => "error",
         };
         // Only known providers become label values: a path segment is not.
-        count(if entry.is_some() { provider } else { "unknown" }, outcome);
+        let label = if entry.is_some() { provider } else { "unknown" };
+        count(label, outcome);
+        let failed = match &result {
+            Err(GatewayError::Rejected(e)) => Some(e.reason()),
+            Err(GatewayError::VerifierUnavailable(_)) => Some("unavailable"),
+            _ => None,
+        };
+        if let Some(reason) = failed {
+            metrics::counter!("webhook_verification_failures_total", "provider" => label.to_owned(), "reason" => reason)
+                .increment(1);
+        }
         match &result {
             Err(GatewayError::Rejected(e)) => {
                 tracing::warn!(provider, tenant = ?tenant, error = %e, "webhook rejected");

@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::db::Db;
 use crate::db::repo::deliveries::{self, NewDelivery};
 use crate::db::repo::jobs::{self, JobType, NewJob, Trigger};
-use crate::db::repo::signals;
+use crate::db::repo::{connections, signals};
 use crate::domain::{ConnectionId, Signal, TenantId};
 
 /// Deliveries taken into one transaction at most.
@@ -109,10 +109,11 @@ impl Writer {
 
 async fn run(db: Db, mut rx: mpsc::Receiver<(Delivery, Reply)>) {
     let mut recent_jobs: HashMap<ConnectionId, i64> = HashMap::new();
+    let mut firsts_known: HashSet<ConnectionId> = HashSet::new();
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let (deliveries, replies): (Vec<_>, Vec<_>) = batch.drain(..).unzip();
-        let outcomes = match write(&db, &deliveries, &mut recent_jobs).await {
+        let outcomes = match write(&db, &deliveries, &mut recent_jobs, &mut firsts_known).await {
             Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
             // One bad row (a NUL the database refuses, a connection deleted
             // meanwhile) must not fail the others: each on its own.
@@ -120,7 +121,7 @@ async fn run(db: Db, mut rx: mpsc::Receiver<(Delivery, Reply)>) {
                 tracing::warn!(error = %e, deliveries = deliveries.len(), "webhook batch failed; storing one by one");
                 let mut outcomes = Vec::with_capacity(deliveries.len());
                 for d in &deliveries {
-                    outcomes.push(match write(&db, std::slice::from_ref(d), &mut recent_jobs).await {
+                    outcomes.push(match write(&db, std::slice::from_ref(d), &mut recent_jobs, &mut firsts_known).await {
                         Ok(mut one) => Ok(one.remove(0)),
                         Err(e) => {
                             tracing::error!(error = %e, provider = d.provider, "cannot store a webhook delivery");
@@ -157,6 +158,7 @@ async fn write(
     db: &Db,
     deliveries: &[Delivery],
     recent_jobs: &mut HashMap<ConnectionId, i64>,
+    firsts_known: &mut HashSet<ConnectionId>,
 ) -> Result<Vec<Stored>, crate::db::StoreError> {
     // Which (delivery, part) pairs are new: a repeat inside the batch is not,
     // then the database says for the rest.
@@ -223,6 +225,13 @@ async fn write(
     }
     // Signals already stored (the same event by another route) are not counted.
     let inserted = signals::insert_returning(&txn, &to_insert).await?;
+    crate::observe::freshness(
+        "webhook",
+        to_insert
+            .iter()
+            .filter(|s| inserted.contains(&s.id))
+            .copied(),
+    );
     let outcomes: Vec<Stored> = delivered
         .into_iter()
         .map(|(new, ids)| {
@@ -245,7 +254,25 @@ async fn write(
         let job = webhook_sync(*tenant, *connection, provider);
         woken |= jobs::enqueue_coalesced(&txn, job, now).await?.1;
     }
+    // A connection's first Signals (once; this writer remembers the ones it marked).
+    let mut firsts = Vec::new();
+    let mut marked = HashSet::new();
+    for s in to_insert.iter().filter(|s| inserted.contains(&s.id)) {
+        if !firsts_known.contains(&s.connection_id) && marked.insert(s.connection_id) {
+            let first = connections::mark_first_signal(&txn, s.tenant_id, s.connection_id, now);
+            if let Some(after) = first.await? {
+                firsts.push((s.provider.as_str(), after));
+            }
+        }
+    }
     txn.commit().await?;
+    firsts_known.extend(marked);
+    for (provider, after) in firsts {
+        crate::observe::first_signal(provider, after.num_milliseconds() as f64 / 1e3);
+    }
+    if firsts_known.len() > 100_000 {
+        firsts_known.clear();
+    }
     if woken {
         db.wake_workers().await;
     }

@@ -10,6 +10,7 @@
 use std::sync::Arc;
 
 use futures_util::FutureExt;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::open::{self, OpenError, Opened};
@@ -226,6 +227,34 @@ impl Executor {
         let Some(job) = queue::claim(db, worker, started, &self.settings.queue).await? else {
             return Ok(None);
         };
+        let lag = (started - job.run_after).num_milliseconds().max(0) as f64 / 1e3;
+        metrics::histogram!("sync_job_lag_seconds", "provider" => job.provider.clone()).record(lag);
+        // Every line logged while it runs carries the job's ids (a span at the
+        // highest level, so a filter that lets any line through keeps it).
+        let span = tracing::error_span!(
+            "job",
+            job_id = %job.id,
+            tenant_id = %job.tenant_id,
+            provider = %job.provider,
+            connection_id = %job.connection_id,
+            job_type = job.job_type.as_str(),
+        );
+        self.execute(job, stop, started)
+            .instrument(span)
+            .await
+            .map(Some)
+    }
+
+    /// Runs a claimed job to its end and records it.
+    async fn execute(
+        &self,
+        job: Job,
+        stop: Option<&tokio::sync::watch::Receiver<bool>>,
+        started: chrono::DateTime<chrono::Utc>,
+    ) -> Result<JobReport, StoreError> {
+        let services = &self.services;
+        let db = &services.db;
+        let worker = &self.settings.worker_id;
         let heartbeat = {
             let db = db.clone();
             let worker = worker.clone();
@@ -276,7 +305,7 @@ impl Executor {
             / 1e6;
         metrics::histogram!("sync_job_duration_seconds", "provider" => job.provider.clone())
             .record(seconds.max(0.0));
-        Ok(Some(report))
+        Ok(report)
     }
 
     async fn finish(
@@ -555,6 +584,7 @@ impl Executor {
                 Err(e) => {
                     let (stored, stopped, position) = sink.abandon().await;
                     committed += stored;
+                    self.note_first_signal(opened, committed).await?;
                     if position.is_some() {
                         resume = position;
                     }
@@ -575,6 +605,7 @@ impl Executor {
                 Ok(stored) => committed += stored,
                 Err(stop) => return Ok(stopped_by(stop)),
             }
+            self.note_first_signal(opened, committed).await?;
             // The checkpoint and the job's success, in one short transaction.
             let finished = services.ambient.now();
             let txn = db.begin_write().await?;
@@ -600,6 +631,22 @@ impl Executor {
                 signals: job.signals_emitted.max(0) as u64 + committed,
             });
         }
+    }
+
+    /// Once a connection's first Signals are stored: when, and how long after
+    /// its creation (`time_to_first_signal_seconds`).
+    async fn note_first_signal(&self, opened: &Opened, stored: u64) -> Result<(), StoreError> {
+        let c = &opened.stored.connection;
+        if stored == 0 || c.first_signal_at.is_some() {
+            return Ok(());
+        }
+        let db = &self.services.db;
+        if let Some(after) =
+            connections::mark_first_signal(db.conn(), c.tenant_id, c.id, db.now()).await?
+        {
+            crate::observe::first_signal(&c.provider, after.num_milliseconds() as f64 / 1e3);
+        }
+        Ok(())
     }
 
     /// Runs `concurrency` worker loops until `shutdown` turns true.

@@ -105,6 +105,14 @@ pub async fn tick(services: &Services, now: DateTime<Utc>) -> Result<usize, Stor
         tracing::debug!(enqueued, "scheduled jobs");
         db.wake_workers().await;
     }
+    let depth = jobs::depth(db).await?;
+    for state in crate::observe::QUEUE_STATES {
+        let n = depth
+            .iter()
+            .find(|(s, _)| s == state.as_str())
+            .map_or(0, |(_, n)| *n);
+        metrics::gauge!("sync_queue_depth", "state" => state.as_str()).set(n as f64);
+    }
     Ok(enqueued)
 }
 

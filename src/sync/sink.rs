@@ -310,6 +310,7 @@ async fn commit(
 #[async_trait::async_trait]
 impl SignalSink for CommitSink {
     async fn write(&mut self, signals: Vec<Signal>) -> Result<(), String> {
+        crate::observe::freshness("poll", &signals);
         self.buffer.extend(signals);
         if self.buffer.len() >= BATCH {
             self.flush().await?;

@@ -89,6 +89,13 @@ pub async fn catch_up(db: &Db, registry: &Registry) -> Result<CatchUp, StoreErro
             }
         }
     }
+    for (change, n) in [
+        ("loaded", report.loaded),
+        ("removed", report.removed),
+        ("refused", report.refused),
+    ] {
+        metrics::counter!("registry_changes_total", "change" => change).increment(n as u64);
+    }
     Ok(report)
 }
 

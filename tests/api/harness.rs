@@ -106,11 +106,44 @@ impl Server {
         Server::spawn_role(dir, database_url, env, "all").await
     }
 
+    /// Starts a server with `--role role` in `dir` on `database_url`, its
+    /// log (stderr) written to `dir/stderr.log`.
+    pub async fn start_logged(
+        dir: tempfile::TempDir,
+        database_url: String,
+        env: &[(&str, &str)],
+        role: &str,
+    ) -> Server {
+        let log = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
+        Server::spawn_with(dir, database_url, env, role, Stdio::from(log)).await
+    }
+
+    /// Its log, when started with [`Server::start_logged`].
+    #[allow(dead_code)]
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
+    }
+
     async fn spawn_role(
         dir: tempfile::TempDir,
         database_url: String,
         env: &[(&str, &str)],
         role: &str,
+    ) -> Server {
+        let stderr = if std::env::var_os("TEST_LOG").is_some() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        };
+        Server::spawn_with(dir, database_url, env, role, stderr).await
+    }
+
+    async fn spawn_with(
+        dir: tempfile::TempDir,
+        database_url: String,
+        env: &[(&str, &str)],
+        role: &str,
+        stderr: Stdio,
     ) -> Server {
         poblysh_connectors::engine::http::install_crypto_provider();
         let mut cmd = command(dir.path(), &database_url);
@@ -120,11 +153,7 @@ impl Server {
         let mut child = cmd
             .args(["serve", "--role", role])
             .stdout(Stdio::piped())
-            .stderr(if std::env::var_os("TEST_LOG").is_some() {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
-            })
+            .stderr(stderr)
             .spawn()
             .unwrap();
         let mut line = String::new();

@@ -9,6 +9,7 @@ mod encryption;
 mod hostile;
 mod migrations;
 mod nodes;
+mod observability;
 mod openapi;
 mod pagination;
 mod providers;

@@ -54,6 +54,9 @@ pub struct ConnectionDto {
     pub last_sync_status: Option<String>,
     /// How long it ran, in milliseconds.
     pub last_sync_ms: Option<i64>,
+    /// When its first Signal was stored (null before it): minus
+    /// `created_at`, its time to first Signal.
+    pub first_signal_at: Option<DateTime<Utc>>,
     /// Created.
     pub created_at: DateTime<Utc>,
     /// Last changed.
@@ -78,6 +81,7 @@ impl From<Connection> for ConnectionDto {
             last_sync_at: c.last_sync.as_ref().map(|s| s.at),
             last_sync_ms: c.last_sync.as_ref().map(|s| s.ms),
             last_sync_status: c.last_sync.map(|s| s.status),
+            first_signal_at: c.first_signal_at,
             created_at: c.created_at,
             updated_at: c.updated_at,
         }

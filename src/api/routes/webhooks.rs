@@ -133,6 +133,10 @@ async fn handle(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
+    crate::api::trace::record("provider", &provider);
+    if let Some(t) = tenant {
+        crate::api::trace::record("tenant_id", t);
+    }
     // A body somewhat over the limit is still read (up to the API's own limit)
     // and dropped, so the sender gets its 413 rather than a connection closed
     // under a request it is still writing; far beyond that, it is refused unread.

@@ -50,6 +50,8 @@ pub struct Model {
     pub last_sync_status: Option<String>,
     /// How long it ran, in milliseconds.
     pub last_sync_ms: Option<i64>,
+    /// When its first Signal was stored.
+    pub first_signal_at: Option<DateTimeUtc>,
     /// Created.
     pub created_at: DateTimeUtc,
     /// Last changed.

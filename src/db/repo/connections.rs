@@ -82,6 +82,8 @@ pub struct Connection {
     pub renew_at: Option<chrono::DateTime<Utc>>,
     /// The connection's last sync attempt, once one ended.
     pub last_sync: Option<LastSync>,
+    /// When its first Signal was stored.
+    pub first_signal_at: Option<chrono::DateTime<Utc>>,
     /// Created.
     pub created_at: chrono::DateTime<Utc>,
     /// Updated.
@@ -112,6 +114,7 @@ impl From<Model> for Connection {
                 }),
                 _ => None,
             },
+            first_signal_at: m.first_signal_at,
             created_at: m.created_at,
             updated_at: m.updated_at,
         }
@@ -250,6 +253,7 @@ pub async fn create(
         last_sync_at: Set(None),
         last_sync_status: Set(None),
         last_sync_ms: Set(None),
+        first_signal_at: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
     };
@@ -672,6 +676,35 @@ pub async fn claim_health_check(
         .exec(db.conn())
         .await?;
     Ok(result.rows_affected == 1)
+}
+
+/// Records that the tenant's connection stored its first Signal at `at`
+/// (once: later calls change nothing); how long after its creation, the
+/// first time.
+pub async fn mark_first_signal<C: sea_orm::ConnectionTrait>(
+    conn: &C,
+    tenant: TenantId,
+    id: ConnectionId,
+    at: DateTime<Utc>,
+) -> Result<Option<chrono::Duration>, StoreError> {
+    use sea_orm::sea_query::Expr;
+    let result = Entity::update_many()
+        .col_expr(Column::FirstSignalAt, Expr::value(stored_time(at)))
+        .filter(Column::Id.eq(*id.as_uuid()))
+        .filter(Column::TenantId.eq(*tenant.as_uuid()))
+        .filter(Column::FirstSignalAt.is_null())
+        .exec(conn)
+        .await?;
+    if result.rows_affected != 1 {
+        return Ok(None);
+    }
+    let created: Option<DateTime<Utc>> = Entity::find_by_id(*id.as_uuid())
+        .select_only()
+        .column(Column::CreatedAt)
+        .into_tuple()
+        .one(conn)
+        .await?;
+    Ok(created.map(|c| at - c))
 }
 
 /// Every enabled connection, across tenants: what the scheduler needs (ids,

@@ -238,6 +238,25 @@ pub async fn pending(
     Ok(n > 0)
 }
 
+/// Jobs waiting or running, across tenants, by state: the queue depth.
+pub async fn depth(db: &Db) -> Result<Vec<(String, i64)>, StoreError> {
+    use sea_orm::QuerySelect;
+    use sea_orm::sea_query::{Expr, ExprTrait};
+    Ok(Entity::find()
+        .select_only()
+        .column(Column::State)
+        .column_as(Expr::col(Column::Id).count(), "n")
+        .filter(Column::State.is_in([
+            JobState::Queued.as_str(),
+            JobState::Retrying.as_str(),
+            JobState::Running.as_str(),
+        ]))
+        .group_by(Column::State)
+        .into_tuple()
+        .all(db.conn())
+        .await?)
+}
+
 /// Full syncs, across tenants, that are still to run or finished after
 /// `since`: connection → when it finished (`None`: not yet). What keeps the
 /// scheduler from queueing an incremental right behind a backfill. A system

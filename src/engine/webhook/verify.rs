@@ -70,6 +70,42 @@ pub enum VerifyError {
     Unavailable(String),
 }
 
+impl VerifyError {
+    /// Every reason word, for metrics registered at zero.
+    pub const REASONS: [&'static str; 12] = [
+        "no_secret",
+        "bad_secret",
+        "missing_header",
+        "missing_query_param",
+        "malformed",
+        "mismatch",
+        "token_mismatch",
+        "missing_timestamp",
+        "stale",
+        "jwt",
+        "bearer",
+        "unavailable",
+    ];
+
+    /// The reason as one word (a metrics label).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            VerifyError::NoSecret => "no_secret",
+            VerifyError::BadSecret(_) => "bad_secret",
+            VerifyError::MissingHeader(_) => "missing_header",
+            VerifyError::MissingQueryParam(_) => "missing_query_param",
+            VerifyError::Malformed(_) => "malformed",
+            VerifyError::Mismatch => "mismatch",
+            VerifyError::TokenMismatch => "token_mismatch",
+            VerifyError::MissingTimestamp(_) => "missing_timestamp",
+            VerifyError::Stale(_) => "stale",
+            VerifyError::Jwt(_) => "jwt",
+            VerifyError::Bearer(_) => "bearer",
+            VerifyError::Unavailable(_) => "unavailable",
+        }
+    }
+}
+
 /// Verifies `request` per `verification`, with `secret` (the connection's, or
 /// the app's). `now` is the clock for replay windows and JWT expiry.
 pub fn verify(
