@@ -266,6 +266,7 @@ impl Node {
             concurrency: config.job_concurrency,
             queue: QueueSettings {
                 tenant_concurrency: config.tenant_job_concurrency,
+                lease: config.ops.job_lease,
                 ..QueueSettings::default()
             },
             ..ExecutorSettings::default()

@@ -94,6 +94,10 @@ pub struct OpsConfig {
     /// `POBLYSH_PRUNE_SECONDS` (default 300): how often pruning runs (on one
     /// node at a time).
     pub prune_every: std::time::Duration,
+    /// `POBLYSH_JOB_LEASE_SECONDS` (default 60, at least 5): how long a job's
+    /// claim lasts without a heartbeat (a third of it apart): after a node
+    /// dies, its jobs are taken over this long after its last heartbeat.
+    pub job_lease: chrono::Duration,
 }
 
 impl Default for OpsConfig {
@@ -108,6 +112,7 @@ impl Default for OpsConfig {
             job_retention: Some(chrono::Duration::days(30)),
             delivery_retention: chrono::Duration::days(7),
             prune_every: std::time::Duration::from_secs(300),
+            job_lease: chrono::Duration::seconds(60),
         }
     }
 }
@@ -159,6 +164,7 @@ impl OpsConfig {
                 )? * 86_400,
             ),
             prune_every: std::time::Duration::from_secs(number("POBLYSH_PRUNE_SECONDS", 300, 1)?),
+            job_lease: secs(number("POBLYSH_JOB_LEASE_SECONDS", 60, 5)?),
         })
     }
 }

@@ -186,3 +186,62 @@ pub fn first_signal(provider: &str, seconds: f64) {
     metrics::histogram!("time_to_first_signal_seconds", "provider" => provider.to_owned())
         .record(seconds.max(0.0));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The metric names an expression or document mentions.
+    fn mentioned(text: &str) -> std::collections::BTreeSet<String> {
+        let mut names = std::collections::BTreeSet::new();
+        let bytes = text.as_bytes();
+        let mut start = None;
+        for (i, b) in bytes.iter().chain(std::iter::once(&b' ')).enumerate() {
+            if b.is_ascii_lowercase() || *b == b'_' || (start.is_some() && b.is_ascii_digit()) {
+                start.get_or_insert(i);
+                continue;
+            }
+            if let Some(s) = start.take() {
+                let word = &text[s..i];
+                let base = word.strip_suffix("_bucket").unwrap_or(word);
+                if ["_total", "_seconds", "_depth"]
+                    .iter()
+                    .any(|t| base.ends_with(t))
+                {
+                    names.insert(base.to_owned());
+                }
+            }
+        }
+        names
+    }
+
+    #[test]
+    fn the_ops_documents_name_only_metrics_the_node_exports() {
+        let known: Vec<&str> = COUNTERS
+            .iter()
+            .chain(&HISTOGRAMS)
+            .chain(&GAUGES)
+            .map(|(n, _)| *n)
+            .collect();
+        let alerts = include_str!("../docs/ops/alerts.yml");
+        let dashboard = include_str!("../docs/ops/grafana-dashboard.json");
+        use saphyr::LoadableYamlNode;
+        let docs = saphyr::Yaml::load_from_str(alerts).expect("alerts.yml is YAML");
+        assert_eq!(docs.len(), 1);
+        serde_json::from_str::<serde_json::Value>(dashboard).expect("the dashboard is JSON");
+        let names: std::collections::BTreeSet<String> = mentioned(alerts)
+            .into_iter()
+            .chain(mentioned(dashboard))
+            .collect();
+        assert!(names.len() >= 10, "{names:?}");
+        for name in &names {
+            assert!(known.contains(&name.as_str()), "`{name}` is not exported");
+        }
+    }
+
+    #[test]
+    fn every_histogram_is_in_seconds_with_increasing_buckets() {
+        assert!(HISTOGRAMS.iter().all(|(n, _)| n.ends_with("_seconds")));
+        assert!(SECONDS_BUCKETS.windows(2).all(|w| w[0] < w[1]));
+    }
+}

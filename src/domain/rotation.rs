@@ -13,8 +13,10 @@ use secrecy::{ExposeSecret, SecretString};
 pub const PREVIOUS_SECRET_FIELD: &str = "previousWebhookSecret";
 
 /// Carries the grace of a secret over a change of credentials: when `after`
-/// replaces `before`'s `field`, the old value verifies until `until`;
-/// otherwise a previous secret `before` kept stays as it was.
+/// replaces `before`'s `field` with another value, the old value verifies
+/// until `until`; when `after` removes it, nothing of it verifies any more
+/// (a removal is a revocation); otherwise a previous secret `before` kept
+/// stays as it was.
 pub fn keep_previous(
     before: &BTreeMap<String, SecretString>,
     after: &mut BTreeMap<String, SecretString>,
@@ -23,10 +25,13 @@ pub fn keep_previous(
 ) {
     let old = before.get(field).map(ExposeSecret::expose_secret);
     let new = after.get(field).map(ExposeSecret::expose_secret);
-    match old {
-        Some(old) if new != Some(old) && !old.is_empty() => {
+    match (old, new) {
+        (Some(old), Some(new)) if new != old && !old.is_empty() => {
             let kept = format!("{} {old}", until.to_rfc3339());
             after.insert(PREVIOUS_SECRET_FIELD.into(), SecretString::from(kept));
+        }
+        (Some(_), None) => {
+            after.remove(PREVIOUS_SECRET_FIELD);
         }
         _ => match before.get(PREVIOUS_SECRET_FIELD) {
             Some(kept) => {
@@ -91,6 +96,11 @@ mod tests {
             Some("old")
         );
         assert!(previous_secret(&again, until).is_none());
+
+        // A removed secret is revoked, with the one it replaced.
+        let mut removed = fields(&[("token", "t")]);
+        keep_previous(&again, &mut removed, "webhookSecret", until);
+        assert!(previous_secret(&removed, t0).is_none());
 
         // A secret set for the first time has nothing to keep.
         let mut first = fields(&[("webhookSecret", "new")]);

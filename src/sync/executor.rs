@@ -380,6 +380,7 @@ impl Executor {
             }
             Outcome::Stopped => {
                 store::release_stopped(db, job.id, worker, now).await?;
+                tracing::info!("job handed back: stopped by a shutdown; it resumes on any node");
                 db.wake_workers().await;
                 report(
                     JobState::Queued,

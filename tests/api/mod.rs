@@ -6,6 +6,7 @@ pub mod harness;
 mod auth_and_isolation;
 mod connections;
 mod encryption;
+mod failover;
 mod hostile;
 mod migrations;
 mod nodes;
