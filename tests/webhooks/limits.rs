@@ -195,6 +195,28 @@ crate::on_both! {
 }
 
 crate::on_both! {
+    /// The documented semantics: the limit is per connection and per node,
+    /// so behind a load balancer over N API nodes a connection may get up to
+    /// N times it. Each node refuses past its own count.
+    async fn the_rate_limit_counts_per_node(backend) {
+        let env = [("POBLYSH_WEBHOOK_RATE_LIMIT", "3")];
+        let (one, tenant) = github_node(backend, &env).await;
+        let two = Node::on(&one.database_url, true, &env).await;
+        two.register(&std::fs::read_to_string("descriptors/github.yaml").unwrap());
+        let body = fixture("github/webhook.pull_request.opened.json");
+        let path = format!("/webhooks/github/{tenant}");
+        let mut statuses = Vec::new();
+        for (i, node) in [&one, &one, &one, &one, &two, &two, &two, &two].into_iter().enumerate() {
+            let (status, _, _) = post(node, "POST", &path, &pr_headers(&body, &format!("pn-{i}")), body.clone()).await;
+            statuses.push(status);
+        }
+        // A burst of 3 per node (replenished at 1 per 20 s), the 4th refused on each.
+        assert_eq!(statuses, [200, 200, 200, 429, 200, 200, 200, 429]);
+        assert_eq!(deliveries(&one).await, 6);
+    }
+}
+
+crate::on_both! {
     async fn a_polling_and_webhook_connector_gets_one_follow_up_sync(backend) {
         let (node, tenant) = github_node(backend, &[]).await;
         let body = fixture("github/webhook.pull_request.opened.json");
