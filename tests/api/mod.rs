@@ -14,5 +14,6 @@ mod observability;
 mod openapi;
 mod pagination;
 mod providers;
+mod runbooks;
 mod shutdown;
 mod webhooks;
