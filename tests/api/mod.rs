@@ -14,6 +14,7 @@ mod observability;
 mod openapi;
 mod pagination;
 mod providers;
+mod readme;
 mod runbooks;
 mod shutdown;
 mod webhooks;
