@@ -14,6 +14,7 @@ mod pg;
 mod api;
 mod check_cli;
 mod compile_checks;
+mod env_example;
 mod fuzz_loader;
 mod fuzz_mapping;
 mod golden;
