@@ -548,7 +548,7 @@ crate::on_both! {
         let tenant = TenantId::from_uuid(t);
         let id = connected(&s.node, tenant, chrono::Duration::hours(1)).await;
         let mut checkpoints = poblysh_connectors::domain::Checkpoints::new();
-        checkpoints.insert("items".into(), Some("cursor-41".into()));
+        checkpoints.insert(poblysh_connectors::domain::NO_PARTITION.into(), Some("41".into()));
         cursors::save(s.node.services.db.conn(), tenant, id, &checkpoints, Utc::now()).await.unwrap();
         connections::lock(&s.node.services.db, tenant, id).await.unwrap().unwrap()
             .needs_reauth("invalid_grant: the refresh token was revoked", Utc::now()).await.unwrap();
@@ -579,6 +579,17 @@ crate::on_both! {
         assert_eq!((c["id"].as_str().unwrap(), &c["status"], &c["last_error"]), (id.to_string().as_str(), &json!("active"), &Value::Null));
         assert_eq!(stored_tokens(&s.node, tenant, id).await, (ACCESS.to_owned(), REFRESH.to_owned()));
         assert_eq!(cursors::load(&s.node.services.db, tenant, id).await.unwrap(), checkpoints);
+        // The next incremental sync sends the old checkpoint, with the new token.
+        Mock::given(method("GET")).and(path("/items"))
+            .and(wiremock::matchers::query_param("after_seq", "41"))
+            .and(header("authorization", format!("Bearer {ACCESS}").as_str()))
+            .respond_with(s.fake.clone()).expect(1..).mount(&s.server).await;
+        poblysh_connectors::db::repo::jobs::enqueue(&s.node.services.db, tenant, id, "oauthy",
+            poblysh_connectors::db::repo::jobs::JobType::Incremental,
+            poblysh_connectors::db::repo::jobs::Trigger::Manual).await.unwrap();
+        let report = s.node.executor("w").try_execute_next().await.unwrap().unwrap();
+        assert_eq!(report.state, JobState::Succeeded, "{report:?}");
+        s.server.verify().await;
 
         // Through the API: only the tenant's own connection, of this provider,
         // without new config.
