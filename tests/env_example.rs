@@ -51,14 +51,20 @@ fn the_example_lists_every_variable_and_the_readme_too() {
     let readme = read("README.md");
     for name in &names {
         assert!(example.contains_key(name), "`.env.example` lacks {name}");
-        assert!(readme.contains(name.as_str()), "README.md does not mention {name}");
+        assert!(
+            readme.contains(name.as_str()),
+            "README.md does not mention {name}"
+        );
     }
 }
 
 #[test]
 fn the_example_as_it_is_changes_nothing() {
     let example = example();
-    let vars: BTreeMap<&str, &str> = example.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let vars: BTreeMap<&str, &str> = example
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     let from_example = Config::from_map(&vars).unwrap();
     let defaults = Config::from_map(&BTreeMap::new()).unwrap();
     assert_eq!(from_example.ops, OpsConfig::default());
@@ -68,11 +74,26 @@ fn the_example_as_it_is_changes_nothing() {
     assert_eq!(from_example.descriptors_dir, defaults.descriptors_dir);
     assert_eq!(from_example.google, defaults.google);
     assert_eq!(
-        (from_example.job_concurrency, from_example.tenant_job_concurrency, from_example.webhook_rate_limit, from_example.shutdown_seconds),
-        (defaults.job_concurrency, defaults.tenant_job_concurrency, defaults.webhook_rate_limit, defaults.shutdown_seconds),
+        (
+            from_example.job_concurrency,
+            from_example.tenant_job_concurrency,
+            from_example.webhook_rate_limit,
+            from_example.shutdown_seconds
+        ),
+        (
+            defaults.job_concurrency,
+            defaults.tenant_job_concurrency,
+            defaults.webhook_rate_limit,
+            defaults.shutdown_seconds
+        ),
     );
     assert_eq!(
-        (from_example.production, from_example.allow_private_networks, from_example.public_url.clone(), from_example.crypto_key.is_some()),
+        (
+            from_example.production,
+            from_example.allow_private_networks,
+            from_example.public_url.clone(),
+            from_example.crypto_key.is_some()
+        ),
         (false, false, None, false),
     );
     assert!(from_example.operator_tokens.is_empty());

@@ -26,13 +26,6 @@ pub struct CatchUp {
     pub refused: usize,
 }
 
-impl CatchUp {
-    /// Whether anything changed.
-    pub fn changed(&self) -> bool {
-        self.loaded + self.removed + self.refused > 0
-    }
-}
-
 /// Brings `registry` in step with the stored runtime providers: loads new and
 /// changed revisions, removes deleted ones. Built-ins are left alone (a stored
 /// runtime row whose id a built-in of this node holds is shadowed by it).

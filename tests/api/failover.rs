@@ -65,14 +65,7 @@ async fn cluster(lease_seconds: &str) -> Cluster {
     }
     let first = nodes[0].as_ref().unwrap();
     let yaml = descriptor("fake", &mock.uri(), Delta::Cursor, Paging::Cursor);
-    let (status, body) = send(
-        first
-            .operator(Method::PUT, "/providers/fake")
-            .header("content-type", "application/yaml")
-            .body(yaml),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
+    assert_eq!(first.put_descriptor("fake", &yaml).await, 201);
     let tenant = Uuid::now_v7();
     for n in 0..CONNECTIONS {
         // Spread over the nodes that agree on the provider.

@@ -219,6 +219,20 @@ impl Server {
             .header("X-Tenant-Id", tenant.to_string())
     }
 
+    /// Registers (or replaces) runtime provider `id` from YAML: the status
+    /// (it must be 200 or 201).
+    #[allow(dead_code)]
+    pub async fn put_descriptor(&self, id: &str, yaml: &str) -> u16 {
+        let (status, body) = send(
+            self.operator(Method::PUT, &format!("/providers/{id}"))
+                .header("content-type", "application/yaml")
+                .body(yaml.to_owned()),
+        )
+        .await;
+        assert!(status == 200 || status == 201, "{status} {body}");
+        status
+    }
+
     /// A second handle on the database, for setting up data and checking storage.
     pub async fn db(&self) -> Db {
         Db::connect(&self.database_url).await.unwrap()

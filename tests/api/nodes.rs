@@ -24,18 +24,6 @@ fn signature(body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-async fn put_yaml(server: &Server, id: &str, yaml: &str) -> u16 {
-    let (status, body) = send(
-        server
-            .operator(Method::PUT, &format!("/providers/{id}"))
-            .header("content-type", "application/yaml")
-            .body(yaml.to_owned()),
-    )
-    .await;
-    assert!(status == 200 || status == 201, "{status} {body}");
-    status
-}
-
 /// The GitHub `pull_request` sample posted to `node` for provider `id`
 /// (delivery `delivery`): the status.
 async fn webhook(node: &Server, id: &str, tenant: Uuid, delivery: &str) -> u16 {
@@ -101,7 +89,7 @@ async fn three_nodes_agree_on_runtime_providers() {
     ))
     .unwrap();
     let hooks = github.replacen("id: github", "id: hooks", 1);
-    assert_eq!(put_yaml(&nodes[0], "hooks", &hooks).await, 201);
+    assert_eq!(nodes[0].put_descriptor("hooks", &hooks).await, 201);
     let (status, body) = send(
         nodes[0]
             .tenant(tenant, Method::POST, "/connections")
@@ -123,7 +111,7 @@ async fn three_nodes_agree_on_runtime_providers() {
 
     // A polling provider put on node 1, connected on node 3, backfilled by any node.
     let polling = descriptor("fake", &mock.uri(), Delta::Cursor, Paging::Cursor);
-    assert_eq!(put_yaml(&nodes[0], "fake", &polling).await, 201);
+    assert_eq!(nodes[0].put_descriptor("fake", &polling).await, 201);
     within_5s("a connection on node 3", 201, || async {
         send(
             nodes[2]

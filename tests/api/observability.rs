@@ -19,17 +19,6 @@ use crate::sync::fake::{Delta, Fake, Paging, descriptor};
 
 const SECRET: &str = "It's a Secret to Everybody";
 
-async fn put_yaml(server: &Server, id: &str, yaml: &str) {
-    let (status, body) = send(
-        server
-            .operator(Method::PUT, &format!("/providers/{id}"))
-            .header("content-type", "application/yaml")
-            .body(yaml.to_owned()),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
-}
-
 async fn text(server: &Server, path: &str) -> String {
     server
         .anonymous(Method::GET, path)
@@ -159,17 +148,13 @@ async fn requests_jobs_and_metrics_can_be_traced() {
     assert!(Uuid::parse_str(&generated).is_ok(), "{generated}");
 
     // A failing job: its log line names tenant, provider, connection and job.
-    put_yaml(
-        &all,
+    let broken = descriptor(
         "broken",
-        &descriptor(
-            "broken",
-            &format!("{}/broken", mock.uri()),
-            Delta::Cursor,
-            Paging::Cursor,
-        ),
-    )
-    .await;
+        &format!("{}/broken", mock.uri()),
+        Delta::Cursor,
+        Paging::Cursor,
+    );
+    assert_eq!(all.put_descriptor("broken", &broken).await, 201);
     let (status, created) = send(
         all.tenant(tenant, Method::POST, "/connections")
             .json(&json!({"provider": "broken", "credentials": {"token": "t"}})),
@@ -191,12 +176,8 @@ async fn requests_jobs_and_metrics_can_be_traced() {
     assert_eq!(span["connection_id"], created["id"], "{line}");
 
     // A sync and webhooks on the `all` node.
-    put_yaml(
-        &all,
-        "fake",
-        &descriptor("fake", &mock.uri(), Delta::Cursor, Paging::Cursor),
-    )
-    .await;
+    let fake = descriptor("fake", &mock.uri(), Delta::Cursor, Paging::Cursor);
+    assert_eq!(all.put_descriptor("fake", &fake).await, 201);
     let (status, _) = send(
         all.tenant(tenant, Method::POST, "/connections")
             .json(&json!({"provider": "fake", "credentials": {"token": "t"}})),

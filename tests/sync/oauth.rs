@@ -91,7 +91,11 @@ async fn setup(backend: Backend) -> Setup {
 }
 
 /// A connection holding tokens, as if connected earlier.
-async fn connected(node: &Node, tenant: TenantId, expires_in: chrono::Duration) -> ConnectionId {
+pub async fn connected(
+    node: &Node,
+    tenant: TenantId,
+    expires_in: chrono::Duration,
+) -> ConnectionId {
     connections::create(
         &node.services.db,
         &node.services.keys,

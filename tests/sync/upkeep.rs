@@ -7,11 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, Ordering};
 
 use chrono::{DateTime, Duration, SubsecRound, Utc};
-use poblysh_connectors::db::repo::connections::{self, NewConnection};
 use poblysh_connectors::domain::{Ambient, Clock, ManualClock, SeededRandom, TenantId};
-use poblysh_connectors::engine::oauth::TokenSet;
 use poblysh_connectors::upkeep::connections::pass;
-use secrecy::SecretString;
 use serde_json::{Value, json};
 use uuid::Uuid;
 use wiremock::matchers::{body_string_contains, method, path};
@@ -19,7 +16,7 @@ use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 use crate::sync::fake::{Delta, Paging, descriptor};
 use crate::sync::harness::{Node, database};
-use crate::sync::oauth::{REFRESH, oauth_descriptor, stored_tokens, token_response};
+use crate::sync::oauth::{REFRESH, connected, oauth_descriptor, stored_tokens, token_response};
 
 fn start() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(0)
@@ -52,18 +49,8 @@ crate::on_both! {
         let server = MockServer::start().await;
         node.register(&oauth_descriptor("oauthy", &server.uri()));
         let tenant = TenantId::from_uuid(Uuid::now_v7());
-        let id = connections::create(&node.services.db, &node.services.keys, tenant, NewConnection {
-            provider: "oauthy".into(),
-            name: None,
-            config: json!({}),
-            credentials: Default::default(),
-            tokens: Some(TokenSet {
-                access_token: SecretString::from("old-access"),
-                refresh_token: Some(SecretString::from(REFRESH)),
-                expires_at: Some(clock.now() + Duration::minutes(30)),
-                metadata: Default::default(),
-            }),
-        }).await.unwrap().id;
+        // Expires in 30 minutes (the clock starts at the real now).
+        let id = connected(&node, tenant, Duration::minutes(30)).await;
         Mock::given(method("POST")).and(path("/oauth/token"))
             .and(body_string_contains("grant_type=refresh_token"))
             .respond_with(token_response("new-access", None, 3600))
