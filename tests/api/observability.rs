@@ -242,5 +242,15 @@ async fn requests_jobs_and_metrics_can_be_traced() {
     .await;
     assert_eq!(status, 201);
     job_in(&api, other, "fake", "succeeded").await;
-    metrics_with(&worker, &SYNC_SERIES).await;
+    // Its sync's series, and the others registered at zero before any event.
+    let mut wanted = SYNC_SERIES.to_vec();
+    wanted.extend([
+        r#"webhook_verification_failures_total{provider="github",reason="mismatch"} 0"#,
+        r#"webhook_requests_total{provider="github",outcome="accepted"} 0"#,
+        r#"oauth_token_refreshes_total{provider="slack",outcome="invalid_grant"} 0"#,
+        r#"health_checks_total{provider="fake",outcome="unhealthy"}"#,
+        r#"registry_changes_total{change="loaded"}"#,
+        "# HELP signal_freshness_seconds",
+    ]);
+    metrics_with(&worker, &wanted).await;
 }
