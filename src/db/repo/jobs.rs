@@ -260,39 +260,41 @@ pub async fn depth(db: &Db) -> Result<Vec<(String, i64)>, StoreError> {
 /// Full syncs, across tenants, that are still to run or finished after
 /// `since`: connection → when it finished (`None`: not yet). What keeps the
 /// scheduler from queueing an incremental right behind a backfill. A system
-/// read (full syncs are few: one per connection, and manual ones).
+/// read in two index ranges (by state, by `finished_at`): full syncs are few.
 pub async fn recent_full_syncs(
     db: &Db,
     since: DateTime<Utc>,
 ) -> Result<std::collections::HashMap<ConnectionId, Option<DateTime<Utc>>>, StoreError> {
-    use sea_orm::{Condition, QuerySelect};
-    let rows: Vec<(Uuid, Option<DateTime<Utc>>)> = Entity::find()
-        .select_only()
-        .column(Column::ConnectionId)
-        .column(Column::FinishedAt)
-        .filter(Column::JobType.eq(JobType::Full.as_str()))
-        .filter(
-            Condition::any()
-                .add(Column::State.is_in([
-                    JobState::Queued.as_str(),
-                    JobState::Retrying.as_str(),
-                    JobState::Running.as_str(),
-                ]))
-                .add(Column::FinishedAt.gt(stored_time(since))),
-        )
+    use sea_orm::QuerySelect;
+    let full = || {
+        Entity::find()
+            .select_only()
+            .column(Column::ConnectionId)
+            .column(Column::FinishedAt)
+            .filter(Column::JobType.eq(JobType::Full.as_str()))
+    };
+    let finished: Vec<(Uuid, Option<DateTime<Utc>>)> = full()
+        .filter(Column::FinishedAt.gt(stored_time(since)))
+        .into_tuple()
+        .all(db.conn())
+        .await?;
+    let pending: Vec<(Uuid, Option<DateTime<Utc>>)> = full()
+        .filter(Column::State.is_in([
+            JobState::Queued.as_str(),
+            JobState::Retrying.as_str(),
+            JobState::Running.as_str(),
+        ]))
         .into_tuple()
         .all(db.conn())
         .await?;
     let mut out = std::collections::HashMap::new();
-    for (connection, finished) in rows {
-        let entry = out
-            .entry(ConnectionId::from_uuid(connection))
-            .or_insert(finished);
-        // One still to run wins over one that finished.
-        *entry = match (*entry, finished) {
-            (None, _) | (_, None) => None,
-            (Some(a), Some(b)) => Some(a.max(b)),
-        };
+    for (connection, at) in finished {
+        let entry = out.entry(ConnectionId::from_uuid(connection)).or_insert(at);
+        *entry = (*entry).max(at);
+    }
+    // One still to run wins over any that finished.
+    for (connection, _) in pending {
+        out.insert(ConnectionId::from_uuid(connection), None);
     }
     Ok(out)
 }
