@@ -123,24 +123,26 @@ pub const MIN_DELIVERY_RETENTION_DAYS: u64 = 3;
 impl OpsConfig {
     /// The settings from the environment (`get` reads a non-empty variable).
     fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let number = |var: &'static str, default: u64, min: u64| -> Result<u64, ConfigError> {
-            match get(var) {
-                None => Ok(default),
-                Some(v) => v
-                    .trim()
-                    .parse::<u64>()
-                    .ok()
-                    .filter(|n| *n >= min && *n <= 10 * 365 * 86_400)
-                    .ok_or_else(|| ConfigError {
-                        var,
-                        reason: if min == 0 {
-                            "expected a whole number (0 turns it off)".into()
-                        } else {
-                            format!("expected a whole number, at least {min}")
-                        },
-                    }),
-            }
-        };
+        // At most ten years, whatever the unit (`unit` seconds each).
+        let number =
+            |var: &'static str, default: u64, min: u64, unit: u64| -> Result<u64, ConfigError> {
+                match get(var) {
+                    None => Ok(default),
+                    Some(v) => v
+                        .trim()
+                        .parse::<u64>()
+                        .ok()
+                        .filter(|n| *n >= min && *n <= 10 * 365 * 86_400 / unit)
+                        .ok_or_else(|| ConfigError {
+                            var,
+                            reason: if min == 0 {
+                                "expected a whole number up to ten years (0 turns it off)".into()
+                            } else {
+                                format!("expected a whole number, at least {min}, up to ten years")
+                            },
+                        }),
+                }
+            };
         let secs = |n: u64| chrono::Duration::seconds(n as i64);
         let off_if_zero =
             |n: u64, unit: i64| (n > 0).then(|| chrono::Duration::seconds(n as i64 * unit));
@@ -149,22 +151,42 @@ impl OpsConfig {
                 "POBLYSH_REGISTRY_POLL_SECONDS",
                 5,
                 1,
+                1,
             )?),
-            upkeep_every: std::time::Duration::from_secs(number("POBLYSH_UPKEEP_SECONDS", 60, 1)?),
-            token_refresh_ahead: secs(number("POBLYSH_TOKEN_REFRESH_AHEAD_SECONDS", 600, 0)?),
-            health_check_every: off_if_zero(number("POBLYSH_HEALTH_CHECK_SECONDS", 900, 0)?, 1),
-            webhook_secret_grace: secs(number("POBLYSH_WEBHOOK_SECRET_GRACE_HOURS", 24, 0)? * 3600),
-            signal_retention: off_if_zero(number("POBLYSH_SIGNAL_RETENTION_DAYS", 90, 0)?, 86_400),
-            job_retention: off_if_zero(number("POBLYSH_JOB_RETENTION_DAYS", 30, 0)?, 86_400),
+            upkeep_every: std::time::Duration::from_secs(number(
+                "POBLYSH_UPKEEP_SECONDS",
+                60,
+                1,
+                1,
+            )?),
+            token_refresh_ahead: secs(number("POBLYSH_TOKEN_REFRESH_AHEAD_SECONDS", 600, 0, 1)?),
+            health_check_every: off_if_zero(number("POBLYSH_HEALTH_CHECK_SECONDS", 900, 0, 1)?, 1),
+            webhook_secret_grace: secs(
+                number("POBLYSH_WEBHOOK_SECRET_GRACE_HOURS", 24, 0, 3600)? * 3600,
+            ),
+            signal_retention: off_if_zero(
+                number("POBLYSH_SIGNAL_RETENTION_DAYS", 90, 0, 86_400)?,
+                86_400,
+            ),
+            job_retention: off_if_zero(
+                number("POBLYSH_JOB_RETENTION_DAYS", 30, 0, 86_400)?,
+                86_400,
+            ),
             delivery_retention: secs(
                 number(
                     "POBLYSH_DELIVERY_RETENTION_DAYS",
                     7,
                     MIN_DELIVERY_RETENTION_DAYS,
+                    86_400,
                 )? * 86_400,
             ),
-            prune_every: std::time::Duration::from_secs(number("POBLYSH_PRUNE_SECONDS", 300, 1)?),
-            job_lease: secs(number("POBLYSH_JOB_LEASE_SECONDS", 60, 5)?),
+            prune_every: std::time::Duration::from_secs(number(
+                "POBLYSH_PRUNE_SECONDS",
+                300,
+                1,
+                1,
+            )?),
+            job_lease: secs(number("POBLYSH_JOB_LEASE_SECONDS", 60, 5, 1)?),
         })
     }
 }
@@ -497,6 +519,10 @@ mod tests {
         assert!(e.reason.contains("at least 3"), "{e}");
         let e = config(&[("POBLYSH_UPKEEP_SECONDS", "0")]).unwrap_err();
         assert_eq!(e.var, "POBLYSH_UPKEEP_SECONDS");
+        // Ten years at most, in any unit: no date arithmetic can overflow.
+        assert!(config(&[("POBLYSH_SIGNAL_RETENTION_DAYS", "3650")]).is_ok());
+        let e = config(&[("POBLYSH_SIGNAL_RETENTION_DAYS", "300000000")]).unwrap_err();
+        assert_eq!(e.var, "POBLYSH_SIGNAL_RETENTION_DAYS");
     }
 
     #[test]

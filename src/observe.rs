@@ -84,7 +84,7 @@ pub const HISTOGRAMS: [(&str, &str); 5] = [
     ),
     (
         "signal_freshness_seconds",
-        "Received minus occurred time of Signals as they are stored, by provider and path (poll, webhook).",
+        "Received minus occurred time of Signals handed to storage, by provider and path (poll: every mapped Signal, backfilled history and re-fetched ones included; webhook: newly stored ones).",
     ),
     (
         "time_to_first_signal_seconds",

@@ -1,6 +1,7 @@
 //! What running for months across nodes needs: named leases (one node at a
 //! time runs the pruning), per-tenant settings (a job concurrency of its own),
-//! an index to prune finished jobs by when they finished, and when each
+//! indexes to prune finished jobs by when they finished and to find recent
+//! full syncs, and when each
 //! connection stored its first Signal (time-to-first-signal).
 
 use sea_orm_migration::prelude::*;
@@ -47,10 +48,28 @@ impl MigrationTrait for Migration {
                 .col("finished_at")
                 .to_owned(),
         )
+        .await?;
+        // The scheduler's recent full syncs: one range of one job type.
+        m.create_index(
+            Index::create()
+                .name("idx_sync_jobs_type_finished")
+                .table("sync_jobs")
+                .if_not_exists()
+                .col("job_type")
+                .col("finished_at")
+                .to_owned(),
+        )
         .await
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.drop_index(
+            Index::drop()
+                .name("idx_sync_jobs_type_finished")
+                .table("sync_jobs")
+                .to_owned(),
+        )
+        .await?;
         m.drop_index(
             Index::drop()
                 .name("idx_sync_jobs_finished")

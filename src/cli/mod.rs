@@ -124,6 +124,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// Logs to stderr; `POBLYSH_LOG_FORMAT=json` for JSON lines, `RUST_LOG` filters.
 pub(crate) fn init_tracing() {
+    // `.env` first: it may set RUST_LOG and POBLYSH_LOG_FORMAT.
+    let _ = dotenvy::dotenv();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let json = std::env::var("POBLYSH_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));

@@ -38,6 +38,10 @@ pub const MAX_RECLAIMS: i32 = 3;
 /// does) waits before it is tried again, on any node.
 pub const UNKNOWN_PROVIDER_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// How long after its creation a job is still put back because its node
+/// cannot run its provider; later it fails (no node of the deployment could).
+pub const UNKNOWN_PROVIDER_PATIENCE: chrono::Duration = chrono::Duration::hours(1);
+
 /// How an executor behaves.
 #[derive(Debug, Clone)]
 pub struct ExecutorSettings {
@@ -417,9 +421,10 @@ impl Executor {
             Ok(o) => o,
             Err(OpenError::Store(e)) => return Err(e),
             Err(OpenError::UnknownProvider(provider))
-                if providers::get(&self.services.db, &provider)
-                    .await?
-                    .is_some() =>
+                if self.services.ambient.now() - job.created_at < UNKNOWN_PROVIDER_PATIENCE
+                    && providers::get(&self.services.db, &provider)
+                        .await?
+                        .is_some() =>
             {
                 // Registered on another node, and not (yet) loadable here.
                 return Ok(Outcome::Released {
@@ -428,6 +433,12 @@ impl Executor {
                     ),
                     retry_after: UNKNOWN_PROVIDER_RETRY,
                 });
+            }
+            Err(OpenError::UnknownProvider(provider)) => {
+                return permanent(format!(
+                    "provider `{provider}` is not registered, or no node could run it within {} minutes of the job's creation",
+                    UNKNOWN_PROVIDER_PATIENCE.num_minutes()
+                ));
             }
             Err(e) => return permanent(e.to_string()),
         };

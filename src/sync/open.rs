@@ -65,7 +65,17 @@ pub fn scrubber_for(
     fields: &std::collections::BTreeMap<String, secrecy::SecretString>,
     tokens: impl IntoIterator<Item = secrecy::SecretString>,
 ) -> Scrubber {
-    let values: Vec<&str> = fields.values().map(|v| v.expose_secret()).collect();
+    // A replaced webhook secret is kept as `<until> <secret>`: the bare secret too.
+    let values: Vec<&str> = fields
+        .iter()
+        .map(|(k, v)| match k.as_str() {
+            crate::domain::rotation::PREVIOUS_SECRET_FIELD => v
+                .expose_secret()
+                .split_once(' ')
+                .map_or(v.expose_secret(), |(_, secret)| secret),
+            _ => v.expose_secret(),
+        })
+        .collect();
     let mut scrubber = Scrubber::new(values.iter().copied());
     for user in &values {
         for password in &values {

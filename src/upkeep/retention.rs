@@ -30,13 +30,14 @@ const LEASE_FOR: Duration = Duration::minutes(5);
 /// Rows older than this are pruned from `table` at `now` (`None`: kept).
 pub fn cutoff(services: &Services, table: Table, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
     let ops = &services.config.ops;
-    match table {
-        Table::Signals => ops.signal_retention.map(|keep| now - keep),
-        Table::Jobs => ops.job_retention.map(|keep| now - keep),
-        Table::Deliveries => Some(now - ops.delivery_retention),
-        Table::OAuthStates => Some(now - OAUTH_STATE_KEEP),
-        Table::Sessions => Some(now),
-    }
+    let keep = match table {
+        Table::Signals => ops.signal_retention?,
+        Table::Jobs => ops.job_retention?,
+        Table::Deliveries => ops.delivery_retention,
+        Table::OAuthStates => OAUTH_STATE_KEEP,
+        Table::Sessions => Duration::zero(),
+    };
+    now.checked_sub_signed(keep)
 }
 
 /// One pruning run at `now` as `holder`, `batch` rows per statement: what was

@@ -138,6 +138,31 @@ crate::on_both! {
         let (_, job) = one.api("GET", &format!("/jobs/{}", report.job_id), Some(tenant), None).await;
         assert_eq!((job["state"].as_str(), job["attempt"].as_i64()), (Some("queued"), Some(0)), "{job}");
 
+        // Put back only so long: an hour after its creation it fails, saying why.
+        {
+            use poblysh_connectors::db::entities::sync_job;
+            use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait};
+            let db = two.services.db.conn();
+            let row = sync_job::Entity::find_by_id(report.job_id).one(db).await.unwrap().unwrap();
+            let (created, due) = (row.created_at, row.run_after);
+            let mut old: sync_job::ActiveModel = row.clone().into();
+            old.created_at = Set(created - chrono::Duration::hours(2));
+            old.run_after = Set(created - chrono::Duration::hours(2));
+            old.update(db).await.unwrap();
+            let failed = two.executor("two").try_execute_next().await.unwrap().unwrap();
+            assert_eq!(failed.state, JobState::Failed, "{failed:?}");
+            assert!(failed.error.as_deref().unwrap().contains("no node could run it"), "{failed:?}");
+            // (Back as it was, for the node that can run it.)
+            let mut back: sync_job::ActiveModel = row.into();
+            back.created_at = Set(created);
+            back.run_after = Set(due);
+            back.state = Set("queued".into());
+            back.finished_at = Set(None);
+            back.lease_owner = Set(None);
+            back.lease_expires_at = Set(None);
+            back.update(db).await.unwrap();
+        }
+
         // A node that has it runs it once it is due again.
         let started = Instant::now();
         let report = loop {

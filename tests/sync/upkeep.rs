@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU16, Ordering};
 
 use chrono::{DateTime, Duration, SubsecRound, Utc};
 use poblysh_connectors::domain::{Ambient, Clock, ManualClock, SeededRandom, TenantId};
-use poblysh_connectors::upkeep::connections::pass;
+use poblysh_connectors::upkeep::connections::Upkeep;
 use serde_json::{Value, json};
 use uuid::Uuid;
 use wiremock::matchers::{body_string_contains, method, path};
@@ -56,16 +56,30 @@ crate::on_both! {
             .respond_with(token_response("new-access", None, 3600))
             .expect(1).mount(&server).await;
 
+        let mut upkeep = Upkeep::default();
         // 30 minutes left: beyond the 10 minutes the upkeep looks ahead.
-        assert_eq!(pass(&node.services, clock.now()).await.unwrap().refreshed, 0);
+        assert_eq!(upkeep.pass(&node.services, clock.now()).await.unwrap().refreshed, 0);
         clock.advance(Duration::minutes(21));
         // 9 minutes left, no job anywhere: the upkeep refreshes it.
-        assert_eq!(pass(&node.services, clock.now()).await.unwrap().refreshed, 1);
+        assert_eq!(upkeep.pass(&node.services, clock.now()).await.unwrap().refreshed, 1);
         assert_eq!(stored_tokens(&node, tenant, id).await, ("new-access".to_owned(), REFRESH.to_owned()));
         // Fresh for an hour now.
-        assert_eq!(pass(&node.services, clock.now()).await.unwrap().refreshed, 0);
+        assert_eq!(upkeep.pass(&node.services, clock.now()).await.unwrap().refreshed, 0);
         let (_, jobs) = node.api("GET", "/jobs", Some(tenant), None).await;
         assert_eq!(jobs["jobs"], json!([]), "{jobs}");
+        server.verify().await;
+
+        // A token that lives shorter than the look-ahead (here 4 minutes) is
+        // refreshed once per half the look-ahead, not on every pass.
+        server.reset().await;
+        Mock::given(method("POST")).and(path("/oauth/token"))
+            .respond_with(token_response("short-lived", None, 240))
+            .expect(2).mount(&server).await;
+        clock.advance(Duration::minutes(55));
+        for _ in 0..6 {
+            upkeep.pass(&node.services, clock.now()).await.unwrap();
+            clock.advance(Duration::minutes(1));
+        }
         server.verify().await;
     }
 }
@@ -105,7 +119,8 @@ crate::on_both! {
         };
 
         // Never checked: due at once, and taken by one of the two nodes.
-        let (a, b) = tokio::join!(pass(&one.services, clock.now()), pass(&two.services, clock.now()));
+        let (mut up_one, mut up_two) = (Upkeep::default(), Upkeep::default());
+        let (a, b) = tokio::join!(up_one.pass(&one.services, clock.now()), up_two.pass(&two.services, clock.now()));
         assert_eq!(a.unwrap().checked + b.unwrap().checked, 1);
         checks(1).await;
         let c = connection(&one, tenant, uuid).await;
@@ -115,14 +130,14 @@ crate::on_both! {
 
         // Not due before its interval.
         clock.advance(Duration::minutes(5));
-        assert_eq!(pass(&one.services, clock.now()).await.unwrap().checked, 0);
+        assert_eq!(up_one.pass(&one.services, clock.now()).await.unwrap().checked, 0);
         checks(1).await;
 
         // Failing: degraded, then error from the third failure in a row.
         status.0.store(503, Ordering::SeqCst);
         for (n, health) in [(1, "degraded"), (2, "degraded"), (3, "error")] {
             clock.advance(Duration::minutes(10));
-            let p = pass(&two.services, clock.now()).await.unwrap();
+            let p = up_two.pass(&two.services, clock.now()).await.unwrap();
             assert_eq!((p.checked, p.unhealthy), (1, 1));
             let c = connection(&one, tenant, uuid).await;
             assert_eq!((c["health"].as_str(), c["consecutive_failures"].as_i64()), (Some(health), Some(n)), "{c}");
@@ -131,7 +146,7 @@ crate::on_both! {
         // Recovered.
         status.0.store(200, Ordering::SeqCst);
         clock.advance(Duration::minutes(10));
-        assert_eq!(pass(&one.services, clock.now()).await.unwrap().checked, 1);
+        assert_eq!(up_one.pass(&one.services, clock.now()).await.unwrap().checked, 1);
         let c = connection(&one, tenant, uuid).await;
         assert_eq!((c["health"].as_str(), c["consecutive_failures"].as_i64(), c["last_error"].clone()), (Some("healthy"), Some(0), Value::Null), "{c}");
         checks(5).await;
@@ -140,7 +155,7 @@ crate::on_both! {
         let (status_code, _) = one.api("PATCH", &format!("/connections/{id}"), Some(tenant), Some(json!({"enabled": false}))).await;
         assert_eq!(status_code, 200);
         clock.advance(Duration::minutes(10));
-        assert_eq!(pass(&one.services, clock.now()).await.unwrap().checked, 0);
+        assert_eq!(up_one.pass(&one.services, clock.now()).await.unwrap().checked, 0);
         checks(5).await;
     }
 }

@@ -699,6 +699,7 @@ pub async fn mark_first_signal<C: sea_orm::ConnectionTrait>(
         return Ok(None);
     }
     let created: Option<DateTime<Utc>> = Entity::find_by_id(*id.as_uuid())
+        .filter(Column::TenantId.eq(*tenant.as_uuid()))
         .select_only()
         .column(Column::CreatedAt)
         .into_tuple()
