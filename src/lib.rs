@@ -16,6 +16,7 @@ pub mod domain;
 pub mod engine;
 pub mod gateway;
 pub mod observe;
+pub mod push;
 pub mod registry;
 pub mod services;
 pub mod sync;
