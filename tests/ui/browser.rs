@@ -176,6 +176,30 @@ async fn fill(client: &Client, css: &str, value: &str) {
     e.send_keys(value).await.unwrap();
 }
 
+/// Waits (up to 30 s) until the browser's address contains `part` (the page a
+/// submitted form asked for is there, not the one before it).
+async fn until_url(client: &Client, part: &str) {
+    for _ in 0..300 {
+        if client.current_url().await.unwrap().as_str().contains(part) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the address never contained {part:?}");
+}
+
+/// Waits (up to 30 s) until the browser is no longer on `path` (a form it
+/// submitted was answered).
+async fn left(client: &Client, path: &str) {
+    for _ in 0..300 {
+        if client.current_url().await.unwrap().path() != path {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("still on {path} after 30 s");
+}
+
 async fn click(client: &Client, css: &str) {
     client
         .find(Locator::Css(css))
@@ -281,7 +305,7 @@ async fn an_operator_connects_watches_and_disconnects_github() {
     );
     fill(&client, "#q", "git").await;
     click(&client, "form.filters button").await;
-    wait_text(&client, "#q", "").await;
+    until_url(&client, "q=git").await;
     assert_eq!(cards(&client).await, ["github"]);
     client.goto(&format!("{base}/ui/catalogue")).await.unwrap();
     client
@@ -292,6 +316,7 @@ async fn an_operator_connects_watches_and_disconnects_github() {
         .await
         .unwrap();
     click(&client, "form.filters button").await;
+    until_url(&client, "category=communication").await;
     let communication = cards(&client).await;
     assert!(
         communication.contains(&"slack".to_owned())
@@ -384,6 +409,9 @@ async fn an_operator_connects_watches_and_disconnects_github() {
         &format!("ul.recent form:has(input[value='{a}']) button"),
     )
     .await;
+    // The form's answer must land before the next page is asked for, or it
+    // lands on top of it.
+    left(&client, "/ui/tenant").await;
     client
         .goto(&format!("{base}/ui/catalogue?q=github"))
         .await
