@@ -358,12 +358,9 @@ pub async fn update(
     let config = match body.config {
         None => None,
         Some(given) => {
-            let entry = entry.as_ref().ok_or_else(|| {
-                ApiError::Conflict(format!(
-                    "provider `{}` is no longer registered",
-                    current.provider
-                ))
-            })?;
+            let entry = entry
+                .as_ref()
+                .ok_or_else(|| unregistered(&current.provider))?;
             let config = fields::config(&entry.connector.catalogue().config_fields, &given)
                 .map_err(field_errors)?;
             let credentials =
@@ -383,12 +380,9 @@ pub async fn update(
     let credentials_changed = match &body.credentials {
         None => false,
         Some(given) => {
-            let entry = entry.as_ref().ok_or_else(|| {
-                ApiError::Conflict(format!(
-                    "provider `{}` is no longer registered",
-                    current.provider
-                ))
-            })?;
+            let entry = entry
+                .as_ref()
+                .ok_or_else(|| unregistered(&current.provider))?;
             let connector = entry.connector.as_ref();
             if connector.capabilities().oauth.is_some() {
                 return Err(ApiError::invalid_field(
@@ -541,13 +535,17 @@ async fn with_provider(
     let current = connections::get(&state.0.db, tenant, ConnectionId::from_uuid(id))
         .await?
         .ok_or_else(|| not_found(id))?;
-    let entry = state.0.registry.get(&current.provider).ok_or_else(|| {
-        ApiError::Conflict(format!(
-            "provider `{}` is no longer registered",
-            current.provider
-        ))
-    })?;
+    let entry = state
+        .0
+        .registry
+        .get(&current.provider)
+        .ok_or_else(|| unregistered(&current.provider))?;
     Ok((current, entry))
+}
+
+/// The 409 of a connection whose provider is no longer registered.
+fn unregistered(provider: &str) -> ApiError {
+    ApiError::Conflict(format!("provider `{provider}` is no longer registered"))
 }
 
 /// A webhook token issued for one connection: shown once.
@@ -789,11 +787,7 @@ pub async fn test(
     let opened = match open::open(services, tenant, connection_id).await {
         Ok(o) if o.stored.connection.status != connections::DELETING => o,
         Ok(_) | Err(OpenError::Gone) => return Err(not_found(id)),
-        Err(OpenError::UnknownProvider(provider)) => {
-            return Err(ApiError::Conflict(format!(
-                "provider `{provider}` is no longer registered"
-            )));
-        }
+        Err(OpenError::UnknownProvider(provider)) => return Err(unregistered(&provider)),
         Err(OpenError::Store(e)) => return Err(e.into()),
     };
     let result = opened.check_health(services).await?;

@@ -3,22 +3,14 @@
 //! given up when done. Not tenant data.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DbBackend, Statement, Value};
+use sea_orm::{ConnectionTrait, Statement, Value};
 
+use super::sql;
 use crate::db::{Db, StoreError, stored_time};
 
 const TAKE: &str = "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3) \
      ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
      WHERE leases.expires_at < $4 OR leases.holder = excluded.holder";
-
-/// `statement` with `$n` placeholders as the backend writes them (`?n` on
-/// SQLite: numbered too, so one value may be used twice).
-pub(crate) fn sql(backend: DbBackend, statement: &str) -> String {
-    match backend {
-        DbBackend::Postgres => statement.to_owned(),
-        _ => statement.replace('$', "?"),
-    }
-}
 
 /// Takes (or, for its holder, renews) lease `name` until `until`: false
 /// while another holder's lease has not expired at `now`.

@@ -17,3 +17,12 @@ pub mod signals;
 pub mod stats;
 pub mod tenants;
 pub mod ui_sessions;
+
+/// `statement` with `$n` placeholders as the backend writes them (`?n` on
+/// SQLite: numbered too, so one value may be used twice).
+pub(crate) fn sql(backend: sea_orm::DbBackend, statement: &str) -> String {
+    match backend {
+        sea_orm::DbBackend::Postgres => statement.to_owned(),
+        _ => statement.replace('$', "?"),
+    }
+}

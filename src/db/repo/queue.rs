@@ -49,10 +49,11 @@ pub async fn claim(
 ) -> Result<Option<Job>, StoreError> {
     let now = stored_time(now);
     let backend = db.backend();
-    let sql = match backend {
-        DbBackend::Postgres => CLAIM.replace("{lock}", "FOR UPDATE SKIP LOCKED"),
-        _ => CLAIM.replace("{lock}", "").replace('$', "?"),
+    let lock = match backend {
+        DbBackend::Postgres => "FOR UPDATE SKIP LOCKED",
+        _ => "",
     };
+    let sql = super::sql(backend, &CLAIM.replace("{lock}", lock));
     let values: Vec<Value> = vec![
         worker.into(),
         stored_time(lease_until).into(),

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, Statement, Value};
 use uuid::Uuid;
 
-use super::leases::sql;
+use super::sql;
 use crate::db::{Db, StoreError, stored_time};
 
 /// What can be pruned.

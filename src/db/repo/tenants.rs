@@ -5,7 +5,7 @@
 
 use sea_orm::{ConnectionTrait, Statement, Value};
 
-use super::leases::sql;
+use super::sql;
 use crate::db::{Db, StoreError};
 use crate::domain::TenantId;
 
