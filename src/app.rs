@@ -226,6 +226,7 @@ impl Builder {
                 http,
                 config,
                 ambient,
+                stopping: tokio::sync::watch::Sender::new(false),
             }),
             operator_tokens,
         })
@@ -293,7 +294,8 @@ impl Node {
     }
 
     /// Runs the sync engine (job workers, the scheduler ticking every `tick`,
-    /// the connections' upkeep and pruning) until `shutdown` turns true.
+    /// the connections' upkeep, pruning and push delivery) until `shutdown`
+    /// turns true.
     pub fn spawn_engine(
         &self,
         settings: ExecutorSettings,
@@ -308,6 +310,10 @@ impl Node {
                 shutdown.clone(),
             )),
             tokio::spawn(crate::upkeep::retention::run(
+                Arc::clone(&self.services),
+                shutdown.clone(),
+            )),
+            tokio::spawn(crate::push::deliver::run(
                 Arc::clone(&self.services),
                 shutdown.clone(),
             )),

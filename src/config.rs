@@ -58,6 +58,8 @@ pub struct Config {
     pub google: GoogleConfig,
     /// Background upkeep and retention.
     pub ops: OpsConfig,
+    /// Push delivery and the live stream.
+    pub push: PushConfig,
 }
 
 /// How a node keeps itself and its data in shape: following other nodes'
@@ -123,26 +125,7 @@ pub const MIN_DELIVERY_RETENTION_DAYS: u64 = 3;
 impl OpsConfig {
     /// The settings from the environment (`get` reads a non-empty variable).
     fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        // At most ten years, whatever the unit (`unit` seconds each).
-        let number =
-            |var: &'static str, default: u64, min: u64, unit: u64| -> Result<u64, ConfigError> {
-                match get(var) {
-                    None => Ok(default),
-                    Some(v) => v
-                        .trim()
-                        .parse::<u64>()
-                        .ok()
-                        .filter(|n| *n >= min && *n <= 10 * 365 * 86_400 / unit)
-                        .ok_or_else(|| ConfigError {
-                            var,
-                            reason: if min == 0 {
-                                "expected a whole number up to ten years (0 turns it off)".into()
-                            } else {
-                                format!("expected a whole number, at least {min}, up to ten years")
-                            },
-                        }),
-                }
-            };
+        let number = |var, default, min, unit| setting(&get, var, default, min, unit);
         let secs = |n: u64| chrono::Duration::seconds(n as i64);
         let off_if_zero =
             |n: u64, unit: i64| (n > 0).then(|| chrono::Duration::seconds(n as i64 * unit));
@@ -187,6 +170,134 @@ impl OpsConfig {
                 1,
             )?),
             job_lease: secs(number("POBLYSH_JOB_LEASE_SECONDS", 60, 5, 1)?),
+        })
+    }
+}
+
+/// A whole-number setting `var` (`default` when unset), at least `min` and
+/// at most ten years in its unit (`unit` seconds each).
+fn setting(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: u64,
+    min: u64,
+    unit: u64,
+) -> Result<u64, ConfigError> {
+    match get(var) {
+        None => Ok(default),
+        Some(v) => v
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n >= min && *n <= 10 * 365 * 86_400 / unit)
+            .ok_or_else(|| ConfigError {
+                var,
+                reason: if min == 0 {
+                    "expected a whole number up to ten years (0 turns it off)".into()
+                } else {
+                    format!("expected a whole number, at least {min}, up to ten years")
+                },
+            }),
+    }
+}
+
+/// Signals out: push delivery to subscriptions and the live stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushConfig {
+    /// `POBLYSH_PUSH_BATCH_SIZE` (default 100, 1-1000): Signals per delivery at most.
+    pub batch_size: u64,
+    /// `POBLYSH_PUSH_BATCH_BYTES` (default 1048576, at least 4096): a
+    /// delivery's body at most (a single larger Signal still goes alone).
+    pub batch_bytes: usize,
+    /// `POBLYSH_PUSH_TIMEOUT_SECONDS` (default 15): how long a subscriber has
+    /// to answer a delivery.
+    pub timeout: std::time::Duration,
+    /// `POBLYSH_PUSH_RETRY_SCHEDULE` (default `5,300,1800,7200,18000,36000,36000`):
+    /// seconds to wait after the 1st, 2nd, … failed attempt of a delivery;
+    /// after the last the subscription is marked failing.
+    pub retry_schedule: Vec<std::time::Duration>,
+    /// `POBLYSH_PUSH_SECRET_GRACE_HOURS` (default 24): after a subscription's
+    /// secret is rotated, the old one signs too this long.
+    pub secret_grace: chrono::Duration,
+    /// `POBLYSH_STREAM_HEARTBEAT_SECONDS` (default 15): a live stream with
+    /// nothing to send sends a comment this often, so proxies keep it open.
+    pub stream_heartbeat: std::time::Duration,
+    /// `POBLYSH_STREAM_MAX_BACKLOG` (default 10000, at least 100): a stream
+    /// resumed further behind than this many Signals is told to page
+    /// `GET /signals?after=` instead.
+    pub stream_max_backlog: u64,
+}
+
+impl Default for PushConfig {
+    fn default() -> Self {
+        PushConfig {
+            batch_size: 100,
+            batch_bytes: 1 << 20,
+            timeout: std::time::Duration::from_secs(15),
+            retry_schedule: crate::push::schedule::SCHEDULE.to_vec(),
+            secret_grace: chrono::Duration::hours(24),
+            stream_heartbeat: std::time::Duration::from_secs(15),
+            stream_max_backlog: 10_000,
+        }
+    }
+}
+
+impl PushConfig {
+    fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let number = |var, default, min, unit| setting(&get, var, default, min, unit);
+        let batch_size = number("POBLYSH_PUSH_BATCH_SIZE", 100, 1, 1)?;
+        if batch_size > 1000 {
+            return Err(ConfigError {
+                var: "POBLYSH_PUSH_BATCH_SIZE",
+                reason: "expected a whole number from 1 to 1000".into(),
+            });
+        }
+        let retry_schedule = match get("POBLYSH_PUSH_RETRY_SCHEDULE") {
+            None => crate::push::schedule::SCHEDULE.to_vec(),
+            Some(list) => {
+                let steps: Option<Vec<_>> = list
+                    .split(',')
+                    .map(|s| {
+                        s.trim()
+                            .parse::<f64>()
+                            .ok()
+                            .filter(|n| n.is_finite() && *n >= 0.0 && *n <= 7.0 * 86_400.0)
+                            .map(std::time::Duration::from_secs_f64)
+                    })
+                    .collect();
+                steps
+                    .filter(|s| !s.is_empty() && s.len() <= 50)
+                    .ok_or_else(|| ConfigError {
+                        var: "POBLYSH_PUSH_RETRY_SCHEDULE",
+                        reason:
+                            "expected 1-50 comma-separated waits in seconds, each at most a week"
+                                .into(),
+                    })?
+            }
+        };
+        Ok(PushConfig {
+            batch_size,
+            batch_bytes: number("POBLYSH_PUSH_BATCH_BYTES", 1 << 20, 4096, 1)? as usize,
+            timeout: std::time::Duration::from_secs(number(
+                "POBLYSH_PUSH_TIMEOUT_SECONDS",
+                15,
+                1,
+                1,
+            )?),
+            retry_schedule,
+            secret_grace: chrono::Duration::hours(number(
+                "POBLYSH_PUSH_SECRET_GRACE_HOURS",
+                24,
+                0,
+                3600,
+            )? as i64),
+            stream_heartbeat: std::time::Duration::from_secs(number(
+                "POBLYSH_STREAM_HEARTBEAT_SECONDS",
+                15,
+                1,
+                1,
+            )?),
+            stream_max_backlog: number("POBLYSH_STREAM_MAX_BACKLOG", 10_000, 100, 1)?,
         })
     }
 }
@@ -432,6 +543,7 @@ impl Config {
             provider_secrets,
             google: GoogleConfig::from_lookup(non_empty)?,
             ops: OpsConfig::from_lookup(non_empty)?,
+            push: PushConfig::from_lookup(non_empty)?,
         })
     }
 

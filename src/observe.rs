@@ -17,7 +17,7 @@ pub const SECONDS_BUCKETS: [f64; 20] = [
 ];
 
 /// Counters: name and help.
-pub const COUNTERS: [(&str, &str); 12] = [
+pub const COUNTERS: [(&str, &str); 14] = [
     (
         "http_requests_total",
         "API requests by method, route template and status.",
@@ -66,10 +66,18 @@ pub const COUNTERS: [(&str, &str); 12] = [
         "registry_changes_total",
         "Runtime provider changes this node took in from the database, by change (loaded, removed, refused).",
     ),
+    (
+        "push_deliveries_total",
+        "Push delivery attempts by outcome (delivered; retrying, failing, disabled: what the failed attempt led to).",
+    ),
+    (
+        "push_signals_delivered_total",
+        "Signals in push deliveries a subscriber took.",
+    ),
 ];
 
 /// Histograms: name and help.
-pub const HISTOGRAMS: [(&str, &str); 5] = [
+pub const HISTOGRAMS: [(&str, &str); 6] = [
     (
         "http_request_duration_seconds",
         "API request durations by method and route template.",
@@ -90,13 +98,23 @@ pub const HISTOGRAMS: [(&str, &str); 5] = [
         "time_to_first_signal_seconds",
         "From a connection's creation to its first stored Signal, by provider.",
     ),
+    (
+        "push_delivery_latency_seconds",
+        "From a Signal's arrival to the subscriber taking the delivery that carried it (the oldest Signal of each delivery).",
+    ),
 ];
 
 /// Gauges: name and help.
-pub const GAUGES: [(&str, &str); 1] = [(
-    "sync_queue_depth",
-    "Jobs in the queue by state (queued, retrying, running), across nodes; set by worker nodes.",
-)];
+pub const GAUGES: [(&str, &str); 2] = [
+    (
+        "sync_queue_depth",
+        "Jobs in the queue by state (queued, retrying, running), across nodes; set by worker nodes.",
+    ),
+    (
+        "push_subscriptions",
+        "Push subscriptions by state (active, failing, disabled, paused: disabled by the API), across nodes; set by worker nodes.",
+    ),
+];
 
 /// The queue states the depth gauge reports.
 pub const QUEUE_STATES: [JobState; 3] = [JobState::Queued, JobState::Retrying, JobState::Running];
@@ -122,6 +140,10 @@ pub fn zero_node() {
     for change in ["loaded", "removed", "refused"] {
         metrics::counter!("registry_changes_total", "change" => change).absolute(0);
     }
+    for outcome in ["delivered", "retrying", "failing", "disabled"] {
+        metrics::counter!("push_deliveries_total", "outcome" => outcome).absolute(0);
+    }
+    metrics::counter!("push_signals_delivered_total").absolute(0);
 }
 
 /// Registers a provider's series at zero (its jobs, Signals, webhooks,

@@ -25,4 +25,7 @@ pub struct Services {
     pub config: Config,
     /// The clock and randomness (the same the database and HTTP client use).
     pub ambient: Ambient,
+    /// Turns true when the node stops: long-lived responses (live streams)
+    /// end, so the server can finish.
+    pub stopping: tokio::sync::watch::Sender<bool>,
 }

@@ -15,6 +15,7 @@ mod m20261201_000008_signal_dedupe_by_time;
 mod m20261201_000009_zoho_cliq_region;
 mod m20261202_000010_dashboard;
 mod m20261202_000011_operations;
+mod m20261202_000012_push;
 
 /// All migrations, in order.
 pub struct Migrator;
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000009_zoho_cliq_region::Migration),
             Box::new(m20261202_000010_dashboard::Migration),
             Box::new(m20261202_000011_operations::Migration),
+            Box::new(m20261202_000012_push::Migration),
         ]
     }
 }

@@ -74,6 +74,7 @@ pub struct AppState(pub Arc<App>);
         (name = "connect", description = "OAuth connect flow"),
         (name = "jobs", description = "Sync jobs"),
         (name = "signals", description = "Normalized Signals"),
+        (name = "subscriptions", description = "Signals pushed to subscribers (Standard Webhooks)"),
         (name = "tenants", description = "A tenant's settings"),
         (name = "webhooks", description = "Provider deliveries (signature-verified)"),
     ),
@@ -102,7 +103,9 @@ impl Modify for BearerAuth {
 
 /// Every documented route.
 fn api() -> OpenApiRouter<AppState> {
-    use routes::{connections, health, jobs, oauth, providers, signals, tenants, webhooks};
+    use routes::{
+        connections, health, jobs, oauth, providers, signals, subscriptions, tenants, webhooks,
+    };
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
@@ -129,6 +132,13 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(jobs::list))
         .routes(routes!(jobs::get))
         .routes(routes!(signals::list))
+        .routes(routes!(signals::stream))
+        .routes(routes!(subscriptions::list, subscriptions::create))
+        .routes(routes!(
+            subscriptions::get,
+            subscriptions::update,
+            subscriptions::delete
+        ))
         .routes(routes!(tenants::get, tenants::put))
         .routes(routes!(webhooks::receive))
         .routes(routes!(webhooks::receive_for_tenant))

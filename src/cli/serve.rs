@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
@@ -100,8 +101,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
         let stopping = {
             let mut stopped = stopped.clone();
+            let services = Arc::clone(&node.services);
             async move {
                 let _ = stopped.wait_for(|s| *s).await;
+                services.stopping.send_replace(true);
             }
         };
         let bind = node.services.config.bind;

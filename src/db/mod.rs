@@ -50,6 +50,10 @@ pub struct Db {
     ambient: Ambient,
     wakeups: std::sync::Arc<tokio::sync::Notify>,
     providers_changed: std::sync::Arc<tokio::sync::Notify>,
+    /// Signals were stored (here, or on another node when relayed).
+    signals_arrived: std::sync::Arc<tokio::sync::Notify>,
+    /// Signals were stored here and other nodes are yet to be told.
+    signals_to_announce: std::sync::Arc<tokio::sync::Notify>,
     /// Whether a task of this node relays announcements already.
     relaying: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
@@ -58,6 +62,11 @@ pub struct Db {
 const JOBS_CHANNEL: &str = "poblysh_jobs";
 /// The PostgreSQL channel a change of the runtime providers is announced on.
 const PROVIDERS_CHANNEL: &str = "poblysh_providers";
+/// The PostgreSQL channel new Signals are announced on.
+const SIGNALS_CHANNEL: &str = "poblysh_signals";
+/// How often at most a node announces new Signals to the others (the
+/// announcements of a burst of writes coalesce into one).
+const SIGNALS_ANNOUNCE_EVERY: Duration = Duration::from_millis(10);
 
 impl Db {
     /// Connects to `url` (`sqlite://…` or `postgres://…`); for SQLite, creates
@@ -95,6 +104,8 @@ impl Db {
             ambient: Ambient::system(),
             wakeups: std::sync::Arc::default(),
             providers_changed: std::sync::Arc::default(),
+            signals_arrived: std::sync::Arc::default(),
+            signals_to_announce: std::sync::Arc::default(),
             relaying: std::sync::Arc::default(),
         }
     }
@@ -137,6 +148,20 @@ impl Db {
         std::sync::Arc::clone(&self.providers_changed)
     }
 
+    /// Signals were stored and committed: wakes this node's deliverers and
+    /// streams at once, and (PostgreSQL) tells the other nodes within
+    /// `SIGNALS_ANNOUNCE_EVERY`, by the task relaying announcements. Never
+    /// waits: it is on the ingestion path.
+    pub fn announce_signals(&self) {
+        self.signals_arrived.notify_waiters();
+        self.signals_to_announce.notify_one();
+    }
+
+    /// What deliverers and streams wait on (see [`Db::announce_signals`]).
+    pub fn signals_arrived(&self) -> std::sync::Arc<tokio::sync::Notify> {
+        std::sync::Arc::clone(&self.signals_arrived)
+    }
+
     async fn announce(&self, channel: &str) {
         if self.backend() == DbBackend::Postgres {
             use sea_orm::ConnectionTrait;
@@ -163,15 +188,26 @@ impl Db {
         let pool = self.conn.get_postgres_connection_pool().clone();
         while !*shutdown.borrow() {
             tokio::select! {
-                e = relay(&pool, &self.wakeups, &self.providers_changed) => {
+                e = relay(&pool, &self.wakeups, &self.providers_changed, &self.signals_arrived) => {
                     tracing::warn!(error = %e, "announcements interrupted; reconnecting");
                     let _ = tokio::time::timeout(Duration::from_secs(1), shutdown.changed()).await;
                     self.providers_changed.notify_one();
                 }
+                () = self.announce_signals_to_others() => {}
                 _ = shutdown.changed() => {}
             }
         }
         self.relaying.store(false, Ordering::Release);
+    }
+
+    /// Sends `SIGNALS_CHANNEL` for the Signals stored here, at most every
+    /// `SIGNALS_ANNOUNCE_EVERY`, forever (a part of the relay).
+    async fn announce_signals_to_others(&self) {
+        loop {
+            self.signals_to_announce.notified().await;
+            self.announce(SIGNALS_CHANNEL).await;
+            self.ambient.sleep(SIGNALS_ANNOUNCE_EVERY).await;
+        }
     }
 
     /// On SQLite, folds the write-ahead log back into the database and
@@ -287,23 +323,29 @@ fn sqlite_options(url: &str, size: u32, query_only: bool) -> ConnectOptions {
     options
 }
 
-/// Relays `JOBS_CHANNEL` notifications to `wakeups` and `PROVIDERS_CHANNEL`
-/// ones to `providers` until the listener fails.
+/// Relays `JOBS_CHANNEL` notifications to `wakeups`, `PROVIDERS_CHANNEL`
+/// ones to `providers` and `SIGNALS_CHANNEL` ones to `signals` until the
+/// listener fails.
 async fn relay(
     pool: &sea_orm::sqlx::PgPool,
     wakeups: &tokio::sync::Notify,
     providers: &tokio::sync::Notify,
+    signals: &tokio::sync::Notify,
 ) -> sea_orm::sqlx::Error {
     let mut listener = match sea_orm::sqlx::postgres::PgListener::connect_with(pool).await {
         Ok(l) => l,
         Err(e) => return e,
     };
-    if let Err(e) = listener.listen_all([JOBS_CHANNEL, PROVIDERS_CHANNEL]).await {
+    if let Err(e) = listener
+        .listen_all([JOBS_CHANNEL, PROVIDERS_CHANNEL, SIGNALS_CHANNEL])
+        .await
+    {
         return e;
     }
     loop {
         match listener.recv().await {
             Ok(n) if n.channel() == PROVIDERS_CHANNEL => providers.notify_one(),
+            Ok(n) if n.channel() == SIGNALS_CHANNEL => signals.notify_waiters(),
             Ok(_) => wakeups.notify_waiters(),
             Err(e) => return e,
         }

@@ -53,3 +53,7 @@ id_type!(
     /// A tenant's connection to a provider.
     ConnectionId
 );
+id_type!(
+    /// A tenant's push subscription.
+    SubscriptionId
+);

@@ -36,7 +36,7 @@ pub use ambient::{
 };
 pub use backoff::Backoff;
 pub use checkpoint::{Checkpoints, NO_PARTITION};
-pub use ids::{ConnectionId, TenantId};
+pub use ids::{ConnectionId, SubscriptionId, TenantId};
 pub use job::{JobState, JobType, Trigger};
 pub use scrub::{REDACTED, Scrubber};
 pub use signal::{Priority, Signal, dedupe_key};

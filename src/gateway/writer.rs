@@ -266,6 +266,9 @@ async fn write(
         }
     }
     txn.commit().await?;
+    if !inserted.is_empty() {
+        db.announce_signals();
+    }
     firsts_known.extend(marked);
     for (provider, after) in firsts {
         crate::observe::first_signal(provider, after.num_milliseconds() as f64 / 1e3);

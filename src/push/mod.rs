@@ -1,6 +1,7 @@
-//! Signals out (issue 17, being built): subscriptions pushed signed batches
-//! of Signals. So far: Standard Webhooks signing (`signing`) and the retry
-//! schedule of a failed delivery (`schedule`).
+//! Signals out: subscriptions pushed signed batches of Signals in arrival
+//! order (`deliver`), signed as Standard Webhooks (`signing`), retried on a
+//! schedule (`schedule`).
 
+pub mod deliver;
 pub mod schedule;
 pub mod signing;

@@ -35,11 +35,13 @@ pub enum Next {
 
 /// What follows failed attempt number `failures` (1 for the first failure)
 /// that answered `status` (`None`: no answer: a timeout, a refused
-/// connection) with `retry_after` (its `Retry-After`, if any).
+/// connection) with `retry_after` (its `Retry-After`, if any), on `schedule`
+/// (the waits after each failure; [`SCHEDULE`] unless configured).
 pub fn after(
     status: Option<u16>,
     failures: u32,
     retry_after: Option<Duration>,
+    schedule: &[Duration],
     ambient: &Ambient,
 ) -> Next {
     match status {
@@ -47,11 +49,11 @@ pub fn after(
         Some(410) => return Next::Disable,
         _ => {}
     }
-    let Some(step) = SCHEDULE.get(failures.max(1) as usize - 1) else {
+    let Some(step) = schedule.get(failures.max(1) as usize - 1) else {
         return Next::GiveUp;
     };
     let jittered = step.mul_f64(0.8 + 0.4 * ambient.unit());
-    let longest = SCHEDULE[SCHEDULE.len() - 1];
+    let longest = schedule.iter().max().copied().unwrap_or_default();
     let asked = retry_after.map_or(Duration::ZERO, |r| r.min(longest));
     Next::RetryAfter(jittered.max(asked))
 }
@@ -79,7 +81,7 @@ mod tests {
         let a = ambient(1);
         let mut total = Duration::ZERO;
         for (n, step) in SCHEDULE.iter().enumerate() {
-            let Next::RetryAfter(wait) = after(Some(500), n as u32 + 1, None, &a) else {
+            let Next::RetryAfter(wait) = after(Some(500), n as u32 + 1, None, &SCHEDULE, &a) else {
                 panic!("attempt {n} should be retried");
             };
             assert!(
@@ -93,13 +95,13 @@ mod tests {
             "{total:?}"
         );
         assert_eq!(
-            after(None, SCHEDULE.len() as u32 + 1, None, &a),
+            after(None, SCHEDULE.len() as u32 + 1, None, &SCHEDULE, &a),
             Next::GiveUp
         );
         // Two subscribers failing together come back apart.
         let (x, y) = (
-            after(Some(503), 3, None, &ambient(2)),
-            after(Some(503), 3, None, &ambient(3)),
+            after(Some(503), 3, None, &SCHEDULE, &ambient(2)),
+            after(Some(503), 3, None, &SCHEDULE, &ambient(3)),
         );
         assert_ne!(x, y);
     }
@@ -107,19 +109,27 @@ mod tests {
     #[test]
     fn success_gone_and_retry_after() {
         let a = ambient(4);
-        assert_eq!(after(Some(204), 1, None, &a), Next::Advance);
-        assert_eq!(after(Some(410), 2, None, &a), Next::Disable);
+        assert_eq!(after(Some(204), 1, None, &SCHEDULE, &a), Next::Advance);
+        assert_eq!(after(Some(410), 2, None, &SCHEDULE, &a), Next::Disable);
         // A longer Retry-After wins; a shorter one does not hurry the schedule; it is capped.
         assert_eq!(
-            after(Some(429), 1, Some(Duration::from_secs(120)), &a),
+            after(Some(429), 1, Some(Duration::from_secs(120)), &SCHEDULE, &a),
             Next::RetryAfter(Duration::from_secs(120))
         );
-        let Next::RetryAfter(wait) = after(Some(429), 2, Some(Duration::from_secs(1)), &a) else {
+        let Next::RetryAfter(wait) =
+            after(Some(429), 2, Some(Duration::from_secs(1)), &SCHEDULE, &a)
+        else {
             panic!()
         };
         assert!(wait >= Duration::from_secs(240), "{wait:?}");
         assert_eq!(
-            after(Some(429), 1, Some(Duration::from_secs(10 * 86_400)), &a),
+            after(
+                Some(429),
+                1,
+                Some(Duration::from_secs(10 * 86_400)),
+                &SCHEDULE,
+                &a
+            ),
             Next::RetryAfter(SCHEDULE[6])
         );
         assert_eq!(retry_after(Some(" 30 ")), Some(Duration::from_secs(30)));

@@ -147,7 +147,7 @@ impl CommitSink {
                                     m = rx.recv() => m,
                                     () = ambient.sleep(wait) => {
                                         let o = open.take().expect("open");
-                                        commit(&job, &worker, o, position.take(), &mut committed).await?;
+                                        commit(&db, &job, &worker, o, position.take(), &mut committed).await?;
                                         continue;
                                     }
                                 }
@@ -156,10 +156,10 @@ impl CommitSink {
                     };
                     let Some(message) = message else {
                         if let Some(o) = open.take() {
-                            commit(&job, &worker, o, position.take(), &mut committed).await?;
+                            commit(&db, &job, &worker, o, position.take(), &mut committed).await?;
                         } else if position.is_some() {
                             let o = begin(&db, &ambient).await?;
-                            commit(&job, &worker, o, position.take(), &mut committed).await?;
+                            commit(&db, &job, &worker, o, position.take(), &mut committed).await?;
                         }
                         return Ok(());
                     };
@@ -175,7 +175,7 @@ impl CommitSink {
                     }
                     if ambient.now() >= o.deadline() {
                         let o = open.take().expect("open");
-                        commit(&job, &worker, o, position.take(), &mut committed).await?;
+                        commit(&db, &job, &worker, o, position.take(), &mut committed).await?;
                     }
                 }
             }
@@ -281,8 +281,9 @@ async fn begin(db: &Db, ambient: &Ambient) -> Result<Open, Stop> {
 }
 
 /// Commits the Signals of `open` with `position` (when there is one), if
-/// `worker` still holds the job's lease.
+/// `worker` still holds the job's lease; announces new ones.
 async fn commit(
+    db: &Db,
     job: &Uuid,
     worker: &str,
     open: Open,
@@ -300,6 +301,9 @@ async fn commit(
         .commit()
         .await
         .map_err(|e| Stop::Store(e.to_string()))?;
+    if open.signals > 0 {
+        db.announce_signals();
+    }
     committed.signals += open.signals;
     if position.is_some() {
         committed.position = position;

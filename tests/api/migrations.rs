@@ -17,7 +17,7 @@ async fn run(backend: Backend) {
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    const NAMES: [&str; 11] = [
+    const NAMES: [&str; 12] = [
         "m20261122_000001_initial",
         "m20261122_000002_one_running_job",
         "m20261122_000003_oauth_state_connection",
@@ -29,10 +29,11 @@ async fn run(backend: Backend) {
         "m20261201_000009_zoho_cliq_region",
         "m20261202_000010_dashboard",
         "m20261202_000011_operations",
+        "m20261202_000012_push",
     ];
     let listing = |state: &str| NAMES.map(|n| format!("{state}\t{n}")).join("\n");
     assert_eq!(migrate(&["status"]).trim(), listing("Applied"));
-    assert!(migrate(&["down", "--steps", "11"]).contains("reverted 11"));
+    assert!(migrate(&["down", "--steps", "12"]).contains("reverted 12"));
     assert_eq!(migrate(&["status"]).trim(), listing("Pending"));
     assert!(migrate(&["up"]).contains("applied"));
     assert_eq!(migrate(&["status"]).trim(), listing("Applied"));

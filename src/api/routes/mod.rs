@@ -6,5 +6,6 @@ pub mod jobs;
 pub mod oauth;
 pub mod providers;
 pub mod signals;
+pub mod subscriptions;
 pub mod tenants;
 pub mod webhooks;

@@ -5,6 +5,7 @@ pub mod connection;
 pub mod oauth_state;
 pub mod provider;
 pub mod signal;
+pub mod subscription;
 pub mod sync_cursor;
 pub mod sync_job;
 pub mod ui_session;

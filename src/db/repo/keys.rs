@@ -47,7 +47,7 @@ fn reseal(keys: &KeyRing, old: &[u8], binding: Binding<'_>) -> Result<Option<Vec
     Ok(Some(keys.seal(&plain, binding)))
 }
 
-/// Re-seals every connection secret and PKCE verifier that is not under the
+/// Re-seals every connection secret, PKCE verifier and push signing secret that is not under the
 /// primary key. A value that cannot be opened with any configured key is an
 /// error (nothing after it is lost: re-run once the key is configured).
 pub async fn reencrypt_all(db: &Db, keys: &KeyRing) -> Result<ReencryptReport, StoreError> {
@@ -106,6 +106,26 @@ pub async fn reencrypt_all(db: &Db, keys: &KeyRing) -> Result<ReencryptReport, S
             report.resealed += 1;
         } else {
             report.skipped_concurrent += 1;
+        }
+    }
+    for row in super::subscriptions::all_sealed(db).await? {
+        use super::subscriptions::{PREVIOUS_SECRET, SECRET, sealed_binding, swap_sealed};
+        report.checked += 1 + u64::from(row.previous_secret.is_some());
+        let secret = reseal(keys, &row.secret, sealed_binding(&row, SECRET))?;
+        let previous = match &row.previous_secret {
+            Some(p) => reseal(keys, p, sealed_binding(&row, PREVIOUS_SECRET))?,
+            None => None,
+        };
+        if secret.is_none() && previous.is_none() {
+            continue;
+        }
+        let n = u64::from(secret.is_some()) + u64::from(previous.is_some());
+        let secret = secret.unwrap_or_else(|| row.secret.clone());
+        let previous = previous.or_else(|| row.previous_secret.clone());
+        if swap_sealed(db, &row, secret, previous).await? {
+            report.resealed += n;
+        } else {
+            report.skipped_concurrent += n;
         }
     }
     Ok(report)

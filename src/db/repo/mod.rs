@@ -2,6 +2,7 @@
 //! `TenantId` and filters by it; `keys::reencrypt_all` and `retention` (pruning)
 //! are the documented cross-tenant maintenance operations.
 
+pub mod arrivals;
 pub mod connections;
 pub mod cursor;
 pub mod cursors;
@@ -15,6 +16,7 @@ pub mod queue;
 pub mod retention;
 pub mod signals;
 pub mod stats;
+pub mod subscriptions;
 pub mod tenants;
 pub mod ui_sessions;
 

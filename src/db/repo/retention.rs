@@ -5,7 +5,7 @@
 //! long. A cross-tenant maintenance operation, like `keys::reencrypt_all`.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, Statement, Value};
+use sea_orm::{ConnectionTrait, DbBackend, Statement, Value};
 use uuid::Uuid;
 
 use super::sql;
@@ -74,6 +74,11 @@ impl Table {
     }
 }
 
+/// `Table::Signals`' statement on SQLite.
+const SQLITE_SIGNALS: &str = "DELETE FROM signals WHERE id IN \
+     (SELECT id FROM signals WHERE id < $1 \
+      AND rowid < (SELECT max(rowid) FROM signals) ORDER BY id LIMIT $2)";
+
 /// The smallest UUID v7 minted at `at`: every id minted before it is smaller.
 pub fn id_at(at: DateTime<Utc>) -> Uuid {
     let millis = u64::try_from(at.timestamp_millis()).unwrap_or(0);
@@ -93,7 +98,12 @@ pub async fn prune_batch(
         _ => stored_time(cutoff).into(),
     };
     let values = [cutoff, (batch as i64).into()];
-    let statement = sql(backend, table.statement());
+    let statement = match (table, backend) {
+        // Never the last row stored: a new row would take its rowid again,
+        // an arrival position subscribers may have passed already.
+        (Table::Signals, DbBackend::Sqlite) => sql(backend, SQLITE_SIGNALS),
+        _ => sql(backend, table.statement()),
+    };
     let result = db
         .conn()
         .execute_raw(Statement::from_sql_and_values(backend, statement, values))

@@ -32,7 +32,7 @@ pub struct SignalFilter {
 }
 
 /// The stored columns, in statement order.
-const COLUMNS: [&str; 16] = [
+pub(crate) const COLUMNS: [&str; 16] = [
     "id",
     "tenant_id",
     "connection_id",

@@ -1,0 +1,335 @@
+//! Signals in arrival order, tenant-scoped: what push delivery, the live
+//! stream and `GET /signals?after=` walk. A position is where a Signal was
+//! committed, not when it occurred (a backfill stores Signals that occurred
+//! long ago). PostgreSQL: `(arrival_xid, id)`, read only below the oldest
+//! transaction still in flight, so no position already passed can be filled
+//! later; SQLite: the rowid (one writer, so rowids grow in commit order).
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use sea_orm::{ConnectionTrait, DbBackend, FromQueryResult, Statement, Value};
+use uuid::Uuid;
+
+use super::signals::SignalFilter;
+use crate::db::entities::signal::Model;
+use crate::db::{Db, StoreError};
+use crate::domain::{Signal, TenantId};
+
+/// An arrival position: everything at or before it has been passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Position {
+    /// SQLite: a rowid.
+    Row(i64),
+    /// PostgreSQL: a transaction id, then a Signal id within it.
+    Xact {
+        /// The storing transaction (`xid8`).
+        xid: u64,
+        /// The Signal.
+        id: Uuid,
+    },
+}
+
+impl Position {
+    /// Before every Signal of `backend`.
+    pub fn beginning(backend: DbBackend) -> Position {
+        if backend == DbBackend::Postgres {
+            Position::Xact {
+                xid: 0,
+                id: Uuid::nil(),
+            }
+        } else {
+            Position::Row(0)
+        }
+    }
+
+    /// The opaque text form (a stream event id, a subscription's cursor).
+    pub fn encode(&self) -> String {
+        let text = match self {
+            Position::Row(n) => format!("a1.r.{n}"),
+            Position::Xact { xid, id } => format!("a1.x.{xid}.{}", id.simple()),
+        };
+        URL_SAFE_NO_PAD.encode(text)
+    }
+
+    /// Parses the opaque text form; `None` if it is not one of ours.
+    pub fn decode(text: &str) -> Option<Position> {
+        let bytes = URL_SAFE_NO_PAD.decode(text.trim()).ok()?;
+        let text = String::from_utf8(bytes).ok()?;
+        let mut parts = text.split('.');
+        if parts.next()? != "a1" {
+            return None;
+        }
+        let position = match parts.next()? {
+            "r" => Position::Row(parts.next()?.parse().ok().filter(|n: &i64| *n >= 0)?),
+            "x" => Position::Xact {
+                xid: parts.next()?.parse().ok()?,
+                id: Uuid::try_parse(parts.next()?).ok()?,
+            },
+            _ => return None,
+        };
+        parts.next().is_none().then_some(position)
+    }
+
+    /// Whether positions of this kind are `backend`'s.
+    pub fn fits(&self, backend: DbBackend) -> bool {
+        matches!(
+            (self, backend),
+            (Position::Xact { .. }, DbBackend::Postgres) | (Position::Row(_), DbBackend::Sqlite)
+        )
+    }
+}
+
+/// One page in arrival order.
+#[derive(Debug, Default)]
+pub struct Arrivals {
+    /// The Signals after the position, each with its own position, oldest arrival first.
+    pub signals: Vec<(Position, Signal)>,
+    /// Where the next read starts: past every Signal returned and, when the
+    /// page is not full, past every one that did not match the filter.
+    pub next: Option<Position>,
+}
+
+/// The horizon: every Signal committed at or before it is visible now, and
+/// none can be committed at or before it later. Not tenant data.
+pub async fn horizon(db: &Db) -> Result<Position, StoreError> {
+    let backend = db.backend();
+    let sql = if backend == DbBackend::Postgres {
+        "SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS h"
+    } else {
+        "SELECT CAST(coalesce(max(rowid), 0) AS TEXT) AS h FROM signals"
+    };
+    let row = db
+        .reads()
+        .query_one_raw(Statement::from_string(backend, sql))
+        .await?
+        .ok_or_else(|| StoreError::Corrupt("no horizon".into()))?;
+    let h: String = row.try_get("", "h")?;
+    let corrupt = || StoreError::Corrupt(format!("horizon {h:?}"));
+    Ok(if backend == DbBackend::Postgres {
+        // Every transaction below the oldest in flight has finished.
+        let xmin: u64 = h.parse().map_err(|_| corrupt())?;
+        Position::Xact {
+            xid: xmin.checked_sub(1).ok_or_else(corrupt)?,
+            id: Uuid::max(),
+        }
+    } else {
+        Position::Row(h.parse().map_err(|_| corrupt())?)
+    })
+}
+
+/// The position of the tenant's Signal `id`, if it has one.
+pub async fn position_of(
+    db: &Db,
+    tenant: TenantId,
+    id: Uuid,
+) -> Result<Option<Position>, StoreError> {
+    let backend = db.backend();
+    let sql = if backend == DbBackend::Postgres {
+        "SELECT arrival_xid::text AS a FROM signals WHERE tenant_id = $1 AND id = $2"
+    } else {
+        "SELECT CAST(rowid AS TEXT) AS a FROM signals WHERE tenant_id = ?1 AND id = ?2"
+    };
+    let row = db
+        .reads()
+        .query_one_raw(Statement::from_sql_and_values(
+            backend,
+            sql,
+            [(*tenant.as_uuid()).into(), id.into()],
+        ))
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let a: String = row.try_get("", "a")?;
+    let corrupt = || StoreError::Corrupt(format!("arrival {a:?}"));
+    Ok(Some(if backend == DbBackend::Postgres {
+        Position::Xact {
+            xid: a.parse().map_err(|_| corrupt())?,
+            id,
+        }
+    } else {
+        Position::Row(a.parse().map_err(|_| corrupt())?)
+    }))
+}
+
+/// Up to `limit` of the tenant's Signals matching `filter` (and of `kinds`
+/// when not empty) after `after` and at or before `upto` (at most the
+/// [`horizon`]), oldest arrival first.
+pub async fn read(
+    db: &Db,
+    tenant: TenantId,
+    filter: &SignalFilter,
+    kinds: &[String],
+    after: Position,
+    upto: Option<Position>,
+    limit: u64,
+) -> Result<Arrivals, StoreError> {
+    let backend = db.backend();
+    let horizon = horizon(db).await?;
+    let upto = upto.map_or(horizon, |u| u.min(horizon));
+    if after >= upto || !after.fits(backend) || !upto.fits(backend) {
+        return Ok(Arrivals {
+            signals: Vec::new(),
+            next: Some(after.max(upto)).filter(|p| p.fits(backend)),
+        });
+    }
+    let pg = backend == DbBackend::Postgres;
+    let mut values: Vec<Value> = vec![(*tenant.as_uuid()).into()];
+    let param = |v: Value, values: &mut Vec<Value>| {
+        values.push(v);
+        format!("{}{}", if pg { "$" } else { "?" }, values.len())
+    };
+    let mut sql = String::with_capacity(512);
+    sql.push_str("SELECT ");
+    sql.push_str(&super::signals::COLUMNS.join(", "));
+    if pg {
+        sql.push_str(", arrival_xid::text AS arrival FROM signals WHERE tenant_id = $1");
+    } else {
+        sql.push_str(", CAST(rowid AS TEXT) AS arrival FROM signals WHERE tenant_id = ?1");
+    }
+    for (op, p) in [(">", after), ("<=", upto)] {
+        match p {
+            Position::Xact { xid, id } => {
+                let x = param(xid.to_string().into(), &mut values);
+                let i = param(id.into(), &mut values);
+                sql.push_str(&format!(
+                    " AND (arrival_xid, id) {op} ({x}::text::xid8, {i})"
+                ));
+            }
+            Position::Row(n) => {
+                let n = param(n.into(), &mut values);
+                sql.push_str(&format!(" AND rowid {op} {n}"));
+            }
+        }
+    }
+    if let Some(p) = &filter.provider {
+        let p = param(p.as_str().into(), &mut values);
+        sql.push_str(&format!(" AND provider = {p}"));
+    }
+    if let Some(c) = filter.connection_id {
+        let c = param((*c.as_uuid()).into(), &mut values);
+        sql.push_str(&format!(" AND connection_id = {c}"));
+    }
+    if let Some(k) = &filter.kind {
+        let k = param(k.as_str().into(), &mut values);
+        sql.push_str(&format!(" AND kind = {k}"));
+    }
+    if !kinds.is_empty() {
+        let list: Vec<String> = kinds
+            .iter()
+            .map(|k| param(k.as_str().into(), &mut values))
+            .collect();
+        sql.push_str(&format!(" AND kind IN ({})", list.join(", ")));
+    }
+    let limit = param((limit.max(1) as i64).into(), &mut values);
+    if pg {
+        sql.push_str(&format!(" ORDER BY arrival_xid, id LIMIT {limit}"));
+    } else {
+        sql.push_str(&format!(" ORDER BY rowid LIMIT {limit}"));
+    }
+    let full = values.last().cloned();
+    let rows = db
+        .reads()
+        .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+        .await?;
+    let mut signals = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let a: String = row.try_get("", "arrival")?;
+        let model = Model::from_query_result(row, "")?;
+        let corrupt = || StoreError::Corrupt(format!("arrival {a:?}"));
+        let position = if pg {
+            Position::Xact {
+                xid: a.parse().map_err(|_| corrupt())?,
+                id: model.id,
+            }
+        } else {
+            Position::Row(a.parse().map_err(|_| corrupt())?)
+        };
+        signals.push((position, Signal::from(model)));
+    }
+    let full = matches!(full, Some(Value::BigInt(Some(n))) if signals.len() as i64 >= n);
+    let next = if full {
+        signals.last().map(|(p, _)| *p)
+    } else {
+        Some(upto)
+    };
+    Ok(Arrivals { signals, next })
+}
+
+/// How many of the tenant's Signals arrived after `after`, counted up to
+/// `cap + 1` at most (enough to tell whether there are more than `cap`).
+pub async fn backlog(
+    db: &Db,
+    tenant: TenantId,
+    after: Position,
+    cap: u64,
+) -> Result<u64, StoreError> {
+    let backend = db.backend();
+    let cap = i64::try_from(cap.saturating_add(1)).unwrap_or(i64::MAX);
+    let (sql, values): (&str, Vec<Value>) = match after {
+        Position::Xact { xid, id } => (
+            "SELECT count(*) AS n FROM (SELECT 1 FROM signals WHERE tenant_id = $1 \
+             AND (arrival_xid, id) > ($2::text::xid8, $3) LIMIT $4) t",
+            vec![
+                (*tenant.as_uuid()).into(),
+                xid.to_string().into(),
+                id.into(),
+                cap.into(),
+            ],
+        ),
+        Position::Row(n) => (
+            "SELECT count(*) AS n FROM (SELECT 1 FROM signals WHERE tenant_id = ?1 \
+             AND rowid > ?2 LIMIT ?3) t",
+            vec![(*tenant.as_uuid()).into(), n.into(), cap.into()],
+        ),
+    };
+    let row = db
+        .reads()
+        .query_one_raw(Statement::from_sql_and_values(backend, sql, values))
+        .await?;
+    let n: i64 = match row {
+        Some(row) => row.try_get("", "n")?,
+        None => 0,
+    };
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_round_trip_and_refuse_garbage() {
+        let x = Position::Xact {
+            xid: 981_234,
+            id: Uuid::now_v7(),
+        };
+        for p in [Position::Row(0), Position::Row(77), x] {
+            assert_eq!(Position::decode(&p.encode()), Some(p));
+        }
+        assert!(x.fits(DbBackend::Postgres) && !x.fits(DbBackend::Sqlite));
+        let cursor = super::super::cursor::Cursor {
+            time: chrono::DateTime::from_timestamp_micros(1_764_000_000_000_000).unwrap(),
+            id: Uuid::now_v7(),
+        };
+        for bad in [
+            String::new(),
+            "abc".into(),
+            cursor.encode(),
+            URL_SAFE_NO_PAD.encode("a1.r.-1"),
+            URL_SAFE_NO_PAD.encode("a1.r.1.2"),
+            URL_SAFE_NO_PAD.encode("a1.x.1"),
+            URL_SAFE_NO_PAD.encode("a1.q.1"),
+        ] {
+            assert_eq!(Position::decode(&bad), None, "{bad}");
+        }
+        assert!(Position::Row(3) < Position::Row(10));
+        let a = Position::Xact {
+            xid: 5,
+            id: Uuid::max(),
+        };
+        let b = Position::Xact {
+            xid: 6,
+            id: Uuid::nil(),
+        };
+        assert!(a < b);
+    }
+}

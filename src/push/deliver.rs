@@ -1,0 +1,476 @@
+//! The deliverer, on worker nodes: each enabled, active subscription is
+//! delivered by one task on one node at a time (the lease `push:<id>`),
+//! which walks the tenant's Signals in arrival order from the subscription's
+//! durable cursor, records each batch's end and `webhook-id` before sending
+//! it (so a retry, on this node or another after a crash, sends the same
+//! batch under the same id), POSTs it signed (Standard Webhooks), and on a
+//! 2xx moves the cursor past it; anything else waits on the retry schedule
+//! (`schedule`), a `410` disables the subscription, and an exhausted
+//! schedule marks it failing. A task waits for new Signals on the node's
+//! announcements (PostgreSQL `NOTIFY` across nodes), with a bounded look
+//! as the fallback. A slow or dead subscriber holds only its own task.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::Method;
+use reqwest::header::{CONTENT_TYPE, HeaderValue};
+use secrecy::ExposeSecret;
+use serde::Serialize;
+
+use super::schedule::{self, Next};
+use super::signing::{SigningKey, signature_header};
+use crate::api::routes::signals::SignalDto;
+use crate::db::StoreError;
+use crate::db::repo::arrivals::{self, Position};
+use crate::db::repo::leases;
+use crate::db::repo::signals::SignalFilter;
+use crate::db::repo::subscriptions::{self, Failure, State, Subscription, Taken};
+use crate::domain::{SubscriptionId, TenantId};
+use crate::engine::http::{HttpError, HttpRequest, snippet};
+use crate::services::Services;
+use sea_orm::DbBackend;
+
+/// How often the supervisor looks for subscriptions to take up.
+const SUPERVISE_EVERY: Duration = Duration::from_secs(1);
+/// A task with nothing to send looks again this often even without an
+/// announcement (PostgreSQL; SQLite has no announcements across processes).
+const FALLBACK_POSTGRES: Duration = Duration::from_secs(5);
+/// The same on SQLite.
+const FALLBACK_SQLITE: Duration = Duration::from_secs(1);
+/// Response bodies read at most (the answer is not used beyond its status).
+const MAX_RESPONSE_BYTES: usize = 64 << 10;
+
+/// The body of a delivery.
+#[derive(Debug, Serialize)]
+pub struct Delivery {
+    /// Always `signals.batch`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// When the batch was first made (RFC 3339).
+    pub timestamp: chrono::DateTime<chrono::Utc>,
+    /// The batch.
+    pub data: DeliveryData,
+}
+
+/// The batch of a delivery.
+#[derive(Debug, Serialize)]
+pub struct DeliveryData {
+    /// The subscription.
+    pub subscription_id: SubscriptionId,
+    /// Signals in arrival order.
+    pub signals: Vec<SignalDto>,
+    /// The arrival position after this batch (a `start` or `Last-Event-ID` to resume from).
+    pub cursor: String,
+}
+
+/// The lease name of a subscription.
+fn lease(id: SubscriptionId) -> String {
+    format!("push:{id}")
+}
+
+/// How long a task's lease lasts without renewal: longer than any attempt.
+fn lease_for(services: &Services) -> chrono::Duration {
+    let timeout = services.config.push.timeout;
+    chrono::Duration::from_std(timeout * 2 + Duration::from_secs(15))
+        .unwrap_or(chrono::Duration::minutes(1))
+}
+
+/// Delivers every subscription this node can take until `shutdown` turns true.
+pub async fn run(services: Arc<Services>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    let holder = format!("node-{}", uuid::Uuid::now_v7());
+    let mut tasks: HashMap<SubscriptionId, tokio::task::JoinHandle<()>> = HashMap::new();
+    loop {
+        tasks.retain(|_, t| !t.is_finished());
+        if let Err(e) = supervise(&services, &holder, &mut tasks, &shutdown).await {
+            tracing::warn!(error = %e, "cannot look for subscriptions to deliver");
+        }
+        tokio::select! {
+            () = services.ambient.sleep(SUPERVISE_EVERY) => {}
+            _ = shutdown.changed() => {}
+        }
+        if *shutdown.borrow() {
+            break;
+        }
+    }
+    for (_, task) in tasks {
+        let _ = task.await;
+    }
+}
+
+/// Takes up the due subscriptions whose lease is free; sets the gauge.
+async fn supervise(
+    services: &Arc<Services>,
+    holder: &str,
+    tasks: &mut HashMap<SubscriptionId, tokio::task::JoinHandle<()>>,
+    shutdown: &tokio::sync::watch::Receiver<bool>,
+) -> Result<(), StoreError> {
+    let db = &services.db;
+    let mut by_state: HashMap<&'static str, u64> = HashMap::new();
+    for (state, enabled, n) in subscriptions::states(db).await? {
+        let name = if enabled || state != State::Active {
+            state.as_str()
+        } else {
+            "paused"
+        };
+        *by_state.entry(name).or_default() += n;
+    }
+    for state in ["active", "failing", "disabled", "paused"] {
+        let n = by_state.get(state).copied().unwrap_or(0);
+        metrics::gauge!("push_subscriptions", "state" => state).set(n as f64);
+    }
+    for (tenant, id) in subscriptions::due(db).await? {
+        if tasks.contains_key(&id) {
+            continue;
+        }
+        let now = services.ambient.now();
+        if !leases::take(db, &lease(id), holder, now, now + lease_for(services)).await? {
+            continue;
+        }
+        let task = Task {
+            services: Arc::clone(services),
+            holder: holder.to_owned(),
+            tenant,
+            id,
+            shutdown: shutdown.clone(),
+            renewed: now,
+        };
+        let span = tracing::error_span!("push", subscription_id = %id, tenant_id = %tenant);
+        tasks.insert(
+            id,
+            tokio::spawn(tracing::Instrument::instrument(task.run(), span)),
+        );
+    }
+    Ok(())
+}
+
+/// One subscription's delivery, while this node holds its lease.
+struct Task {
+    services: Arc<Services>,
+    holder: String,
+    tenant: TenantId,
+    id: SubscriptionId,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+    renewed: chrono::DateTime<chrono::Utc>,
+}
+
+/// What one step of a task did.
+enum Step {
+    /// Go on at once.
+    Again,
+    /// Nothing to do before this long (or an announcement of new Signals).
+    Wait(Duration),
+    /// The subscription is no longer this task's to deliver.
+    Stop,
+}
+
+impl Task {
+    async fn run(mut self) {
+        let arrived = self.services.db.signals_arrived();
+        loop {
+            if *self.shutdown.borrow() {
+                break;
+            }
+            // Listen before reading, so an announcement during the read counts.
+            let notified = arrived.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let step = match self.step().await {
+                Ok(step) => step,
+                Err(e) => {
+                    tracing::warn!(error = %e, "push delivery step failed");
+                    Step::Wait(Duration::from_secs(1))
+                }
+            };
+            match step {
+                Step::Again => {}
+                Step::Stop => break,
+                Step::Wait(wait) => {
+                    tokio::select! {
+                        () = &mut notified => {}
+                        () = self.services.ambient.sleep(wait) => {}
+                        _ = self.shutdown.changed() => {}
+                    }
+                }
+            }
+        }
+        let db = &self.services.db;
+        let _ = leases::give_up(
+            db,
+            &lease(self.id),
+            &self.holder,
+            self.services.ambient.now(),
+        )
+        .await;
+    }
+
+    /// Renews the lease a third of the way through it: false once lost.
+    async fn keep_lease(&mut self) -> Result<bool, StoreError> {
+        let now = self.services.ambient.now();
+        let length = lease_for(&self.services);
+        if now - self.renewed < length / 3 {
+            return Ok(true);
+        }
+        let held = leases::take(
+            &self.services.db,
+            &lease(self.id),
+            &self.holder,
+            now,
+            now + length,
+        )
+        .await?;
+        self.renewed = now;
+        Ok(held)
+    }
+
+    async fn step(&mut self) -> Result<Step, StoreError> {
+        if !self.keep_lease().await? {
+            return Ok(Step::Stop);
+        }
+        let services = Arc::clone(&self.services);
+        let db = &services.db;
+        let Some(sub) = subscriptions::get(db, self.tenant, self.id).await? else {
+            return Ok(Step::Stop);
+        };
+        if !sub.enabled || sub.state != State::Active {
+            return Ok(Step::Stop);
+        }
+        let now = services.ambient.now();
+        let renew_within = (lease_for(&services) / 3)
+            .to_std()
+            .unwrap_or(Duration::from_secs(5));
+        if let Some(at) = sub.next_attempt_at
+            && at > now
+        {
+            let wait = (at - now).to_std().unwrap_or_default();
+            return Ok(Step::Wait(wait.min(renew_within)));
+        }
+        let Some(position) = Position::decode(&sub.position) else {
+            return Err(StoreError::Corrupt(format!(
+                "subscription {} cursor",
+                sub.id
+            )));
+        };
+        let push = &services.config.push;
+        let filter = SignalFilter {
+            provider: sub.provider.clone(),
+            connection_id: sub.connection_id,
+            ..SignalFilter::default()
+        };
+        let (batch, end, webhook_id) = match &sub.pending {
+            Some((end, webhook_id)) => {
+                let upto = Position::decode(end)
+                    .ok_or_else(|| StoreError::Corrupt(format!("subscription {} batch", sub.id)))?;
+                let read = arrivals::read(
+                    db,
+                    self.tenant,
+                    &filter,
+                    &sub.kinds,
+                    position,
+                    Some(upto),
+                    push.batch_size,
+                )
+                .await?;
+                (read.signals, end.clone(), webhook_id.clone())
+            }
+            None => {
+                let read = arrivals::read(
+                    db,
+                    self.tenant,
+                    &filter,
+                    &sub.kinds,
+                    position,
+                    None,
+                    push.batch_size,
+                )
+                .await?;
+                let next = read.next.unwrap_or(position);
+                if read.signals.is_empty() {
+                    if next > position {
+                        subscriptions::skip(
+                            db,
+                            self.tenant,
+                            self.id,
+                            &sub.position,
+                            &next.encode(),
+                        )
+                        .await?;
+                    }
+                    let fallback = if db.backend() == DbBackend::Postgres {
+                        FALLBACK_POSTGRES
+                    } else {
+                        FALLBACK_SQLITE
+                    };
+                    return Ok(Step::Wait(fallback.min(renew_within)));
+                }
+                let (batch, end) =
+                    within_bytes(read.signals, next, push.batch_bytes, sub.include_payload);
+                let webhook_id = format!("msg_{}", uuid::Uuid::now_v7().simple());
+                let end = end.encode();
+                if !subscriptions::begin_batch(
+                    db,
+                    self.tenant,
+                    self.id,
+                    &sub.position,
+                    &end,
+                    &webhook_id,
+                )
+                .await?
+                {
+                    return Ok(Step::Again);
+                }
+                (batch, end, webhook_id)
+            }
+        };
+        self.attempt(&sub, batch, &end, &webhook_id).await
+    }
+
+    /// Sends the batch once and records what came of it.
+    async fn attempt(
+        &mut self,
+        sub: &Subscription,
+        batch: Vec<(Position, crate::domain::Signal)>,
+        end: &str,
+        webhook_id: &str,
+    ) -> Result<Step, StoreError> {
+        let services = Arc::clone(&self.services);
+        let db = &services.db;
+        let ambient = &services.ambient;
+        let count = batch.len() as u64;
+        let oldest = batch.first().map(|(_, s)| s.received_at);
+        let body = serde_json::to_vec(&Delivery {
+            kind: "signals.batch",
+            timestamp: ambient.now(),
+            data: DeliveryData {
+                subscription_id: sub.id,
+                signals: batch
+                    .into_iter()
+                    .map(|(_, s)| SignalDto::new(s, sub.include_payload))
+                    .collect(),
+                cursor: end.to_owned(),
+            },
+        })
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let now = ambient.now();
+        let keys: Vec<SigningKey> = sub
+            .signing_secrets(&services.keys, now)?
+            .iter()
+            .filter_map(|s| SigningKey::parse(s.expose_secret()).ok())
+            .collect();
+        let timestamp = now.timestamp();
+        let url = url::Url::parse(&sub.url)
+            .map_err(|e| StoreError::Corrupt(format!("subscription URL: {e}")))?;
+        let mut request = HttpRequest::new(Method::POST, url);
+        request.timeout = services.config.push.timeout;
+        request.max_response_bytes = MAX_RESPONSE_BYTES;
+        let headers = &mut request.headers;
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let text =
+            |v: &str| HeaderValue::from_str(v).map_err(|e| StoreError::Corrupt(e.to_string()));
+        headers.insert("webhook-id", text(webhook_id)?);
+        headers.insert("webhook-timestamp", text(&timestamp.to_string())?);
+        headers.insert(
+            "webhook-signature",
+            text(&signature_header(&keys, webhook_id, timestamp, &body))?,
+        );
+        request.body = Some(body);
+        let sent = tokio::select! {
+            r = services.http.send_once(&request) => r,
+            _ = self.shutdown.changed() => return Ok(Step::Stop),
+        };
+        let (status, retry_after, error) = match &sent {
+            Ok(r) => (
+                Some(r.status),
+                schedule::retry_after(r.headers.get("retry-after").and_then(|v| v.to_str().ok())),
+                format!("answered {}: {}", r.status, snippet(&r.body)),
+            ),
+            Err(HttpError::Status { status, body, .. }) => {
+                (Some(*status), None, format!("answered {status}: {body}"))
+            }
+            Err(e) => (e.status(), None, e.to_string()),
+        };
+        let now = ambient.now();
+        let failures = sub.failures + 1;
+        let next = schedule::after(
+            status,
+            failures,
+            retry_after,
+            &services.config.push.retry_schedule,
+            ambient,
+        );
+        let (state, next_attempt_at, outcome) = match next {
+            Next::Advance => {
+                if subscriptions::delivered(
+                    db,
+                    self.tenant,
+                    self.id,
+                    &sub.position,
+                    Taken {
+                        end,
+                        count,
+                        status: status.unwrap_or(200),
+                    },
+                    now,
+                )
+                .await?
+                {
+                    metrics::counter!("push_deliveries_total", "outcome" => "delivered")
+                        .increment(1);
+                    metrics::counter!("push_signals_delivered_total").increment(count);
+                    if let Some(oldest) = oldest {
+                        let latency = (now - oldest).num_microseconds().unwrap_or(0) as f64 / 1e6;
+                        metrics::histogram!("push_delivery_latency_seconds")
+                            .record(latency.max(0.0));
+                    }
+                }
+                return Ok(Step::Again);
+            }
+            Next::RetryAfter(wait) => (
+                State::Active,
+                Some(now + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::hours(10))),
+                "retrying",
+            ),
+            Next::Disable => (State::Disabled, None, "disabled"),
+            Next::GiveUp => (State::Failing, None, "failing"),
+        };
+        metrics::counter!("push_deliveries_total", "outcome" => outcome).increment(1);
+        tracing::info!(failures, status = ?status, outcome, "push delivery not taken");
+        let failure = Failure {
+            failures,
+            status,
+            error: error.chars().take(500).collect(),
+            next_attempt_at,
+            state,
+        };
+        subscriptions::failed(db, self.tenant, self.id, &sub.position, failure, now).await?;
+        Ok(Step::Again)
+    }
+}
+
+/// The leading Signals of `signals` whose encoded size stays within `bytes`
+/// (at least one), and the position after them: `next` when all fit.
+fn within_bytes(
+    mut signals: Vec<(Position, crate::domain::Signal)>,
+    next: Position,
+    bytes: usize,
+    include_payload: bool,
+) -> (Vec<(Position, crate::domain::Signal)>, Position) {
+    let mut total = 256;
+    let mut keep = 0;
+    for (_, s) in &signals {
+        let size = serde_json::to_vec(&SignalDto::new(s.clone(), include_payload))
+            .map_or(0, |v| v.len() + 1);
+        if keep > 0 && total + size > bytes {
+            break;
+        }
+        total += size;
+        keep += 1;
+    }
+    if keep == signals.len() {
+        return (signals, next);
+    }
+    signals.truncate(keep);
+    let end = signals.last().map_or(next, |(p, _)| *p);
+    (signals, end)
+}
