@@ -24,6 +24,7 @@ mod map_cli;
 mod mapping;
 mod native_golden;
 mod provider_docs;
+mod push;
 mod schema;
 mod serve;
 mod signals_doc;

@@ -73,7 +73,7 @@ fn lease(id: SubscriptionId) -> String {
 /// How long a task's lease lasts without renewal: longer than any attempt.
 fn lease_for(services: &Services) -> chrono::Duration {
     let timeout = services.config.push.timeout;
-    chrono::Duration::from_std(timeout * 2 + Duration::from_secs(15))
+    chrono::Duration::from_std(timeout * 2 + Duration::from_secs(5))
         .unwrap_or(chrono::Duration::minutes(1))
 }
 

@@ -203,6 +203,15 @@ impl Server {
         (took, dir)
     }
 
+    /// Kills the process at once (SIGKILL, as `kill -9`); the working
+    /// directory (to start again in).
+    #[allow(dead_code)]
+    pub fn kill(mut self) -> tempfile::TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap())
+    }
+
     /// A request with no credentials.
     pub fn anonymous(&self, method: Method, path: &str) -> RequestBuilder {
         self.client.request(method, format!("{}{path}", self.base))

@@ -114,8 +114,8 @@ pub struct SignalsQuery {
     /// Include each signal's `payload` (default false).
     include_payload: Option<bool>,
     /// Arrival order instead: the Signals stored after this arrival position
-    /// (a stream event id, a delivery's `cursor`, this list's `next_cursor`),
-    /// oldest arrival first; `next_cursor` is then always set (where to go on
+    /// (a stream event id, a delivery's `cursor`, this list's `next_cursor`;
+    /// `beginning` for all), oldest arrival first; `next_cursor` is then always set (where to go on
     /// from, or to stream from with `Last-Event-ID`). Not with `cursor`,
     /// `occurred_after` or `occurred_before`.
     after: Option<String>,
@@ -149,6 +149,9 @@ fn include_payload(q: &QueryParams) -> ApiResult<bool> {
 
 /// An arrival position of this database, from `text` (`field` names it in errors).
 fn position(state: &AppState, field: &str, text: &str) -> ApiResult<Position> {
+    if text == "beginning" {
+        return Ok(Position::beginning(state.0.db.backend()));
+    }
     Position::decode(text)
         .filter(|p| p.fits(state.0.db.backend()))
         .ok_or_else(|| {
@@ -241,7 +244,7 @@ pub struct StreamQuery {
     /// Include each signal's `payload` (default false).
     include_payload: Option<bool>,
     /// Start after this arrival position (an event id, a `next_cursor` of
-    /// `GET /signals?after=`); without it and without `Last-Event-ID`: Signals
+    /// `GET /signals?after=`, `beginning`); without it and without `Last-Event-ID`: Signals
     /// arriving from now on.
     after: Option<String>,
 }

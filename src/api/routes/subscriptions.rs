@@ -153,15 +153,15 @@ pub struct UpdateSubscription {
     #[serde(default)]
     pub url: Option<String>,
     /// New connector filter (null: none).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     pub provider: Option<Value>,
     /// New connection filter (null: none).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<Uuid>)]
     pub connection_id: Option<Value>,
     /// New kinds filter (null or empty: all).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<Vec<String>>)]
     pub kinds: Option<Value>,
     /// Payloads or not.
@@ -178,6 +178,11 @@ pub struct UpdateSubscription {
     /// Move the cursor (as `start` on create): replay, or skip ahead.
     #[serde(default)]
     pub start: Option<String>,
+}
+
+/// A field that is present, `null` included (absent: `None` by default).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
 }
 
 fn not_found(id: Uuid) -> ApiError {
