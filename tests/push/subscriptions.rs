@@ -180,4 +180,52 @@ async fn replay_from_a_signals_cursor_filters_and_rotation_during_grace() {
     ingest(&server, tenant, 7).await;
     receiver.wait_for(3, Duration::from_secs(10)).await;
     assert_eq!(receiver.unverified(), 0);
+    // The integration guide's Python verifier, as written, agrees: with
+    // either secret during the grace window; not with a third, nor tampered.
+    let last = receiver.raw().pop().unwrap();
+    assert_eq!(last.headers["webhook-signature"].split(' ').count(), 2);
+    let old = sub["secret"].as_str().unwrap();
+    assert_eq!(guide_verify(&new, &last.headers, &last.body), "True");
+    assert_eq!(guide_verify(old, &last.headers, &last.body), "True");
+    assert_eq!(
+        guide_verify("whsec_b3RoZXIgc2VjcmV0", &last.headers, &last.body),
+        "False"
+    );
+    let mut tampered = last.body.clone();
+    tampered[10] ^= 1;
+    assert_eq!(guide_verify(&new, &last.headers, &tampered), "False");
+}
+
+/// Runs the `verify` function of the integration guide's Python example.
+fn guide_verify(
+    secret: &str,
+    headers: &std::collections::BTreeMap<String, String>,
+    body: &[u8],
+) -> String {
+    let guide = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/integration-guide.md"
+    ))
+    .unwrap();
+    let start = guide.find("```python\n").expect("a Python example") + "```python\n".len();
+    let code = &guide[start..start + guide[start..].find("```").unwrap()];
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("body"), body).unwrap();
+    let script = format!(
+        "{code}\nimport json, sys\nheaders = json.loads(sys.argv[2])\nbody = open(sys.argv[3], 'rb').read()\nprint(verify(sys.argv[1], headers, body))\n"
+    );
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(secret)
+        .arg(serde_json::to_string(headers).unwrap())
+        .arg(dir.path().join("body"))
+        .output()
+        .expect("python3 (installed by .ci/run)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }

@@ -61,8 +61,18 @@ pub struct Taken {
     pub external_ids: Vec<String>,
 }
 
+/// A delivery as it came: its headers and raw body.
+#[derive(Debug, Clone)]
+pub struct Raw {
+    /// `webhook-id`, `webhook-timestamp`, `webhook-signature`.
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
 #[derive(Debug, Default)]
 struct Inner {
+    raw: Vec<Raw>,
     secrets: Vec<String>,
     status: u16,
     delay: Duration,
@@ -126,6 +136,11 @@ impl Receiver {
     /// The deliveries taken so far.
     pub fn taken(&self) -> Vec<Taken> {
         self.inner.lock().unwrap().taken.clone()
+    }
+
+    /// Every request as it came.
+    pub fn raw(&self) -> Vec<Raw> {
+        self.inner.lock().unwrap().raw.clone()
     }
 
     /// Requests that arrived (taken or not).
@@ -212,6 +227,17 @@ async fn take(
     );
     let (delay, status, verified) = {
         let mut s = state.lock().unwrap();
+        s.raw.push(Raw {
+            headers: [
+                ("webhook-id", &id),
+                ("webhook-timestamp", &ts),
+                ("webhook-signature", &sig),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.clone()))
+            .collect(),
+            body: body.to_vec(),
+        });
         s.attempts += 1;
         s.in_flight += 1;
         let verified = s.secrets.iter().any(|k| verify(k, &id, &ts, body, &sig));
