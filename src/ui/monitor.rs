@@ -69,6 +69,39 @@ impl Row {
 struct List {
     frame: Frame,
     rows: Vec<Row>,
+    subscriptions: Vec<SubscriptionRow>,
+}
+
+/// A push subscription as the connections page shows it.
+struct SubscriptionRow {
+    url: String,
+    state: &'static str,
+    enabled: bool,
+    delivered: u64,
+    failures: u32,
+    last_delivered: Option<When>,
+    next_attempt: Option<When>,
+    last_error: String,
+}
+
+impl SubscriptionRow {
+    fn of(
+        s: &crate::db::repo::subscriptions::Subscription,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Self {
+        SubscriptionRow {
+            url: crate::engine::http::display_url(
+                &url::Url::parse(&s.url).unwrap_or_else(|_| url::Url::parse("invalid:").unwrap()),
+            ),
+            state: s.state.as_str(),
+            enabled: s.enabled,
+            delivered: s.delivered,
+            failures: s.failures,
+            last_delivered: s.last_delivered_at.map(|t| when(t, now)),
+            next_attempt: s.next_attempt_at.map(|t| when(t, now)),
+            last_error: s.last_error.clone().unwrap_or_default(),
+        }
+    }
 }
 
 /// `GET /ui/connections`.
@@ -78,12 +111,20 @@ pub async fn connections(signed: SignedIn, State(state): State<AppState>) -> Res
         Err(r) => return r,
     };
     let now = state.0.ambient.now();
+    let subscriptions = match crate::db::repo::subscriptions::list(&state.0.db, tenant).await {
+        Ok(s) => s,
+        Err(e) => return store_error(&e.into()),
+    };
     match connections::list(&state.0.db, tenant).await {
         Ok(all) => view::page(
             StatusCode::OK,
             &List {
                 frame,
                 rows: all.iter().map(|c| Row::of(c, &state, now)).collect(),
+                subscriptions: subscriptions
+                    .iter()
+                    .map(|s| SubscriptionRow::of(s, now))
+                    .collect(),
             },
         ),
         Err(e) => store_error(&e.into()),

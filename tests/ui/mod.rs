@@ -4,6 +4,7 @@
 
 mod browser;
 mod security;
+mod subscriptions;
 
 use axum::body::Body;
 use http::Request;
