@@ -272,3 +272,37 @@ crate::on_both! {
         }
     }
 }
+
+crate::on_both! {
+    async fn arrival_reads_walk_the_arrival_index_from_the_position(backend) {
+        use poblysh_connectors::db::repo::arrivals::{self, Position};
+        let node = Node::new(backend, true, &[]).await;
+        let db = &node.services.db;
+        let (tenant, connection) = spread(&node).await;
+        let horizon = arrivals::horizon(db).await.unwrap();
+        let after = match horizon {
+            Position::Row(n) => Position::Row(n / 2),
+            Position::Xact { xid, .. } => Position::Xact { xid: xid / 2, id: Uuid::nil() },
+        };
+        let kinds = ["pr_merged".to_owned(), "pr_opened".to_owned()];
+        for (name, filter) in filters(connection).into_iter().filter(|(_, f)| f.occurred_after.is_none()) {
+            for kinds in [&[][..], &kinds[..]] {
+                let statement = arrivals::read_statement(db.backend(), tenant, &filter, kinds, after, horizon, 100);
+                let plan = plan(&node, statement).await;
+                let context = format!("{name} (kinds {kinds:?}):\n{plan}");
+                match backend {
+                    crate::sync::harness::Backend::Sqlite => {
+                        assert!(plan.contains("USING INDEX idx_signals_tenant_arrival (tenant_id=? AND rowid>? AND rowid<?)"), "{context}");
+                        assert!(!plan.contains("TEMP B-TREE"), "sorted: {context}");
+                    }
+                    crate::sync::harness::Backend::Postgres => {
+                        assert!(plan.contains("idx_signals_tenant_arrival"), "{context}");
+                        assert!(!plan.contains("Seq Scan") && !plan.contains("Sort"), "{context}");
+                        let cond = plan.lines().find(|l| l.contains("Index Cond")).unwrap_or_default();
+                        assert!(cond.contains("(tenant_id = ") && cond.contains("ROW(arrival_xid, id) >"), "{context}");
+                    }
+                }
+            }
+        }
+    }
+}
