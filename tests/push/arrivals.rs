@@ -79,6 +79,47 @@ async fn a_later_transaction_committed_first_waits_for_the_earlier_one() {
 }
 
 #[tokio::test]
+async fn a_token_refresh_in_progress_holds_no_signal_back() {
+    // The lock a refresh holds across its HTTP call must not give its
+    // transaction an id: arrival readers would wait behind it.
+    let node =
+        crate::sync::harness::Node::new(crate::sync::harness::Backend::Postgres, true, &[]).await;
+    let db = &node.services.db;
+    let tenant = TenantId::from_uuid(Uuid::now_v7());
+    let id = node
+        .connection(
+            tenant,
+            "github",
+            &[("token", "t")],
+            json!({"repos": ["o/r"]}),
+        )
+        .await;
+    let locked = poblysh_connectors::db::repo::connections::lock(db, tenant, id)
+        .await
+        .unwrap()
+        .unwrap();
+    signals::insert(db.conn(), &[signal(tenant, 1)])
+        .await
+        .unwrap();
+    assert_eq!(read_all(db, tenant).await, ["1"]);
+    // And it still excludes a second refresh of the same connection.
+    let second = tokio::time::timeout(
+        Duration::from_millis(300),
+        poblysh_connectors::db::repo::connections::lock(db, tenant, id),
+    )
+    .await;
+    assert!(
+        second.is_err(),
+        "a second lock was granted while the first is held"
+    );
+    drop(locked);
+    let again = poblysh_connectors::db::repo::connections::lock(db, tenant, id)
+        .await
+        .unwrap();
+    assert!(again.is_some());
+}
+
+#[tokio::test]
 async fn sqlite_positions_follow_commit_order() {
     let dir = tempfile::tempdir().unwrap();
     let db = Db::connect(&format!("sqlite://{}/a.db?mode=rwc", dir.path().display()))

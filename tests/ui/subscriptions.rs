@@ -37,10 +37,18 @@ async fn a_failing_subscription_is_shown_failing() {
         next_attempt_at: None,
         state: State::Failing,
     };
-    assert!(subscriptions::failed(db, t, id, &sub.position, failure, chrono::Utc::now()).await.unwrap());
+    assert!(
+        subscriptions::failed(db, t, id, &sub.position, failure, chrono::Utc::now())
+            .await
+            .unwrap()
+    );
     let a = b.get("/ui/connections").await;
     assert_eq!(a.status, 200);
-    assert!(a.body.contains("data-subscription-state=\"failing\""), "{}", a.body);
+    assert!(
+        a.body.contains("data-subscription-state=\"failing\""),
+        "{}",
+        a.body
+    );
     assert!(a.body.contains("https://core.example.com/hook"));
     assert!(a.body.contains("down for maintenance"));
     assert!(!a.body.contains("s3cr3t-in-query"));

@@ -421,8 +421,9 @@ pub async fn stored(
 }
 
 /// A connection held for an update that must happen once across workers and
-/// nodes (a token refresh): the row is locked (`FOR UPDATE` on PostgreSQL; an
-/// immediate write transaction on SQLite) until the guard is finished. Dropped
+/// nodes (a token refresh): locked (a transaction-scoped advisory lock on the
+/// connection on PostgreSQL; an immediate write transaction on SQLite) until
+/// the guard is finished. Dropped
 /// unfinished, it rolls back.
 pub struct Locked {
     txn: sea_orm::DatabaseTransaction,
@@ -438,19 +439,34 @@ impl std::fmt::Debug for Locked {
     }
 }
 
+/// The advisory lock key of a connection (its id folded to 64 bits: a
+/// collision only makes two refreshes take turns).
+fn advisory_key(id: ConnectionId) -> i64 {
+    let (high, low) = id.as_uuid().as_u64_pair();
+    (high ^ low) as i64
+}
+
 /// Locks one of the tenant's connections; `None` when it no longer exists.
 pub async fn lock(
     db: &Db,
     tenant: TenantId,
     id: ConnectionId,
 ) -> Result<Option<Locked>, StoreError> {
-    use sea_orm::QuerySelect;
+    use sea_orm::ConnectionTrait;
     let txn = db.begin_write().await?;
-    let mut query =
-        Entity::find_by_id(*id.as_uuid()).filter(Column::TenantId.eq(*tenant.as_uuid()));
     if db.backend() == sea_orm::DbBackend::Postgres {
-        query = query.lock_exclusive();
+        // An advisory lock, not `FOR UPDATE`: a row lock gives the
+        // transaction an id for as long as the refresh's HTTP call takes,
+        // holding back every reader of arrival positions (push, streams)
+        // behind it; the advisory lock takes none until the tokens are saved.
+        txn.execute_raw(sea_orm::Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            "SELECT pg_advisory_xact_lock($1)",
+            [advisory_key(id).into()],
+        ))
+        .await?;
     }
+    let query = Entity::find_by_id(*id.as_uuid()).filter(Column::TenantId.eq(*tenant.as_uuid()));
     let Some(model) = query.one(&txn).await? else {
         txn.rollback().await?;
         return Ok(None);
