@@ -135,6 +135,8 @@ async fn supervise(
             id,
             shutdown: shutdown.clone(),
             renewed: now,
+            skipped: None,
+            skip_saved: now - SKIP_SAVE_EVERY,
         };
         let span = tracing::error_span!("push", subscription_id = %id, tenant_id = %tenant);
         tasks.insert(
@@ -153,7 +155,17 @@ struct Task {
     id: SubscriptionId,
     shutdown: tokio::sync::watch::Receiver<bool>,
     renewed: chrono::DateTime<chrono::Utc>,
+    /// Read past Signals the filters left out, not yet stored: the stored
+    /// cursor it applies to, and where reading goes on from.
+    skipped: Option<(String, Position)>,
+    /// When a skip was last stored.
+    skip_saved: chrono::DateTime<chrono::Utc>,
 }
+
+/// How often at most a task stores a cursor moved past Signals the filters
+/// left out (on PostgreSQL the horizon moves with every transaction; storing
+/// it is only a shortcut for the next reader after a restart).
+const SKIP_SAVE_EVERY: chrono::Duration = chrono::Duration::seconds(10);
 
 /// What one step of a task did.
 enum Step {
@@ -246,11 +258,15 @@ impl Task {
             let wait = (at - now).to_std().unwrap_or_default();
             return Ok(Step::Wait(wait.min(renew_within)));
         }
-        let Some(position) = Position::decode(&sub.position) else {
+        let Some(stored) = Position::decode(&sub.position) else {
             return Err(StoreError::Corrupt(format!(
                 "subscription {} cursor",
                 sub.id
             )));
+        };
+        let position = match &self.skipped {
+            Some((text, p)) if *text == sub.position => *p,
+            _ => stored,
         };
         let push = &services.config.push;
         let filter = SignalFilter {
@@ -267,7 +283,7 @@ impl Task {
                     self.tenant,
                     &filter,
                     &sub.kinds,
-                    position,
+                    stored,
                     Some(upto),
                     push.batch_size,
                 )
@@ -288,14 +304,18 @@ impl Task {
                 let next = read.next.unwrap_or(position);
                 if read.signals.is_empty() {
                     if next > position {
-                        subscriptions::skip(
-                            db,
-                            self.tenant,
-                            self.id,
-                            &sub.position,
-                            &next.encode(),
-                        )
-                        .await?;
+                        self.skipped = Some((sub.position.clone(), next));
+                        if now - self.skip_saved >= SKIP_SAVE_EVERY {
+                            self.skip_saved = now;
+                            subscriptions::skip(
+                                db,
+                                self.tenant,
+                                self.id,
+                                &sub.position,
+                                &next.encode(),
+                            )
+                            .await?;
+                        }
                     }
                     let fallback = if db.backend() == DbBackend::Postgres {
                         FALLBACK_POSTGRES
