@@ -57,6 +57,7 @@ impl MigrationTrait for Migration {
                 .col(string("position"))
                 .col(string_null("pending_end"))
                 .col(string_null("pending_id"))
+                .col(json_binary_null("pending_signals"))
                 .col(integer("failures").default(0))
                 .col(timestamp_with_time_zone_null("next_attempt_at"))
                 .col(integer_null("last_status"))

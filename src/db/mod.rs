@@ -3,6 +3,7 @@
 //!
 //! Error types: `StoreError` for everything below the API.
 
+pub mod arrived;
 pub mod entities;
 pub mod repo;
 
@@ -50,10 +51,8 @@ pub struct Db {
     ambient: Ambient,
     wakeups: std::sync::Arc<tokio::sync::Notify>,
     providers_changed: std::sync::Arc<tokio::sync::Notify>,
-    /// Signals were stored (here, or on another node when relayed).
-    signals_arrived: std::sync::Arc<tokio::sync::Notify>,
-    /// Signals were stored here and other nodes are yet to be told.
-    signals_to_announce: std::sync::Arc<tokio::sync::Notify>,
+    /// Who waits for which tenant's new Signals; what to tell other nodes.
+    arrived: std::sync::Arc<arrived::Arrived>,
     /// Whether a task of this node relays announcements already.
     relaying: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
@@ -104,8 +103,7 @@ impl Db {
             ambient: Ambient::system(),
             wakeups: std::sync::Arc::default(),
             providers_changed: std::sync::Arc::default(),
-            signals_arrived: std::sync::Arc::default(),
-            signals_to_announce: std::sync::Arc::default(),
+            arrived: std::sync::Arc::default(),
             relaying: std::sync::Arc::default(),
         }
     }
@@ -148,18 +146,21 @@ impl Db {
         std::sync::Arc::clone(&self.providers_changed)
     }
 
-    /// Signals were stored and committed: wakes this node's deliverers and
-    /// streams at once, and (PostgreSQL) tells the other nodes within
-    /// `SIGNALS_ANNOUNCE_EVERY`, by the task relaying announcements. Never
-    /// waits: it is on the ingestion path.
-    pub fn announce_signals(&self) {
-        self.signals_arrived.notify_waiters();
-        self.signals_to_announce.notify_one();
+    /// Signals of `tenants` were stored and committed: wakes this node's
+    /// deliverers and streams of those tenants at once, and (PostgreSQL)
+    /// tells the other nodes within `SIGNALS_ANNOUNCE_EVERY`, by the task
+    /// relaying announcements. Never waits: it is on the ingestion path.
+    pub fn announce_signals(&self, tenants: &std::collections::HashSet<crate::domain::TenantId>) {
+        self.arrived.committed(tenants);
     }
 
-    /// What deliverers and streams wait on (see [`Db::announce_signals`]).
-    pub fn signals_arrived(&self) -> std::sync::Arc<tokio::sync::Notify> {
-        std::sync::Arc::clone(&self.signals_arrived)
+    /// What a deliverer or a stream of `tenant` waits on (see
+    /// [`Db::announce_signals`]).
+    pub fn signals_arrived(
+        &self,
+        tenant: crate::domain::TenantId,
+    ) -> std::sync::Arc<tokio::sync::Notify> {
+        self.arrived.waiter(tenant)
     }
 
     async fn announce(&self, channel: &str) {
@@ -188,10 +189,12 @@ impl Db {
         let pool = self.conn.get_postgres_connection_pool().clone();
         while !*shutdown.borrow() {
             tokio::select! {
-                e = relay(&pool, &self.wakeups, &self.providers_changed, &self.signals_arrived) => {
+                e = relay(&pool, &self.wakeups, &self.providers_changed, &self.arrived) => {
                     tracing::warn!(error = %e, "announcements interrupted; reconnecting");
                     let _ = tokio::time::timeout(Duration::from_secs(1), shutdown.changed()).await;
                     self.providers_changed.notify_one();
+                    // Announcements may have been missed meanwhile.
+                    self.arrived.wake_all();
                 }
                 () = self.announce_signals_to_others() => {}
                 _ = shutdown.changed() => {}
@@ -203,9 +206,20 @@ impl Db {
     /// Sends `SIGNALS_CHANNEL` for the Signals stored here, at most every
     /// `SIGNALS_ANNOUNCE_EVERY`, forever (a part of the relay).
     async fn announce_signals_to_others(&self) {
+        use sea_orm::ConnectionTrait;
         loop {
-            self.signals_to_announce.notified().await;
-            self.announce(SIGNALS_CHANNEL).await;
+            self.arrived.to_announce.notified().await;
+            let Some(payload) = self.arrived.take_announcement() else {
+                continue;
+            };
+            let notify = sea_orm::Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT pg_notify($1, $2)",
+                [SIGNALS_CHANNEL.into(), payload.into()],
+            );
+            if let Err(e) = self.conn.execute_raw(notify).await {
+                tracing::debug!(error = %e, "cannot announce new Signals");
+            }
             self.ambient.sleep(SIGNALS_ANNOUNCE_EVERY).await;
         }
     }
@@ -330,7 +344,7 @@ async fn relay(
     pool: &sea_orm::sqlx::PgPool,
     wakeups: &tokio::sync::Notify,
     providers: &tokio::sync::Notify,
-    signals: &tokio::sync::Notify,
+    signals: &arrived::Arrived,
 ) -> sea_orm::sqlx::Error {
     let mut listener = match sea_orm::sqlx::postgres::PgListener::connect_with(pool).await {
         Ok(l) => l,
@@ -345,7 +359,7 @@ async fn relay(
     loop {
         match listener.recv().await {
             Ok(n) if n.channel() == PROVIDERS_CHANNEL => providers.notify_one(),
-            Ok(n) if n.channel() == SIGNALS_CHANNEL => signals.notify_waiters(),
+            Ok(n) if n.channel() == SIGNALS_CHANNEL => signals.received(n.payload()),
             Ok(_) => wakeups.notify_waiters(),
             Err(e) => return e,
         }

@@ -202,6 +202,9 @@ pub struct HttpRequest {
     /// The secrets the request carries (added by whoever puts them in): an
     /// error body that repeats one shows `[redacted]` instead.
     pub secrets: Scrubber,
+    /// Keep only the first `max_response_bytes` of a larger body instead of
+    /// failing (when only the status matters).
+    pub truncate_response: bool,
 }
 
 /// The response body limit of a request that sets none.
@@ -219,6 +222,7 @@ impl HttpRequest {
             timeout: Duration::from_secs(30),
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             secrets: Scrubber::default(),
+            truncate_response: false,
         }
     }
 }
@@ -317,8 +321,22 @@ pub struct HttpClient {
 impl HttpClient {
     /// A client with the given network policy.
     pub fn new(policy: NetworkPolicy) -> Self {
+        HttpClient::build(policy, true)
+    }
+
+    /// A client that follows no redirect (a 3xx is the answer): push
+    /// deliveries, where a redirected POST would arrive as a bodiless GET
+    /// whose 2xx must not count as taken.
+    pub fn without_redirects(policy: NetworkPolicy) -> Self {
+        HttpClient::build(policy, false)
+    }
+
+    fn build(policy: NetworkPolicy, follow: bool) -> Self {
         install_crypto_provider();
         let redirect = reqwest::redirect::Policy::custom(move |attempt| {
+            if !follow {
+                return attempt.stop();
+            }
             if attempt.previous().len() >= MAX_REDIRECTS {
                 return attempt.error("too many redirects");
             }
@@ -438,7 +456,8 @@ impl HttpClient {
             url: shown.clone(),
             limit,
         };
-        if response.content_length().is_some_and(|n| n > limit as u64) {
+        if !request.truncate_response && response.content_length().is_some_and(|n| n > limit as u64)
+        {
             return Err(too_large());
         }
         // Counted while read: a body without (or lying about) its length stops
@@ -446,6 +465,10 @@ impl HttpClient {
         let mut body = bytes::BytesMut::new();
         while let Some(chunk) = response.chunk().await.map_err(transport)? {
             if body.len() + chunk.len() > limit {
+                if request.truncate_response {
+                    body.extend_from_slice(&chunk[..limit - body.len()]);
+                    break;
+                }
                 return Err(too_large());
             }
             body.extend_from_slice(&chunk);

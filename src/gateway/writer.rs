@@ -267,7 +267,12 @@ async fn write(
     }
     txn.commit().await?;
     if !inserted.is_empty() {
-        db.announce_signals();
+        let tenants = to_insert
+            .iter()
+            .filter(|s| inserted.contains(&s.id))
+            .map(|s| s.tenant_id)
+            .collect();
+        db.announce_signals(&tenants);
     }
     firsts_known.extend(marked);
     for (provider, after) in firsts {

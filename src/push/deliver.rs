@@ -26,9 +26,9 @@ use crate::db::StoreError;
 use crate::db::repo::arrivals::{self, Position};
 use crate::db::repo::leases;
 use crate::db::repo::signals::SignalFilter;
-use crate::db::repo::subscriptions::{self, Failure, State, Subscription, Taken};
+use crate::db::repo::subscriptions::{self, Failure, Pending, State, Subscription, Taken};
 use crate::domain::{SubscriptionId, TenantId};
-use crate::engine::http::{HttpError, HttpRequest, snippet};
+use crate::engine::http::{HttpClient, HttpError, HttpRequest, snippet};
 use crate::services::Services;
 use sea_orm::DbBackend;
 
@@ -48,7 +48,7 @@ pub struct Delivery {
     /// Always `signals.batch`.
     #[serde(rename = "type")]
     pub kind: &'static str,
-    /// When the batch was first made (RFC 3339).
+    /// When this attempt was sent (RFC 3339).
     pub timestamp: chrono::DateTime<chrono::Utc>,
     /// The batch.
     pub data: DeliveryData,
@@ -65,9 +65,12 @@ pub struct DeliveryData {
     pub cursor: String,
 }
 
+/// The prefix of the subscriptions' lease names.
+const LEASE_PREFIX: &str = "push:";
+
 /// The lease name of a subscription.
 fn lease(id: SubscriptionId) -> String {
-    format!("push:{id}")
+    format!("{LEASE_PREFIX}{id}")
 }
 
 /// How long a task's lease lasts without renewal: longer than any attempt.
@@ -120,8 +123,10 @@ async fn supervise(
         let n = by_state.get(state).copied().unwrap_or(0);
         metrics::gauge!("push_subscriptions", "state" => state).set(n as f64);
     }
+    let now = services.ambient.now();
+    let elsewhere = leases::held_by_others(db, LEASE_PREFIX, holder, now).await?;
     for (tenant, id) in subscriptions::due(db).await? {
-        if tasks.contains_key(&id) {
+        if tasks.contains_key(&id) || elsewhere.contains(&lease(id)) {
             continue;
         }
         let now = services.ambient.now();
@@ -129,6 +134,8 @@ async fn supervise(
             continue;
         }
         let task = Task {
+            http: HttpClient::without_redirects(services.http.policy())
+                .with_ambient(services.ambient.clone()),
             services: Arc::clone(services),
             holder: holder.to_owned(),
             tenant,
@@ -137,6 +144,7 @@ async fn supervise(
             renewed: now,
             skipped: None,
             skip_saved: now - SKIP_SAVE_EVERY,
+            warned_ahead: false,
         };
         let span = tracing::error_span!("push", subscription_id = %id, tenant_id = %tenant);
         tasks.insert(
@@ -150,16 +158,21 @@ async fn supervise(
 /// One subscription's delivery, while this node holds its lease.
 struct Task {
     services: Arc<Services>,
+    /// Follows no redirect: a 3xx is a failed attempt.
+    http: HttpClient,
     holder: String,
     tenant: TenantId,
     id: SubscriptionId,
     shutdown: tokio::sync::watch::Receiver<bool>,
     renewed: chrono::DateTime<chrono::Utc>,
     /// Read past Signals the filters left out, not yet stored: the stored
-    /// cursor it applies to, and where reading goes on from.
-    skipped: Option<(String, Position)>,
+    /// cursor and the subscription's `updated_at` it applies to (a change of
+    /// the filters starts over), and where reading goes on from.
+    skipped: Option<(String, chrono::DateTime<chrono::Utc>, Position)>,
     /// When a skip was last stored.
     skip_saved: chrono::DateTime<chrono::Utc>,
+    /// Whether the cursor-ahead-of-the-database failure was logged.
+    warned_ahead: bool,
 }
 
 /// How often at most a task stores a cursor moved past Signals the filters
@@ -179,7 +192,7 @@ enum Step {
 
 impl Task {
     async fn run(mut self) {
-        let arrived = self.services.db.signals_arrived();
+        let arrived = self.services.db.signals_arrived(self.tenant);
         loop {
             if *self.shutdown.borrow() {
                 break;
@@ -258,14 +271,18 @@ impl Task {
             let wait = (at - now).to_std().unwrap_or_default();
             return Ok(Step::Wait(wait.min(renew_within)));
         }
-        let Some(stored) = Position::decode(&sub.position) else {
-            return Err(StoreError::Corrupt(format!(
-                "subscription {} cursor",
-                sub.id
-            )));
+        if let Some(pending) = &sub.pending {
+            // Exactly the batch recorded before it was first sent.
+            let batch = arrivals::by_ids(db, self.tenant, &pending.signals).await?;
+            return self.attempt(&sub, batch, pending).await;
+        }
+        let Some(stored) = Position::decode(&sub.position).filter(|p| p.fits(db.backend())) else {
+            return self
+                .refuse(&sub, "its cursor is not a position of this database")
+                .await;
         };
         let position = match &self.skipped {
-            Some((text, p)) if *text == sub.position => *p,
+            Some((text, at, p)) if *text == sub.position && *at == sub.updated_at => *p,
             _ => stored,
         };
         let push = &services.config.push;
@@ -274,105 +291,102 @@ impl Task {
             connection_id: sub.connection_id,
             ..SignalFilter::default()
         };
-        let (batch, end, webhook_id) = match &sub.pending {
-            Some((end, webhook_id)) => {
-                let upto = Position::decode(end)
-                    .ok_or_else(|| StoreError::Corrupt(format!("subscription {} batch", sub.id)))?;
-                let read = arrivals::read(
-                    db,
-                    self.tenant,
-                    &filter,
-                    &sub.kinds,
-                    stored,
-                    Some(upto),
-                    push.batch_size,
-                )
-                .await?;
-                (read.signals, end.clone(), webhook_id.clone())
-            }
-            None => {
-                let read = arrivals::read(
-                    db,
-                    self.tenant,
-                    &filter,
-                    &sub.kinds,
-                    position,
-                    None,
-                    push.batch_size,
-                )
-                .await?;
-                let next = read.next.unwrap_or(position);
-                if read.signals.is_empty() {
-                    if next > position {
-                        self.skipped = Some((sub.position.clone(), next));
-                        if now - self.skip_saved >= SKIP_SAVE_EVERY {
-                            self.skip_saved = now;
-                            subscriptions::skip(
-                                db,
-                                self.tenant,
-                                self.id,
-                                &sub.position,
-                                &next.encode(),
-                            )
-                            .await?;
-                        }
-                    }
-                    let fallback = if db.backend() == DbBackend::Postgres {
-                        FALLBACK_POSTGRES
-                    } else {
-                        FALLBACK_SQLITE
-                    };
-                    return Ok(Step::Wait(fallback.min(renew_within)));
-                }
-                let (batch, end) =
-                    within_bytes(read.signals, next, push.batch_bytes, sub.include_payload);
-                let webhook_id = format!("msg_{}", uuid::Uuid::now_v7().simple());
-                let end = end.encode();
-                if !subscriptions::begin_batch(
-                    db,
-                    self.tenant,
-                    self.id,
-                    &sub.position,
-                    &end,
-                    &webhook_id,
-                )
-                .await?
-                {
-                    return Ok(Step::Again);
-                }
-                (batch, end, webhook_id)
-            }
+        let read = arrivals::read(
+            db,
+            self.tenant,
+            &filter,
+            &sub.kinds,
+            position,
+            None,
+            push.batch_size,
+        )
+        .await?;
+        if stored > read.horizon {
+            // Restored from a logical backup into another cluster, say:
+            // waiting would deliver nothing, silently.
+            return self
+                .refuse(&sub, "its cursor is ahead of the database (restored from a logical backup?): move it with PATCH start")
+                .await;
+        }
+        let next = read.next.unwrap_or(position);
+        let fallback = if db.backend() == DbBackend::Postgres {
+            FALLBACK_POSTGRES
+        } else {
+            FALLBACK_SQLITE
         };
-        self.attempt(&sub, batch, &end, &webhook_id).await
+        if read.signals.is_empty() {
+            if next > position {
+                self.skipped = Some((sub.position.clone(), sub.updated_at, next));
+                if now - self.skip_saved >= SKIP_SAVE_EVERY {
+                    self.skip_saved = now;
+                    subscriptions::skip(db, self.tenant, self.id, &sub.position, &next.encode())
+                        .await?;
+                }
+            }
+            // A filtered read stopped looking before the horizon: go on.
+            if next < read.horizon {
+                return Ok(Step::Again);
+            }
+            return Ok(Step::Wait(fallback.min(renew_within)));
+        }
+        let (batch, end) = within_bytes(read.signals, next, push.batch_bytes, sub.include_payload);
+        let pending = Pending {
+            end: end.encode(),
+            webhook_id: format!("msg_{}", uuid::Uuid::now_v7().simple()),
+            signals: batch.iter().map(|(_, s)| s.id).collect(),
+            include_payload: sub.include_payload,
+        };
+        if !subscriptions::begin_batch(db, self.tenant, self.id, &sub.position, &pending).await? {
+            return Ok(Step::Again);
+        }
+        self.attempt(&sub, batch, &pending).await
     }
 
-    /// Sends the batch once and records what came of it.
+    /// Marks the subscription failing with `why` (logged once per task).
+    async fn refuse(&mut self, sub: &Subscription, why: &str) -> Result<Step, StoreError> {
+        if !self.warned_ahead {
+            self.warned_ahead = true;
+            tracing::error!(reason = why, "a push subscription cannot be delivered");
+        }
+        subscriptions::refuse(
+            &self.services.db,
+            self.tenant,
+            self.id,
+            &sub.position,
+            why,
+            self.services.ambient.now(),
+        )
+        .await?;
+        metrics::counter!("push_deliveries_total", "outcome" => "failing").increment(1);
+        Ok(Step::Stop)
+    }
+
+    /// Sends the pending batch once and records what came of it.
     async fn attempt(
         &mut self,
         sub: &Subscription,
         batch: Vec<(Position, crate::domain::Signal)>,
-        end: &str,
-        webhook_id: &str,
+        pending: &Pending,
     ) -> Result<Step, StoreError> {
         let services = Arc::clone(&self.services);
         let db = &services.db;
         let ambient = &services.ambient;
         let count = batch.len() as u64;
         let oldest = batch.first().map(|(_, s)| s.received_at);
+        let now = ambient.now();
         let body = serde_json::to_vec(&Delivery {
             kind: "signals.batch",
-            timestamp: ambient.now(),
+            timestamp: now,
             data: DeliveryData {
                 subscription_id: sub.id,
                 signals: batch
                     .into_iter()
-                    .map(|(_, s)| SignalDto::new(s, sub.include_payload))
+                    .map(|(_, s)| SignalDto::new(s, pending.include_payload))
                     .collect(),
-                cursor: end.to_owned(),
+                cursor: pending.end.clone(),
             },
         })
         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let now = ambient.now();
         let keys: Vec<SigningKey> = sub
             .signing_secrets(&services.keys, now)?
             .iter()
@@ -384,19 +398,26 @@ impl Task {
         let mut request = HttpRequest::new(Method::POST, url);
         request.timeout = services.config.push.timeout;
         request.max_response_bytes = MAX_RESPONSE_BYTES;
+        // Only the status counts: a long answer is cut, not a failure.
+        request.truncate_response = true;
         let headers = &mut request.headers;
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         let text =
             |v: &str| HeaderValue::from_str(v).map_err(|e| StoreError::Corrupt(e.to_string()));
-        headers.insert("webhook-id", text(webhook_id)?);
+        headers.insert("webhook-id", text(&pending.webhook_id)?);
         headers.insert("webhook-timestamp", text(&timestamp.to_string())?);
         headers.insert(
             "webhook-signature",
-            text(&signature_header(&keys, webhook_id, timestamp, &body))?,
+            text(&signature_header(
+                &keys,
+                &pending.webhook_id,
+                timestamp,
+                &body,
+            ))?,
         );
         request.body = Some(body);
         let sent = tokio::select! {
-            r = services.http.send_once(&request) => r,
+            r = self.http.send_once(&request) => r,
             _ = self.shutdown.changed() => return Ok(Step::Stop),
         };
         let (status, retry_after, error) = match &sent {
@@ -421,19 +442,14 @@ impl Task {
         );
         let (state, next_attempt_at, outcome) = match next {
             Next::Advance => {
-                if subscriptions::delivered(
-                    db,
-                    self.tenant,
-                    self.id,
-                    &sub.position,
-                    Taken {
-                        end,
-                        count,
-                        status: status.unwrap_or(200),
-                    },
-                    now,
-                )
-                .await?
+                let taken = Taken {
+                    webhook_id: &pending.webhook_id,
+                    end: &pending.end,
+                    count,
+                    status: status.unwrap_or(200),
+                };
+                if subscriptions::delivered(db, self.tenant, self.id, &sub.position, taken, now)
+                    .await?
                 {
                     metrics::counter!("push_deliveries_total", "outcome" => "delivered")
                         .increment(1);
@@ -457,6 +473,8 @@ impl Task {
         metrics::counter!("push_deliveries_total", "outcome" => outcome).increment(1);
         tracing::info!(failures, status = ?status, outcome, "push delivery not taken");
         let failure = Failure {
+            webhook_id: pending.webhook_id.clone(),
+            before: sub.failures,
             failures,
             status,
             error: error.chars().take(500).collect(),

@@ -77,6 +77,8 @@ struct Open {
     txn: sea_orm::DatabaseTransaction,
     since: DateTime<Utc>,
     signals: u64,
+    /// Whose Signals it stores (announced after the commit).
+    tenants: std::collections::HashSet<crate::domain::TenantId>,
 }
 
 impl Open {
@@ -169,6 +171,7 @@ impl CommitSink {
                     let o = open.as_mut().expect("opened above");
                     match message {
                         Message::Batch(batch) => {
+                            o.tenants.extend(batch.iter().map(|s| s.tenant_id));
                             o.signals += signals::insert_owned(&o.txn, batch).await.map_err(store)?;
                         }
                         Message::Position(p) => position = Some(p),
@@ -277,6 +280,7 @@ async fn begin(db: &Db, ambient: &Ambient) -> Result<Open, Stop> {
             .map_err(|e| Stop::Store(e.to_string()))?,
         since: ambient.now(),
         signals: 0,
+        tenants: std::collections::HashSet::new(),
     })
 }
 
@@ -302,7 +306,7 @@ async fn commit(
         .await
         .map_err(|e| Stop::Store(e.to_string()))?;
     if open.signals > 0 {
-        db.announce_signals();
+        db.announce_signals(&open.tenants);
     }
     committed.signals += open.signals;
     if position.is_some() {

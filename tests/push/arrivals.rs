@@ -101,6 +101,16 @@ async fn a_token_refresh_in_progress_holds_no_signal_back() {
     signals::insert(db.conn(), &[signal(tenant, 1)])
         .await
         .unwrap();
+    // Visible while the lock is held (once the node's own short background
+    // transactions of the moment have ended).
+    let started = std::time::Instant::now();
+    while read_all(db, tenant).await.is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "held back by the lock"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(read_all(db, tenant).await, ["1"]);
     // And it still excludes a second refresh of the same connection.
     let second = tokio::time::timeout(

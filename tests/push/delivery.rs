@@ -257,3 +257,113 @@ async fn a_slow_subscriber_holds_up_neither_ingestion_nor_another_subscriber() {
         "ingestion waited for the slow subscriber"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_are_failures_a_long_answer_is_taken_and_a_pending_batch_is_sent_as_recorded() {
+    let receiver = Receiver::start().await;
+    receiver.answer(302);
+    let server = start(Backend::Sqlite, &[]).await;
+    let tenant = Uuid::now_v7();
+    github(&server, tenant).await;
+    let sub = subscribe(
+        &server,
+        tenant,
+        &receiver.url,
+        json!({"kinds": ["pr_opened"]}),
+    )
+    .await;
+    let id = sub["id"].as_str().unwrap();
+    receiver.trust(sub["secret"].as_str().unwrap());
+    for n in 1..=3 {
+        ingest(&server, tenant, n).await;
+    }
+    // A redirect is not followed (a POST would arrive as a bodiless GET) and
+    // is not taken.
+    let pending = until(&server, tenant, id, Duration::from_secs(20), |s| {
+        s["failures"].as_u64() >= Some(2)
+    })
+    .await;
+    assert_eq!(pending["last_status"], 302);
+    assert_eq!(receiver.redirected(), 0);
+    // The filters change while the batch is pending: the batch goes as it was
+    // recorded (the change applies from the next one).
+    let (status, _) = send(
+        server
+            .tenant(tenant, Method::PATCH, &format!("/subscriptions/{id}"))
+            .json(&json!({"kinds": ["issue_closed"]})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    // A 2xx with a long body counts as taken.
+    receiver.answer_bytes(300 << 10);
+    receiver.answer(200);
+    receiver.wait_for(3, Duration::from_secs(10)).await;
+    let taken = receiver.taken();
+    assert_eq!(taken.len(), 1, "one batch, taken once");
+    assert_eq!(taken[0].external_ids, ["1", "2", "3"]);
+    let ids: Vec<String> = receiver
+        .raw()
+        .iter()
+        .map(|r| r.headers["webhook-id"].clone())
+        .collect();
+    assert!(
+        ids.windows(2).all(|w| w[0] == w[1]),
+        "every attempt of the batch under one id: {ids:?}"
+    );
+    let done = until(&server, tenant, id, Duration::from_secs(5), |s| {
+        s["delivered"] == 3
+    })
+    .await;
+    assert_eq!(done["failures"], 0);
+    // The new filter from now on: nothing of these kinds.
+    ingest(&server, tenant, 4).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(receiver.taken().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cursor_ahead_of_the_database_marks_the_subscription_failing() {
+    use sea_orm::ConnectionTrait;
+    let receiver = Receiver::start().await;
+    let server = start(Backend::Postgres, &[]).await;
+    let tenant = Uuid::now_v7();
+    github(&server, tenant).await;
+    let sub = subscribe(&server, tenant, &receiver.url, json!({})).await;
+    let id = sub["id"].as_str().unwrap();
+    // As after restoring a logical dump into another cluster.
+    let ahead = poblysh_connectors::db::repo::arrivals::Position::Xact {
+        xid: 1 << 40,
+        id: Uuid::nil(),
+    };
+    let db = server.db().await;
+    db.conn()
+        .execute_raw(sea_orm::Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            "UPDATE subscriptions SET position = $1",
+            [ahead.encode().into()],
+        ))
+        .await
+        .unwrap();
+    ingest(&server, tenant, 1).await;
+    let failing = until(&server, tenant, id, Duration::from_secs(10), |s| {
+        s["state"] == "failing"
+    })
+    .await;
+    assert!(
+        failing["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("ahead of the database"),
+        "{failing}"
+    );
+    // Moved back: delivered.
+    receiver.trust(sub["secret"].as_str().unwrap());
+    let (status, s) = send(
+        server
+            .tenant(tenant, Method::PATCH, &format!("/subscriptions/{id}"))
+            .json(&json!({"start": "beginning", "enabled": true})),
+    )
+    .await;
+    assert_eq!(status, 200, "{s}");
+    receiver.wait_for(1, Duration::from_secs(10)).await;
+}

@@ -60,6 +60,55 @@ async fn create_read_change_delete_and_isolation() {
         .await;
         assert_eq!(status, 400, "{field}: {problem}");
     }
+    // Filters that could never match, and positions not of this database.
+    let (status, theirs) = send(
+        server
+            .tenant(other, Method::POST, "/connections")
+            .json(&json!({
+                "provider": "github",
+                "credentials": {"token": "github_pat_x"},
+                "config": {"repos": ["o/r"]},
+            })),
+    )
+    .await;
+    assert_eq!(status, 201, "{theirs}");
+    let ahead = poblysh_connectors::db::repo::arrivals::Position::Row(1 << 40).encode();
+    for (body, field) in [
+        (
+            json!({"url": "https://example.com/h", "connection_id": theirs["id"]}),
+            "connection_id",
+        ),
+        (
+            json!({"url": "https://example.com/h", "provider": "no_such_connector"}),
+            "provider",
+        ),
+        (
+            json!({"url": "https://example.com/h", "start": ahead}),
+            "start",
+        ),
+    ] {
+        let (status, problem) = send(
+            server
+                .tenant(tenant, Method::POST, "/subscriptions")
+                .json(&body),
+        )
+        .await;
+        assert_eq!(status, 400, "{field}: {problem}");
+        assert!(
+            problem["message"].as_str().unwrap().starts_with(field),
+            "{problem}"
+        );
+    }
+    let (status, problem) = send(
+        server
+            .tenant(tenant, Method::GET, "/signals/stream")
+            .header("last-event-id", &ahead),
+    )
+    .await;
+    assert_eq!(status, 400, "{problem}");
+    let (status, _) =
+        send(server.tenant(tenant, Method::GET, &format!("/signals?after={ahead}"))).await;
+    assert_eq!(status, 400);
     let created = subscribe(
         &server,
         tenant,

@@ -73,6 +73,10 @@ pub struct Raw {
 #[derive(Debug, Default)]
 struct Inner {
     raw: Vec<Raw>,
+    /// Bytes of the body of a 2xx answer.
+    answer_bytes: usize,
+    /// Requests that followed a redirect to `/elsewhere`.
+    redirected: u64,
     secrets: Vec<String>,
     status: u16,
     delay: Duration,
@@ -98,15 +102,44 @@ impl Receiver {
             ..Inner::default()
         }));
         let state = Arc::clone(&inner);
-        let app = axum::Router::new().route(
-            "/hook",
-            axum::routing::post(
-                move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
-                    let state = Arc::clone(&state);
-                    async move { take(&state, &headers, &body).await }
-                },
-            ),
-        );
+        let elsewhere = Arc::clone(&inner);
+        let app = axum::Router::new()
+            .route(
+                "/hook",
+                axum::routing::post(
+                    move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                        let state = Arc::clone(&state);
+                        async move {
+                            let status = take(&state, &headers, &body).await;
+                            let size = state.lock().unwrap().answer_bytes;
+                            let mut response = axum::response::Response::new(
+                                axum::body::Body::from(if status.is_success() {
+                                    vec![b'x'; size]
+                                } else {
+                                    Vec::new()
+                                }),
+                            );
+                            *response.status_mut() = status;
+                            if status.is_redirection() {
+                                response
+                                    .headers_mut()
+                                    .insert("location", "/elsewhere".parse().unwrap());
+                            }
+                            response
+                        }
+                    },
+                ),
+            )
+            .route(
+                "/elsewhere",
+                axum::routing::any(move || {
+                    let state = Arc::clone(&elsewhere);
+                    async move {
+                        state.lock().unwrap().redirected += 1;
+                        "ok"
+                    }
+                }),
+            );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -126,6 +159,16 @@ impl Receiver {
     /// Answers `status` from now on.
     pub fn answer(&self, status: u16) {
         self.inner.lock().unwrap().status = status;
+    }
+
+    /// Answers a 2xx with a body of `bytes` from now on.
+    pub fn answer_bytes(&self, bytes: usize) {
+        self.inner.lock().unwrap().answer_bytes = bytes;
+    }
+
+    /// Requests that arrived at the redirect target.
+    pub fn redirected(&self) -> u64 {
+        self.inner.lock().unwrap().redirected
     }
 
     /// Answers after `delay` from now on.

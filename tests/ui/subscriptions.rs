@@ -1,7 +1,7 @@
 //! The connections page shows the tenant's push subscriptions: a failing one
 //! as failing, with its last error and no query string of its URL.
 
-use poblysh_connectors::db::repo::subscriptions::{self, Failure, State};
+use poblysh_connectors::db::repo::subscriptions::{self, State};
 use poblysh_connectors::domain::{SubscriptionId, TenantId};
 use serde_json::json;
 use uuid::Uuid;
@@ -30,17 +30,15 @@ async fn a_failing_subscription_is_shown_failing() {
     let id = SubscriptionId::from_uuid(created["id"].as_str().unwrap().parse().unwrap());
     let db = &node.services.db;
     let sub = subscriptions::get(db, t, id).await.unwrap().unwrap();
-    let failure = Failure {
-        failures: 8,
-        status: Some(503),
-        error: "answered 503: down for maintenance".into(),
-        next_attempt_at: None,
-        state: State::Failing,
-    };
+    let why = "answered 503: down for maintenance";
     assert!(
-        subscriptions::failed(db, t, id, &sub.position, failure, chrono::Utc::now())
+        subscriptions::refuse(db, t, id, &sub.position, why, chrono::Utc::now())
             .await
             .unwrap()
+    );
+    assert_eq!(
+        subscriptions::get(db, t, id).await.unwrap().unwrap().state,
+        State::Failing
     );
     let a = b.get("/ui/connections").await;
     assert_eq!(a.status, 200);

@@ -147,16 +147,26 @@ fn include_payload(q: &QueryParams) -> ApiResult<bool> {
     .unwrap_or(false))
 }
 
-/// An arrival position of this database, from `text` (`field` names it in errors).
-fn position(state: &AppState, field: &str, text: &str) -> ApiResult<Position> {
+/// An arrival position of this database, from `text` (`field` names it in
+/// errors); never one ahead of its horizon (not made by this database: a
+/// stream or page from it would wait, silently, for positions to catch up).
+async fn position(state: &AppState, field: &str, text: &str) -> ApiResult<Position> {
+    let db = &state.0.db;
     if text == "beginning" {
-        return Ok(Position::beginning(state.0.db.backend()));
+        return Ok(Position::beginning(db.backend()));
     }
-    Position::decode(text)
-        .filter(|p| p.fits(state.0.db.backend()))
+    let p = Position::decode(text)
+        .filter(|p| p.fits(db.backend()))
         .ok_or_else(|| {
             ApiError::invalid_field(field, "expected an arrival position returned by this API")
-        })
+        })?;
+    if p > arrivals::horizon(db).await? {
+        return Err(ApiError::invalid_field(
+            field,
+            "this position is ahead of the database (not one of its positions)",
+        ));
+    }
+    Ok(p)
 }
 
 /// List the tenant's signals: newest first (by `occurred_at`), or with
@@ -208,7 +218,7 @@ pub async fn list(
                 "`occurred_after` and `occurred_before` do not apply in arrival order",
             ));
         }
-        let after = position(&state, "after", after)?;
+        let after = position(&state, "after", after).await?;
         let page = arrivals::read(&state.0.db, tenant, &filter, &[], after, None, limit).await?;
         return Ok(axum::Json(SignalList {
             next_cursor: Some(page.next.unwrap_or(after).encode()),
@@ -315,6 +325,8 @@ impl Streaming {
                 }
             };
             let full = read.signals.len() as u64 >= STREAM_BATCH;
+            // A filtered read that stopped looking before the horizon.
+            let more = read.next.is_some_and(|n| n < read.horizon);
             let mut events = Vec::with_capacity(read.signals.len());
             for (position, signal) in read.signals {
                 let dto = SignalDto::new(signal, self.include_payload);
@@ -349,6 +361,10 @@ impl Streaming {
             }
             if !events.is_empty() {
                 return Some((events, self));
+            }
+            if more {
+                tokio::task::yield_now().await;
+                continue;
             }
             tokio::select! {
                 () = &mut notified => {}
@@ -406,8 +422,8 @@ pub async fn stream(
         })?),
     };
     let start = match (last, q.text("after")) {
-        (Some(id), _) => position(&state, "Last-Event-ID", id)?,
-        (None, Some(after)) => position(&state, "after", after)?,
+        (Some(id), _) => position(&state, "Last-Event-ID", id).await?,
+        (None, Some(after)) => position(&state, "after", after).await?,
         (None, None) => arrivals::horizon(&state.0.db).await?,
     };
     let heartbeat = state.0.config.push.stream_heartbeat;
@@ -417,7 +433,7 @@ pub async fn stream(
         include_payload,
         position: start,
         stopping: state.0.stopping.subscribe(),
-        arrived: state.0.db.signals_arrived(),
+        arrived: state.0.db.signals_arrived(tenant),
         state,
         done: false,
     };

@@ -207,7 +207,9 @@ fn target(state: &AppState, url: &str) -> ApiResult<String> {
     Ok(parsed.to_string())
 }
 
-/// The position `start` names for the tenant.
+/// The position `start` names for the tenant: never ahead of the horizon
+/// (a position there could still be filled by a transaction in flight, or
+/// was not made by this database).
 async fn start_position(
     state: &AppState,
     tenant: TenantId,
@@ -216,11 +218,18 @@ async fn start_position(
 ) -> ApiResult<Position> {
     let db = &state.0.db;
     let backend = db.backend();
+    let horizon = arrivals::horizon(db).await?;
     match start.map(str::trim) {
-        None | Some("now") => Ok(arrivals::horizon(db).await?),
+        None | Some("now") => Ok(horizon),
         Some("beginning") => Ok(Position::beginning(backend)),
         Some(text) => {
             if let Some(p) = Position::decode(text).filter(|p| p.fits(backend)) {
+                if p > horizon {
+                    return Err(ApiError::invalid_field(
+                        field,
+                        "this position is ahead of the database (not one of its positions)",
+                    ));
+                }
                 return Ok(p);
             }
             let Some(cursor) = Cursor::decode(text) else {
@@ -229,13 +238,44 @@ async fn start_position(
                     "expected `now`, `beginning`, an arrival position or a `GET /signals` cursor",
                 ));
             };
-            arrivals::position_of(db, tenant, cursor.id)
+            let at = arrivals::position_of(db, tenant, cursor.id)
                 .await?
                 .ok_or_else(|| {
                     ApiError::invalid_field(field, "the cursor's Signal is no longer stored")
-                })
+                })?;
+            // Not past a transaction still in flight: a few repeats at most.
+            Ok(at.min(horizon))
         }
     }
+}
+
+/// A filter that names a connection of another tenant (or none), or a
+/// connector this node does not know, would deliver nothing, silently.
+async fn check_filters(
+    state: &AppState,
+    tenant: TenantId,
+    provider: Option<&str>,
+    connection: Option<ConnectionId>,
+) -> ApiResult<()> {
+    if let Some(p) = provider
+        && state.0.registry.get(p).is_none()
+    {
+        return Err(ApiError::invalid_field(
+            "provider",
+            format!("no connector `{p}`"),
+        ));
+    }
+    if let Some(c) = connection
+        && crate::db::repo::connections::get(&state.0.db, tenant, c)
+            .await?
+            .is_none()
+    {
+        return Err(ApiError::invalid_field(
+            "connection_id",
+            format!("the tenant has no connection {c}"),
+        ));
+    }
+    Ok(())
 }
 
 fn kinds(list: Vec<String>) -> ApiResult<Vec<String>> {
@@ -305,6 +345,8 @@ pub async fn create(
         .transpose()?
         .flatten();
     let kinds = kinds(body.kinds.unwrap_or_default())?;
+    let connection_id = body.connection_id.map(ConnectionId::from_uuid);
+    check_filters(&state, tenant, provider.as_deref(), connection_id).await?;
     let position = start_position(&state, tenant, body.start.as_deref(), "start").await?;
     let db = &state.0.db;
     if subscriptions::count(db, tenant).await? >= subscriptions::PER_TENANT {
@@ -317,7 +359,7 @@ pub async fn create(
     let new = NewSubscription {
         url,
         provider,
-        connection_id: body.connection_id.map(ConnectionId::from_uuid),
+        connection_id,
         kinds,
         include_payload: body.include_payload.unwrap_or(false),
         enabled: body.enabled.unwrap_or(true),
@@ -400,6 +442,13 @@ pub async fn update(
             .map_err(|_| ApiError::invalid_field("kinds", "expected a list of strings or null"))?;
         patch.kinds = Some(kinds(list.unwrap_or_default())?);
     }
+    check_filters(
+        &state,
+        tenant,
+        patch.provider.clone().flatten().as_deref(),
+        patch.connection_id.flatten(),
+    )
+    .await?;
     if let Some(start) = body.start.as_deref() {
         patch.position = Some(
             start_position(&state, tenant, Some(start), "start")

@@ -39,6 +39,9 @@ pub struct Model {
     pub pending_end: Option<String>,
     /// The `webhook-id` of that batch.
     pub pending_id: Option<String>,
+    /// What that batch carries: `{"ids": [Signal ids], "payload": bool}`.
+    #[sea_orm(column_type = "JsonBinary", nullable)]
+    pub pending_signals: Option<Json>,
     /// Failed attempts of the pending batch in a row.
     pub failures: i32,
     /// When the pending batch is tried again.

@@ -80,13 +80,15 @@ impl Position {
 }
 
 /// One page in arrival order.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Arrivals {
     /// The Signals after the position, each with its own position, oldest arrival first.
     pub signals: Vec<(Position, Signal)>,
     /// Where the next read starts: past every Signal returned and, when the
     /// page is not full, past every one that did not match the filter.
     pub next: Option<Position>,
+    /// The horizon the read stopped at.
+    pub horizon: Position,
 }
 
 /// The horizon: every Signal committed at or before it is visible now, and
@@ -150,9 +152,14 @@ pub async fn position_of(
     }))
 }
 
+/// Rows a filtered read looks at at most (the filters are checked on the
+/// way; a read that finds fewer matches returns where it stopped looking).
+pub const SCAN: u64 = 1_000;
+
 /// Up to `limit` of the tenant's Signals matching `filter` (and of `kinds`
 /// when not empty) after `after` and at or before `upto` (at most the
-/// [`horizon`]), oldest arrival first.
+/// [`horizon`]), oldest arrival first; a filtered read looks at [`SCAN`] rows
+/// at most.
 pub async fn read(
     db: &Db,
     tenant: TenantId,
@@ -169,37 +176,107 @@ pub async fn read(
         return Ok(Arrivals {
             signals: Vec::new(),
             next: Some(after.max(upto)).filter(|p| p.fits(backend)),
+            horizon,
         });
     }
-    let pg = backend == DbBackend::Postgres;
+    let limit = limit.max(1);
+    let filtered = filtered(filter, kinds);
     let statement = read_statement(backend, tenant, filter, kinds, after, upto, limit);
     let rows = db.reads().query_all_raw(statement).await?;
-    let mut signals = Vec::with_capacity(rows.len());
+    let scanned = rows.len() as u64;
+    let mut signals = Vec::with_capacity(rows.len().min(limit as usize));
+    let mut last = None;
     for row in &rows {
-        let a: String = row.try_get("", "arrival")?;
-        let model = Model::from_query_result(row, "")?;
-        let corrupt = || StoreError::Corrupt(format!("arrival {a:?}"));
-        let position = if pg {
-            Position::Xact {
-                xid: a.parse().map_err(|_| corrupt())?,
-                id: model.id,
-            }
-        } else {
-            Position::Row(a.parse().map_err(|_| corrupt())?)
-        };
-        signals.push((position, Signal::from(model)));
+        let (position, signal) = positioned(backend, row)?;
+        last = Some(position);
+        if filtered && !row.try_get::<bool>("", "matched")? {
+            continue;
+        }
+        signals.push((position, signal));
+        if signals.len() as u64 == limit {
+            break;
+        }
     }
-    let full = signals.len() as u64 >= limit.max(1);
-    let next = if full {
+    let next = if signals.len() as u64 == limit {
         signals.last().map(|(p, _)| *p)
+    } else if filtered && scanned >= SCAN {
+        last
     } else {
         Some(upto)
     };
-    Ok(Arrivals { signals, next })
+    Ok(Arrivals {
+        signals,
+        next,
+        horizon,
+    })
+}
+
+/// The tenant's Signals with these ids, in arrival order (a batch recorded
+/// before it was sent, read again to retry it).
+pub async fn by_ids(
+    db: &Db,
+    tenant: TenantId,
+    ids: &[Uuid],
+) -> Result<Vec<(Position, Signal)>, StoreError> {
+    let backend = db.backend();
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let pg = backend == DbBackend::Postgres;
+    let mut values: Vec<Value> = vec![(*tenant.as_uuid()).into()];
+    let mut list = Vec::with_capacity(ids.len());
+    for id in ids {
+        values.push((*id).into());
+        list.push(format!("{}{}", if pg { "$" } else { "?" }, values.len()));
+    }
+    let (arrival, order) = if pg {
+        ("arrival_xid::text", "arrival_xid, id")
+    } else {
+        ("CAST(rowid AS TEXT)", "rowid")
+    };
+    let sql = format!(
+        "SELECT {}, {arrival} AS arrival FROM signals WHERE tenant_id = {}1 AND id IN ({}) ORDER BY {order}",
+        super::signals::COLUMNS.join(", "),
+        if pg { "$" } else { "?" },
+        list.join(", ")
+    );
+    let rows = db
+        .reads()
+        .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+        .await?;
+    rows.iter().map(|row| positioned(backend, row)).collect()
+}
+
+/// A row's Signal and its position.
+fn positioned(
+    backend: DbBackend,
+    row: &sea_orm::QueryResult,
+) -> Result<(Position, Signal), StoreError> {
+    let a: String = row.try_get("", "arrival")?;
+    let model = Model::from_query_result(row, "")?;
+    let corrupt = || StoreError::Corrupt(format!("arrival {a:?}"));
+    let position = if backend == DbBackend::Postgres {
+        Position::Xact {
+            xid: a.parse().map_err(|_| corrupt())?,
+            id: model.id,
+        }
+    } else {
+        Position::Row(a.parse().map_err(|_| corrupt())?)
+    };
+    Ok((position, Signal::from(model)))
+}
+
+/// Whether a read has filters to check.
+fn filtered(filter: &SignalFilter, kinds: &[String]) -> bool {
+    filter.provider.is_some()
+        || filter.connection_id.is_some()
+        || filter.kind.is_some()
+        || !kinds.is_empty()
 }
 
 /// The statement of [`read`] (`upto` already capped at the horizon): the
-/// tenant's arrival index walked from `after`, the filters checked on the way.
+/// tenant's arrival index walked from `after`; with filters, [`SCAN`] rows
+/// with a `matched` column (and the payload of matching ones only).
 pub fn read_statement(
     backend: DbBackend,
     tenant: TenantId,
@@ -215,9 +292,48 @@ pub fn read_statement(
         values.push(v);
         format!("{}{}", if pg { "$" } else { "?" }, values.len())
     };
-    let mut sql = String::with_capacity(512);
+    let mut matched: Vec<String> = Vec::new();
+    if let Some(p) = &filter.provider {
+        matched.push(format!(
+            "provider = {}",
+            param(p.as_str().into(), &mut values)
+        ));
+    }
+    if let Some(c) = filter.connection_id {
+        matched.push(format!(
+            "connection_id = {}",
+            param((*c.as_uuid()).into(), &mut values)
+        ));
+    }
+    if let Some(k) = &filter.kind {
+        matched.push(format!("kind = {}", param(k.as_str().into(), &mut values)));
+    }
+    if !kinds.is_empty() {
+        let list: Vec<String> = kinds
+            .iter()
+            .map(|k| param(k.as_str().into(), &mut values))
+            .collect();
+        matched.push(format!("kind IN ({})", list.join(", ")));
+    }
+    let mut sql = String::with_capacity(768);
     sql.push_str("SELECT ");
-    sql.push_str(&super::signals::COLUMNS.join(", "));
+    if matched.is_empty() {
+        sql.push_str(&super::signals::COLUMNS.join(", "));
+    } else {
+        let matched = matched.join(" AND ");
+        let none = if pg { "'null'::jsonb" } else { "'null'" };
+        for c in super::signals::COLUMNS {
+            if c == "payload" {
+                sql.push_str(&format!(
+                    "CASE WHEN {matched} THEN payload ELSE {none} END AS payload, "
+                ));
+            } else {
+                sql.push_str(c);
+                sql.push_str(", ");
+            }
+        }
+        sql.push_str(&format!("({matched}) AS matched"));
+    }
     if pg {
         sql.push_str(", arrival_xid::text AS arrival FROM signals WHERE tenant_id = $1");
     } else {
@@ -243,26 +359,12 @@ pub fn read_statement(
             }
         }
     }
-    if let Some(p) = &filter.provider {
-        let p = param(p.as_str().into(), &mut values);
-        sql.push_str(&format!(" AND provider = {p}"));
-    }
-    if let Some(c) = filter.connection_id {
-        let c = param((*c.as_uuid()).into(), &mut values);
-        sql.push_str(&format!(" AND connection_id = {c}"));
-    }
-    if let Some(k) = &filter.kind {
-        let k = param(k.as_str().into(), &mut values);
-        sql.push_str(&format!(" AND kind = {k}"));
-    }
-    if !kinds.is_empty() {
-        let list: Vec<String> = kinds
-            .iter()
-            .map(|k| param(k.as_str().into(), &mut values))
-            .collect();
-        sql.push_str(&format!(" AND kind IN ({})", list.join(", ")));
-    }
-    let limit = param((limit.max(1) as i64).into(), &mut values);
+    let rows = if filtered(filter, kinds) {
+        SCAN.max(limit)
+    } else {
+        limit.max(1)
+    };
+    let limit = param((rows as i64).into(), &mut values);
     if pg {
         sql.push_str(&format!(" ORDER BY arrival_xid, id LIMIT {limit}"));
     } else {

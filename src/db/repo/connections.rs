@@ -446,19 +446,15 @@ fn advisory_key(id: ConnectionId) -> i64 {
     (high ^ low) as i64
 }
 
-/// Locks one of the tenant's connections; `None` when it no longer exists.
-pub async fn lock(
-    db: &Db,
-    tenant: TenantId,
+/// Waits for the connection's advisory lock in `txn` (PostgreSQL; held until
+/// it ends): taken by [`lock`] and by whatever must not interleave with it
+/// (marking the connection deleted, deleting it). Nothing on SQLite, where
+/// a write transaction already excludes the others.
+pub async fn hold<C: sea_orm::ConnectionTrait>(
+    txn: &C,
     id: ConnectionId,
-) -> Result<Option<Locked>, StoreError> {
-    use sea_orm::ConnectionTrait;
-    let txn = db.begin_write().await?;
-    if db.backend() == sea_orm::DbBackend::Postgres {
-        // An advisory lock, not `FOR UPDATE`: a row lock gives the
-        // transaction an id for as long as the refresh's HTTP call takes,
-        // holding back every reader of arrival positions (push, streams)
-        // behind it; the advisory lock takes none until the tokens are saved.
+) -> Result<(), StoreError> {
+    if txn.get_database_backend() == sea_orm::DbBackend::Postgres {
         txn.execute_raw(sea_orm::Statement::from_sql_and_values(
             sea_orm::DbBackend::Postgres,
             "SELECT pg_advisory_xact_lock($1)",
@@ -466,6 +462,30 @@ pub async fn lock(
         ))
         .await?;
     }
+    Ok(())
+}
+
+/// Locks one of the tenant's connections; `None` when it no longer exists.
+pub async fn lock(
+    db: &Db,
+    tenant: TenantId,
+    id: ConnectionId,
+) -> Result<Option<Locked>, StoreError> {
+    let txn = if db.backend() == sea_orm::DbBackend::Postgres {
+        // Read committed, whatever the server's default: the row is read
+        // after the lock is granted, and must be what the last holder left.
+        use sea_orm::TransactionTrait;
+        db.conn()
+            .begin_with_config(Some(sea_orm::IsolationLevel::ReadCommitted), None)
+            .await?
+    } else {
+        db.begin_write().await?
+    };
+    // An advisory lock, not `FOR UPDATE`: a row lock gives the transaction
+    // an id for as long as the refresh's HTTP call takes, holding back every
+    // reader of arrival positions (push, streams) behind it; the advisory
+    // lock takes none until the tokens are saved.
+    hold(&txn, id).await?;
     let query = Entity::find_by_id(*id.as_uuid()).filter(Column::TenantId.eq(*tenant.as_uuid()));
     let Some(model) = query.one(&txn).await? else {
         txn.rollback().await?;
@@ -899,12 +919,16 @@ pub async fn update_credentials<T>(
 
 /// Deletes a connection; false when the tenant has no such connection.
 pub async fn delete(db: &Db, tenant: TenantId, id: ConnectionId) -> Result<bool, StoreError> {
+    // Not in the middle of a token refresh (which would write it back).
+    let txn = db.begin_write().await?;
+    hold(&txn, id).await?;
     let result = Entity::delete_many()
         .filter(Column::Id.eq(*id.as_uuid()))
         .filter(Column::TenantId.eq(*tenant.as_uuid()))
         .filter(Column::Status.ne(DELETING))
-        .exec(db.conn())
+        .exec(&txn)
         .await?;
+    txn.commit().await?;
     Ok(result.rows_affected > 0)
 }
 
@@ -919,6 +943,8 @@ pub async fn mark_deleting<C: sea_orm::ConnectionTrait>(
     now: chrono::DateTime<Utc>,
 ) -> Result<bool, StoreError> {
     use sea_orm::sea_query::Expr;
+    // Not in the middle of a token refresh (which would write its status back).
+    hold(conn, id).await?;
     let result = Entity::update_many()
         .col_expr(Column::Status, Expr::value(DELETING))
         .col_expr(Column::Enabled, Expr::value(false))

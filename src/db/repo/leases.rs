@@ -59,3 +59,32 @@ pub async fn give_up(
         .await?;
     Ok(())
 }
+
+/// The leases named `<prefix>…` that another holder than `holder` holds at
+/// `now` (so a node does not try to take each of them in turn).
+pub async fn held_by_others(
+    db: &Db,
+    prefix: &str,
+    holder: &str,
+    now: DateTime<Utc>,
+) -> Result<std::collections::HashSet<String>, StoreError> {
+    let backend = db.backend();
+    let rows = db
+        .conn()
+        .query_all_raw(Statement::from_sql_and_values(
+            backend,
+            sql(
+                backend,
+                "SELECT name FROM leases WHERE name LIKE $1 AND holder <> $2 AND expires_at >= $3",
+            ),
+            [
+                format!("{prefix}%").into(),
+                holder.into(),
+                stored_time(now).into(),
+            ],
+        ))
+        .await?;
+    rows.iter()
+        .map(|r| r.try_get::<String>("", "name").map_err(StoreError::from))
+        .collect()
+}

@@ -84,8 +84,8 @@ pub struct Subscription {
     pub state: State,
     /// Delivered up to (an encoded arrival position).
     pub position: String,
-    /// The batch in flight: its end and `webhook-id`.
-    pub pending: Option<(String, String)>,
+    /// The batch in flight.
+    pub pending: Option<Pending>,
     /// Failed attempts of the pending batch in a row.
     pub failures: u32,
     /// When the pending batch is tried again.
@@ -130,7 +130,12 @@ impl From<Model> for Subscription {
             enabled: m.enabled,
             state: State::parse(&m.state),
             position: m.position,
-            pending: m.pending_end.zip(m.pending_id),
+            pending: match (m.pending_end, m.pending_id, m.pending_signals) {
+                (Some(end), Some(webhook_id), signals) => {
+                    Some(Pending::stored(end, webhook_id, signals))
+                }
+                _ => None,
+            },
             failures: u32::try_from(m.failures).unwrap_or(0),
             next_attempt_at: m.next_attempt_at,
             last_status: m.last_status.and_then(|s| u16::try_from(s).ok()),
@@ -144,6 +149,45 @@ impl From<Model> for Subscription {
             secret: m.secret,
             previous_secret: m.previous_secret,
         }
+    }
+}
+
+/// A batch recorded before it is sent: retried exactly as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    /// Where the cursor moves once it is taken.
+    pub end: String,
+    /// Its `webhook-id`.
+    pub webhook_id: String,
+    /// The Signals it carries, in arrival order.
+    pub signals: Vec<Uuid>,
+    /// Whether they carry their payloads.
+    pub include_payload: bool,
+}
+
+impl Pending {
+    fn stored(end: String, webhook_id: String, signals: Option<Value>) -> Pending {
+        let signals = signals.unwrap_or_default();
+        Pending {
+            end,
+            webhook_id,
+            signals: signals["ids"]
+                .as_array()
+                .map(|ids| {
+                    ids.iter()
+                        .filter_map(|v| v.as_str().and_then(|s| Uuid::try_parse(s).ok()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            include_payload: signals["payload"].as_bool().unwrap_or(false),
+        }
+    }
+
+    fn json(&self) -> Value {
+        serde_json::json!({
+            "ids": self.signals.iter().map(Uuid::to_string).collect::<Vec<_>>(),
+            "payload": self.include_payload,
+        })
     }
 }
 
@@ -243,6 +287,7 @@ pub async fn create(
         position: Set(new.position),
         pending_end: Set(None),
         pending_id: Set(None),
+        pending_signals: Set(None),
         failures: Set(0),
         next_attempt_at: Set(None),
         last_status: Set(None),
@@ -283,7 +328,7 @@ pub async fn get(
 }
 
 /// Changes to a subscription.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct SubscriptionPatch {
     /// New URL (checked by the caller).
     pub url: Option<String>,
@@ -304,7 +349,10 @@ pub struct SubscriptionPatch {
     pub position: Option<String>,
 }
 
-/// Applies `patch`; `None` when the tenant has no such subscription.
+/// Applies `patch`; `None` when the tenant has no such subscription. A
+/// compare-and-set on `updated_at`: two changes at once (two rotations, a
+/// change and a delete) never undo each other; the later one is applied
+/// again on what the earlier one left.
 pub async fn update(
     db: &Db,
     keys: &KeyRing,
@@ -312,15 +360,50 @@ pub async fn update(
     id: SubscriptionId,
     patch: SubscriptionPatch,
 ) -> Result<Option<Subscription>, StoreError> {
-    let Some(model) = Entity::find_by_id(*id.as_uuid())
-        .filter(Column::TenantId.eq(*tenant.as_uuid()))
-        .one(db.conn())
-        .await?
-    else {
-        return Ok(None);
-    };
-    let old_secret = model.secret.clone();
-    let mut row: ActiveModel = model.into();
+    for _ in 0..5 {
+        let Some(model) = Entity::find_by_id(*id.as_uuid())
+            .filter(Column::TenantId.eq(*tenant.as_uuid()))
+            .one(db.conn())
+            .await?
+        else {
+            return Ok(None);
+        };
+        let (old_secret, read_at) = (model.secret.clone(), model.updated_at);
+        let row = patched(
+            keys,
+            tenant,
+            id,
+            model.into(),
+            patch.clone(),
+            &old_secret,
+            db.now(),
+        )?;
+        let swapped = Entity::update_many()
+            .set(row)
+            .filter(Column::Id.eq(*id.as_uuid()))
+            .filter(Column::TenantId.eq(*tenant.as_uuid()))
+            .filter(Column::UpdatedAt.eq(read_at))
+            .exec(db.conn())
+            .await?;
+        if swapped.rows_affected == 1 {
+            return get(db, tenant, id).await;
+        }
+    }
+    Err(StoreError::Corrupt(format!(
+        "subscription {id} kept changing while it was updated"
+    )))
+}
+
+/// `row` with `patch` applied.
+fn patched(
+    keys: &KeyRing,
+    tenant: TenantId,
+    id: SubscriptionId,
+    mut row: ActiveModel,
+    patch: SubscriptionPatch,
+    old_secret: &[u8],
+    now: DateTime<Utc>,
+) -> Result<ActiveModel, StoreError> {
     if let Some(url) = patch.url {
         row.url = Set(url);
     }
@@ -346,7 +429,7 @@ pub async fn update(
     }
     if let Some((secret, until)) = patch.rotate {
         // The old secret, re-sealed for its new field.
-        let plain = zeroize::Zeroizing::new(keys.open(&old_secret, binding(tenant, id, SECRET))?);
+        let plain = zeroize::Zeroizing::new(keys.open(old_secret, binding(tenant, id, SECRET))?);
         row.previous_secret = Set(Some(
             keys.seal(&plain, binding(tenant, id, PREVIOUS_SECRET)),
         ));
@@ -360,11 +443,12 @@ pub async fn update(
         row.position = Set(position);
         row.pending_end = Set(None);
         row.pending_id = Set(None);
+        row.pending_signals = Set(None);
         row.failures = Set(0);
         row.next_attempt_at = Set(None);
     }
-    row.updated_at = Set(db.now());
-    Ok(Some(row.update(db.conn()).await?.into()))
+    row.updated_at = Set(now);
+    Ok(row)
 }
 
 /// Deletes a subscription; false when the tenant has none such.
@@ -416,12 +500,13 @@ pub async fn states(db: &Db) -> Result<Vec<(State, bool, u64)>, StoreError> {
 }
 
 /// An update of the tenant's subscription that applies only while its cursor
-/// is still `position`: true when it did.
+/// is still `position` and `condition` holds: true when it did.
 async fn swap(
     db: &Db,
     tenant: TenantId,
     id: SubscriptionId,
     position: &str,
+    condition: sea_orm::Condition,
     set: Vec<(Column, Expr)>,
 ) -> Result<bool, StoreError> {
     let mut update = Entity::update_many();
@@ -432,29 +517,31 @@ async fn swap(
         .filter(Column::Id.eq(*id.as_uuid()))
         .filter(Column::TenantId.eq(*tenant.as_uuid()))
         .filter(Column::Position.eq(position))
+        .filter(condition)
         .exec(db.conn())
         .await?;
     Ok(result.rows_affected == 1)
 }
 
-/// Records the batch about to be sent (its end and `webhook-id`), before it
-/// is sent, so a retry after any failure or crash sends the same batch.
+/// Records the batch about to be sent, before it is sent (only when none is
+/// pending), so a retry after any failure or crash sends the same batch.
 pub async fn begin_batch(
     db: &Db,
     tenant: TenantId,
     id: SubscriptionId,
     position: &str,
-    end: &str,
-    webhook_id: &str,
+    batch: &Pending,
 ) -> Result<bool, StoreError> {
     swap(
         db,
         tenant,
         id,
         position,
+        sea_orm::Condition::all().add(Column::PendingEnd.is_null()),
         vec![
-            (Column::PendingEnd, Expr::value(end)),
-            (Column::PendingId, Expr::value(webhook_id)),
+            (Column::PendingEnd, Expr::value(batch.end.as_str())),
+            (Column::PendingId, Expr::value(batch.webhook_id.as_str())),
+            (Column::PendingSignals, Expr::value(batch.json())),
         ],
     )
     .await
@@ -463,6 +550,8 @@ pub async fn begin_batch(
 /// A batch the subscriber took.
 #[derive(Debug, Clone, Copy)]
 pub struct Taken<'a> {
+    /// Its `webhook-id` (the pending batch must still be this one).
+    pub webhook_id: &'a str,
     /// Its end: the new cursor.
     pub end: &'a str,
     /// Signals in it.
@@ -486,10 +575,12 @@ pub async fn delivered(
         tenant,
         id,
         position,
+        sea_orm::Condition::all().add(Column::PendingId.eq(taken.webhook_id)),
         vec![
             (Column::Position, Expr::value(taken.end)),
             (Column::PendingEnd, Expr::value(Option::<String>::None)),
             (Column::PendingId, Expr::value(Option::<String>::None)),
+            (Column::PendingSignals, Expr::value(Option::<Value>::None)),
             (Column::Failures, Expr::value(0)),
             (
                 Column::NextAttemptAt,
@@ -521,6 +612,7 @@ pub async fn skip(
         tenant,
         id,
         position,
+        sea_orm::Condition::all().add(Column::PendingEnd.is_null()),
         vec![(Column::Position, Expr::value(to))],
     )
     .await
@@ -529,6 +621,10 @@ pub async fn skip(
 /// A failed attempt of the pending batch.
 #[derive(Debug, Clone)]
 pub struct Failure {
+    /// The pending batch's `webhook-id`.
+    pub webhook_id: String,
+    /// Failed attempts in a row before this one (as read).
+    pub before: u32,
     /// Failed attempts in a row, this one included.
     pub failures: u32,
     /// The status, if there was an answer.
@@ -570,7 +666,37 @@ pub async fn failed(
     if failure.state == State::Disabled {
         set.push((Column::Enabled, Expr::value(false)));
     }
-    swap(db, tenant, id, position, set).await
+    // Still the same attempt: not re-enabled, reset or moved meanwhile.
+    let condition = sea_orm::Condition::all()
+        .add(Column::PendingId.eq(failure.webhook_id.as_str()))
+        .add(Column::Failures.eq(i32::try_from(failure.before).unwrap_or(i32::MAX)))
+        .add(Column::State.eq(State::Active.as_str()));
+    swap(db, tenant, id, position, condition, set).await
+}
+
+/// Marks the subscription failing for a reason of its own (no attempt made:
+/// its cursor cannot be read), if its cursor is still `position`.
+pub async fn refuse(
+    db: &Db,
+    tenant: TenantId,
+    id: SubscriptionId,
+    position: &str,
+    why: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    swap(
+        db,
+        tenant,
+        id,
+        position,
+        sea_orm::Condition::all().add(Column::State.eq(State::Active.as_str())),
+        vec![
+            (Column::LastError, Expr::value(why)),
+            (Column::LastAttemptAt, Expr::value(stored_time(now))),
+            (Column::State, Expr::value(State::Failing.as_str())),
+        ],
+    )
+    .await
 }
 
 /// Every subscription's sealed secrets, for key rotation (cross-tenant, as
