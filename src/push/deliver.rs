@@ -39,6 +39,10 @@ const SUPERVISE_EVERY: Duration = Duration::from_secs(1);
 const FALLBACK_POSTGRES: Duration = Duration::from_secs(5);
 /// The same on SQLite.
 const FALLBACK_SQLITE: Duration = Duration::from_secs(1);
+/// After a batch that was not full was taken, the next read waits this long
+/// (not woken by announcements): under load, Signals gather into fewer,
+/// larger batches (two commits each) instead of one delivery per Signal.
+const BATCH_WINDOW: Duration = Duration::from_millis(25);
 /// Response bodies read at most (the answer is not used beyond its status).
 const MAX_RESPONSE_BYTES: usize = 64 << 10;
 
@@ -145,6 +149,8 @@ async fn supervise(
             skipped: None,
             skip_saved: now - SKIP_SAVE_EVERY,
             warned_ahead: false,
+            known: None,
+            known_at: now,
         };
         let span = tracing::error_span!("push", subscription_id = %id, tenant_id = %tenant);
         tasks.insert(
@@ -173,7 +179,17 @@ struct Task {
     skip_saved: chrono::DateTime<chrono::Utc>,
     /// Whether the cursor-ahead-of-the-database failure was logged.
     warned_ahead: bool,
+    /// The subscription as this task last read or moved it, and when it was
+    /// read: used instead of reading it again for [`KNOWN_FOR`] after a
+    /// delivery (an API change applies within that).
+    known: Option<(Subscription, chrono::DateTime<chrono::Utc>)>,
+    /// When the subscription of the current step was read.
+    known_at: chrono::DateTime<chrono::Utc>,
 }
+
+/// How long a task delivers from what it knows of its subscription before
+/// reading it again (an API change to it applies within this).
+const KNOWN_FOR: chrono::Duration = chrono::Duration::seconds(1);
 
 /// How often at most a task stores a cursor moved past Signals the filters
 /// left out (on PostgreSQL the horizon moves with every transaction; storing
@@ -186,6 +202,8 @@ enum Step {
     Again,
     /// Nothing to do before this long (or an announcement of new Signals).
     Wait(Duration),
+    /// Wait this long whatever is announced.
+    Pause(Duration),
     /// The subscription is no longer this task's to deliver.
     Stop,
 }
@@ -211,6 +229,12 @@ impl Task {
             match step {
                 Step::Again => {}
                 Step::Stop => break,
+                Step::Pause(pause) => {
+                    tokio::select! {
+                        () = self.services.ambient.sleep(pause) => {}
+                        _ = self.shutdown.changed() => {}
+                    }
+                }
                 Step::Wait(wait) => {
                     tokio::select! {
                         () = &mut notified => {}
@@ -255,13 +279,23 @@ impl Task {
         }
         let services = Arc::clone(&self.services);
         let db = &services.db;
-        let Some(sub) = subscriptions::get(db, self.tenant, self.id).await? else {
-            return Ok(Step::Stop);
+        let now = services.ambient.now();
+        let sub = match self.known.take() {
+            Some((sub, at)) if now - at < KNOWN_FOR => {
+                self.known_at = at;
+                sub
+            }
+            _ => {
+                let Some(sub) = subscriptions::get(db, self.tenant, self.id).await? else {
+                    return Ok(Step::Stop);
+                };
+                self.known_at = now;
+                sub
+            }
         };
         if !sub.enabled || sub.state != State::Active {
             return Ok(Step::Stop);
         }
-        let now = services.ambient.now();
         let renew_within = (lease_for(&services) / 3)
             .to_std()
             .unwrap_or(Duration::from_secs(5));
@@ -336,7 +370,15 @@ impl Task {
             signals: batch.iter().map(|(_, s)| s.id).collect(),
             include_payload: sub.include_payload,
         };
-        if !subscriptions::begin_batch(db, self.tenant, self.id, &sub.position, &pending).await? {
+        if !subscriptions::begin_batch(
+            db,
+            self.tenant,
+            self.id,
+            (&sub.position, sub.updated_at),
+            &pending,
+        )
+        .await?
+        {
             return Ok(Step::Again);
         }
         self.attempt(&sub, batch, &pending).await
@@ -451,6 +493,13 @@ impl Task {
                 if subscriptions::delivered(db, self.tenant, self.id, &sub.position, taken, now)
                     .await?
                 {
+                    // Moved by this task: what it knows stays true.
+                    let mut moved = sub.clone();
+                    moved.position = pending.end.clone();
+                    moved.pending = None;
+                    moved.failures = 0;
+                    moved.next_attempt_at = None;
+                    self.known = Some((moved, self.known_at));
                     metrics::counter!("push_deliveries_total", "outcome" => "delivered")
                         .increment(1);
                     metrics::counter!("push_signals_delivered_total").increment(count);
@@ -459,6 +508,9 @@ impl Task {
                         metrics::histogram!("push_delivery_latency_seconds")
                             .record(latency.max(0.0));
                     }
+                }
+                if count < services.config.push.batch_size {
+                    return Ok(Step::Pause(BATCH_WINDOW));
                 }
                 return Ok(Step::Again);
             }

@@ -524,12 +524,14 @@ async fn swap(
 }
 
 /// Records the batch about to be sent, before it is sent (only when none is
-/// pending), so a retry after any failure or crash sends the same batch.
+/// pending and the API has not changed the subscription since `read_at`, its
+/// `updated_at` as read), so a retry after any failure or crash sends the
+/// same batch.
 pub async fn begin_batch(
     db: &Db,
     tenant: TenantId,
     id: SubscriptionId,
-    position: &str,
+    (position, read_at): (&str, DateTime<Utc>),
     batch: &Pending,
 ) -> Result<bool, StoreError> {
     swap(
@@ -537,7 +539,9 @@ pub async fn begin_batch(
         tenant,
         id,
         position,
-        sea_orm::Condition::all().add(Column::PendingEnd.is_null()),
+        sea_orm::Condition::all()
+            .add(Column::PendingEnd.is_null())
+            .add(Column::UpdatedAt.eq(read_at)),
         vec![
             (Column::PendingEnd, Expr::value(batch.end.as_str())),
             (Column::PendingId, Expr::value(batch.webhook_id.as_str())),
