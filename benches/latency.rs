@@ -155,19 +155,23 @@ async fn measure(backend: &str, base: &str) -> Value {
     for _ in 0..CONNECTIONS {
         let tenant = uuid::Uuid::now_v7().to_string();
         let sent = Utc::now();
-        let created: Value = ok(client
-            .post(format!("{base}/connections"))
-            .bearer_auth(server::OPERATOR)
-            .header("x-tenant-id", &tenant)
-            .json(&json!({"provider": "latency_mock", "credentials": {"token": "t"}})))
+        let created: Value = server::ok(
+            client
+                .post(format!("{base}/connections"))
+                .bearer_auth(server::OPERATOR)
+                .header("x-tenant-id", &tenant)
+                .json(&json!({"provider": "latency_mock", "credentials": {"token": "t"}})),
+        )
         .await;
         let id = created["id"].as_str().unwrap().to_owned();
         let deadline = Instant::now() + Duration::from_secs(10);
         let started = loop {
-            let jobs: Value = ok(client
-                .get(format!("{base}/jobs?connection_id={id}"))
-                .bearer_auth(server::OPERATOR)
-                .header("x-tenant-id", &tenant))
+            let jobs: Value = server::ok(
+                client
+                    .get(format!("{base}/jobs?connection_id={id}"))
+                    .bearer_auth(server::OPERATOR)
+                    .header("x-tenant-id", &tenant),
+            )
             .await;
             let started = jobs["jobs"].as_array().unwrap().iter().find_map(|j| {
                 (j["job_type"] == "full")
@@ -189,7 +193,7 @@ async fn measure(backend: &str, base: &str) -> Value {
 
     // A webhook's Signal visible after the 2xx.
     let tenant = uuid::Uuid::now_v7().to_string();
-    let _: Value = ok(client
+    let _: Value = server::ok(client
         .post(format!("{base}/connections"))
         .bearer_auth(server::OPERATOR)
         .header("x-tenant-id", &tenant)
@@ -237,23 +241,27 @@ async fn measure(backend: &str, base: &str) -> Value {
 async fn gmail_pushes(base: &str, mailbox: &google::Mailbox) -> Value {
     let client = reqwest::Client::builder().http1_only().build().unwrap();
     let tenant = uuid::Uuid::now_v7().to_string();
-    let started: Value = ok(client
-        .post(format!("{base}/connect/gmail"))
-        .bearer_auth(server::OPERATOR)
-        .header("x-tenant-id", &tenant))
+    let started: Value = server::ok(
+        client
+            .post(format!("{base}/connect/gmail"))
+            .bearer_auth(server::OPERATOR)
+            .header("x-tenant-id", &tenant),
+    )
     .await;
     let state = started["state"].as_str().unwrap();
-    let _: Value = ok(client.get(format!(
+    let _: Value = server::ok(client.get(format!(
         "{base}/connect/gmail/callback?code=bench&state={state}"
     )))
     .await;
     // The watch (which routes pushes to the mailbox) and the backfill first.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let jobs: Value = ok(client
-            .get(format!("{base}/jobs?state=succeeded"))
-            .bearer_auth(server::OPERATOR)
-            .header("x-tenant-id", &tenant))
+        let jobs: Value = server::ok(
+            client
+                .get(format!("{base}/jobs?state=succeeded"))
+                .bearer_auth(server::OPERATOR)
+                .header("x-tenant-id", &tenant),
+        )
         .await;
         if jobs["jobs"].as_array().unwrap().len() == 2 {
             break;
@@ -297,10 +305,12 @@ async fn newest_is(
 ) {
     let deadline = since + Duration::from_secs(10);
     loop {
-        let page: Value = ok(client
-            .get(format!("{base}/signals?{filter}&limit=1"))
-            .bearer_auth(server::OPERATOR)
-            .header("x-tenant-id", tenant))
+        let page: Value = server::ok(
+            client
+                .get(format!("{base}/signals?{filter}&limit=1"))
+                .bearer_auth(server::OPERATOR)
+                .header("x-tenant-id", tenant),
+        )
         .await;
         let newest = page["signals"][0]["occurred_at"]
             .as_str()
@@ -313,14 +323,6 @@ async fn newest_is(
             "no Signal of {at} ({filter}) became visible"
         );
     }
-}
-
-async fn ok(request: reqwest::RequestBuilder) -> Value {
-    let response = request.send().await.unwrap();
-    let status = response.status();
-    let text = response.text().await.unwrap();
-    assert!(status.is_success(), "{status}: {text}");
-    serde_json::from_str(&text).unwrap()
 }
 
 fn quantiles(mut us: Vec<u32>) -> Value {

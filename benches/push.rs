@@ -123,11 +123,13 @@ fn orchestrate() {
         }
         for i in 0..SUBSCRIBERS {
             let url = receiver(Arc::clone(&ledger), i).await;
-            let _: Value = ok(client
-                .post(format!("{base}/subscriptions"))
-                .bearer_auth(server::OPERATOR)
-                .header("x-tenant-id", &busy)
-                .json(&json!({"url": url})))
+            let _: Value = server::ok(
+                client
+                    .post(format!("{base}/subscriptions"))
+                    .bearer_auth(server::OPERATOR)
+                    .header("x-tenant-id", &busy)
+                    .json(&json!({"url": url})),
+            )
             .await;
         }
         let sample = Arc::new(
@@ -200,7 +202,7 @@ fn orchestrate() {
 }
 
 async fn github(client: &reqwest::Client, base: &str, tenant: &str) {
-    let _: Value = ok(client
+    let _: Value = server::ok(client
         .post(format!("{base}/connections"))
         .bearer_auth(server::OPERATOR)
         .header("x-tenant-id", tenant)
@@ -335,12 +337,4 @@ async fn drain(ledger: &Ledger, limit: Duration) {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-async fn ok(request: reqwest::RequestBuilder) -> Value {
-    let response = request.send().await.unwrap();
-    let status = response.status();
-    let text = response.text().await.unwrap();
-    assert!(status.is_success(), "{status}: {text}");
-    serde_json::from_str(&text).unwrap()
 }
