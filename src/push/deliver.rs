@@ -1,14 +1,16 @@
 //! The deliverer, on worker nodes: each enabled, active subscription is
 //! delivered by one task on one node at a time (the lease `push:<id>`),
 //! which walks the tenant's Signals in arrival order from the subscription's
-//! durable cursor, records each batch's end and `webhook-id` before sending
-//! it (so a retry, on this node or another after a crash, sends the same
-//! batch under the same id), POSTs it signed (Standard Webhooks), and on a
-//! 2xx moves the cursor past it; anything else waits on the retry schedule
-//! (`schedule`), a `410` disables the subscription, and an exhausted
-//! schedule marks it failing. A task waits for new Signals on the node's
-//! announcements (PostgreSQL `NOTIFY` across nodes), with a bounded look
-//! as the fallback. A slow or dead subscriber holds only its own task.
+//! durable cursor, records each batch (its Signals, end and `webhook-id`)
+//! before sending it (so a retry, on this node or another after a crash,
+//! sends the same batch under the same id), POSTs it signed (Standard
+//! Webhooks) following no redirect, and on a 2xx moves the cursor past it;
+//! anything else waits on the retry schedule (`schedule`), a `410` disables
+//! the subscription, and an exhausted schedule marks it failing. A task
+//! waits for its tenant's new Signals on the node's announcements
+//! (PostgreSQL `NOTIFY` across nodes), with a bounded look as the fallback,
+//! and lets Signals gather for a moment after a small batch. A slow or dead
+//! subscriber holds only its own task.
 
 use std::collections::HashMap;
 use std::sync::Arc;
