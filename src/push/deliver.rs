@@ -75,7 +75,7 @@ pub struct DeliveryData {
 const LEASE_PREFIX: &str = "push:";
 
 /// The lease name of a subscription.
-fn lease(id: SubscriptionId) -> String {
+pub fn lease(id: SubscriptionId) -> String {
     format!("{LEASE_PREFIX}{id}")
 }
 
@@ -153,6 +153,7 @@ async fn supervise(
             warned_ahead: false,
             known: None,
             known_at: now,
+            deleted: false,
         };
         let span = tracing::error_span!("push", subscription_id = %id, tenant_id = %tenant);
         tasks.insert(
@@ -187,6 +188,8 @@ struct Task {
     known: Option<(Subscription, chrono::DateTime<chrono::Utc>)>,
     /// When the subscription of the current step was read.
     known_at: chrono::DateTime<chrono::Utc>,
+    /// The subscription was deleted.
+    deleted: bool,
 }
 
 /// How long a task delivers from what it knows of its subscription before
@@ -247,13 +250,14 @@ impl Task {
             }
         }
         let db = &self.services.db;
-        let _ = leases::give_up(
-            db,
-            &lease(self.id),
-            &self.holder,
-            self.services.ambient.now(),
-        )
-        .await;
+        let name = lease(self.id);
+        let _ = if self.deleted {
+            // Deleted: its lease goes too (else one expired row per deleted
+            // subscription would stay forever).
+            leases::forget(db, &name).await
+        } else {
+            leases::give_up(db, &name, &self.holder, self.services.ambient.now()).await
+        };
     }
 
     /// Renews the lease a third of the way through it: false once lost.
@@ -289,6 +293,7 @@ impl Task {
             }
             _ => {
                 let Some(sub) = subscriptions::get(db, self.tenant, self.id).await? else {
+                    self.deleted = true;
                     return Ok(Step::Stop);
                 };
                 self.known_at = now;

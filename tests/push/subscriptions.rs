@@ -229,6 +229,34 @@ async fn replay_from_a_signals_cursor_filters_and_rotation_during_grace() {
     ingest(&server, tenant, 7).await;
     receiver.wait_for(3, Duration::from_secs(10)).await;
     assert_eq!(receiver.unverified(), 0);
+    // Deleted: its deliverer stops and its lease goes with it.
+    let quiet_id = quiet["id"].as_str().unwrap().to_owned();
+    let (status, _) = send(server.tenant(
+        tenant,
+        Method::DELETE,
+        &format!("/subscriptions/{quiet_id}"),
+    ))
+    .await;
+    assert_eq!(status, 204);
+    let db = server.db().await;
+    let lease_rows = || async {
+        use sea_orm::ConnectionTrait;
+        db.conn()
+            .query_all_raw(sea_orm::Statement::from_sql_and_values(
+                sea_orm::DbBackend::Sqlite,
+                "SELECT name FROM leases WHERE name = ?1",
+                [format!("push:{quiet_id}").into()],
+            ))
+            .await
+            .unwrap()
+            .len()
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        lease_rows().await,
+        0,
+        "the deleted subscription's lease stayed"
+    );
     // The integration guide's Python verifier, as written, agrees: with
     // either secret during the grace window; not with a third, nor tampered.
     let last = receiver.raw().pop().unwrap();

@@ -494,7 +494,10 @@ pub async fn delete(
     State(state): State<AppState>,
     PathId(id): PathId,
 ) -> ApiResult<StatusCode> {
-    if subscriptions::delete(&state.0.db, tenant, SubscriptionId::from_uuid(id)).await? {
+    let sub_id = SubscriptionId::from_uuid(id);
+    if subscriptions::delete(&state.0.db, tenant, sub_id).await? {
+        // Its lease too (a deliverer that still runs it removes it again when it stops).
+        crate::db::repo::leases::forget(&state.0.db, &crate::push::deliver::lease(sub_id)).await?;
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(not_found(id))

@@ -60,6 +60,19 @@ pub async fn give_up(
     Ok(())
 }
 
+/// Removes lease `name`, whoever holds it (what it guarded is gone).
+pub async fn forget(db: &Db, name: &str) -> Result<(), StoreError> {
+    let backend = db.backend();
+    db.conn()
+        .execute_raw(Statement::from_sql_and_values(
+            backend,
+            sql(backend, "DELETE FROM leases WHERE name = $1"),
+            [name.into()],
+        ))
+        .await?;
+    Ok(())
+}
+
 /// The leases named `<prefix>…` that another holder than `holder` holds at
 /// `now` (so a node does not try to take each of them in turn).
 pub async fn held_by_others(
