@@ -125,7 +125,7 @@ impl Db {
     /// poll interval is the safety net.
     pub async fn wake_workers(&self) {
         self.wakeups.notify_waiters();
-        self.announce(JOBS_CHANNEL).await;
+        self.announce(JOBS_CHANNEL, "").await;
     }
 
     /// What idle workers wait on (see [`Db::wake_workers`]).
@@ -137,7 +137,7 @@ impl Db {
     /// changed and were committed. Best effort: each node's periodic look at
     /// the providers table is the safety net.
     pub async fn announce_providers(&self) {
-        self.announce(PROVIDERS_CHANNEL).await;
+        self.announce(PROVIDERS_CHANNEL, "").await;
     }
 
     /// What a node's registry follower waits on: other nodes' announcements
@@ -163,14 +163,17 @@ impl Db {
         self.arrived.waiter(tenant)
     }
 
-    async fn announce(&self, channel: &str) {
+    /// Sends `payload` on `channel` (PostgreSQL; nothing elsewhere). Best
+    /// effort: a failure is logged, the listeners' periodic looks cover it.
+    async fn announce(&self, channel: &str, payload: &str) {
         if self.backend() == DbBackend::Postgres {
             use sea_orm::ConnectionTrait;
-            if let Err(e) = self
-                .conn
-                .execute_unprepared(&format!("NOTIFY {channel}"))
-                .await
-            {
+            let notify = sea_orm::Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT pg_notify($1, $2)",
+                [channel.into(), payload.into()],
+            );
+            if let Err(e) = self.conn.execute_raw(notify).await {
                 tracing::debug!(error = %e, channel, "cannot announce a change");
             }
         }
@@ -206,21 +209,12 @@ impl Db {
     /// Sends `SIGNALS_CHANNEL` for the Signals stored here, at most every
     /// `SIGNALS_ANNOUNCE_EVERY`, forever (a part of the relay).
     async fn announce_signals_to_others(&self) {
-        use sea_orm::ConnectionTrait;
         loop {
             self.arrived.to_announce.notified().await;
-            let Some(payload) = self.arrived.take_announcement() else {
-                continue;
-            };
-            let notify = sea_orm::Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                "SELECT pg_notify($1, $2)",
-                [SIGNALS_CHANNEL.into(), payload.into()],
-            );
-            if let Err(e) = self.conn.execute_raw(notify).await {
-                tracing::debug!(error = %e, "cannot announce new Signals");
+            if let Some(payload) = self.arrived.take_announcement() {
+                self.announce(SIGNALS_CHANNEL, &payload).await;
+                self.ambient.sleep(SIGNALS_ANNOUNCE_EVERY).await;
             }
-            self.ambient.sleep(SIGNALS_ANNOUNCE_EVERY).await;
         }
     }
 

@@ -32,15 +32,9 @@ use crate::db::repo::subscriptions::{self, Failure, Pending, State, Subscription
 use crate::domain::{SubscriptionId, TenantId};
 use crate::engine::http::{HttpClient, HttpError, HttpRequest, snippet};
 use crate::services::Services;
-use sea_orm::DbBackend;
 
 /// How often the supervisor looks for subscriptions to take up.
 const SUPERVISE_EVERY: Duration = Duration::from_secs(1);
-/// A task with nothing to send looks again this often even without an
-/// announcement (PostgreSQL; SQLite has no announcements across processes).
-const FALLBACK_POSTGRES: Duration = Duration::from_secs(5);
-/// The same on SQLite.
-const FALLBACK_SQLITE: Duration = Duration::from_secs(1);
 /// After a batch that was not full was taken, the next read waits this long
 /// (not woken by announcements): under load, Signals gather into fewer,
 /// larger batches (two commits each) instead of one delivery per Signal.
@@ -125,7 +119,7 @@ async fn supervise(
         };
         *by_state.entry(name).or_default() += n;
     }
-    for state in ["active", "failing", "disabled", "paused"] {
+    for state in State::ALL.map(State::as_str).into_iter().chain(["paused"]) {
         let n = by_state.get(state).copied().unwrap_or(0);
         metrics::gauge!("push_subscriptions", "state" => state).set(n as f64);
     }
@@ -150,9 +144,7 @@ async fn supervise(
             renewed: now,
             skipped: None,
             skip_saved: now - SKIP_SAVE_EVERY,
-            warned_ahead: false,
             known: None,
-            known_at: now,
             deleted: false,
         };
         let span = tracing::error_span!("push", subscription_id = %id, tenant_id = %tenant);
@@ -180,14 +172,10 @@ struct Task {
     skipped: Option<(String, chrono::DateTime<chrono::Utc>, Position)>,
     /// When a skip was last stored.
     skip_saved: chrono::DateTime<chrono::Utc>,
-    /// Whether the cursor-ahead-of-the-database failure was logged.
-    warned_ahead: bool,
     /// The subscription as this task last read or moved it, and when it was
     /// read: used instead of reading it again for [`KNOWN_FOR`] after a
     /// delivery (an API change applies within that).
     known: Option<(Subscription, chrono::DateTime<chrono::Utc>)>,
-    /// When the subscription of the current step was read.
-    known_at: chrono::DateTime<chrono::Utc>,
     /// The subscription was deleted.
     deleted: bool,
 }
@@ -286,18 +274,14 @@ impl Task {
         let services = Arc::clone(&self.services);
         let db = &services.db;
         let now = services.ambient.now();
-        let sub = match self.known.take() {
-            Some((sub, at)) if now - at < KNOWN_FOR => {
-                self.known_at = at;
-                sub
-            }
+        let (sub, read_at) = match self.known.take() {
+            Some((sub, at)) if now - at < KNOWN_FOR => (sub, at),
             _ => {
                 let Some(sub) = subscriptions::get(db, self.tenant, self.id).await? else {
                     self.deleted = true;
                     return Ok(Step::Stop);
                 };
-                self.known_at = now;
-                sub
+                (sub, now)
             }
         };
         if !sub.enabled || sub.state != State::Active {
@@ -315,7 +299,7 @@ impl Task {
         if let Some(pending) = &sub.pending {
             // Exactly the batch recorded before it was first sent.
             let batch = arrivals::by_ids(db, self.tenant, &pending.signals).await?;
-            return self.attempt(&sub, batch, pending).await;
+            return self.attempt(&sub, read_at, batch, pending).await;
         }
         let Some(stored) = Position::decode(&sub.position).filter(|p| p.fits(db.backend())) else {
             return self
@@ -349,12 +333,8 @@ impl Task {
                 .refuse(&sub, "its cursor is ahead of the database (restored from a logical backup?): move it with PATCH start")
                 .await;
         }
-        let next = read.next.unwrap_or(position);
-        let fallback = if db.backend() == DbBackend::Postgres {
-            FALLBACK_POSTGRES
-        } else {
-            FALLBACK_SQLITE
-        };
+        let next = read.next;
+        let fallback = arrivals::fallback(db.backend());
         if read.signals.is_empty() {
             if next > position {
                 self.skipped = Some((sub.position.clone(), sub.updated_at, next));
@@ -388,15 +368,12 @@ impl Task {
         {
             return Ok(Step::Again);
         }
-        self.attempt(&sub, batch, &pending).await
+        self.attempt(&sub, read_at, batch, &pending).await
     }
 
-    /// Marks the subscription failing with `why` (logged once per task).
+    /// Marks the subscription failing with `why` (its task stops).
     async fn refuse(&mut self, sub: &Subscription, why: &str) -> Result<Step, StoreError> {
-        if !self.warned_ahead {
-            self.warned_ahead = true;
-            tracing::error!(reason = why, "a push subscription cannot be delivered");
-        }
+        tracing::error!(reason = why, "a push subscription cannot be delivered");
         subscriptions::refuse(
             &self.services.db,
             self.tenant,
@@ -410,10 +387,12 @@ impl Task {
         Ok(Step::Stop)
     }
 
-    /// Sends the pending batch once and records what came of it.
+    /// Sends the pending batch once and records what came of it (`sub` as
+    /// read at `read_at`).
     async fn attempt(
         &mut self,
         sub: &Subscription,
+        read_at: chrono::DateTime<chrono::Utc>,
         batch: Vec<(Position, crate::domain::Signal)>,
         pending: &Pending,
     ) -> Result<Step, StoreError> {
@@ -506,7 +485,7 @@ impl Task {
                     moved.pending = None;
                     moved.failures = 0;
                     moved.next_attempt_at = None;
-                    self.known = Some((moved, self.known_at));
+                    self.known = Some((moved, read_at));
                     metrics::counter!("push_deliveries_total", "outcome" => "delivered")
                         .increment(1);
                     metrics::counter!("push_signals_delivered_total").increment(count);

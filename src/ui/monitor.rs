@@ -90,9 +90,8 @@ impl SubscriptionRow {
         now: chrono::DateTime<chrono::Utc>,
     ) -> Self {
         SubscriptionRow {
-            url: crate::engine::http::display_url(
-                &url::Url::parse(&s.url).unwrap_or_else(|_| url::Url::parse("invalid:").unwrap()),
-            ),
+            url: url::Url::parse(&s.url)
+                .map_or_else(|_| String::new(), |u| crate::engine::http::display_url(&u)),
             state: s.state.as_str(),
             enabled: s.enabled,
             delivered: s.delivered,

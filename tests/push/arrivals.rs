@@ -147,7 +147,7 @@ async fn sqlite_positions_follow_commit_order() {
         .await
         .unwrap();
     assert!(read.signals.is_empty());
-    assert_eq!(read.next, Some(h));
+    assert_eq!(read.next, h);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

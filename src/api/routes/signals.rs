@@ -160,7 +160,12 @@ async fn position(state: &AppState, field: &str, text: &str) -> ApiResult<Positi
         .ok_or_else(|| {
             ApiError::invalid_field(field, "expected an arrival position returned by this API")
         })?;
-    if p > arrivals::horizon(db).await? {
+    not_ahead(field, p, arrivals::horizon(db).await?)
+}
+
+/// `p`, unless it is ahead of `horizon` (`field` names it in the error).
+pub(crate) fn not_ahead(field: &str, p: Position, horizon: Position) -> ApiResult<Position> {
+    if p > horizon {
         return Err(ApiError::invalid_field(
             field,
             "this position is ahead of the database (not one of its positions)",
@@ -221,7 +226,7 @@ pub async fn list(
         let after = position(&state, "after", after).await?;
         let page = arrivals::read(&state.0.db, tenant, &filter, &[], after, None, limit).await?;
         return Ok(axum::Json(SignalList {
-            next_cursor: Some(page.next.unwrap_or(after).encode()),
+            next_cursor: Some(page.next.encode()),
             signals: page
                 .signals
                 .into_iter()
@@ -292,12 +297,7 @@ impl Streaming {
         if self.done {
             return None;
         }
-        let backend = self.state.0.db.backend();
-        let fallback = if backend == sea_orm::DbBackend::Postgres {
-            std::time::Duration::from_secs(5)
-        } else {
-            std::time::Duration::from_secs(1)
-        };
+        let fallback = arrivals::fallback(self.state.0.db.backend());
         loop {
             if *self.stopping.borrow() {
                 return None;
@@ -326,7 +326,7 @@ impl Streaming {
             };
             let full = read.signals.len() as u64 >= STREAM_BATCH;
             // A filtered read that stopped looking before the horizon.
-            let more = read.next.is_some_and(|n| n < read.horizon);
+            let more = read.next < read.horizon;
             let mut events = Vec::with_capacity(read.signals.len());
             for (position, signal) in read.signals {
                 let dto = SignalDto::new(signal, self.include_payload);
@@ -340,9 +340,7 @@ impl Streaming {
                         .data(data),
                 );
             }
-            if let Some(next) = read.next {
-                self.position = next;
-            }
+            self.position = read.next;
             if full {
                 let cap = self.state.0.config.push.stream_max_backlog;
                 match arrivals::backlog(db, self.tenant, self.position, cap).await {

@@ -224,13 +224,7 @@ async fn start_position(
         Some("beginning") => Ok(Position::beginning(backend)),
         Some(text) => {
             if let Some(p) = Position::decode(text).filter(|p| p.fits(backend)) {
-                if p > horizon {
-                    return Err(ApiError::invalid_field(
-                        field,
-                        "this position is ahead of the database (not one of its positions)",
-                    ));
-                }
-                return Ok(p);
+                return super::signals::not_ahead(field, p, horizon);
             }
             let Some(cursor) = Cursor::decode(text) else {
                 return Err(ApiError::invalid_field(
@@ -445,7 +439,7 @@ pub async fn update(
     check_filters(
         &state,
         tenant,
-        patch.provider.clone().flatten().as_deref(),
+        patch.provider.as_ref().and_then(Option::as_deref),
         patch.connection_id.flatten(),
     )
     .await?;

@@ -86,7 +86,7 @@ pub struct Arrivals {
     pub signals: Vec<(Position, Signal)>,
     /// Where the next read starts: past every Signal returned and, when the
     /// page is not full, past every one that did not match the filter.
-    pub next: Option<Position>,
+    pub next: Position,
     /// The horizon the read stopped at.
     pub horizon: Position,
 }
@@ -119,6 +119,58 @@ pub async fn horizon(db: &Db) -> Result<Position, StoreError> {
     })
 }
 
+/// How long a reader with nothing to read waits before it looks again
+/// without an announcement (a bounded fallback: PostgreSQL announces new
+/// Signals across nodes; SQLite only within the node).
+pub fn fallback(backend: DbBackend) -> std::time::Duration {
+    if backend == DbBackend::Postgres {
+        std::time::Duration::from_secs(5)
+    } else {
+        std::time::Duration::from_secs(1)
+    }
+}
+
+/// The arrival column as text (selected `AS arrival`) and the arrival order.
+fn arrival(backend: DbBackend) -> (&'static str, &'static str) {
+    if backend == DbBackend::Postgres {
+        ("arrival_xid::text", "arrival_xid, id")
+    } else {
+        ("CAST(rowid AS TEXT)", "rowid")
+    }
+}
+
+/// The position of Signal `id` from its arrival column's text.
+fn parse_arrival(backend: DbBackend, text: &str, id: Uuid) -> Result<Position, StoreError> {
+    let corrupt = || StoreError::Corrupt(format!("arrival {text:?}"));
+    Ok(if backend == DbBackend::Postgres {
+        Position::Xact {
+            xid: text.parse().map_err(|_| corrupt())?,
+            id,
+        }
+    } else {
+        Position::Row(text.parse().map_err(|_| corrupt())?)
+    })
+}
+
+/// Adds `value` to `values`: its `$n` placeholder (statements are written
+/// with `$n` and turned into the backend's form by `repo::sql`).
+fn bind(values: &mut Vec<Value>, value: Value) -> String {
+    values.push(value);
+    format!("${}", values.len())
+}
+
+/// `arrival <op> p`, bound into `values`.
+fn compare(op: &str, p: Position, values: &mut Vec<Value>) -> String {
+    match p {
+        Position::Xact { xid, id } => {
+            let x = bind(values, xid.to_string().into());
+            let i = bind(values, id.into());
+            format!("(arrival_xid, id) {op} ({x}::text::xid8, {i})")
+        }
+        Position::Row(n) => format!("rowid {op} {}", bind(values, n.into())),
+    }
+}
+
 /// The position of the tenant's Signal `id`, if it has one.
 pub async fn position_of(
     db: &Db,
@@ -126,30 +178,21 @@ pub async fn position_of(
     id: Uuid,
 ) -> Result<Option<Position>, StoreError> {
     let backend = db.backend();
-    let sql = if backend == DbBackend::Postgres {
-        "SELECT arrival_xid::text AS a FROM signals WHERE tenant_id = $1 AND id = $2"
-    } else {
-        "SELECT CAST(rowid AS TEXT) AS a FROM signals WHERE tenant_id = ?1 AND id = ?2"
-    };
+    let sql = format!(
+        "SELECT {} AS a FROM signals WHERE tenant_id = $1 AND id = $2",
+        arrival(backend).0
+    );
     let row = db
         .reads()
         .query_one_raw(Statement::from_sql_and_values(
             backend,
-            sql,
+            super::sql(backend, &sql),
             [(*tenant.as_uuid()).into(), id.into()],
         ))
         .await?;
     let Some(row) = row else { return Ok(None) };
     let a: String = row.try_get("", "a")?;
-    let corrupt = || StoreError::Corrupt(format!("arrival {a:?}"));
-    Ok(Some(if backend == DbBackend::Postgres {
-        Position::Xact {
-            xid: a.parse().map_err(|_| corrupt())?,
-            id,
-        }
-    } else {
-        Position::Row(a.parse().map_err(|_| corrupt())?)
-    }))
+    parse_arrival(backend, &a, id).map(Some)
 }
 
 /// Rows a filtered read looks at at most (the filters are checked on the
@@ -175,7 +218,11 @@ pub async fn read(
     if after >= upto || !after.fits(backend) || !upto.fits(backend) {
         return Ok(Arrivals {
             signals: Vec::new(),
-            next: Some(after.max(upto)).filter(|p| p.fits(backend)),
+            next: if upto.fits(backend) {
+                after.max(upto)
+            } else {
+                after
+            },
             horizon,
         });
     }
@@ -185,10 +232,10 @@ pub async fn read(
     let rows = db.reads().query_all_raw(statement).await?;
     let scanned = rows.len() as u64;
     let mut signals = Vec::with_capacity(rows.len().min(limit as usize));
-    let mut last = None;
+    let mut last = after;
     for row in &rows {
         let (position, signal) = positioned(backend, row)?;
-        last = Some(position);
+        last = position;
         if filtered && !row.try_get::<bool>("", "matched")? {
             continue;
         }
@@ -197,12 +244,11 @@ pub async fn read(
             break;
         }
     }
-    let next = if signals.len() as u64 == limit {
-        signals.last().map(|(p, _)| *p)
-    } else if filtered && scanned >= SCAN {
+    let next = if signals.len() as u64 == limit || (filtered && scanned >= SCAN) {
+        // Full, or a filtered read that stopped looking: where it stopped.
         last
     } else {
-        Some(upto)
+        upto
     };
     Ok(Arrivals {
         signals,
@@ -222,27 +268,24 @@ pub async fn by_ids(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let pg = backend == DbBackend::Postgres;
     let mut values: Vec<Value> = vec![(*tenant.as_uuid()).into()];
-    let mut list = Vec::with_capacity(ids.len());
-    for id in ids {
-        values.push((*id).into());
-        list.push(format!("{}{}", if pg { "$" } else { "?" }, values.len()));
-    }
-    let (arrival, order) = if pg {
-        ("arrival_xid::text", "arrival_xid, id")
-    } else {
-        ("CAST(rowid AS TEXT)", "rowid")
-    };
+    let list: Vec<String> = ids
+        .iter()
+        .map(|id| bind(&mut values, (*id).into()))
+        .collect();
+    let (arrival, order) = arrival(backend);
     let sql = format!(
-        "SELECT {}, {arrival} AS arrival FROM signals WHERE tenant_id = {}1 AND id IN ({}) ORDER BY {order}",
+        "SELECT {}, {arrival} AS arrival FROM signals WHERE tenant_id = $1 AND id IN ({}) ORDER BY {order}",
         super::signals::COLUMNS.join(", "),
-        if pg { "$" } else { "?" },
         list.join(", ")
     );
     let rows = db
         .reads()
-        .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+        .query_all_raw(Statement::from_sql_and_values(
+            backend,
+            super::sql(backend, &sql),
+            values,
+        ))
         .await?;
     rows.iter().map(|row| positioned(backend, row)).collect()
 }
@@ -254,15 +297,7 @@ fn positioned(
 ) -> Result<(Position, Signal), StoreError> {
     let a: String = row.try_get("", "arrival")?;
     let model = Model::from_query_result(row, "")?;
-    let corrupt = || StoreError::Corrupt(format!("arrival {a:?}"));
-    let position = if backend == DbBackend::Postgres {
-        Position::Xact {
-            xid: a.parse().map_err(|_| corrupt())?,
-            id: model.id,
-        }
-    } else {
-        Position::Row(a.parse().map_err(|_| corrupt())?)
-    };
+    let position = parse_arrival(backend, &a, model.id)?;
     Ok((position, Signal::from(model)))
 }
 
@@ -286,32 +321,27 @@ pub fn read_statement(
     upto: Position,
     limit: u64,
 ) -> Statement {
-    let pg = backend == DbBackend::Postgres;
     let mut values: Vec<Value> = vec![(*tenant.as_uuid()).into()];
-    let param = |v: Value, values: &mut Vec<Value>| {
-        values.push(v);
-        format!("{}{}", if pg { "$" } else { "?" }, values.len())
-    };
     let mut matched: Vec<String> = Vec::new();
     if let Some(p) = &filter.provider {
         matched.push(format!(
             "provider = {}",
-            param(p.as_str().into(), &mut values)
+            bind(&mut values, p.as_str().into())
         ));
     }
     if let Some(c) = filter.connection_id {
         matched.push(format!(
             "connection_id = {}",
-            param((*c.as_uuid()).into(), &mut values)
+            bind(&mut values, (*c.as_uuid()).into())
         ));
     }
     if let Some(k) = &filter.kind {
-        matched.push(format!("kind = {}", param(k.as_str().into(), &mut values)));
+        matched.push(format!("kind = {}", bind(&mut values, k.as_str().into())));
     }
     if !kinds.is_empty() {
         let list: Vec<String> = kinds
             .iter()
-            .map(|k| param(k.as_str().into(), &mut values))
+            .map(|k| bind(&mut values, k.as_str().into()))
             .collect();
         matched.push(format!("kind IN ({})", list.join(", ")));
     }
@@ -321,7 +351,11 @@ pub fn read_statement(
         sql.push_str(&super::signals::COLUMNS.join(", "));
     } else {
         let matched = matched.join(" AND ");
-        let none = if pg { "'null'::jsonb" } else { "'null'" };
+        let none = if backend == DbBackend::Postgres {
+            "'null'::jsonb"
+        } else {
+            "'null'"
+        };
         for c in super::signals::COLUMNS {
             if c == "payload" {
                 sql.push_str(&format!(
@@ -334,43 +368,29 @@ pub fn read_statement(
         }
         sql.push_str(&format!("({matched}) AS matched"));
     }
-    if pg {
-        sql.push_str(", arrival_xid::text AS arrival FROM signals WHERE tenant_id = $1");
+    let (arrival, order) = arrival(backend);
+    // On SQLite the planner would rather take a filter's index and sort: the
+    // arrival index reads only what arrived after the position.
+    let index = if backend == DbBackend::Postgres {
+        ""
     } else {
-        // The planner would rather take a filter's index and sort: the
-        // arrival index reads only what arrived after the position.
-        sql.push_str(
-            ", CAST(rowid AS TEXT) AS arrival FROM signals INDEXED BY idx_signals_tenant_arrival \
-             WHERE tenant_id = ?1",
-        );
-    }
+        " INDEXED BY idx_signals_tenant_arrival"
+    };
+    sql.push_str(&format!(
+        ", {arrival} AS arrival FROM signals{index} WHERE tenant_id = $1"
+    ));
     for (op, p) in [(">", after), ("<=", upto)] {
-        match p {
-            Position::Xact { xid, id } => {
-                let x = param(xid.to_string().into(), &mut values);
-                let i = param(id.into(), &mut values);
-                sql.push_str(&format!(
-                    " AND (arrival_xid, id) {op} ({x}::text::xid8, {i})"
-                ));
-            }
-            Position::Row(n) => {
-                let n = param(n.into(), &mut values);
-                sql.push_str(&format!(" AND rowid {op} {n}"));
-            }
-        }
+        sql.push_str(" AND ");
+        sql.push_str(&compare(op, p, &mut values));
     }
     let rows = if filtered(filter, kinds) {
         SCAN.max(limit)
     } else {
         limit.max(1)
     };
-    let limit = param((rows as i64).into(), &mut values);
-    if pg {
-        sql.push_str(&format!(" ORDER BY arrival_xid, id LIMIT {limit}"));
-    } else {
-        sql.push_str(&format!(" ORDER BY rowid LIMIT {limit}"));
-    }
-    Statement::from_sql_and_values(backend, sql, values)
+    let limit = bind(&mut values, (rows as i64).into());
+    sql.push_str(&format!(" ORDER BY {order} LIMIT {limit}"));
+    Statement::from_sql_and_values(backend, super::sql(backend, &sql), values)
 }
 
 /// How many of the tenant's Signals arrived after `after`, counted up to
@@ -382,27 +402,24 @@ pub async fn backlog(
     cap: u64,
 ) -> Result<u64, StoreError> {
     let backend = db.backend();
-    let cap = i64::try_from(cap.saturating_add(1)).unwrap_or(i64::MAX);
-    let (sql, values): (&str, Vec<Value>) = match after {
-        Position::Xact { xid, id } => (
-            "SELECT count(*) AS n FROM (SELECT 1 FROM signals WHERE tenant_id = $1 \
-             AND (arrival_xid, id) > ($2::text::xid8, $3) LIMIT $4) t",
-            vec![
-                (*tenant.as_uuid()).into(),
-                xid.to_string().into(),
-                id.into(),
-                cap.into(),
-            ],
-        ),
-        Position::Row(n) => (
-            "SELECT count(*) AS n FROM (SELECT 1 FROM signals WHERE tenant_id = ?1 \
-             AND rowid > ?2 LIMIT ?3) t",
-            vec![(*tenant.as_uuid()).into(), n.into(), cap.into()],
-        ),
-    };
+    let mut values: Vec<Value> = vec![(*tenant.as_uuid()).into()];
+    let after = compare(">", after, &mut values);
+    let cap = bind(
+        &mut values,
+        i64::try_from(cap.saturating_add(1))
+            .unwrap_or(i64::MAX)
+            .into(),
+    );
+    let sql = format!(
+        "SELECT count(*) AS n FROM (SELECT 1 FROM signals WHERE tenant_id = $1 AND {after} LIMIT {cap}) t"
+    );
     let row = db
         .reads()
-        .query_one_raw(Statement::from_sql_and_values(backend, sql, values))
+        .query_one_raw(Statement::from_sql_and_values(
+            backend,
+            super::sql(backend, &sql),
+            values,
+        ))
         .await?;
     let n: i64 = match row {
         Some(row) => row.try_get("", "n")?,

@@ -94,7 +94,8 @@ fn insert_sql(rows: usize) -> String {
     sql
 }
 
-fn strings(v: Value) -> Vec<String> {
+/// The strings of a stored JSON list (anything else: none).
+pub(crate) fn strings(v: Value) -> Vec<String> {
     match v {
         Value::Array(items) => items
             .into_iter()

@@ -112,13 +112,7 @@ pub struct Subscription {
 
 impl From<Model> for Subscription {
     fn from(m: Model) -> Self {
-        let kinds = match m.kinds {
-            Some(Value::Array(items)) => items
-                .into_iter()
-                .filter_map(|v| v.as_str().map(str::to_owned))
-                .collect(),
-            _ => Vec::new(),
-        };
+        let kinds = m.kinds.map(super::signals::strings).unwrap_or_default();
         Subscription {
             id: SubscriptionId::from_uuid(m.id),
             tenant_id: TenantId::from_uuid(m.tenant_id),
@@ -368,16 +362,8 @@ pub async fn update(
         else {
             return Ok(None);
         };
-        let (old_secret, read_at) = (model.secret.clone(), model.updated_at);
-        let row = patched(
-            keys,
-            tenant,
-            id,
-            model.into(),
-            patch.clone(),
-            &old_secret,
-            db.now(),
-        )?;
+        let read_at = model.updated_at;
+        let row = patched(keys, tenant, id, model, patch.clone(), db.now())?;
         let swapped = Entity::update_many()
             .set(row)
             .filter(Column::Id.eq(*id.as_uuid()))
@@ -394,16 +380,17 @@ pub async fn update(
     )))
 }
 
-/// `row` with `patch` applied.
+/// The changes of `patch` to `model`.
 fn patched(
     keys: &KeyRing,
     tenant: TenantId,
     id: SubscriptionId,
-    mut row: ActiveModel,
+    model: Model,
     patch: SubscriptionPatch,
-    old_secret: &[u8],
     now: DateTime<Utc>,
 ) -> Result<ActiveModel, StoreError> {
+    let old_secret = model.secret.clone();
+    let mut row: ActiveModel = model.into();
     if let Some(url) = patch.url {
         row.url = Set(url);
     }
@@ -429,7 +416,7 @@ fn patched(
     }
     if let Some((secret, until)) = patch.rotate {
         // The old secret, re-sealed for its new field.
-        let plain = zeroize::Zeroizing::new(keys.open(old_secret, binding(tenant, id, SECRET))?);
+        let plain = zeroize::Zeroizing::new(keys.open(&old_secret, binding(tenant, id, SECRET))?);
         row.previous_secret = Set(Some(
             keys.seal(&plain, binding(tenant, id, PREVIOUS_SECRET)),
         ));
@@ -730,9 +717,9 @@ pub(crate) async fn swap_sealed(
 
 /// The binding of a subscription's sealed field (key rotation).
 pub(crate) fn sealed_binding<'a>(m: &Model, field: &'a str) -> Binding<'a> {
-    Binding {
-        tenant: TenantId::from_uuid(m.tenant_id),
-        record: ConnectionId::from_uuid(m.id),
+    binding(
+        TenantId::from_uuid(m.tenant_id),
+        SubscriptionId::from_uuid(m.id),
         field,
-    }
+    )
 }
