@@ -32,6 +32,8 @@ pub fn window(
 /// How far back the scheduler looks for full syncs (longer polling intervals
 /// than this do not wait for a backfill to age).
 pub const FULL_SYNC_LOOKBACK: chrono::Duration = chrono::Duration::days(1);
+/// How long a new connection gets no incremental: its backfill comes first.
+pub const BACKFILL_GRACE: chrono::Duration = chrono::Duration::minutes(1);
 
 /// After a renewal job failed for good, how long until the next one is tried.
 pub const RENEW_RETRY_SECONDS: i64 = 3600;
@@ -41,7 +43,11 @@ pub async fn tick(services: &Services, now: DateTime<Utc>) -> Result<usize, Stor
     let db = &services.db;
     let mut enqueued = 0;
     let full_syncs = jobs::recent_full_syncs(db, now - FULL_SYNC_LOOKBACK).await?;
-    for (connection, tenant, provider) in connections::schedulable(db).await? {
+    // A connection's first sync is its backfill, enqueued just after the
+    // connection is stored: a tick between the two must not slip an
+    // incremental in ahead of it.
+    let created_before = now - BACKFILL_GRACE;
+    for (connection, tenant, provider) in connections::schedulable(db, created_before).await? {
         let Some(entry) = services.registry.get(&provider) else {
             continue;
         };

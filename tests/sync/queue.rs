@@ -258,7 +258,11 @@ crate::on_both! {
         let c2 = node.connection(t, "fake", &[("token", "t")], json!({})).await;
         node.connection(t, "pagerduty", &[], json!({})).await;
         connections::update(&node.services.db, t, c2, connections::ConnectionPatch { enabled: Some(false), ..Default::default() }).await.unwrap();
-        let now = chrono::Utc::now();
+        // Within its first minute a connection waits for its backfill (these
+        // were stored without one), then it is scheduled.
+        let created = chrono::Utc::now();
+        assert_eq!(scheduler::tick(&node.services, created).await.unwrap(), 0, "new connections");
+        let now = created + scheduler::BACKFILL_GRACE;
         assert_eq!(scheduler::tick(&node.services, now).await.unwrap(), 1, "enabled polling connections only");
         assert_eq!(scheduler::tick(&node.services, now).await.unwrap(), 0, "same window");
         let other_node = Node::on(&node.database_url, true, &[]).await;

@@ -744,12 +744,17 @@ pub async fn mark_first_signal<C: sea_orm::ConnectionTrait>(
     Ok(created.map(|c| at - c))
 }
 
-/// Every enabled connection, across tenants: what the scheduler needs (ids,
-/// tenant, provider). A system read: no secrets, no config.
-pub async fn schedulable(db: &Db) -> Result<Vec<(ConnectionId, TenantId, String)>, StoreError> {
+/// Every enabled connection created before `created_before`, across tenants:
+/// what the scheduler needs (ids, tenant, provider). A system read: no
+/// secrets, no config.
+pub async fn schedulable(
+    db: &Db,
+    created_before: DateTime<Utc>,
+) -> Result<Vec<(ConnectionId, TenantId, String)>, StoreError> {
     let rows = Entity::find()
         .filter(Column::Enabled.eq(true))
         .filter(Column::Status.eq("active"))
+        .filter(Column::CreatedAt.lt(stored_time(created_before)))
         .all(db.conn())
         .await?;
     Ok(rows
