@@ -9,6 +9,7 @@
 //! checkpoint proper is not the sink's: it is saved with the job's success,
 //! after the run completes.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -18,7 +19,7 @@ use uuid::Uuid;
 use crate::db::repo::queue as store;
 use crate::db::repo::signals;
 use crate::db::{Db, StoreError};
-use crate::domain::{Ambient, Signal};
+use crate::domain::{Ambient, Signal, TenantId};
 use crate::engine::poll::SignalSink;
 
 /// Longest a write transaction stays open, in milliseconds.
@@ -30,8 +31,9 @@ const IN_FLIGHT: usize = 8;
 
 /// What the run hands the writer, in order.
 enum Message {
-    /// Signals to store.
-    Batch(Vec<Signal>),
+    /// Signals to store (their statements built by the run, so the writer
+    /// only waits for the database), and whose they are.
+    Batch(signals::Prepared, HashSet<TenantId>),
     /// Where the run is, once everything before it is stored.
     Position(String),
 }
@@ -78,7 +80,7 @@ struct Open {
     since: DateTime<Utc>,
     signals: u64,
     /// Whose Signals it stores (announced after the commit).
-    tenants: std::collections::HashSet<crate::domain::TenantId>,
+    tenants: HashSet<TenantId>,
 }
 
 impl Open {
@@ -170,9 +172,11 @@ impl CommitSink {
                     }
                     let o = open.as_mut().expect("opened above");
                     match message {
-                        Message::Batch(batch) => {
-                            o.tenants.extend(batch.iter().map(|s| s.tenant_id));
-                            o.signals += signals::insert_owned(&o.txn, batch).await.map_err(store)?;
+                        Message::Batch(batch, tenants) => {
+                            o.tenants.extend(tenants);
+                            o.signals += signals::insert_prepared(&o.txn, batch)
+                                .await
+                                .map_err(store)?;
                         }
                         Message::Position(p) => position = Some(p),
                     }
@@ -210,7 +214,9 @@ impl CommitSink {
             return Ok(());
         }
         let batch = std::mem::take(&mut self.buffer);
-        self.send(Message::Batch(batch)).await
+        let tenants = batch.iter().map(|s| s.tenant_id).collect();
+        let prepared = signals::prepare(self.db.backend(), batch);
+        self.send(Message::Batch(prepared, tenants)).await
     }
 
     /// Waits until everything handed to the writer is committed.
@@ -280,7 +286,7 @@ async fn begin(db: &Db, ambient: &Ambient) -> Result<Open, Stop> {
             .map_err(|e| Stop::Store(e.to_string()))?,
         since: ambient.now(),
         signals: 0,
-        tenants: std::collections::HashSet::new(),
+        tenants: HashSet::new(),
     })
 }
 

@@ -51,11 +51,12 @@ pub(crate) const COLUMNS: [&str; 16] = [
     "dedupe_key",
 ];
 
-/// One row's values, in `COLUMNS` order (the types the entity would bind),
-/// moved out of the Signal.
+/// One row's values, in `COLUMNS` order, moved out of the Signal (SQLite).
+/// The JSON columns go as the text SQLite stores for them, encoded here: the
+/// driver would otherwise copy each payload tree and encode it on the writer's
+/// path.
 fn push_row(values: &mut Vec<sea_orm::Value>, s: Signal) {
     let dedupe_key = s.dedupe_key();
-    let list = |v: Vec<String>| Value::Array(v.into_iter().map(Value::String).collect());
     values.extend([
         s.id.into(),
         (*s.tenant_id.as_uuid()).into(),
@@ -67,13 +68,18 @@ fn push_row(values: &mut Vec<sea_orm::Value>, s: Signal) {
         s.external_id.into(),
         s.summary.into(),
         s.priority.map(|p| p.as_str().to_owned()).into(),
-        list(s.participants).into(),
-        list(s.tags).into(),
-        list(s.related).into(),
+        json_text(&s.participants).into(),
+        json_text(&s.tags).into(),
+        json_text(&s.related).into(),
         s.url.into(),
-        s.payload.into(),
+        json_text(&s.payload).into(),
         dedupe_key.into(),
     ]);
+}
+
+/// `v` as JSON text.
+fn json_text<T: serde::Serialize + ?Sized>(v: &T) -> String {
+    serde_json::to_string(v).expect("JSON values and string lists always encode")
 }
 
 /// `INSERT … VALUES (…), … ON CONFLICT (tenant_id, occurred_at, dedupe_key) DO NOTHING` for
@@ -132,15 +138,17 @@ impl From<Model> for Signal {
 
 /// The PostgreSQL statement: one array per column, `UNNEST`ed into rows (16
 /// parameters per batch instead of 16 per row). Arrays cannot carry NULL here,
-/// so the optional text columns travel as `''` and come back as NULL.
+/// so the optional text columns travel as `''` and come back as NULL; the JSON
+/// columns travel as their text (encoded with the statement, see [`prepare`]).
 const INSERT_UNNEST: &str = "INSERT INTO signals (id, tenant_id, connection_id, provider, kind, \
      occurred_at, received_at, external_id, summary, priority, participants, tags, related, url, \
      payload, dedupe_key) \
      SELECT id, tenant_id, connection_id, provider, kind, occurred_at, received_at, external_id, \
-     summary, NULLIF(priority, ''), participants, tags, related, NULLIF(url, ''), payload, dedupe_key \
+     summary, NULLIF(priority, ''), participants::jsonb, tags::jsonb, related::jsonb, NULLIF(url, ''), \
+     payload::jsonb, dedupe_key \
      FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::timestamptz[], \
-     $7::timestamptz[], $8::text[], $9::text[], $10::text[], $11::jsonb[], $12::jsonb[], \
-     $13::jsonb[], $14::text[], $15::jsonb[], $16::text[]) \
+     $7::timestamptz[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], \
+     $13::text[], $14::text[], $15::text[], $16::text[]) \
      AS t(id, tenant_id, connection_id, provider, kind, occurred_at, received_at, external_id, \
      summary, priority, participants, tags, related, url, payload, dedupe_key) \
      ON CONFLICT (tenant_id, occurred_at, dedupe_key) DO NOTHING";
@@ -158,7 +166,6 @@ fn unnest_values(chunk: impl ExactSizeIterator<Item = Signal>) -> Vec<sea_orm::V
     let (mut participants, mut tags) = (Vec::with_capacity(n), Vec::with_capacity(n));
     let (mut related, mut urls) = (Vec::with_capacity(n), Vec::with_capacity(n));
     let (mut payloads, mut keys) = (Vec::with_capacity(n), Vec::with_capacity(n));
-    let list = |v: Vec<String>| Value::Array(v.into_iter().map(Value::String).collect());
     for s in chunk {
         keys.push(s.dedupe_key());
         ids.push(s.id);
@@ -175,11 +182,11 @@ fn unnest_values(chunk: impl ExactSizeIterator<Item = Signal>) -> Vec<sea_orm::V
                 .map(|p| p.as_str().to_owned())
                 .unwrap_or_default(),
         );
-        participants.push(list(s.participants));
-        tags.push(list(s.tags));
-        related.push(list(s.related));
+        participants.push(json_text(&s.participants));
+        tags.push(json_text(&s.tags));
+        related.push(json_text(&s.related));
         urls.push(s.url.unwrap_or_default());
-        payloads.push(s.payload);
+        payloads.push(json_text(&s.payload));
     }
     vec![
         ids.into(),
@@ -199,6 +206,38 @@ fn unnest_values(chunk: impl ExactSizeIterator<Item = Signal>) -> Vec<sea_orm::V
         payloads.into(),
         keys.into(),
     ]
+}
+
+/// Signals made ready to store: their statements, built (the rows encoded)
+/// wherever that is cheapest, so that storing them is only the database's
+/// work (a sync builds them before they reach its writer).
+pub struct Prepared {
+    statements: Vec<Statement>,
+}
+
+/// `signals` ready to store on `backend`.
+pub fn prepare(backend: DbBackend, signals: Vec<Signal>) -> Prepared {
+    let mut statements = Vec::with_capacity(signals.len().div_ceil(BATCH));
+    let mut rest = signals.into_iter();
+    loop {
+        let chunk: Vec<Signal> = rest.by_ref().take(BATCH).collect();
+        if chunk.is_empty() {
+            return Prepared { statements };
+        }
+        statements.push(insert_statement(backend, chunk.into_iter(), false));
+    }
+}
+
+/// Stores prepared Signals (as [`insert`]); how many were new.
+pub async fn insert_prepared<C>(conn: &C, prepared: Prepared) -> Result<u64, StoreError>
+where
+    C: ConnectionTrait,
+{
+    let mut inserted = 0;
+    for statement in prepared.statements {
+        inserted += conn.execute_raw(statement).await?.rows_affected();
+    }
+    Ok(inserted)
 }
 
 /// The statement storing `chunk` (at most `BATCH` Signals).
@@ -248,17 +287,7 @@ pub async fn insert_owned<C>(conn: &C, signals: Vec<Signal>) -> Result<u64, Stor
 where
     C: ConnectionTrait,
 {
-    let backend = conn.get_database_backend();
-    let mut inserted = 0;
-    let mut rest = signals.into_iter();
-    loop {
-        let chunk: Vec<Signal> = rest.by_ref().take(BATCH).collect();
-        if chunk.is_empty() {
-            return Ok(inserted);
-        }
-        let statement = insert_statement(backend, chunk.into_iter(), false);
-        inserted += conn.execute_raw(statement).await?.rows_affected();
-    }
+    insert_prepared(conn, prepare(conn.get_database_backend(), signals)).await
 }
 
 /// As [`insert`], returning the ids of the Signals that were new (the others
