@@ -12,7 +12,6 @@ mod pagination;
 mod request;
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use http::Method;
@@ -61,7 +60,7 @@ impl SignalSink for VecSink {
 /// Everything one polling run needs.
 pub struct PollContext<'a> {
     /// The connector.
-    pub descriptor: &'a Arc<CompiledDescriptor>,
+    pub descriptor: &'a CompiledDescriptor,
     /// The outbound client.
     pub http: &'a HttpClient,
     /// The connection's credentials.
@@ -412,34 +411,24 @@ async fn poll_partition(
                 )?)
             }
         };
-        // This page is mapped on another thread while the next one is fetched
-        // and parsed here, so the two run in parallel (not just
-        // concurrently on one thread).
+        // This page is mapped and written while the next one is fetched (the
+        // request goes out first).
         let fetch_next = async {
             match &next_request {
                 Some(r) => Some(fetch_json(ctx, polling, r, page, projection).await),
                 None => None,
             }
         };
-        let mapping = {
-            let descriptor = Arc::clone(descriptor);
-            tokio::task::spawn_blocking(move || {
-                let mapped = map_page(&descriptor, &body, &map_ctx);
-                (mapped, body)
-            })
+        let map_and_write = async {
+            let mapped = map_page(descriptor, &body, &map_ctx);
+            position.skipped += mapped.skipped.len() as u64;
+            progress.observe(&polling.delta, descriptor, &body, &mapped.signals);
+            position.signals += mapped.signals.len() as u64;
+            sink.write(mapped.signals).await
         };
-        let (next_fetched, mapped) = tokio::join!(fetch_next, mapping);
-        let (mapped, body) = match mapped {
-            Ok(done) => done,
-            // A panic in the mapping is the job's (the executor catches it).
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(_) => return Err(PollError::Sink("the service is shutting down".into())),
-        };
-        position.skipped += mapped.skipped.len() as u64;
-        progress.observe(&polling.delta, descriptor, &body, &mapped.signals);
+        let (next_fetched, written) = tokio::join!(fetch_next, map_and_write);
         drop(body);
-        position.signals += mapped.signals.len() as u64;
-        sink.write(mapped.signals).await.map_err(PollError::Sink)?;
+        written.map_err(PollError::Sink)?;
         let (Some(next_request), Some(next_fetched)) = (next_request, next_fetched) else {
             break;
         };
