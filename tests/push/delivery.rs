@@ -116,14 +116,7 @@ async fn killed_mid_delivery_then_restarted(backend: Backend) {
     for n in 1..=20 {
         ingest(&server, tenant, n).await;
     }
-    let started = Instant::now();
-    while receiver.in_flight() == 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "no delivery began"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    receiver.wait_in_flight(Duration::from_secs(10)).await;
     let url = server.database_url.clone();
     let dir = server.kill();
     receiver.delay(Duration::ZERO);
@@ -261,15 +254,7 @@ async fn a_slow_subscriber_holds_up_neither_ingestion_nor_another_subscriber() {
     let fast_done = t.elapsed();
     // Nor did the other subscriber: it had all 100 before the slow one
     // answered anything, and the slow one is being delivered to meanwhile.
-    assert!(slow.taken().is_empty(), "{:?}", slow.taken().len());
-    let asked = Instant::now();
-    while slow.in_flight() == 0 {
-        assert!(
-            asked.elapsed() < Duration::from_secs(20),
-            "the slow subscriber was never delivered to"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    slow.wait_in_flight(Duration::from_secs(20)).await;
     assert!(slow.taken().is_empty(), "{:?}", slow.taken().len());
     eprintln!(
         "ingestion of 100 webhooks: {alone:?} with no subscriber, {with_slow:?} beside a stalled subscriber \

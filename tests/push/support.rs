@@ -225,6 +225,18 @@ impl Receiver {
         }
     }
 
+    /// Waits until a delivery is being answered (at most `limit`).
+    pub async fn wait_in_flight(&self, limit: Duration) {
+        let started = std::time::Instant::now();
+        while self.in_flight() == 0 {
+            assert!(
+                started.elapsed() < limit,
+                "no delivery began within {limit:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Checks what was taken: every Signal of `expected` (ids, in this order)
     /// exactly once in order once repeats are dropped, and every repeat in a
     /// delivery with the same `webhook-id` as its first.
