@@ -313,12 +313,14 @@ impl<'de> Visitor<'de> for Projected<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut out = Map::new();
         let Node::Parts(parts) = self.0 else {
             // Nothing below is read: the members are only checked.
             while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-            return Ok(Value::Object(out));
+            return Ok(Value::Object(Map::new()));
         };
+        // Sized for the members named (what is usually kept), so that the map
+        // does not regrow member by member; a wildcard grows it further.
+        let mut out = Map::with_capacity(parts.members.len());
         let every = (parts.every != Node::None).then_some(&parts.every);
         while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
             match parts.members.get(key.as_ref()).or(every) {
