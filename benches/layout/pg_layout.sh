@@ -6,6 +6,7 @@
 # 90 transactions of 1,000 `INSERT … SELECT` rows each, fsync and synchronous
 # commit on, three interleaved rounds, on a throwaway cluster. Synthetic rows,
 # shaped like the peer harness's GitHub issues (no provider payload needed).
+# The cluster listens only on a socket in its scratch directory (no TCP port).
 #   benches/layout/pg_layout.sh
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
@@ -15,7 +16,7 @@ as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 [ "$(id -u)" = 0 ] && chown postgres:postgres "$dir"
 as_pg "$bin/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 --locale=C >/dev/null
 as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w \
-  -o "-p 54999 -k $dir -c listen_addresses=127.0.0.1 -c fsync=on -c synchronous_commit=on" start >/dev/null
+  -o "-p 54999 -k $dir -c listen_addresses= -c fsync=on -c synchronous_commit=on" start >/dev/null
 trap 'as_pg "$bin/pg_ctl" -D "$dir/data" -m fast stop >/dev/null; rm -rf "$dir"' EXIT
 psql="psql -h $dir -p 54999 -U postgres -q"
 for t in current proposed; do

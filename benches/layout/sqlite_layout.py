@@ -39,10 +39,9 @@ CREATE INDEX i5 ON signals (tenant_id, kind, id);
 CREATE INDEX i6 ON signals (tenant_id, connection_id, id);
 CREATE INDEX i7 ON signals (tenant_id);"""
 def run(prop):
-    path=os.path.join(tempfile.mkdtemp(), 't.db')
-    for sfx in ['','-wal','-shm']:
-        try: os.remove(path+sfx)
-        except FileNotFoundError: pass
+    with tempfile.TemporaryDirectory() as d:
+        return timed(os.path.join(d, 't.db'), prop)
+def timed(path, prop):
     db=sqlite3.connect(path, isolation_level=None)
     db.execute('pragma journal_mode=wal'); db.execute('pragma synchronous=full')
     db.executescript(PROP if prop else CUR)
@@ -54,6 +53,8 @@ def run(prop):
         for j in range(i,min(i+1500,N),100):
             db.executemany(q, rs[j:j+100])
         db.execute('COMMIT')
-    return time.perf_counter()-t
+    elapsed=time.perf_counter()-t
+    db.close()
+    return elapsed
 for r in range(3):
     print('cur %.3f'%run(False), 'prop %.3f'%run(True), flush=True)
