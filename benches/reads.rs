@@ -288,7 +288,7 @@ async fn fill(db: &Db, total: usize, tenants: usize) -> Vec<Sample> {
                 (i as i64 * (span_us / total as i64)) + rng.below(1_000_000) as i64,
             );
         let signal = Signal {
-            id: Uuid::now_v7(),
+            id: Uuid::nil(),
             tenant_id: tenant_ids[t],
             connection_id: connection_ids[t][p],
             provider: provider.to_owned(),
@@ -303,7 +303,8 @@ async fn fill(db: &Db, total: usize, tenants: usize) -> Vec<Sample> {
             related: vec![],
             url: Some(format!("https://example.com/{provider}/items/{i}")),
             payload: json!({"raw": {"number": i, "state": "open", "title": format!("Item #{i}")}}),
-        };
+        }
+        .with_derived_id();
         if i % 1000 == 500 {
             samples.push(Sample {
                 tenant: signal.tenant_id,

@@ -16,6 +16,7 @@ mod m20261201_000009_zoho_cliq_region;
 mod m20261202_000010_dashboard;
 mod m20261202_000011_operations;
 mod m20261202_000012_push;
+mod m20261203_000013_signal_ids;
 
 /// All migrations, in order.
 pub struct Migrator;
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000010_dashboard::Migration),
             Box::new(m20261202_000011_operations::Migration),
             Box::new(m20261202_000012_push::Migration),
+            Box::new(m20261203_000013_signal_ids::Migration),
         ]
     }
 }

@@ -28,7 +28,7 @@ mod ids;
 mod job;
 pub mod rotation;
 mod scrub;
-mod signal;
+pub mod signal;
 mod tokens;
 
 pub use ambient::{

@@ -1,4 +1,6 @@
-//! The normalized Signal every connector emits, and its dedupe key.
+//! The normalized Signal every connector emits, its dedupe key, and the id
+//! derived from both: occurrence time first, so ids sort the way Signals are
+//! listed, and the same event always gets the same id.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
@@ -27,7 +29,9 @@ text_enum!(Priority { Critical => "critical", High => "high", Medium => "medium"
 /// A normalized event from a provider.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Signal {
-    /// Time-ordered id (UUID v7).
+    /// The event's id ([`signal_id`]): its occurrence time, then 64 bits of
+    /// its dedupe hash. Constructors set it with [`Signal::with_derived_id`];
+    /// storage derives it again, so a stored Signal always has it.
     pub id: Uuid,
     /// The tenant.
     pub tenant_id: TenantId,
@@ -60,9 +64,25 @@ pub struct Signal {
 }
 
 impl Signal {
-    /// The dedupe key of this signal (unique per tenant in storage).
+    /// The dedupe key of this signal.
     pub fn dedupe_key(&self) -> String {
-        dedupe_key(
+        hex::encode(self.dedupe_digest())
+    }
+
+    /// The id this Signal is stored under ([`signal_id`]).
+    pub fn derived_id(&self) -> Uuid {
+        signal_id(self.occurred_at, &self.dedupe_digest())
+    }
+
+    /// This Signal with its [`derived_id`](Signal::derived_id) (call it once
+    /// every field is final).
+    pub fn with_derived_id(mut self) -> Signal {
+        self.id = self.derived_id();
+        self
+    }
+
+    fn dedupe_digest(&self) -> [u8; 32] {
+        dedupe_digest(
             self.connection_id,
             &self.provider,
             &self.kind,
@@ -72,9 +92,46 @@ impl Signal {
     }
 }
 
+/// A Signal's id: the occurrence time in microseconds since the epoch (its
+/// sign bit flipped, so that the ids of times before 1970 sort before the
+/// later ones), then the first 64 bits of the dedupe hash. Unique per event
+/// (two events in one microsecond differ in the hash), stable across
+/// releases (it is stored, and migration 13 computes the same in SQL), and
+/// ordered by time: the primary key `(tenant_id, id)` is both the dedupe
+/// constraint and the listing order.
+pub fn signal_id(occurred_at: DateTime<Utc>, dedupe_digest: &[u8; 32]) -> Uuid {
+    let mut bytes = [0; 16];
+    bytes[..8].copy_from_slice(&time_bits(occurred_at).to_be_bytes());
+    bytes[8..].copy_from_slice(&dedupe_digest[..8]);
+    Uuid::from_bytes(bytes)
+}
+
+/// The smallest id of a Signal that occurred at `t` (to the microsecond):
+/// every Signal that occurred before `t` has a smaller id, every other one
+/// an id at least this.
+pub fn first_id_at(t: DateTime<Utc>) -> Uuid {
+    Uuid::from_u64_pair(time_bits(t), 0)
+}
+
+/// The largest id of a Signal that occurred at `t` (to the microsecond).
+pub fn last_id_at(t: DateTime<Utc>) -> Uuid {
+    Uuid::from_u64_pair(time_bits(t), u64::MAX)
+}
+
+/// Whether `id` has the layout of [`signal_id`] for a Signal that occurred
+/// at `t` (to the microsecond).
+pub fn id_is_at(id: Uuid, t: DateTime<Utc>) -> bool {
+    id.as_u64_pair().0 == time_bits(t)
+}
+
+/// `t` in microseconds, as an unsigned number in time order.
+fn time_bits(t: DateTime<Utc>) -> u64 {
+    (t.timestamp_micros() as u64) ^ (1 << 63)
+}
+
 /// A stable hash (SHA-256, hex) of what makes two signals the same event: the
 /// connection, provider, kind, external id and occurrence time. Stable across
-/// releases: it is stored.
+/// releases: the stored ids hold its first 64 bits.
 pub fn dedupe_key(
     connection: ConnectionId,
     provider: &str,
@@ -82,6 +139,23 @@ pub fn dedupe_key(
     external_id: &str,
     occurred_at: DateTime<Utc>,
 ) -> String {
+    hex::encode(dedupe_digest(
+        connection,
+        provider,
+        kind,
+        external_id,
+        occurred_at,
+    ))
+}
+
+/// The SHA-256 of [`dedupe_key`].
+fn dedupe_digest(
+    connection: ConnectionId,
+    provider: &str,
+    kind: &str,
+    external_id: &str,
+    occurred_at: DateTime<Utc>,
+) -> [u8; 32] {
     let mut hasher = Sha256::new();
     for part in [
         connection.to_string().as_str(),
@@ -95,7 +169,7 @@ pub fn dedupe_key(
         hasher.update((part.len() as u64).to_be_bytes());
         hasher.update(part.as_bytes());
     }
-    hex::encode(hasher.finalize())
+    hasher.finalize().into()
 }
 
 #[cfg(test)]

@@ -264,8 +264,8 @@ fn map_item(
     }
     payload.insert("raw".into(), Value::Object(raw));
 
-    Ok(without_nul(Signal {
-        id: Uuid::now_v7(),
+    Ok(finished(Signal {
+        id: Uuid::nil(),
         tenant_id: ctx.tenant_id,
         connection_id: ctx.connection_id,
         provider: descriptor.id().to_owned(),
@@ -285,6 +285,12 @@ fn map_item(
             .and_then(scalar_string),
         payload: Value::Object(payload),
     }))
+}
+
+/// A Signal a connector built, made ready to store: [`without_nul`], then its
+/// id derived from its final fields ([`Signal::with_derived_id`]).
+pub fn finished(s: Signal) -> Signal {
+    without_nul(s).with_derived_id()
 }
 
 /// Removes NUL characters from every text of a Signal: PostgreSQL refuses them

@@ -206,11 +206,16 @@ async fn write(
     let mut now_syncs: HashMap<ConnectionId, (TenantId, &str)> = HashMap::new();
     // Per delivery: whether any part was new, and the ids of its Signals.
     let mut delivered: Vec<(bool, Vec<uuid::Uuid>)> = Vec::with_capacity(deliveries.len());
+    // Two deliveries (or one) may carry the same event: the same id, stored
+    // and counted once.
+    let mut queued = HashSet::new();
     for (d, fresh) in deliveries.iter().zip(&fresh) {
         let mut ids = Vec::new();
         for (p, _) in d.parts.iter().zip(fresh).filter(|(_, new)| **new) {
-            ids.extend(p.signals.iter().map(|s| s.id));
-            to_insert.extend(&p.signals);
+            for s in p.signals.iter().filter(|s| queued.insert(s.id)) {
+                ids.push(s.id);
+                to_insert.push(s);
+            }
             match p.follow_up {
                 FollowUp::Backstop if recent_jobs.get(&p.connection) != Some(&window) => {
                     follow_up.insert(p.connection, (p.tenant, d.provider.as_str()));

@@ -84,7 +84,7 @@ on_both_backends! {
         let j = jobs["jobs"][0]["id"].as_str().unwrap().to_owned();
         let db = server.db().await;
         let signal = Signal {
-            id: Uuid::now_v7(),
+            id: Uuid::nil(),
             tenant_id: TenantId::from_uuid(a),
             connection_id: ConnectionId::from_uuid(Uuid::parse_str(&c).unwrap()),
             provider: "github".into(),
@@ -99,7 +99,8 @@ on_both_backends! {
             related: vec![],
             url: None,
             payload: json!({}),
-        };
+        }
+.with_derived_id();
         assert_eq!(signals::insert(db.conn(), &[signal]).await.unwrap(), 1);
 
         // Tenant A sees its own.

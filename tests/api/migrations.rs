@@ -17,7 +17,7 @@ async fn run(backend: Backend) {
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    const NAMES: [&str; 12] = [
+    const NAMES: [&str; 13] = [
         "m20261122_000001_initial",
         "m20261122_000002_one_running_job",
         "m20261122_000003_oauth_state_connection",
@@ -30,10 +30,11 @@ async fn run(backend: Backend) {
         "m20261202_000010_dashboard",
         "m20261202_000011_operations",
         "m20261202_000012_push",
+        "m20261203_000013_signal_ids",
     ];
     let listing = |state: &str| NAMES.map(|n| format!("{state}\t{n}")).join("\n");
     assert_eq!(migrate(&["status"]).trim(), listing("Applied"));
-    assert!(migrate(&["down", "--steps", "12"]).contains("reverted 12"));
+    assert!(migrate(&["down", "--steps", "13"]).contains("reverted 13"));
     assert_eq!(migrate(&["status"]).trim(), listing("Pending"));
     assert!(migrate(&["up"]).contains("applied"));
     assert_eq!(migrate(&["status"]).trim(), listing("Applied"));

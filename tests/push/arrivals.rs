@@ -19,7 +19,7 @@ use crate::api::harness::send;
 
 fn signal(tenant: TenantId, n: u64) -> Signal {
     Signal {
-        id: Uuid::now_v7(),
+        id: Uuid::nil(),
         tenant_id: tenant,
         connection_id: ConnectionId::from_uuid(Uuid::nil()),
         provider: "github".into(),
@@ -35,6 +35,7 @@ fn signal(tenant: TenantId, n: u64) -> Signal {
         url: None,
         payload: json!({}),
     }
+    .with_derived_id()
 }
 
 async fn read_all(db: &Db, tenant: TenantId) -> Vec<String> {

@@ -389,6 +389,11 @@ pub fn webhook_to(base: &str, tenant: Uuid, n: u64) -> reqwest::RequestBuilder {
     v["number"] = json!(n);
     v["pull_request"]["number"] = json!(n);
     v["pull_request"]["id"] = json!(1_000_000 + n);
+    // Each a second after the one before: newest first is delivery order
+    // (equal times would be ordered by the ids' hash part).
+    let at = chrono::DateTime::parse_from_rfc3339("2019-05-15T15:20:33Z").unwrap()
+        + chrono::Duration::seconds(n as i64);
+    v["pull_request"]["updated_at"] = json!(at.to_rfc3339());
     let body = serde_json::to_vec(&v).unwrap();
     let mut mac =
         <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(GITHUB_SECRET.as_bytes()).unwrap();

@@ -25,6 +25,7 @@ mod queue;
 mod resume;
 mod retention;
 mod shipped;
+mod signal_ids;
 mod slack;
 mod store;
 mod upkeep;

@@ -1,5 +1,5 @@
 //! Query plans, asserted: every filter combination of `GET /signals` is one
-//! index range walked in `(occurred_at, id)` order (no scan, no sort), on
+//! index range walked in id order (occurrence order; no scan, no sort), on
 //! SQLite (`EXPLAIN QUERY PLAN`) and PostgreSQL (`EXPLAIN`, sequential scans
 //! priced out so the planner shows what it can do at volume). A regression
 //! fails here deterministically, without timing anything.
@@ -162,23 +162,26 @@ async fn spread(node: &Node) -> (TenantId, ConnectionId) {
     let mut batch = Vec::new();
     for i in 0..8_000usize {
         let (connection_id, tenant_id, provider) = connections[i % connections.len()];
-        batch.push(poblysh_connectors::domain::Signal {
-            id: Uuid::now_v7(),
-            tenant_id,
-            connection_id,
-            provider: provider.into(),
-            kind: kinds[(i / 7) % kinds.len()].into(),
-            occurred_at: t0 + chrono::Duration::minutes(i as i64),
-            received_at: t0,
-            external_id: i.to_string(),
-            summary: "s".into(),
-            priority: None,
-            participants: vec![],
-            tags: vec![],
-            related: vec![],
-            url: None,
-            payload: serde_json::json!({}),
-        });
+        batch.push(
+            poblysh_connectors::domain::Signal {
+                id: Uuid::nil(),
+                tenant_id,
+                connection_id,
+                provider: provider.into(),
+                kind: kinds[(i / 7) % kinds.len()].into(),
+                occurred_at: t0 + chrono::Duration::minutes(i as i64),
+                received_at: t0,
+                external_id: i.to_string(),
+                summary: "s".into(),
+                priority: None,
+                participants: vec![],
+                tags: vec![],
+                related: vec![],
+                url: None,
+                payload: serde_json::json!({}),
+            }
+            .with_derived_id(),
+        );
     }
     signals::insert(db, &batch).await.unwrap();
     db.execute_unprepared("ANALYZE").await.unwrap();
@@ -190,7 +193,8 @@ crate::on_both! {
         let node = Node::new(backend, true, &[]).await;
         let db = node.services.db.conn();
         let (tenant, connection) = spread(&node).await;
-        let cursor = Cursor { time: "2024-06-01T00:00:00Z".parse().unwrap(), id: Uuid::now_v7() };
+        let time = "2024-06-01T00:00:00Z".parse().unwrap();
+        let cursor = Cursor { time, id: poblysh_connectors::domain::signal::last_id_at(time) };
         for (name, filter) in filters(connection) {
             for cursor in [None, Some(cursor)] {
                 let statement = signals::page_select(tenant, &filter, 50, cursor).build(db.get_database_backend());
@@ -210,31 +214,37 @@ crate::on_both! {
                         in_range.push("kind");
                     }
                 }
+                let timed = filter.occurred_after.is_some();
                 match backend {
                     crate::sync::harness::Backend::Sqlite => {
                         assert!(plan.contains("SEARCH signals USING INDEX") || plan.contains("SEARCH signals USING COVERING INDEX"), "{context}");
                         assert!(!plan.contains("TEMP B-TREE"), "sorted per page: {context}");
                         // A time range may narrow the range instead (the planner's choice).
-                        let by_time = filter.occurred_after.is_some() && plan.contains("occurred_at>?");
+                        let by_time = timed && plan.contains("id>?");
                         for column in &in_range {
                             assert!(by_time || plan.contains(&format!("{column}=?")), "{column} is not in the index range: {context}");
                         }
-                        if cursor.is_some() {
-                            assert!(plan.contains("(occurred_at,id)<(?,?)"), "the keyset is not in the index range: {context}");
+                        // The time bounds and the keyset are id bounds, in the range.
+                        if timed {
+                            assert!(plan.contains("id>?"), "the time range is not in the index range: {context}");
+                        }
+                        if cursor.is_some() || filter.occurred_before.is_some() {
+                            assert!(plan.contains("id<?"), "the keyset is not in the index range: {context}");
                         }
                     }
                     crate::sync::harness::Backend::Postgres => {
                         assert!(plan.contains("Index Scan"), "{context}");
                         assert!(!plan.contains("Seq Scan") && !plan.contains("Sort"), "{context}");
-                        let by_time = filter.occurred_after.is_some()
-                            && plan.lines().any(|l| l.contains("Index Cond") && l.contains("(occurred_at > "));
+                        let cond = plan.lines().find(|l| l.contains("Index Cond")).unwrap_or_default();
+                        let by_time = timed && cond.contains("(id > ");
                         for column in &in_range {
-                            let narrowed = plan.lines().any(|l| l.contains("Index Cond") && l.contains(&format!("({column} = ")));
-                            assert!(by_time || narrowed, "{column} is not in the index condition: {context}");
+                            assert!(by_time || cond.contains(&format!("({column} = ")), "{column} is not in the index condition: {context}");
                         }
-                        if cursor.is_some() {
-                            let keyset_in_index = plan.lines().any(|l| l.contains("Index Cond") && l.contains("ROW(occurred_at, id) <"));
-                            assert!(keyset_in_index, "the keyset is not in the index condition: {context}");
+                        if timed {
+                            assert!(cond.contains("(id > "), "the time range is not in the index condition: {context}");
+                        }
+                        if cursor.is_some() || filter.occurred_before.is_some() {
+                            assert!(cond.contains("(id < "), "the keyset is not in the index condition: {context}");
                         }
                     }
                 }
@@ -253,7 +263,7 @@ crate::on_both! {
             .build(db.get_database_backend());
         let job_counts = stats::job_counts(tenant, connection, now - chrono::Duration::days(7)).build(db.get_database_backend());
         for (name, statement, index) in [
-            ("signals", signal_counts, "idx_signals_tenant_connection_time"),
+            ("signals", signal_counts, "idx_signals_tenant_connection_id"),
             ("jobs", job_counts, "idx_sync_jobs_tenant_connection_created"),
         ] {
             let plan = plan(&node, statement).await;

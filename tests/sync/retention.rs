@@ -32,7 +32,7 @@ const ENV: [(&str, &str); 3] = [
 
 fn signal(tenant: TenantId, connection: ConnectionId, n: usize) -> Signal {
     Signal {
-        id: Uuid::now_v7(),
+        id: Uuid::nil(),
         tenant_id: tenant,
         connection_id: connection,
         provider: "fake".into(),
@@ -48,6 +48,7 @@ fn signal(tenant: TenantId, connection: ConnectionId, n: usize) -> Signal {
         url: None,
         payload: json!({}),
     }
+    .with_derived_id()
 }
 
 /// Rows of one table, and of those, how many were made after `marker`.

@@ -12,7 +12,7 @@ use uuid::Uuid;
 fn signal(tenant: TenantId, conn: ConnectionId, i: i64, full: bool) -> Signal {
     let at: DateTime<Utc> = "2024-03-01T10:00:00.123456Z".parse().unwrap();
     Signal {
-        id: Uuid::now_v7(),
+        id: Uuid::nil(),
         tenant_id: tenant,
         connection_id: conn,
         provider: "github".into(),
@@ -32,6 +32,7 @@ fn signal(tenant: TenantId, conn: ConnectionId, i: i64, full: bool) -> Signal {
         url: full.then(|| format!("https://github.com/octo-org/hello-world/issues/{i}")),
         payload: json!({"number": i, "state": "open", "comments": 0, "author_association": "OWNER"}),
     }
+.with_derived_id()
 }
 
 crate::on_both! {

@@ -1,4 +1,5 @@
-//! `signals`: normalized Signals, unique per tenant by dedupe key.
+//! `signals`: normalized Signals, unique per tenant by id (an id derived from
+//! the dedupe key; the table's primary key is `(tenant_id, id)`).
 
 use sea_orm::entity::prelude::*;
 
@@ -6,7 +7,8 @@ use sea_orm::entity::prelude::*;
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "signals")]
 pub struct Model {
-    /// Signal id (UUID v7).
+    /// Signal id (`domain::signal::signal_id`; the key declared here is the id
+    /// alone, every lookup also names the tenant).
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: Uuid,
     /// Owning tenant.
@@ -41,8 +43,6 @@ pub struct Model {
     /// Payload.
     #[sea_orm(column_type = "JsonBinary")]
     pub payload: Json,
-    /// Dedupe key.
-    pub dedupe_key: String,
 }
 
 /// No relations.

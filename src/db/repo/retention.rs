@@ -1,8 +1,10 @@
 //! Pruning statements: each deletes at most one batch of rows older than a
-//! cutoff, in its own short statement, through an index (Signals and webhook
-//! deliveries by their UUID v7 ids, minted when they arrived: the primary
-//! key; finished jobs by `finished_at`), so writers are never held up for
-//! long. A cross-tenant maintenance operation, like `keys::reencrypt_all`.
+//! cutoff, in its own short statement, through an index (Signals per tenant
+//! from the head of their arrival order, while they were received before the
+//! cutoff; webhook deliveries by their UUID v7 ids, minted when they arrived:
+//! the primary key; finished jobs by `finished_at`), so writers are never held
+//! up for long. A cross-tenant maintenance operation, like
+//! `keys::reencrypt_all`.
 
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DbBackend, Statement, Value};
@@ -49,10 +51,7 @@ impl Table {
 
     fn statement(self) -> &'static str {
         match self {
-            Table::Signals => {
-                "DELETE FROM signals WHERE id IN \
-                 (SELECT id FROM signals WHERE id < $1 ORDER BY id LIMIT $2)"
-            }
+            Table::Signals => PG_SIGNALS,
             Table::Jobs => {
                 "DELETE FROM sync_jobs WHERE id IN \
                  (SELECT id FROM sync_jobs WHERE finished_at < $1 \
@@ -74,10 +73,29 @@ impl Table {
     }
 }
 
-/// `Table::Signals`' statement on SQLite.
-const SQLITE_SIGNALS: &str = "DELETE FROM signals WHERE id IN \
-     (SELECT id FROM signals WHERE id < $1 \
-      AND rowid < (SELECT max(rowid) FROM signals) ORDER BY id LIMIT $2)";
+/// `Table::Signals`, one tenant's batch on PostgreSQL: of the first `$3` of
+/// its Signals in arrival order (the arrival index), those received before
+/// `$2`. Arrival order is commit order, received times grow with it but for
+/// the length of a sync run, so the head is where the old Signals are; one
+/// received late behind them waits for the next round.
+const PG_SIGNALS: &str = "DELETE FROM signals WHERE tenant_id = $1 AND id IN \
+     (SELECT id FROM signals WHERE tenant_id = $1 ORDER BY arrival_xid, id LIMIT $3) \
+     AND received_at < $2";
+
+/// `Table::Signals` on SQLite, as [`PG_SIGNALS`] (the arrival order is the
+/// rowid), and never the last row stored: a new row would take its rowid
+/// again, an arrival position subscribers may have passed already.
+const SQLITE_SIGNALS: &str = "DELETE FROM signals WHERE rowid IN \
+     (SELECT rowid FROM signals INDEXED BY idx_signals_tenant_arrival WHERE tenant_id = $1 \
+      AND rowid < (SELECT max(rowid) FROM signals) ORDER BY rowid LIMIT $3) \
+     AND received_at < $2";
+
+/// The tenants that have Signals, one probe of the primary key each.
+const SIGNAL_TENANTS: &str = "WITH RECURSIVE t(id) AS \
+     (SELECT (SELECT tenant_id FROM signals ORDER BY tenant_id LIMIT 1) \
+     UNION ALL SELECT (SELECT tenant_id FROM signals WHERE tenant_id > t.id \
+     ORDER BY tenant_id LIMIT 1) FROM t WHERE t.id IS NOT NULL) \
+     SELECT id FROM t WHERE id IS NOT NULL";
 
 /// The smallest UUID v7 minted at `at`: every id minted before it is smaller.
 pub fn id_at(at: DateTime<Utc>) -> Uuid {
@@ -93,22 +111,60 @@ pub async fn prune_batch(
     batch: u64,
 ) -> Result<u64, StoreError> {
     let backend = db.backend();
+    if table == Table::Signals {
+        return prune_signals(db, cutoff, batch).await;
+    }
     let cutoff: Value = match table {
-        Table::Signals | Table::Deliveries => id_at(cutoff).into(),
+        Table::Deliveries => id_at(cutoff).into(),
         _ => stored_time(cutoff).into(),
     };
     let values = [cutoff, (batch as i64).into()];
-    let statement = match (table, backend) {
-        // Never the last row stored: a new row would take its rowid again,
-        // an arrival position subscribers may have passed already.
-        (Table::Signals, DbBackend::Sqlite) => sql(backend, SQLITE_SIGNALS),
-        _ => sql(backend, table.statement()),
-    };
     let result = db
         .conn()
-        .execute_raw(Statement::from_sql_and_values(backend, statement, values))
+        .execute_raw(Statement::from_sql_and_values(
+            backend,
+            sql(backend, table.statement()),
+            values,
+        ))
         .await?;
     Ok(result.rows_affected())
+}
+
+/// `Table::Signals`: at most `batch` of each tenant's (each tenant its own
+/// statement); how many in all.
+async fn prune_signals(db: &Db, cutoff: DateTime<Utc>, batch: u64) -> Result<u64, StoreError> {
+    let backend = db.backend();
+    let tenants = db
+        .conn()
+        .query_all_raw(Statement::from_string(backend, SIGNAL_TENANTS))
+        .await?;
+    let statement = sql(
+        backend,
+        if backend == DbBackend::Postgres {
+            PG_SIGNALS
+        } else {
+            SQLITE_SIGNALS
+        },
+    );
+    let mut pruned = 0;
+    for row in tenants {
+        let tenant: Uuid = row.try_get_by_index(0)?;
+        let values: [Value; 3] = [
+            tenant.into(),
+            stored_time(cutoff).into(),
+            (batch as i64).into(),
+        ];
+        pruned += db
+            .conn()
+            .execute_raw(Statement::from_sql_and_values(
+                backend,
+                statement.clone(),
+                values,
+            ))
+            .await?
+            .rows_affected();
+    }
+    Ok(pruned)
 }
 
 #[cfg(test)]

@@ -1,16 +1,22 @@
-//! Signals, tenant-scoped: idempotent batch insert (unique per tenant and dedupe
-//! key) and keyset pagination on `(occurred_at, id)`, newest first.
+//! Signals, tenant-scoped: idempotent batch insert (the primary key
+//! `(tenant_id, id)` is the dedupe constraint: a Signal's id is derived from
+//! its occurrence time and dedupe hash) and keyset pagination on the id, which
+//! orders by occurrence time, newest first.
 
 use std::borrow::Borrow;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, Statement};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    Statement,
+};
 use serde_json::Value;
 use uuid::Uuid;
 
 use super::cursor::Cursor;
 use crate::db::entities::signal::{Column, Entity, Model};
 use crate::db::{Db, StoreError, stored_time};
+use crate::domain::signal::{first_id_at, id_is_at, last_id_at};
 use crate::domain::{ConnectionId, Priority, Signal, TenantId};
 
 /// Rows per INSERT statement (16 columns; well under SQLite's variable limit).
@@ -32,7 +38,7 @@ pub struct SignalFilter {
 }
 
 /// The stored columns, in statement order.
-pub(crate) const COLUMNS: [&str; 16] = [
+pub(crate) const COLUMNS: [&str; 15] = [
     "id",
     "tenant_id",
     "connection_id",
@@ -48,7 +54,6 @@ pub(crate) const COLUMNS: [&str; 16] = [
     "related",
     "url",
     "payload",
-    "dedupe_key",
 ];
 
 /// One row's values, in `COLUMNS` order, moved out of the Signal (SQLite).
@@ -56,7 +61,11 @@ pub(crate) const COLUMNS: [&str; 16] = [
 /// driver would otherwise copy each payload tree and encode it on the writer's
 /// path.
 fn push_row(values: &mut Vec<sea_orm::Value>, s: Signal) {
-    let dedupe_key = s.dedupe_key();
+    debug_assert_eq!(
+        s.id,
+        s.derived_id(),
+        "a Signal is stored under its derived id"
+    );
     values.extend([
         s.id.into(),
         (*s.tenant_id.as_uuid()).into(),
@@ -73,7 +82,6 @@ fn push_row(values: &mut Vec<sea_orm::Value>, s: Signal) {
         json_text(&s.related).into(),
         s.url.into(),
         json_text(&s.payload).into(),
-        dedupe_key.into(),
     ]);
 }
 
@@ -82,10 +90,10 @@ fn json_text<T: serde::Serialize + ?Sized>(v: &T) -> String {
     serde_json::to_string(v).expect("JSON values and string lists always encode")
 }
 
-/// `INSERT … VALUES (…), … ON CONFLICT (tenant_id, occurred_at, dedupe_key) DO NOTHING` for
+/// `INSERT … VALUES (…), … ON CONFLICT (tenant_id, id) DO NOTHING` for
 /// `rows` rows (SQLite).
 fn insert_sql(rows: usize) -> String {
-    let mut sql = String::with_capacity(160 + rows * 16 * 5);
+    let mut sql = String::with_capacity(160 + rows * COLUMNS.len() * 3);
     sql.push_str("INSERT INTO signals (");
     sql.push_str(&COLUMNS.join(", "));
     sql.push_str(") VALUES ");
@@ -96,7 +104,7 @@ fn insert_sql(rows: usize) -> String {
         }
         sql.push(')');
     }
-    sql.push_str(" ON CONFLICT (tenant_id, occurred_at, dedupe_key) DO NOTHING");
+    sql.push_str(" ON CONFLICT (tenant_id, id) DO NOTHING");
     sql
 }
 
@@ -136,22 +144,22 @@ impl From<Model> for Signal {
     }
 }
 
-/// The PostgreSQL statement: one array per column, `UNNEST`ed into rows (16
-/// parameters per batch instead of 16 per row). Arrays cannot carry NULL here,
+/// The PostgreSQL statement: one array per column, `UNNEST`ed into rows (15
+/// parameters per batch instead of 15 per row). Arrays cannot carry NULL here,
 /// so the optional text columns travel as `''` and come back as NULL; the JSON
 /// columns travel as their text (encoded with the statement, see [`prepare`]).
 const INSERT_UNNEST: &str = "INSERT INTO signals (id, tenant_id, connection_id, provider, kind, \
      occurred_at, received_at, external_id, summary, priority, participants, tags, related, url, \
-     payload, dedupe_key) \
+     payload) \
      SELECT id, tenant_id, connection_id, provider, kind, occurred_at, received_at, external_id, \
      summary, NULLIF(priority, ''), participants::jsonb, tags::jsonb, related::jsonb, NULLIF(url, ''), \
-     payload::jsonb, dedupe_key \
+     payload::jsonb \
      FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::timestamptz[], \
      $7::timestamptz[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], \
-     $13::text[], $14::text[], $15::text[], $16::text[]) \
+     $13::text[], $14::text[], $15::text[]) \
      AS t(id, tenant_id, connection_id, provider, kind, occurred_at, received_at, external_id, \
-     summary, priority, participants, tags, related, url, payload, dedupe_key) \
-     ON CONFLICT (tenant_id, occurred_at, dedupe_key) DO NOTHING";
+     summary, priority, participants, tags, related, url, payload) \
+     ON CONFLICT (tenant_id, id) DO NOTHING";
 
 /// The `INSERT_UNNEST` parameters of a batch, moved out of its Signals.
 fn unnest_values(chunk: impl ExactSizeIterator<Item = Signal>) -> Vec<sea_orm::Value> {
@@ -165,9 +173,13 @@ fn unnest_values(chunk: impl ExactSizeIterator<Item = Signal>) -> Vec<sea_orm::V
     let mut priorities = Vec::with_capacity(n);
     let (mut participants, mut tags) = (Vec::with_capacity(n), Vec::with_capacity(n));
     let (mut related, mut urls) = (Vec::with_capacity(n), Vec::with_capacity(n));
-    let (mut payloads, mut keys) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let mut payloads = Vec::with_capacity(n);
     for s in chunk {
-        keys.push(s.dedupe_key());
+        debug_assert_eq!(
+            s.id,
+            s.derived_id(),
+            "a Signal is stored under its derived id"
+        );
         ids.push(s.id);
         tenants.push(*s.tenant_id.as_uuid());
         connections.push(*s.connection_id.as_uuid());
@@ -204,7 +216,6 @@ fn unnest_values(chunk: impl ExactSizeIterator<Item = Signal>) -> Vec<sea_orm::V
         related.into(),
         urls.into(),
         payloads.into(),
-        keys.into(),
     ]
 }
 
@@ -262,8 +273,8 @@ fn insert_statement(
     Statement::from_sql_and_values(backend, format!("{}{tail}", insert_sql(rows)), values)
 }
 
-/// Stores signals; one already stored (same tenant and dedupe key; the key
-/// includes the occurrence time, which leads the unique index) is skipped.
+/// Stores signals; one already stored (same tenant and id, that is the same
+/// dedupe key: the id is derived from it) is skipped.
 /// Returns how many were new. Pass a transaction to store them with other writes.
 ///
 /// Hand-written statements rather than `insert_many`: this is the sync path's
@@ -291,7 +302,7 @@ where
 }
 
 /// As [`insert`], returning the ids of the Signals that were new (the others
-/// were already stored: the same dedupe key).
+/// were already stored: the same id, or the same one earlier in `signals`).
 pub async fn insert_returning<C, S>(
     conn: &C,
     signals: &[S],
@@ -332,8 +343,9 @@ pub async fn list(
 }
 
 /// The query of one page of the tenant's signals: every filter combination
-/// walks an index range in `(occurred_at, id)` order (see the signal indexes'
-/// migration; the query-plan tests hold it).
+/// walks an index range in id order, which is occurrence-time order (see the
+/// signal-id migration; the query-plan tests hold it). The time bounds and
+/// the cursor are bounds on the id.
 pub fn page_select(
     tenant: TenantId,
     filter: &SignalFilter,
@@ -351,19 +363,26 @@ pub fn page_select(
         query = query.filter(Column::Kind.eq(k.as_str()));
     }
     if let Some(t) = filter.occurred_after {
-        query = query.filter(Column::OccurredAt.gt(stored_time(t)));
+        query = query.filter(Column::Id.gt(last_id_at(stored_time(t))));
     }
-    // One upper bound, the tighter of the cursor and `occurred_before` (the
-    // other is implied): given both, SQLite may range over the time bounds and
-    // filter the keyset row by row.
-    let before = filter.occurred_before.map(stored_time);
-    let (before, cursor) = match (before, cursor) {
-        (Some(b), Some(c)) if c.time < b => (None, Some(c)),
-        (Some(b), Some(_)) => (Some(b), None),
-        other => other,
+    // One upper bound, the tighter of the cursor and `occurred_before`.
+    let before = filter.occurred_before.map(|t| first_id_at(stored_time(t)));
+    let after = cursor.map(|c| {
+        if id_is_at(c.id, c.time) {
+            c.id
+        } else {
+            // A cursor handed out before ids were derived from the time: its
+            // id says nothing about the order, its time does (a Signal in the
+            // same microsecond as the cursor's may be passed over).
+            first_id_at(c.time)
+        }
+    });
+    let upper = match (before, after) {
+        (Some(b), Some(a)) => Some(b.min(a)),
+        (b, a) => b.or(a),
     };
-    if let Some(t) = before {
-        query = query.filter(Column::OccurredAt.lt(t));
+    if let Some(u) = upper {
+        query = query.filter(Column::Id.lt(u));
     }
-    super::cursor::page_query(query, Column::OccurredAt, Column::Id, cursor, limit)
+    query.order_by_desc(Column::Id).limit(limit + 1)
 }

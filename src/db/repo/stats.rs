@@ -1,7 +1,7 @@
 //! Counts for one connection's monitoring (`GET /connections/{id}/stats`, the
 //! dashboard): Signals that occurred in the last 24 hours and 7 days, and its
 //! jobs created in the last 7 days by state. Each is one index range
-//! (`(tenant_id, connection_id, occurred_at, id)` for Signals,
+//! (`(tenant_id, connection_id, id)` for Signals, whose ids order by occurrence,
 //! `(tenant_id, connection_id, created_at, id)` for jobs; the query-plan tests
 //! hold it), so the cost follows the window, not the table.
 
@@ -13,6 +13,7 @@ use sea_orm::{ColumnTrait, EntityTrait, ExprTrait, QueryFilter, QuerySelect};
 
 use crate::db::entities::{signal, sync_job};
 use crate::db::{Db, StoreError, stored_time};
+use crate::domain::signal::last_id_at;
 use crate::domain::{ConnectionId, JobState, TenantId};
 
 /// What [`connection`] counts.
@@ -35,7 +36,12 @@ pub fn signal_counts(
     since_7d: DateTime<Utc>,
 ) -> sea_orm::Select<signal::Entity> {
     use signal::Column;
-    let recent = Expr::case(Expr::col(Column::OccurredAt).gt(stored_time(since_24h)), 1).finally(0);
+    // Occurrence times as id bounds: ids order by them (`signal_id`).
+    let recent = Expr::case(
+        Expr::col(Column::Id).gt(last_id_at(stored_time(since_24h))),
+        1,
+    )
+    .finally(0);
     signal::Entity::find()
         .select_only()
         .expr_as(Func::count(Expr::col(Column::Id)), "last_7d")
@@ -45,7 +51,7 @@ pub fn signal_counts(
         )
         .filter(Column::TenantId.eq(*tenant.as_uuid()))
         .filter(Column::ConnectionId.eq(*connection.as_uuid()))
-        .filter(Column::OccurredAt.gt(stored_time(since_7d)))
+        .filter(Column::Id.gt(last_id_at(stored_time(since_7d))))
 }
 
 /// The statement counting the connection's jobs created since `since`, one

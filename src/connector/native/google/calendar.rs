@@ -21,7 +21,7 @@ use super::watched::{Source, Watched};
 use crate::connector::native::Native;
 use crate::connector::{ConnectionContext, ConnectorError, SyncMode};
 use crate::domain::{Checkpoints, Signal};
-use crate::engine::mapping::{MapContext, without_nul};
+use crate::engine::mapping::{MapContext, finished};
 use crate::engine::poll::{PollOutcome, SignalSink};
 
 /// The provider id.
@@ -120,8 +120,8 @@ pub fn event_signal(event: &Event, calendar: &str, ctx: &MapContext) -> Option<S
     let people = event.organizer.iter().chain(&event.attendees);
     let participants = participants(people.filter_map(|p| p.email.as_deref()));
     let summary = summary(event.summary.as_deref(), || "(no title)".into());
-    Some(without_nul(Signal {
-        id: Uuid::now_v7(),
+    Some(finished(Signal {
+        id: Uuid::nil(),
         tenant_id: ctx.tenant_id,
         connection_id: ctx.connection_id,
         provider: PROVIDER.to_owned(),

@@ -19,7 +19,7 @@ use super::watched::{Source, Watched};
 use crate::connector::native::Native;
 use crate::connector::{ConnectionContext, ConnectorError, SyncMode};
 use crate::domain::{Checkpoints, Signal};
-use crate::engine::mapping::{MapContext, without_nul};
+use crate::engine::mapping::{MapContext, finished};
 use crate::engine::poll::{PollOutcome, SignalSink};
 
 /// The provider id.
@@ -177,8 +177,8 @@ pub fn change_signal(change: &Change, ctx: &MapContext) -> Option<Signal> {
         .flat_map(|f| f.last_modifying_user.iter().chain(&f.owners));
     let participants = participants(people.filter_map(|u| u.email_address.as_deref()));
     let summary = summary(file.map(|f| f.name.as_str()), || format!("File {id}"));
-    Some(without_nul(Signal {
-        id: Uuid::now_v7(),
+    Some(finished(Signal {
+        id: Uuid::nil(),
         tenant_id: ctx.tenant_id,
         connection_id: ctx.connection_id,
         provider: PROVIDER.to_owned(),

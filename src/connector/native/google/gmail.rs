@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::values::{participants, summary};
 use crate::domain::{Priority, Signal};
-use crate::engine::mapping::{MapContext, without_nul};
+use crate::engine::mapping::{MapContext, finished};
 
 /// The provider id.
 pub const PROVIDER: &str = "gmail";
@@ -227,8 +227,8 @@ pub fn message_signals(
         message.id
     );
     let signal = |kind: &str| {
-        without_nul(Signal {
-            id: Uuid::now_v7(),
+        finished(Signal {
+            id: Uuid::nil(),
             tenant_id: ctx.tenant_id,
             connection_id: ctx.connection_id,
             provider: PROVIDER.to_owned(),
