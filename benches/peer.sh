@@ -29,6 +29,9 @@ cargo build --release --quiet
 work=$(mktemp -d "${TMPDIR:-/tmp}/poblysh-peer.XXXXXX")
 cp -R "$PEERS/airbyte" "$PEERS/side-by-side" "$work/"
 rm -rf "$work/airbyte/.venv"
+# Since migration 13 a Signal's id is its dedupe identity (no dedupe_key
+# column): the harness's "stored once" count counts distinct ids.
+sed -i 's/count(DISTINCT dedupe_key)/count(DISTINCT id)/' "$work/side-by-side/sync_side_by_side.py"
 cp target/release/poblysh-connectors "$work/poblysh-connectors"
 venv=${XDG_CACHE_HOME:-$HOME/.cache}/poblysh-peer-venv
 cdk=$(sed -n 's/^CDK_VERSION="${CDK_VERSION:-\([0-9.]*\)}"$/\1/p' "$work/airbyte/bench.sh" | head -n 1)

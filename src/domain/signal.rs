@@ -156,20 +156,66 @@ fn dedupe_digest(
     external_id: &str,
     occurred_at: DateTime<Utc>,
 ) -> [u8; 32] {
+    let mut id = [0; 36];
+    let mut time = [0; 27];
+    let time_text;
+    let time = match micros_rfc3339(occurred_at, &mut time) {
+        Some(t) => t,
+        None => {
+            time_text = occurred_at.to_rfc3339_opts(SecondsFormat::Micros, true);
+            time_text.as_str()
+        }
+    };
     let mut hasher = Sha256::new();
     for part in [
-        connection.to_string().as_str(),
+        &*connection.as_uuid().hyphenated().encode_lower(&mut id),
         provider,
         kind,
         external_id,
-        occurred_at
-            .to_rfc3339_opts(SecondsFormat::Micros, true)
-            .as_str(),
+        time,
     ] {
         hasher.update((part.len() as u64).to_be_bytes());
         hasher.update(part.as_bytes());
     }
     hasher.finalize().into()
+}
+
+/// `t.to_rfc3339_opts(SecondsFormat::Micros, true)` written into `buf`
+/// (`2024-01-01T00:00:00.000000Z`) without allocating, for years 0–9999 and
+/// no leap second; `None` otherwise.
+fn micros_rfc3339(t: DateTime<Utc>, buf: &mut [u8; 27]) -> Option<&str> {
+    use chrono::{Datelike, Timelike};
+    let year = u32::try_from(t.year()).ok().filter(|y| *y <= 9999)?;
+    let nanos = t.nanosecond();
+    if nanos >= 1_000_000_000 {
+        return None;
+    }
+    let mut put = |at: usize, value: u32, digits: usize| {
+        let mut v = value;
+        for i in (at..at + digits).rev() {
+            buf[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, year, 4);
+    put(5, t.month(), 2);
+    put(8, t.day(), 2);
+    put(11, t.hour(), 2);
+    put(14, t.minute(), 2);
+    put(17, t.second(), 2);
+    put(20, nanos / 1000, 6);
+    for (at, sep) in [
+        (4, b'-'),
+        (7, b'-'),
+        (10, b'T'),
+        (13, b':'),
+        (16, b':'),
+        (19, b'.'),
+        (26, b'Z'),
+    ] {
+        buf[at] = sep;
+    }
+    std::str::from_utf8(buf).ok()
 }
 
 #[cfg(test)]
@@ -220,5 +266,75 @@ mod tests {
         for other in others {
             assert_ne!(key, other);
         }
+    }
+
+    #[test]
+    fn ids_are_the_time_then_the_hash_and_sort_by_time() {
+        let c = ConnectionId::from_uuid(Uuid::from_u128(1));
+        let signal = |external: &str, t: &str| {
+            Signal {
+                id: Uuid::nil(),
+                tenant_id: TenantId::from_uuid(Uuid::from_u128(9)),
+                connection_id: c,
+                provider: "github".into(),
+                kind: "pr_merged".into(),
+                occurred_at: at(t),
+                received_at: at(t),
+                external_id: external.into(),
+                summary: String::new(),
+                priority: None,
+                participants: vec![],
+                tags: vec![],
+                related: vec![],
+                url: None,
+                payload: Value::Null,
+            }
+            .with_derived_id()
+        };
+        let s = signal("42", "2024-01-01T00:00:00Z");
+        // Pinned: ids are stored (and migration 13 computes the same in SQL).
+        assert_eq!(s.id.to_string(), "80060dd7-1021-2000-fe76-15b80cfe4409");
+        assert_eq!(&s.dedupe_key()[..16], "fe7615b80cfe4409");
+        assert!(id_is_at(s.id, s.occurred_at));
+        assert!(first_id_at(s.occurred_at) <= s.id && s.id <= last_id_at(s.occurred_at));
+        // Ordered by time, across 1970 and to the microsecond; equal times by hash.
+        let times = [
+            "1901-01-01T00:00:00Z",
+            "1969-12-31T23:59:59.999999Z",
+            "1970-01-01T00:00:00Z",
+            "2024-01-01T00:00:00.000001Z",
+            "9999-12-31T23:59:59.999999Z",
+        ];
+        let ids: Vec<Uuid> = times.iter().map(|t| signal("1", t).id).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+        assert!(last_id_at(at(times[1])) < first_id_at(at(times[2])));
+        let same = signal("43", "2024-01-01T00:00:00Z");
+        assert_ne!(same.id, s.id);
+        assert!(id_is_at(same.id, s.occurred_at));
+        // The same event, however it is built, has the same id.
+        assert_eq!(signal("42", "2024-01-01T01:00:00+01:00").id, s.id);
+    }
+
+    #[test]
+    fn the_time_in_the_dedupe_hash_is_written_as_rfc3339_micros() {
+        let mut buf = [0; 27];
+        let mut t = at("0000-01-01T00:00:00Z");
+        let end = at("9999-12-31T23:59:59.999999Z");
+        // Steps that hit every digit position (a prime number of seconds and
+        // nanoseconds).
+        let step = chrono::Duration::seconds(7_777_777) + chrono::Duration::nanoseconds(123_457);
+        while t < end {
+            let want = t.to_rfc3339_opts(SecondsFormat::Micros, true);
+            assert_eq!(micros_rfc3339(t, &mut buf), Some(want.as_str()));
+            t += step;
+        }
+        assert_eq!(
+            micros_rfc3339(end, &mut buf),
+            Some("9999-12-31T23:59:59.999999Z")
+        );
+        let far = DateTime::from_timestamp(253_402_300_800, 0).unwrap();
+        assert_eq!(micros_rfc3339(far, &mut buf), None);
+        let before_year_zero = DateTime::from_timestamp(-62_167_219_201, 0).unwrap();
+        assert_eq!(micros_rfc3339(before_year_zero, &mut buf), None);
     }
 }

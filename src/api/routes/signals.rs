@@ -22,7 +22,8 @@ use crate::domain::{ConnectionId, Signal, TenantId};
 /// A Signal.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SignalDto {
-    /// Signal id (UUID v7).
+    /// Signal id: derived from the event (occurrence time, then 64 bits of its
+    /// dedupe hash), the same for the same event, ordered by `occurred_at`.
     pub id: Uuid,
     /// Tenant.
     pub tenant_id: Uuid,

@@ -30,18 +30,18 @@ pub struct Model {
     /// Priority.
     pub priority: Option<String>,
     /// JSON list of strings.
-    #[sea_orm(column_type = "JsonBinary")]
+    #[sea_orm(column_type = "Json")]
     pub participants: Json,
     /// JSON list of strings.
-    #[sea_orm(column_type = "JsonBinary")]
+    #[sea_orm(column_type = "Json")]
     pub tags: Json,
     /// JSON list of strings.
-    #[sea_orm(column_type = "JsonBinary")]
+    #[sea_orm(column_type = "Json")]
     pub related: Json,
     /// Web URL.
     pub url: Option<String>,
     /// Payload.
-    #[sea_orm(column_type = "JsonBinary")]
+    #[sea_orm(column_type = "Json")]
     pub payload: Json,
 }
 

@@ -352,7 +352,7 @@ pub fn read_statement(
     } else {
         let matched = matched.join(" AND ");
         let none = if backend == DbBackend::Postgres {
-            "'null'::jsonb"
+            "'null'::json"
         } else {
             "'null'"
         };

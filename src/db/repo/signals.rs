@@ -152,8 +152,8 @@ const INSERT_UNNEST: &str = "INSERT INTO signals (id, tenant_id, connection_id, 
      occurred_at, received_at, external_id, summary, priority, participants, tags, related, url, \
      payload) \
      SELECT id, tenant_id, connection_id, provider, kind, occurred_at, received_at, external_id, \
-     summary, NULLIF(priority, ''), participants::jsonb, tags::jsonb, related::jsonb, NULLIF(url, ''), \
-     payload::jsonb \
+     summary, NULLIF(priority, ''), participants::json, tags::json, related::json, NULLIF(url, ''), \
+     payload::json \
      FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::timestamptz[], \
      $7::timestamptz[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], \
      $13::text[], $14::text[], $15::text[]) \
