@@ -30,8 +30,9 @@ text_enum!(Priority { Critical => "critical", High => "high", Medium => "medium"
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Signal {
     /// The event's id ([`signal_id`]): its occurrence time, then 64 bits of
-    /// its dedupe hash. Constructors set it with [`Signal::with_derived_id`];
-    /// storage derives it again, so a stored Signal always has it.
+    /// its dedupe hash. Constructors set it with [`Signal::with_derived_id`]
+    /// once every field is final; storage relies on it (checked in debug
+    /// builds).
     pub id: Uuid,
     /// The tenant.
     pub tenant_id: TenantId,

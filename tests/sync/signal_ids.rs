@@ -147,7 +147,7 @@ crate::on_both! {
         assert_eq!(signals::insert(conn, &events).await.unwrap(), 0);
         let (page, _) = signals::list(db, tenant, &SignalFilter::default(), 100, None).await.unwrap();
         let mut want = events.clone();
-        want.sort_by(|a, b| (b.occurred_at, b.id).cmp(&(a.occurred_at, a.id)));
+        want.sort_by_key(|s| std::cmp::Reverse((s.occurred_at, s.id)));
         let ids = |s: &[Signal]| s.iter().map(|s| s.id).collect::<Vec<_>>();
         assert_eq!(ids(&page), ids(&want));
 
