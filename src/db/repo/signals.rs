@@ -19,7 +19,7 @@ use crate::db::{Db, StoreError, stored_time};
 use crate::domain::signal::{first_id_at, id_is_at, last_id_at};
 use crate::domain::{ConnectionId, Priority, Signal, TenantId};
 
-/// Rows per INSERT statement (16 columns; well under SQLite's variable limit).
+/// Rows per INSERT statement (15 columns; well under SQLite's variable limit).
 const BATCH: usize = 500;
 
 /// Filters of a signal listing.
