@@ -34,16 +34,30 @@ const PG_NEW_ID: &str = "CASE WHEN length(dedupe_key) = 32 THEN id ELSE \
      (lpad(to_hex(((extract(epoch FROM occurred_at) * 1000000)::bigint) \
      # (-9223372036854775807 - 1)), 16, '0') || substr(dedupe_key, 1, 16))::uuid END";
 
-/// The filter indexes, each ending in the id (the listing order).
-const FILTER_INDEXES: &[&str] = &[
-    "CREATE INDEX IF NOT EXISTS idx_signals_tenant_provider_id ON signals (tenant_id, provider, id)",
-    "CREATE INDEX IF NOT EXISTS idx_signals_tenant_provider_kind_id ON signals (tenant_id, provider, kind, id)",
-    "CREATE INDEX IF NOT EXISTS idx_signals_tenant_kind_id ON signals (tenant_id, kind, id)",
-    "CREATE INDEX IF NOT EXISTS idx_signals_tenant_connection_id ON signals (tenant_id, connection_id, id)",
+/// The filter indexes (name, columns), each ending in the id (the listing
+/// order).
+const FILTER_INDEXES: &[(&str, &str)] = &[
+    ("idx_signals_tenant_provider_id", "tenant_id, provider, id"),
+    (
+        "idx_signals_tenant_provider_kind_id",
+        "tenant_id, provider, kind, id",
+    ),
+    ("idx_signals_tenant_kind_id", "tenant_id, kind, id"),
+    (
+        "idx_signals_tenant_connection_id",
+        "tenant_id, connection_id, id",
+    ),
 ];
 
 /// The JSON columns (PostgreSQL: `jsonb` before, `json` after).
 const JSON_COLUMNS: [&str; 4] = ["participants", "tags", "related", "payload"];
+
+/// `ALTER COLUMN … TYPE` clauses turning every JSON column into `to`.
+fn json_columns_as(to: &str) -> String {
+    JSON_COLUMNS
+        .map(|c| format!("ALTER COLUMN {c} TYPE {to} USING {c}::{to}"))
+        .join(", ")
+}
 
 /// The indexes this migration replaces.
 const OLD_INDEXES: &[&str] = &[
@@ -73,9 +87,7 @@ impl MigrationTrait for Migration {
             // path about 4 % and nothing queries into it).
             db.execute_unprepared(&format!(
                 "ALTER TABLE signals ALTER COLUMN id TYPE uuid USING {PG_NEW_ID}, {}",
-                JSON_COLUMNS
-                    .map(|c| format!("ALTER COLUMN {c} TYPE json USING {c}::json"))
-                    .join(", ")
+                json_columns_as("json")
             ))
             .await?;
             db.execute_unprepared("ALTER TABLE signals ADD PRIMARY KEY (tenant_id, id)")
@@ -90,16 +102,18 @@ impl MigrationTrait for Migration {
         } else {
             rebuild_sqlite(m).await?;
         }
-        for sql in FILTER_INDEXES {
-            db.execute_unprepared(sql).await?;
+        for (name, columns) in FILTER_INDEXES {
+            db.execute_unprepared(&format!(
+                "CREATE INDEX IF NOT EXISTS {name} ON signals ({columns})"
+            ))
+            .await?;
         }
         Ok(())
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
         let db = m.get_connection();
-        for sql in FILTER_INDEXES {
-            let name = sql.split_whitespace().nth(5).unwrap_or_default();
+        for (name, _) in FILTER_INDEXES {
             db.execute_unprepared(&format!("DROP INDEX IF EXISTS {name}"))
                 .await?;
         }
@@ -113,13 +127,8 @@ impl MigrationTrait for Migration {
             ] {
                 db.execute_unprepared(sql).await?;
             }
-            db.execute_unprepared(&format!(
-                "ALTER TABLE signals {}",
-                JSON_COLUMNS
-                    .map(|c| format!("ALTER COLUMN {c} TYPE jsonb USING {c}::jsonb"))
-                    .join(", ")
-            ))
-            .await?;
+            db.execute_unprepared(&format!("ALTER TABLE signals {}", json_columns_as("jsonb")))
+                .await?;
         } else {
             let table = signal_columns(Table::create().table("signals_rebuilt").col(pk_uuid("id")))
                 .col(text("dedupe_key"))

@@ -296,7 +296,7 @@ pub fn finished(s: Signal) -> Signal {
 /// Removes NUL characters from every text of a Signal: PostgreSQL refuses them
 /// in text and JSON (one such value would fail a whole batch of writes), and a
 /// NUL in a title or a field is never meaningful.
-pub fn without_nul(mut s: Signal) -> Signal {
+fn without_nul(mut s: Signal) -> Signal {
     fn text(t: &mut String) {
         if t.contains('\0') {
             t.retain(|c| c != '\0');

@@ -49,9 +49,11 @@ impl Table {
         }
     }
 
-    fn statement(self) -> &'static str {
+    /// The pruning statement on `backend` (Signals: one tenant's batch).
+    fn statement(self, backend: DbBackend) -> &'static str {
         match self {
-            Table::Signals => PG_SIGNALS,
+            Table::Signals if backend == DbBackend::Postgres => PG_SIGNALS,
+            Table::Signals => SQLITE_SIGNALS,
             Table::Jobs => {
                 "DELETE FROM sync_jobs WHERE id IN \
                  (SELECT id FROM sync_jobs WHERE finished_at < $1 \
@@ -123,7 +125,7 @@ pub async fn prune_batch(
         .conn()
         .execute_raw(Statement::from_sql_and_values(
             backend,
-            sql(backend, table.statement()),
+            sql(backend, table.statement(backend)),
             values,
         ))
         .await?;
@@ -138,14 +140,7 @@ async fn prune_signals(db: &Db, cutoff: DateTime<Utc>, batch: u64) -> Result<u64
         .conn()
         .query_all_raw(Statement::from_string(backend, SIGNAL_TENANTS))
         .await?;
-    let statement = sql(
-        backend,
-        if backend == DbBackend::Postgres {
-            PG_SIGNALS
-        } else {
-            SQLITE_SIGNALS
-        },
-    );
+    let statement = sql(backend, Table::Signals.statement(backend));
     let mut pruned = 0;
     for row in tenants {
         let tenant: Uuid = row.try_get_by_index(0)?;

@@ -363,10 +363,10 @@ pub fn page_select(
         query = query.filter(Column::Kind.eq(k.as_str()));
     }
     if let Some(t) = filter.occurred_after {
-        query = query.filter(Column::Id.gt(last_id_at(stored_time(t))));
+        query = query.filter(Column::Id.gt(last_id_at(t)));
     }
     // One upper bound, the tighter of the cursor and `occurred_before`.
-    let before = filter.occurred_before.map(|t| first_id_at(stored_time(t)));
+    let before = filter.occurred_before.map(first_id_at);
     let after = cursor.map(|c| {
         if id_is_at(c.id, c.time) {
             c.id

@@ -37,11 +37,7 @@ pub fn signal_counts(
 ) -> sea_orm::Select<signal::Entity> {
     use signal::Column;
     // Occurrence times as id bounds: ids order by them (`signal_id`).
-    let recent = Expr::case(
-        Expr::col(Column::Id).gt(last_id_at(stored_time(since_24h))),
-        1,
-    )
-    .finally(0);
+    let recent = Expr::case(Expr::col(Column::Id).gt(last_id_at(since_24h)), 1).finally(0);
     signal::Entity::find()
         .select_only()
         .expr_as(Func::count(Expr::col(Column::Id)), "last_7d")
@@ -51,7 +47,7 @@ pub fn signal_counts(
         )
         .filter(Column::TenantId.eq(*tenant.as_uuid()))
         .filter(Column::ConnectionId.eq(*connection.as_uuid()))
-        .filter(Column::Id.gt(last_id_at(stored_time(since_7d))))
+        .filter(Column::Id.gt(last_id_at(since_7d)))
 }
 
 /// The statement counting the connection's jobs created since `since`, one
