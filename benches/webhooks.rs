@@ -4,7 +4,8 @@
 //! keep-alive connections to the real server (`serve --role api`, release
 //! build, PostgreSQL), and the same generator against `GET /healthz` as the
 //! baseline. Reports accepted webhooks/s, p50/p99 latency, the ratio to the
-//! baseline, the server's peak RSS, and checks that every acknowledged
+//! baseline, the server's peak RSS, the CPU time per webhook of the server,
+//! PostgreSQL and the generator, and checks that every acknowledged
 //! delivery is in the database.
 //!
 //! Run: `cargo bench --bench webhooks` (`POBLYSH_BENCH_SECONDS=10`,
@@ -101,6 +102,17 @@ fn orchestrate() {
             connections,
         )
         .await;
+        // Where the cores go while the webhooks are measured.
+        let cpu = || {
+            [
+                server::cpu_seconds(server.id()),
+                server::cpu_seconds_named("postgres"),
+                server::cpu_seconds(std::process::id()),
+            ]
+        };
+        let db = Db::connect(&database_url).await.unwrap();
+        let commits_before = commits(&db).await;
+        let cpu_before = cpu();
         let webhooks = run_load(
             &client,
             &webhook_url,
@@ -109,8 +121,12 @@ fn orchestrate() {
             connections,
         )
         .await;
+        let cpu_after = cpu();
+        let commits_during = commits(&db).await.saturating_sub(commits_before);
+        let per_webhook_us = |i: usize| {
+            ((cpu_after[i] - cpu_before[i]) * 1e6 / webhooks.ok.max(1) as f64).round()
+        };
 
-        let db = Db::connect(&database_url).await.unwrap();
         let deliveries = count(&db, "SELECT COUNT(*) AS n FROM webhook_deliveries").await;
         let signals = count(&db, "SELECT COUNT(*) AS n FROM signals").await;
         let acknowledged = webhooks.ok + warmup.ok;
@@ -126,6 +142,14 @@ fn orchestrate() {
             "signals_stored": signals,
             "no_loss": deliveries == acknowledged && signals == acknowledged,
             "server_peak_rss_kib": server::peak_rss(server.id()),
+            // Transactions the database committed per webhook (the group
+            // commit's batch is its inverse; PostgreSQL only).
+            "commits_per_webhook": (commits_during as f64 / webhooks.ok.max(1) as f64 * 1000.0).round() / 1000.0,
+            "cpu_us_per_webhook": {
+                "server": per_webhook_us(0),
+                "postgres": per_webhook_us(1),
+                "generator": per_webhook_us(2),
+            },
         })
     });
     let _ = server.kill();
@@ -287,6 +311,18 @@ async fn run_load(
     load.elapsed = started.elapsed();
     load.latencies_us.sort_unstable();
     load
+}
+
+/// Transactions committed so far in the bench's database (0 on SQLite).
+async fn commits(db: &Db) -> u64 {
+    if db.backend() != sea_orm::DbBackend::Postgres {
+        return 0;
+    }
+    count(
+        db,
+        "SELECT xact_commit AS n FROM pg_stat_database WHERE datname = current_database()",
+    )
+    .await
 }
 
 async fn count(db: &Db, sql: &str) -> u64 {

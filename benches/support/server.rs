@@ -110,6 +110,40 @@ pub fn peak_rss(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU seconds (user + system) process `pid` has used so far.
+#[allow(dead_code)]
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name (which may hold spaces), from field 3.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|i| fields.get(*i).and_then(|v| v.parse::<u64>().ok()))
+        .sum();
+    // The kernel's USER_HZ is 100 on every Linux this runs on.
+    ticks as f64 / 100.0
+}
+
+/// CPU seconds used so far by every process named `name` (e.g. `postgres`:
+/// the server and its backends).
+#[allow(dead_code)]
+pub fn cpu_seconds_named(name: &str) -> f64 {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == name)
+        })
+        .map(cpu_seconds)
+        .sum()
+}
+
 /// Sends `request`; its JSON answer, which must be a 2xx.
 #[allow(dead_code)]
 pub async fn ok(request: reqwest::RequestBuilder) -> serde_json::Value {
