@@ -5,8 +5,8 @@
 //! build, PostgreSQL), and the same generator against `GET /healthz` as the
 //! baseline. Reports accepted webhooks/s, p50/p99 latency, the ratio to the
 //! baseline, the server's peak RSS, the CPU time per webhook of the server,
-//! PostgreSQL and the generator, and checks that every acknowledged
-//! delivery is in the database.
+//! PostgreSQL and the generator, the commits per webhook, and checks that
+//! every acknowledged delivery is in the database.
 //!
 //! Run: `cargo bench --bench webhooks` (`POBLYSH_BENCH_SECONDS=10`,
 //! `POBLYSH_BENCH_CONNECTIONS=64`, `POBLYSH_BENCH_BACKEND=sqlite` to try the
