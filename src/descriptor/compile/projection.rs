@@ -488,7 +488,7 @@ mod tests {
 
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2048))]
-        /// The scan refuses exactly what serde_json refuses, whatever is kept.
+        /// The projected parse refuses exactly what serde_json refuses, whatever is kept.
         #[test]
         fn refuses_exactly_what_serde_json_refuses(
             text in mutated_json(),
