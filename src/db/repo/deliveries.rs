@@ -31,6 +31,10 @@ pub struct NewDelivery<'a> {
     pub outcome: &'a str,
 }
 
+/// The insert's target, on both backends.
+const INSERT: &str = "INSERT INTO webhook_deliveries (id, provider, tenant_id, connection_id, \
+     delivery_id, received_at, outcome) ";
+
 /// What the insert answers: the rows that were new.
 const ON_CONFLICT: &str = " ON CONFLICT (provider, connection_id, delivery_id) DO NOTHING \
      RETURNING provider, connection_id, delivery_id";
@@ -39,9 +43,7 @@ const ON_CONFLICT: &str = " ON CONFLICT (provider, connection_id, delivery_id) D
 /// the number of rows (prepared once per connection, never re-planned by size).
 fn unnest_statement(chunk: &[NewDelivery<'_>]) -> Statement {
     let sql = format!(
-        "INSERT INTO webhook_deliveries (id, provider, tenant_id, connection_id, delivery_id, \
-         received_at, outcome) \
-         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], $5::text[], \
+        "{INSERT}SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], $5::text[], \
          $6::timestamptz[], $7::text[]){ON_CONFLICT}"
     );
     let values: Vec<sea_orm::Value> = vec![
@@ -70,9 +72,7 @@ fn strings<'a>(values: impl Iterator<Item = &'a str>) -> sea_orm::Value {
 
 /// SQLite: a row of placeholders per delivery.
 fn values_statement(backend: DbBackend, chunk: &[NewDelivery<'_>]) -> Statement {
-    let mut sql = String::from(
-        "INSERT INTO webhook_deliveries (id, provider, tenant_id, connection_id, delivery_id, received_at, outcome) VALUES ",
-    );
+    let mut sql = format!("{INSERT}VALUES ");
     let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * 7);
     for (i, row) in chunk.iter().enumerate() {
         sql.push_str(if i == 0 { "(?" } else { ", (?" });

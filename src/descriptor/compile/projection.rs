@@ -494,17 +494,18 @@ mod tests {
             text in mutated_json(),
             paths in proptest::collection::vec(walkable_path(), 0..3),
         ) {
+            let compiled: Vec<CompiledPath> =
+                paths.iter().map(|p| CompiledPath::parse(p).unwrap()).collect();
             let mut p = Projection::default();
-            for path in &paths {
-                p.add_path(&CompiledPath::parse(path).unwrap());
+            for path in &compiled {
+                p.add_path(path);
             }
             let full = serde_json::from_str::<Value>(&text);
             let got = p.parse(text.as_bytes());
             proptest::prop_assert_eq!(got.is_ok(), full.is_ok(), "{:?}: {:?}", text, got);
-            if let Ok(full) = full {
-                for path in &paths {
-                    let path = CompiledPath::parse(path).unwrap();
-                    proptest::prop_assert_eq!(path.select(got.as_ref().unwrap()), path.select(&full));
+            if let (Ok(full), Ok(got)) = (full, got) {
+                for path in &compiled {
+                    proptest::prop_assert_eq!(path.select(&got), path.select(&full), "{}", path.source());
                 }
             }
         }
