@@ -253,3 +253,63 @@ crate::on_both! {
         }
     }
 }
+
+/// Pages of `PAGE_SIZE` items with one pinned item on every page (a provider
+/// whose listing repeats a record, as offset paging over a changing list does):
+/// page `k` (the `page_token`, from 0) holds it and items `2k+1`, `2k+2`.
+struct Repeating {
+    pages: usize,
+}
+
+impl wiremock::Respond for Repeating {
+    fn respond(&self, req: &wiremock::Request) -> wiremock::ResponseTemplate {
+        let k: usize = req
+            .url
+            .query_pairs()
+            .find(|(name, _)| name == "page_token")
+            .map_or(0, |(_, v)| v.parse().unwrap());
+        let item = |id: usize| {
+            let at = crate::sync::fake::t0() + chrono::Duration::seconds(id as i64);
+            json!({"id": id, "seq": id, "updated_at": at.to_rfc3339(), "title": format!("Item {id}")})
+        };
+        let next = (k + 1 < self.pages).then(|| (k + 1).to_string());
+        wiremock::ResponseTemplate::new(200).set_body_json(json!({
+            "items": [item(0), item(2 * k + 1), item(2 * k + 2)],
+            "next": next,
+            "cursor": (2 * self.pages).to_string(),
+        }))
+    }
+}
+
+crate::on_both! {
+    async fn a_record_met_on_every_page_is_stored_once_and_the_run_does_not_stall(backend) {
+        // On PostgreSQL a run writes on two connections at once: the pinned
+        // item must go to the same one each time, or one lane waits for the
+        // other's uncommitted row while the other waits for the commit.
+        let pages = 60;
+        let node = Node::new(backend, true, &[]).await;
+        let server = MockServer::start().await;
+        wiremock::Mock::given(wiremock::matchers::path("/items"))
+            .respond_with(Repeating { pages })
+            .mount(&server)
+            .await;
+        let yaml = descriptor("fake", &server.uri(), Delta::Cursor, Paging::Cursor).replace(
+            "  retry: {initialBackoffMs: 5}",
+            "  retry: {initialBackoffMs: 5}\n  maxPages: 100000",
+        );
+        node.register(&yaml);
+        let tenant = TenantId::from_uuid(Uuid::now_v7());
+        let conn = node.connection(tenant, "fake", &[("token", "tok")], json!({})).await;
+        scheduler::enqueue_backfill(&node.services, tenant, conn, "fake").await.unwrap();
+        let report = tokio::time::timeout(Duration::from_secs(60), short_lease(&node, "w").try_execute_next())
+            .await
+            .expect("the run stalled")
+            .unwrap()
+            .unwrap();
+        assert_eq!(report.state, JobState::Succeeded, "{report:?}");
+        let distinct = 2 * pages + 1;
+        assert_eq!(stored(&node, tenant).await, distinct);
+        assert_eq!(report.signals as usize, distinct, "{report:?}");
+        assert_eq!(the_job(&node).await.signals_emitted as usize, distinct);
+    }
+}
