@@ -283,9 +283,10 @@ impl wiremock::Respond for Repeating {
 
 crate::on_both! {
     async fn a_record_met_on_every_page_is_stored_once_and_the_run_does_not_stall(backend) {
-        // On PostgreSQL a run writes on two connections at once: the pinned
-        // item must go to the same one each time, or one lane waits for the
-        // other's uncommitted row while the other waits for the commit.
+        // The pinned item reaches the writer on every page, within one
+        // transaction and across commits: stored once, counted once. (A
+        // writer on two connections that did not route it to the same one
+        // each time stalled here: each waited for the other's uncommitted row.)
         let pages = 60;
         let node = Node::new(backend, true, &[]).await;
         let server = MockServer::start().await;
