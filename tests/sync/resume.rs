@@ -35,10 +35,26 @@ struct Setup {
 
 /// A backfill of `items` items (`PAGE_SIZE` per page), each page `delay` late.
 async fn setup(backend: Backend, items: u64, delay: Duration) -> Setup {
-    // No webhook rate limit: the long-sync test posts one every round.
-    let node = Node::new(backend, true, &[("POBLYSH_WEBHOOK_RATE_LIMIT", "0")]).await;
     let server = MockServer::start().await;
     let pages = Counted::mount(&server, items, delay).await;
+    let (node, tenant, conn) = backfill_from(backend, &server).await;
+    Setup {
+        node,
+        tenant,
+        conn,
+        pages,
+        _server: server,
+    }
+}
+
+/// A node with the fake provider of `server` (its listing at `/items`,
+/// without a page limit), a tenant's connection to it and its backfill queued.
+async fn backfill_from(
+    backend: Backend,
+    server: &MockServer,
+) -> (Node, TenantId, poblysh_connectors::domain::ConnectionId) {
+    // No webhook rate limit: the long-sync test posts one every round.
+    let node = Node::new(backend, true, &[("POBLYSH_WEBHOOK_RATE_LIMIT", "0")]).await;
     let yaml = descriptor("fake", &server.uri(), Delta::Cursor, Paging::Cursor).replace(
         "  retry: {initialBackoffMs: 5}",
         "  retry: {initialBackoffMs: 5}\n  maxPages: 100000",
@@ -51,13 +67,7 @@ async fn setup(backend: Backend, items: u64, delay: Duration) -> Setup {
     scheduler::enqueue_backfill(&node.services, tenant, conn, "fake")
         .await
         .unwrap();
-    Setup {
-        node,
-        tenant,
-        conn,
-        pages,
-        _server: server,
-    }
+    (node, tenant, conn)
 }
 
 fn short_lease(node: &Node, worker: &str) -> Executor {
@@ -288,20 +298,12 @@ crate::on_both! {
         // writer on two connections that did not route it to the same one
         // each time stalled here: each waited for the other's uncommitted row.)
         let pages = 60;
-        let node = Node::new(backend, true, &[]).await;
         let server = MockServer::start().await;
         wiremock::Mock::given(wiremock::matchers::path("/items"))
             .respond_with(Repeating { pages })
             .mount(&server)
             .await;
-        let yaml = descriptor("fake", &server.uri(), Delta::Cursor, Paging::Cursor).replace(
-            "  retry: {initialBackoffMs: 5}",
-            "  retry: {initialBackoffMs: 5}\n  maxPages: 100000",
-        );
-        node.register(&yaml);
-        let tenant = TenantId::from_uuid(Uuid::now_v7());
-        let conn = node.connection(tenant, "fake", &[("token", "tok")], json!({})).await;
-        scheduler::enqueue_backfill(&node.services, tenant, conn, "fake").await.unwrap();
+        let (node, tenant, _) = backfill_from(backend, &server).await;
         let report = tokio::time::timeout(Duration::from_secs(60), short_lease(&node, "w").try_execute_next())
             .await
             .expect("the run stalled")
